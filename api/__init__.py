@@ -1,0 +1,1 @@
+"""The doors into headrace: the HTTP API and the `headrace` command line."""

@@ -1,0 +1,145 @@
+"""`headrace`: one command line for every process.
+
+The composition root of each process: it builds settings from the
+environment, wires the parts and runs them. Parsing stays here; the work
+lives in the packages.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from learner.errors import LearnerError
+
+from stream.errors import StreamError
+from stream.settings import StreamSettings
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from stream import stack
+
+    settings = StreamSettings()
+    if args.action == "up":
+        result = stack.up(settings)
+    elif args.action == "down":
+        result = stack.down(settings)
+    else:
+        result = stack.status(settings)
+    print(result)
+    return 0 if args.action != "status" or result.all_running else 3
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from stream.events import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from stream.producer import simulate
+    from stream.simulator import SimulatorConfig
+
+    count = args.count
+    if count is None and args.duration is not None and args.rate is not None:
+        count = int(args.duration * args.rate)
+    config = SimulatorConfig(
+        seed=args.seed,
+        n_users=args.users,
+        n_items=args.items,
+        count=count,
+        drift_at=args.drift_at,
+        attack_at=args.attack_at,
+        malformed_rate=args.malformed_rate,
+    )
+    report = simulate(StreamSettings(), config, rate=args.rate, progress=not args.quiet)
+    print(report)
+    return 0
+
+
+def _learn(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    import redis
+    from prometheus_client import start_http_server
+
+    from learner.settings import LearnerSettings
+    from stream.consumer import ShardWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stream = StreamSettings()
+    settings = LearnerSettings()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
+    ShardWorker(stream, settings, client).run(stop)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="headrace",
+        description="Online learning from a live clickstream. Settings come from HEADRACE_* "
+        "environment variables (see the README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka and Redis")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(run=_stack)
+
+    schema = commands.add_parser("schema", help="print the events' JSON Schema")
+    schema.set_defaults(run=_schema)
+
+    sim = commands.add_parser("simulate", help="publish a seeded yarn-store clickstream to Kafka")
+    sim.add_argument("--seed", type=int, default=7, help="same seed, same events (default 7)")
+    sim.add_argument(
+        "--rate", type=float, default=None, help="events per second (default: flat out)"
+    )
+    sim.add_argument("--count", type=_positive_int, default=None, help="events to publish")
+    sim.add_argument("--duration", type=float, default=None, help="seconds to run (with --rate)")
+    sim.add_argument("--users", type=_positive_int, default=2_000)
+    sim.add_argument("--items", type=_positive_int, default=500)
+    sim.add_argument("--drift-at", type=_positive_int, default=None, help="event count of a drift")
+    sim.add_argument(
+        "--attack-at", type=_positive_int, default=None, help="event count of an attack"
+    )
+    sim.add_argument("--malformed-rate", type=float, default=0.0, help="share of broken records")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(run=_simulate)
+
+    learn = commands.add_parser("learn", help="consume events and train the models (one shard)")
+    learn.set_defaults(run=_learn)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Command = args.run
+    try:
+        return run(args)
+    except (StreamError, LearnerError) as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Drift alerts, fraud and poisoning quarantine, rollback decisions."""

@@ -1,0 +1,1 @@
+"""Turning the clickstream into training examples and River models."""

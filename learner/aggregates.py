@@ -1,0 +1,79 @@
+"""The learner's write-back cache of the online aggregates kept in Redis.
+
+Only the owning learner writes a shard's aggregates, so what it has read
+stays valid while it holds the lease. A batch of records is prefetched in
+one pipelined round trip; updates stay in memory (dirty) until the next
+atomic publish writes them together with the offsets they reflect.
+"""
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
+import redis
+
+from learner.features import Aggregates
+
+
+def decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, float]:
+    """A Redis hash of floats, as written by `encode_hash` (repr round-trips exactly)."""
+    return {k.decode(): float(v) for k, v in raw.items()}
+
+
+def encode_hash(values: Mapping[str, float]) -> dict[str, str]:
+    return {k: repr(v) for k, v in values.items()}
+
+
+class AggregateCache:
+    """Aggregates by Redis key: prefetched, updated in place, flushed at publish."""
+
+    def __init__(self, client: redis.Redis, capacity: int = 100_000) -> None:
+        self._client = client
+        self._capacity = capacity
+        self._entries: OrderedDict[str, dict[str, float]] = OrderedDict()
+        self._dirty: set[str] = set()
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Load every key not yet cached, in one round trip."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self._entries]
+        if not missing:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for key in missing:
+            pipe.hgetall(key)
+        for key, raw in zip(missing, pipe.execute(), strict=True):
+            self._entries[key] = decode_hash(raw)
+        self._evict()
+
+    def get(self, key: str) -> Aggregates:
+        """The aggregates of `key`, for reading and updating; mark_dirty after an update."""
+        entry = self._entries.get(key)
+        if entry is None:
+            self.prefetch([key])
+            entry = self._entries[key]
+        else:
+            self._entries.move_to_end(key)
+        return entry
+
+    def mark_dirty(self, key: str) -> None:
+        self._dirty.add(key)
+
+    def dirty(self) -> dict[str, dict[str, float]]:
+        """What changed since the last publish (the caller writes it, then calls `flushed`)."""
+        return {key: self._entries[key] for key in self._dirty}
+
+    def flushed(self) -> None:
+        self._dirty.clear()
+        self._evict()
+
+    def clear(self) -> None:
+        """Forget everything, e.g. after losing the lease or a restore."""
+        self._entries.clear()
+        self._dirty.clear()
+
+    def _evict(self) -> None:
+        # Dirty entries must survive until they are published.
+        while len(self._entries) > self._capacity:
+            key, _ = next(iter(self._entries.items()))
+            if key in self._dirty:
+                break
+            self._entries.popitem(last=False)

@@ -1,0 +1,30 @@
+"""Errors raised by the learner package."""
+
+
+class LearnerError(Exception):
+    """Base class for every error the learner package raises."""
+
+
+class ModelError(LearnerError):
+    """A model cannot be built or used as asked (unknown kind, bad parameter)."""
+
+
+class StateError(LearnerError):
+    """Learner state cannot be encoded or decoded (corrupt, truncated or foreign bytes)."""
+
+
+class FencedError(LearnerError):
+    """A publish was refused: another learner owns the shard (a newer lease generation)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        shard: str | None = None,
+        generation: int | None = None,
+        current_generation: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.shard = shard
+        self.generation = generation
+        self.current_generation = current_generation

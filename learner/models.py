@@ -1,0 +1,154 @@
+"""River pipelines by name: `build_model("logreg", {"lr": 0.05})`.
+
+Feature dicts map dynamic names to floats (numeric) or strings (categorical),
+so every pipeline splits the features by value type, never by name.
+"""
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from river import compose, linear_model, optim, preprocessing, tree
+
+from learner.errors import ModelError
+
+# Numeric features keep their names; categorical ones get this suffix in the tree, so a
+# feature that is a number in one event and a string in another becomes two features
+# instead of crashing the tree's numeric splitter (it compares the string to floats).
+TREE_CATEGORICAL_SUFFIX = ":str"
+
+
+@dataclass(frozen=True)
+class _Param:
+    default: float | int | str
+    minimum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _build_logreg(p: Mapping[str, Any]) -> Any:
+    optimizers: dict[str, Callable[[float], Any]] = {
+        "sgd": optim.SGD,
+        "adagrad": optim.AdaGrad,
+        "adam": optim.Adam,
+    }
+    if p["l1"] and p["l2"]:
+        raise ModelError("logreg: River cannot combine l1 and l2; set one of them to 0")
+    scaled = compose.SelectType(numbers.Number) | preprocessing.StandardScaler()
+    # drop_zeros: the encoder then keeps no per-value state and emits only the active
+    # "name_value" keys. Without it every prediction copies a dict of every value ever
+    # seen (slower, and the state grows with cardinality); the logit is the same.
+    one_hot = compose.SelectType(str) | preprocessing.OneHotEncoder(drop_zeros=True)
+    model = linear_model.LogisticRegression(
+        optimizer=optimizers[p["optimizer"]](p["lr"]),
+        l2=p["l2"],
+        l1=p["l1"],
+        intercept_lr=p["intercept_lr"],
+    )
+    return compose.Pipeline(scaled + one_hot, model)
+
+
+def _build_tree(p: Mapping[str, Any]) -> Any:
+    typed = compose.SelectType(numbers.Number) + (
+        compose.SelectType(str) | compose.Suffixer(TREE_CATEGORICAL_SUFFIX)
+    )
+    model = tree.HoeffdingTreeClassifier(
+        grace_period=p["grace_period"],
+        max_depth=p["max_depth"],
+        delta=p["delta"],
+        leaf_prediction=p["leaf_prediction"],
+        # The caps that keep the published state small are structural and deterministic:
+        # binary splits (a 50-value category would otherwise split 50 ways, and every unseen
+        # value adds a branch) and max_depth (at most 2**max_depth leaves; leaves at the
+        # depth limit stop learning and drop their splitters).
+        binary_split=True,
+        # River's memory check is only a backstop for unbounded feature sets. It measures
+        # in-memory object sizes, which a pickle round trip does not preserve (shared
+        # floats are duplicated, dicts and lists are resized), so when it bites a restored
+        # tree may deactivate other leaves than the tree that never stopped.
+        max_size=p["max_size_mib"],
+        memory_estimate_period=p["memory_estimate_period"],
+    )
+    return compose.Pipeline(typed, model)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    build: Callable[[Mapping[str, Any]], Any]
+    params: Mapping[str, _Param]
+
+
+_KINDS: dict[str, _Kind] = {
+    "logreg": _Kind(
+        _build_logreg,
+        {
+            "lr": _Param(0.01, minimum=0.0),
+            "l2": _Param(0.0, minimum=0.0),
+            "l1": _Param(0.0, minimum=0.0),
+            "intercept_lr": _Param(0.01, minimum=0.0),
+            "optimizer": _Param("sgd", choices=("sgd", "adagrad", "adam")),
+        },
+    ),
+    "tree": _Kind(
+        _build_tree,
+        {
+            "grace_period": _Param(200, minimum=1),
+            "max_depth": _Param(8, minimum=1),
+            "delta": _Param(1e-7, minimum=0.0),
+            "leaf_prediction": _Param("nba", choices=("nba", "mc", "nb")),
+            "max_size_mib": _Param(64.0, minimum=1.0),
+            "memory_estimate_period": _Param(100_000, minimum=1),
+        },
+    ),
+}
+
+MODEL_KINDS: tuple[str, ...] = tuple(_KINDS)
+
+
+def model_params(kind: str) -> dict[str, float | int | str]:
+    """The parameters `kind` accepts, with their defaults."""
+    return {name: spec.default for name, spec in _kind(kind).params.items()}
+
+
+def build_model(kind: str, params: Mapping[str, object] | None = None) -> Any:
+    """A fresh, untrained River pipeline of `kind`, with `params` over the defaults."""
+    spec = _kind(kind)
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(spec.params))
+    if unknown:
+        raise ModelError(
+            f"{kind}: unknown parameter(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(spec.params))}"
+        )
+    resolved = {
+        name: _check(kind, name, p, given.get(name, p.default)) for name, p in spec.params.items()
+    }
+    return spec.build(resolved)
+
+
+def _kind(kind: str) -> _Kind:
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        raise ModelError(
+            f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}"
+        ) from None
+
+
+def _check(kind: str, name: str, spec: _Param, value: object) -> float | int | str:
+    where = f"{kind}.{name}"
+    if spec.choices:
+        if value not in spec.choices:
+            raise ModelError(f"{where} must be one of {', '.join(spec.choices)}, not {value!r}")
+        return str(value)
+    # bool is an int to Python; a flag where a number belongs is a configuration mistake.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ModelError(f"{where} must be a number, not {value!r}")
+    if isinstance(spec.default, int) and not isinstance(value, int):
+        if not float(value).is_integer():
+            raise ModelError(f"{where} must be a whole number, not {value!r}")
+        value = int(value)
+    if not math.isfinite(value) or (spec.minimum is not None and value < spec.minimum):
+        raise ModelError(f"{where} must be a finite number >= {spec.minimum}, not {value!r}")
+    return value if isinstance(spec.default, int) else float(value)

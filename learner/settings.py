@@ -1,0 +1,57 @@
+"""Settings of the learner process (`headrace learn`)."""
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LearnerSettings(BaseSettings):
+    """How the learner joins labels, which models it trains, how often it publishes."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+
+    shard: str = "main"
+    """Which shard of HEADRACE_SHARDS this learner serves (its model's name)."""
+
+    variants: dict[str, str] = {"main": "logreg"}
+    """Variant name → model kind (logreg, tree), as JSON: '{"a": "logreg", "b": "tree"}'."""
+
+    target: Literal["purchase", "click"] = "purchase"
+    """The outcome that makes an impression a positive example."""
+
+    join_window_s: float = Field(default=1800.0, gt=0)
+    """Attribution window in event time: an impression with no outcome by then is a negative."""
+
+    max_pending: int = Field(default=100_000, ge=1)
+    """Most impressions awaiting their outcome; past it the oldest close as negatives."""
+
+    dedup_capacity: int = Field(default=200_000, ge=1)
+    """How many recent event ids are remembered to learn a replayed duplicate once."""
+
+    half_life_s: float = Field(default=86_400.0, gt=0)
+    """Half-life, in event time, of the decayed per-user and per-item aggregates."""
+
+    metrics_window: int = Field(default=1_000, ge=10)
+    """Examples in the rolling window of the progressive metrics."""
+
+    publish_every_events: int = Field(default=5_000, ge=1)
+    """Publish the state after this many records at the latest ..."""
+
+    publish_every_ms: int = Field(default=250, ge=1)
+    """... or after this many milliseconds, whichever comes first."""
+
+    lease_ttl_ms: int = Field(default=3_000, ge=500)
+    """Ownership lease of the shard; a standby takes over this long after the owner stops."""
+
+    group_id: str = "headrace-learner"
+    """Kafka consumer group the learner commits its offsets to (for lag tools only)."""
+
+    poll_max_records: int = Field(default=2_000, ge=1)
+    """Records fetched per poll: one Redis round trip prefetches their aggregates."""
+
+    metrics_port: int = Field(default=9101, ge=0, le=65535)
+    """Port of the learner's Prometheus endpoint (0: off)."""
+
+    metrics_host: str = "127.0.0.1"
+    """Address the Prometheus endpoint binds to (0.0.0.0 in a container)."""

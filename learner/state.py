@@ -1,0 +1,129 @@
+"""The shard's committed state in Redis, published atomically and fenced.
+
+One publish is one MULTI/EXEC under WATCH of the shard's lease: the models,
+the learner's core (metrics, join counters, watermark), the changed pending
+joins, the new event-id hashes, the changed online aggregates, the offsets
+they all reflect and a version that only grows. If the lease changed hands
+since this learner took it, EXEC fails and nothing is written.
+"""
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from learner.aggregates import encode_hash
+from learner.errors import FencedError
+from learner.joins import Pending
+from learner.keys import ShardKeys, versions_channel
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What a publish wrote, as read back by a learner taking over or restarting."""
+
+    version: int
+    offsets: dict[int, int]
+    """Partition → next offset to read."""
+    meta: dict[str, Any]
+    core: bytes
+    models: dict[str, bytes]
+    pending: dict[str, Pending]
+    seen_chunks: list[bytes]
+
+
+@dataclass(slots=True)
+class Delta:
+    """Everything one publish writes."""
+
+    offsets: dict[int, int]
+    meta: dict[str, Any]
+    core: bytes
+    models: dict[str, bytes]
+    pending_upserts: dict[str, bytes] = field(default_factory=dict)
+    pending_deletes: list[str] = field(default_factory=list)
+    seen_chunk: bytes | None = None
+    seen_drop: int = 0
+    aggregates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+class StateStore:
+    """Reads and publishes one shard's state."""
+
+    def __init__(self, client: redis.Redis, keys: ShardKeys, lease_ttl_ms: int) -> None:
+        self._client = client
+        self.keys = keys
+        self._lease_ttl_ms = lease_ttl_ms
+
+    def version(self) -> int:
+        raw = self._client.hget(self.keys.state, "version")
+        return int(raw) if raw is not None else 0
+
+    def load_meta(self) -> dict[str, Any] | None:
+        raw = self._client.hget(self.keys.state, "meta")
+        return orjson.loads(raw) if raw is not None else None
+
+    def load(self) -> Committed | None:
+        """The committed state, or None when this shard has never published."""
+        raw = self._client.hgetall(self.keys.state)
+        if not raw:
+            return None
+        pending_raw = self._client.hgetall(self.keys.pending)
+        seen = self._client.lrange(self.keys.seen, 0, -1)
+        models = {
+            k[len(b"model:") :].decode(): v for k, v in raw.items() if k.startswith(b"model:")
+        }
+        offsets = {int(p): int(o) for p, o in orjson.loads(raw[b"offsets"]).items()}
+        pending = {k.decode(): Pending.decode(k.decode(), v) for k, v in pending_raw.items()}
+        return Committed(
+            version=int(raw[b"version"]),
+            offsets=offsets,
+            meta=orjson.loads(raw[b"meta"]),
+            core=raw[b"core"],
+            models=models,
+            pending=pending,
+            seen_chunks=list(seen),
+        )
+
+    def publish(self, lease_token: str, delta: Delta) -> int:
+        """Write `delta` as the next version, if `lease_token` still owns the shard."""
+        keys = self.keys
+        with self._client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(keys.lease)
+                if pipe.get(keys.lease) != lease_token.encode():
+                    raise FencedError(f"shard {keys.shard}: lease lost, another learner owns it")
+                current = pipe.hget(keys.state, "version")
+                version = (int(current) if current is not None else 0) + 1
+                meta = {**delta.meta, "version": version, "published_at": time.time()}
+                pipe.multi()
+                fields: dict[str, bytes | str | int] = {
+                    "version": version,
+                    "offsets": orjson.dumps({str(p): o for p, o in delta.offsets.items()}),
+                    "meta": orjson.dumps(meta),
+                    "core": delta.core,
+                }
+                fields.update({f"model:{name}": blob for name, blob in delta.models.items()})
+                pipe.hset(keys.state, mapping=fields)
+                if delta.pending_upserts:
+                    pipe.hset(keys.pending, mapping=delta.pending_upserts)
+                if delta.pending_deletes:
+                    pipe.hdel(keys.pending, *delta.pending_deletes)
+                if delta.seen_chunk is not None:
+                    pipe.rpush(keys.seen, delta.seen_chunk)
+                    if delta.seen_drop:
+                        pipe.ltrim(keys.seen, delta.seen_drop, -1)
+                for key, values in delta.aggregates.items():
+                    pipe.hset(key, mapping=encode_hash(values))
+                pipe.pexpire(keys.lease, self._lease_ttl_ms)
+                pipe.publish(
+                    versions_channel(keys.prefix),
+                    orjson.dumps({"shard": keys.shard, "version": version}),
+                )
+                pipe.execute()
+            except redis.WatchError as exc:
+                raise FencedError(f"shard {keys.shard}: lease changed during publish") from exc
+        return version

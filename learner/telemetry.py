@@ -1,0 +1,33 @@
+"""The learner's Prometheus metrics (served by `headrace learn` on its own port)."""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter(
+    "headrace_learner_events_total", "Records consumed, by event type", ["shard", "type"]
+)
+REJECTED = Counter(
+    "headrace_learner_rejected_total",
+    "Records sent to the dead-letter topic, by reason",
+    ["shard", "reason"],
+)
+LEARNED = Counter("headrace_learner_examples_total", "Examples learned", ["shard"])
+JOINS = Gauge("headrace_learner_joins", "Label-join outcomes so far, by kind", ["shard", "kind"])
+LAG = Gauge(
+    "headrace_learner_lag", "Records behind the end of each partition", ["shard", "partition"]
+)
+PUBLISH_SECONDS = Histogram(
+    "headrace_learner_publish_seconds",
+    "Time of one atomic state publish",
+    ["shard"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
+VERSION = Gauge("headrace_learner_model_version", "Last published state version", ["shard"])
+LAST_PUBLISH = Gauge(
+    "headrace_learner_last_publish_timestamp", "Unix time of the last publish", ["shard"]
+)
+ACTIVE = Gauge("headrace_learner_active", "1 while this process owns the shard", ["shard"])
+PROGRESSIVE = Gauge(
+    "headrace_learner_progressive_metric",
+    "Progressive validation metrics per variant",
+    ["shard", "variant", "metric"],
+)

@@ -1,0 +1,1 @@
+"""Signed, atomic snapshots of the learner's state, and restoring them."""

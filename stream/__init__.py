@@ -1,0 +1,1 @@
+"""Kafka side of headrace: the event contract, consuming, producing, the local stack."""

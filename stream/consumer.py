@@ -1,0 +1,217 @@
+"""The learner process's loop: own a shard, consume it, learn, publish, repeat.
+
+A process waits as a hot standby until it acquires the shard's lease, then
+reads the committed state, seeks its partitions to the committed offsets
+(not the group's) and consumes. Every publish writes the state and offsets
+in one fenced transaction; only then are the offsets also committed to the
+consumer group, for lag tools. Losing the lease drops everything in memory
+and goes back to standby.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from learner.errors import FencedError
+
+from learner import telemetry
+from learner.aggregates import AggregateCache
+from learner.keys import ShardKeys
+from learner.loop import Learner
+from learner.settings import LearnerSettings
+from learner.state import StateStore
+from stream.dlq import DeadLetters
+from stream.errors import StreamError
+from stream.events import Rejection, parse_event
+from stream.lease import Lease
+from stream.settings import StreamSettings
+from stream.shards import parse_shards
+
+log = logging.getLogger("headrace.learner")
+
+
+class ShardWorker:
+    """One learner process serving one shard (active or standby)."""
+
+    def __init__(
+        self,
+        stream: StreamSettings,
+        settings: LearnerSettings,
+        client: redis.Redis,
+        *,
+        owner_id: str | None = None,
+        on_publish: Callable[[int, Learner], None] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.settings = settings
+        self.client = client
+        self.keys = ShardKeys(stream.key_prefix, settings.shard)
+        self.lease = Lease(client, self.keys, settings.lease_ttl_ms, owner_id)
+        self.store = StateStore(client, self.keys, settings.lease_ttl_ms)
+        self.learner: Learner | None = None
+        self.version = 0
+        self._last_learned = 0
+        self._on_publish = on_publish
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=stream.kafka_bootstrap,
+            group_id=settings.group_id,
+            client_id=f"headrace-learner-{settings.shard}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.poll_max_records,
+            fetch_max_wait_ms=50,
+        )
+        self._producer = KafkaProducer(
+            bootstrap_servers=stream.kafka_bootstrap, client_id="headrace-learner-dlq", linger_ms=5
+        )
+        self._dead = DeadLetters(self._producer, stream.topic_dlq)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Serve until `stop` is set: standby until the lease is ours, then active."""
+        retry_s = self.settings.lease_ttl_ms / 3000
+        try:
+            while not stop.is_set():
+                if not self.lease.try_acquire():
+                    stop.wait(retry_s)
+                    continue
+                log.info(
+                    "shard %s: active (lease generation %d)", self.keys.shard, self.lease.generation
+                )
+                try:
+                    self._active(stop)
+                except FencedError as exc:
+                    log.warning("shard %s: fenced, back to standby: %s", self.keys.shard, exc)
+                finally:
+                    telemetry.ACTIVE.labels(self.keys.shard).set(0)
+                    self._consumer.unassign()
+                    self.learner = None
+        finally:
+            self.lease.release()
+            self._consumer.close()
+            self._producer.close()
+
+    def _active(self, stop: threading.Event) -> None:
+        learner = Learner(self.settings, self.keys, AggregateCache(self.client))
+        committed = self.store.load()
+        if committed is not None:
+            learner.restore(committed)
+            self.version = committed.version
+        self.learner = learner
+        self._last_learned = learner.counts["learned"]
+        partitions = self._partitions()
+        assigned = [TopicPartition(self.stream.topic_events, p) for p in partitions]
+        self._consumer.assign(assigned)
+        for tp in assigned:
+            offset = learner.offsets.get(tp.partition)
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        telemetry.ACTIVE.labels(self.keys.shard).set(1)
+        pending = 0
+        last_publish = last_renew = time.monotonic()
+        while not stop.is_set():
+            batch = self._consumer.poll(timeout_ms=100, max_records=self.settings.poll_max_records)
+            if batch:
+                pending += self._process(learner, batch)
+            now = time.monotonic()
+            due = pending >= self.settings.publish_every_events or (
+                pending and (now - last_publish) * 1000 >= self.settings.publish_every_ms
+            )
+            if due:
+                self.publish()
+                pending = 0
+                last_publish = last_renew = now
+            elif (now - last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
+                if not self.lease.renew():
+                    raise FencedError(f"shard {self.keys.shard}: lease lost while idle")
+                last_renew = now
+        # A clean stop publishes what was learned since the last publish.
+        if pending:
+            self.publish()
+
+    def _partitions(self) -> list[int]:
+        topic = self.stream.topic_events
+        available = self._consumer.partitions_for_topic(topic)
+        deadline = time.monotonic() + 30
+        while not available:
+            if time.monotonic() > deadline:
+                raise StreamError(f"topic {topic} has no partitions (does it exist?)")
+            time.sleep(0.2)
+            available = self._consumer.partitions_for_topic(topic)
+        shards = parse_shards(self.stream.shards, len(available))
+        if self.keys.shard not in shards:
+            raise StreamError(
+                f"shard {self.keys.shard} is not in HEADRACE_SHARDS={self.stream.shards}"
+            )
+        return shards[self.keys.shard]
+
+    # -- work -------------------------------------------------------------
+
+    def _process(self, learner: Learner, batch: dict[TopicPartition, list[Any]]) -> int:
+        shard = self.keys.shard
+        parsed = [
+            (record, parse_event(record.value)) for records in batch.values() for record in records
+        ]
+        learner.prefetch(e for _, e in parsed if not isinstance(e, Rejection))
+        for record, event in parsed:
+            if isinstance(event, Rejection):
+                self._dead.send(record, event)
+                learner.skip(record.partition, record.offset)
+                learner.counts[f"rejected_{event.reason}"] += 1
+                telemetry.REJECTED.labels(shard, event.reason).inc()
+            else:
+                learner.process(event, record.partition, record.offset)
+                telemetry.EVENTS.labels(shard, event.type).inc()
+        return len(parsed)
+
+    def publish(self) -> int:
+        """Commit what was learned: dead letters first, then the state, then group offsets."""
+        learner = self.learner
+        if learner is None or self.lease.token is None:
+            raise FencedError(f"shard {self.keys.shard}: not active")
+        shard = self.keys.shard
+        self._dead.flush()
+        started = time.perf_counter()
+        delta = learner.delta()
+        learned_before = learner.counts["learned"]
+        self.version = self.store.publish(self.lease.token, delta)
+        learner.published(delta)
+        telemetry.PUBLISH_SECONDS.labels(shard).observe(time.perf_counter() - started)
+        telemetry.VERSION.labels(shard).set(self.version)
+        telemetry.LAST_PUBLISH.labels(shard).set(time.time())
+        self._observe(learner, learned_before)
+        try:
+            self._consumer.commit(
+                {
+                    TopicPartition(self.stream.topic_events, p): OffsetAndMetadata(o, "", -1)
+                    for p, o in delta.offsets.items()
+                }
+            )
+        except Exception as exc:
+            log.warning("shard %s: group offset commit failed: %s", shard, exc)
+        if self._on_publish is not None:
+            self._on_publish(self.version, learner)
+        return self.version
+
+    def _observe(self, learner: Learner, learned: int) -> None:
+        shard = self.keys.shard
+        telemetry.LEARNED.labels(shard).inc(learned - self._last_learned)
+        self._last_learned = learned
+        for kind, count in learner.joins.counts.items():
+            telemetry.JOINS.labels(shard, kind).set(count)
+        for name, variant in learner.variants.items():
+            for metric, value in variant.metrics.report().items():
+                telemetry.PROGRESSIVE.labels(shard, name, metric).set(value)
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            position = learner.offsets.get(tp.partition)
+            if end is not None and position is not None:
+                telemetry.LAG.labels(shard, str(tp.partition)).set(max(0, end - position))

@@ -1,0 +1,194 @@
+"""One local redis-server (Debian's package) with its append-only file on, without Docker.
+
+Data (the AOF) in `<stack_dir>/redis`, output in `<stack_dir>/logs/redis.log`,
+pid in `<stack_dir>/redis.pid`. Bound to 127.0.0.1 only.
+"""
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from stream.errors import StackError
+from stream.localproc import (
+    exited,
+    log_size,
+    log_tail,
+    read_pid,
+    require_free,
+    require_local,
+    spawn,
+    tcp_open,
+    terminate,
+)
+from stream.settings import StreamSettings
+
+# Debian installs it in /usr/bin, older packages in /usr/sbin, which a
+# non-root PATH may lack.
+_FALLBACKS = ("/usr/bin/redis-server", "/usr/sbin/redis-server")
+
+
+@dataclass(frozen=True)
+class RedisPaths:
+    data: Path
+    log: Path
+    pid_file: Path
+
+    @classmethod
+    def of(cls, settings: StreamSettings) -> "RedisPaths":
+        root = Path(settings.stack_dir).expanduser().resolve()
+        return cls(
+            data=root / "redis", log=root / "logs" / "redis.log", pid_file=root / "redis.pid"
+        )
+
+
+def address(settings: StreamSettings) -> str:
+    host, port = settings.redis_host_port
+    return f"{host}:{port}"
+
+
+def server_executable() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    return next((path for path in _FALLBACKS if Path(path).is_file()), None)
+
+
+def check_server() -> str:
+    server = server_executable()
+    if server is None:
+        raise StackError(
+            "redis-server is not installed",
+            "run scripts/bootstrap, or apt-get install redis-server",
+        )
+    return server
+
+
+def check_port(settings: StreamSettings) -> None:
+    host, port = settings.redis_host_port
+    require_local(host, "HEADRACE_REDIS_URL")
+    require_free(port, "Redis", "HEADRACE_REDIS_URL=redis://127.0.0.1:<port>/0")
+
+
+def running_pid(settings: StreamSettings) -> int | None:
+    """Pid of this stack's redis-server if it runs; a stale pid file is removed."""
+    paths = RedisPaths.of(settings)
+    pid = read_pid(paths.pid_file)
+    if pid is None:
+        return None
+    if exited(pid) or not _is_ours(pid, paths):
+        paths.pid_file.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def _is_ours(pid: int, paths: RedisPaths) -> bool:
+    # redis-server rewrites its command line to "redis-server host:port", so the
+    # data folder is not in it; but it chdirs into --dir, which is ours alone.
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = Path(f"/proc/{pid}/cwd").readlink()
+    except OSError:
+        return False
+    return b"redis-server" in title and cwd == paths.data
+
+
+def answering(settings: StreamSettings, timeout: float = 1.0) -> bool:
+    """True when the server answers PING."""
+    host, port = settings.redis_host_port
+    if not tcp_open(host, port, timeout):
+        return False
+    client = redis.Redis(
+        host=host,
+        port=port,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One attempt per probe: the caller's loop does the retrying.
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
+    """Start this stack's redis-server and wait until it answers PING; return its pid."""
+    paths = RedisPaths.of(settings)
+    if (pid := running_pid(settings)) is not None:
+        raise StackError(f"Redis already runs with pid {pid}", "headrace stack down stops it")
+    server = check_server()
+    check_port(settings)
+    _, port = settings.redis_host_port
+    paths.data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        server,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--protected-mode",
+        "yes",
+        "--daemonize",
+        "no",
+        "--dir",
+        str(paths.data),
+        # The AOF is the durability: every write reaches it, fsynced each second.
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        # No RDB snapshots besides the AOF's own rewrites.
+        "--save",
+        "",
+        "--logfile",
+        "",
+    ]
+    since = log_size(paths.log)
+    pid = spawn(argv, log=paths.log, cwd=paths.data)
+    paths.pid_file.write_text(f"{pid}\n")
+    try:
+        wait_ready(settings, pid, timeout, since=since)
+    except BaseException:
+        terminate(pid, 10.0)
+        paths.pid_file.unlink(missing_ok=True)
+        raise
+    return pid
+
+
+def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int = 0) -> None:
+    """Wait until the server answers PING, or raise StackError with its log since byte `since`."""
+    paths = RedisPaths.of(settings)
+    deadline = time.monotonic() + timeout
+    while True:
+        if exited(pid):
+            raise StackError(
+                f"redis-server (pid {pid}) exited during start-up:\n"
+                f"{log_tail(paths.log, since=since)}",
+                f"full log: {paths.log}",
+            )
+        if answering(settings):
+            return
+        if time.monotonic() >= deadline:
+            raise StackError(
+                f"redis-server (pid {pid}) did not answer PING on {address(settings)} "
+                f"within {timeout:.0f} s:\n{log_tail(paths.log, since=since)}",
+                f"full log: {paths.log}",
+            )
+        time.sleep(0.1)
+
+
+def stop(settings: StreamSettings, *, timeout: float = 30.0) -> int | None:
+    """Stop this stack's redis-server; on SIGTERM it fsyncs the AOF before exiting."""
+    paths = RedisPaths.of(settings)
+    pid = running_pid(settings)
+    if pid is not None:
+        terminate(pid, timeout)
+    paths.pid_file.unlink(missing_ok=True)
+    return pid

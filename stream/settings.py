@@ -1,0 +1,68 @@
+"""Connection and topic settings shared by every headrace process.
+
+Built by each composition root (CLI command, test fixture), never at import time.
+"""
+
+from urllib.parse import urlsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StreamSettings(BaseSettings):
+    """Where Kafka and Redis are, what the topics are called, where the local stack lives."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    """Kafka bootstrap servers, comma separated (host:port)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis holding the model state, online features, leases and alerts."""
+
+    key_prefix: str = "headrace"
+    """Prefix of every Redis key headrace writes; deployments (or tests) can share a Redis."""
+
+    topic_events: str = "events"
+    """The clickstream topic, keyed by user_id."""
+
+    topic_dlq: str = "events.dlq"
+    """Dead-letter topic: events that do not parse, with the reason."""
+
+    topic_quarantine: str = "events.quarantine"
+    """Events the fraud guard blocked, with the rule that blocked them."""
+
+    shards: str = "main=*"
+    """Model shards over the partitions of the events topic: `main=*`, or e.g. `a=0,1;b=2`."""
+
+    partitions: int = Field(default=3, ge=1, le=1024)
+    """Partition count used when the local stack creates the topics."""
+
+    stack_dir: str = ".stack"
+    """Folder of the local stack: Kafka jars, broker and Redis data, logs, pid files."""
+
+    kafka_cache_dir: str = ".stack"
+    """Where the Kafka jars and Maven's cache go; every local stack (demo, tests) shares them."""
+
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    """Port of the local broker's KRaft controller listener."""
+
+    kafka_heap: str = "512m"
+    """Java heap (-Xmx) of the local broker."""
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int]:
+        """The first bootstrap server, split, for the local broker to bind to."""
+        first = self.kafka_bootstrap.split(",")[0].strip()
+        host, _, port = first.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+    @property
+    def redis_host_port(self) -> tuple[str, int]:
+        """Host and port of the Redis URL, for the local Redis server to bind to."""
+        parts = urlsplit(self.redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+    @property
+    def topics(self) -> tuple[str, str, str]:
+        return (self.topic_events, self.topic_dlq, self.topic_quarantine)

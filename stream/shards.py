@@ -1,0 +1,56 @@
+"""Which partitions of `events` each model shard owns, and which shard a user belongs to.
+
+The topology is configuration (HEADRACE_SHARDS): `main=*` (the default) is one
+shard over every partition; `a=0,1;b=2` splits three partitions between two
+shards, each with its own model and its own active learner.
+"""
+
+from kafka.partitioner.default import murmur2
+
+from stream.errors import StreamError
+
+
+class ShardConfigError(StreamError):
+    """HEADRACE_SHARDS does not describe a partition of the topic's partitions."""
+
+
+def parse_shards(spec: str, n_partitions: int) -> dict[str, list[int]]:
+    """Shard name → its partitions; every partition belongs to exactly one shard."""
+    shards: dict[str, list[int]] = {}
+    owner: dict[int, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, sep, members = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ShardConfigError(f"shard spec {part!r} is not name=partitions")
+        if members.strip() == "*":
+            partitions = list(range(n_partitions))
+        else:
+            try:
+                partitions = [int(m) for m in members.split(",") if m.strip()]
+            except ValueError as exc:
+                raise ShardConfigError(f"shard {name}: partitions must be numbers") from exc
+        for p in partitions:
+            if not 0 <= p < n_partitions:
+                raise ShardConfigError(f"shard {name}: partition {p} not in 0..{n_partitions - 1}")
+            if p in owner:
+                raise ShardConfigError(f"partition {p} is in shards {owner[p]} and {name}")
+            owner[p] = name
+        shards[name] = partitions
+    missing = sorted(set(range(n_partitions)) - set(owner))
+    if missing:
+        raise ShardConfigError(f"partitions {missing} belong to no shard in {spec!r}")
+    return shards
+
+
+def partition_for_key(key: bytes, n_partitions: int) -> int:
+    """The partition Kafka's default partitioner sends `key` to (Java-compatible murmur2)."""
+    return int(murmur2(key) & 0x7FFFFFFF) % n_partitions
+
+
+def shard_for_user(user_id: str, shards: dict[str, list[int]], n_partitions: int) -> str:
+    partition = partition_for_key(user_id.encode(), n_partitions)
+    for name, partitions in shards.items():
+        if partition in partitions:
+            return name
+    raise ShardConfigError(f"partition {partition} belongs to no shard")

@@ -1,0 +1,142 @@
+"""Running real learner processes against the test stack, and reading what they published."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from learner import modelcodec
+from learner.keys import ShardKeys
+from learner.state import StateStore
+from stream.producer import make_producer, publish
+from stream.settings import StreamSettings
+from stream.simulator import SimRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def send(settings: StreamSettings, records: Iterable[SimRecord]) -> None:
+    producer = make_producer(settings)
+    try:
+        publish(producer, settings.topic_events, records)
+    finally:
+        producer.close(timeout=10)
+
+
+def end_offsets(settings: StreamSettings) -> dict[int, int]:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
+        tps = [TopicPartition(settings.topic_events, p) for p in sorted(partitions)]
+        return {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def learner_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(
+        {
+            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEADRACE_REDIS_URL": settings.redis_url,
+            "HEADRACE_KEY_PREFIX": settings.key_prefix,
+            "HEADRACE_TOPIC_EVENTS": settings.topic_events,
+            "HEADRACE_TOPIC_DLQ": settings.topic_dlq,
+            "HEADRACE_TOPIC_QUARANTINE": settings.topic_quarantine,
+            "HEADRACE_SHARDS": settings.shards,
+            "HEADRACE_METRICS_PORT": "0",
+            "HEADRACE_LEASE_TTL_MS": "1500",
+            "HEADRACE_PUBLISH_EVERY_EVENTS": "500",
+            "HEADRACE_POLL_MAX_RECORDS": "250",
+            "HEADRACE_GROUP_ID": f"{settings.key_prefix}-learners",
+        }
+    )
+    env.update({f"HEADRACE_{k.upper()}": str(v) for k, v in overrides.items()})
+    return env
+
+
+class LearnerProcess:
+    """`headrace learn` as a real subprocess, to be killed and restarted."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self._log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "learn"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        """kill -9: no chance to publish or release anything."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM and wait for the clean shutdown."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.kill()
+        self._log.close()
+
+
+def store(
+    client: redis.Redis, settings: StreamSettings, shard: str = "main"
+) -> StateStore:
+    return StateStore(client, ShardKeys(settings.key_prefix, shard), lease_ttl_ms=1500)
+
+
+def committed_offsets(client: redis.Redis, settings: StreamSettings) -> dict[int, int]:
+    state = store(client, settings).load()
+    return dict(state.offsets) if state is not None else {}
+
+
+def caught_up(client: redis.Redis, settings: StreamSettings, ends: dict[int, int]) -> bool:
+    offsets = committed_offsets(client, settings)
+    return all(offsets.get(p, 0) >= o for p, o in ends.items() if o > 0)
+
+
+def predictions(
+    client: redis.Redis, settings: StreamSettings, probe: Sequence[dict[str, Any]]
+) -> dict[str, list[float]]:
+    """Each published variant's predictions on `probe`."""
+    state = store(client, settings).load()
+    assert state is not None
+    out: dict[str, list[float]] = {}
+    for name, blob in state.models.items():
+        model = modelcodec.loads(blob)
+        out[name] = [float(model.predict_proba_one(dict(x)).get(True, 0.0)) for x in probe]
+    return out
