@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from learner.errors import LearnerError
-
 from stream.errors import StreamError
 from stream.settings import StreamSettings
 

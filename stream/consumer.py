@@ -17,10 +17,10 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
-from learner.errors import FencedError
 
 from learner import telemetry
 from learner.aggregates import AggregateCache
+from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
@@ -90,7 +90,7 @@ class ShardWorker:
                     log.warning("shard %s: fenced, back to standby: %s", self.keys.shard, exc)
                 finally:
                     telemetry.ACTIVE.labels(self.keys.shard).set(0)
-                    self._consumer.unassign()
+                    self._consumer.unsubscribe()
                     self.learner = None
         finally:
             self.lease.release()

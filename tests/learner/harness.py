@@ -113,9 +113,7 @@ class LearnerProcess:
         self._log.close()
 
 
-def store(
-    client: redis.Redis, settings: StreamSettings, shard: str = "main"
-) -> StateStore:
+def store(client: redis.Redis, settings: StreamSettings, shard: str = "main") -> StateStore:
     return StateStore(client, ShardKeys(settings.key_prefix, shard), lease_ttl_ms=1500)
 
 

@@ -157,7 +157,6 @@ def test_kill_9_at_random_points_loses_nothing_and_learns_nothing_twice(
         proc.kill()
         kills += 1
     assert kills >= 3, "the learner finished before it could be killed often enough"
-    assert not caught_up(redis_client, one_partition, ends) or kills >= 3
 
     final = LearnerProcess(env, tmp_path / "learner.log")
     processes.append(final)

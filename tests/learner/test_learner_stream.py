@@ -9,10 +9,10 @@ import pytest
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
-from learner.models import build_model
 from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, evaluate, metrics
 
+from learner.models import build_model
 from stream.events import Labeled, dump_event
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate

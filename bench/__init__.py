@@ -1,0 +1,1 @@
+"""Benchmarks: run a module as a script, e.g. `.venv/bin/python bench/models.py`."""

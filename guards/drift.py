@@ -1,0 +1,303 @@
+"""Drift monitor of one variant: the progressive loss, the inputs and the predictions.
+
+Called once per learned example, in order. The loss goes to ADWIN and
+Page-Hinkley as block means relative to a scale set during a warm-up: raw
+per-example log loss at a 5 % positive rate is so heavy-tailed that
+detectors fed with it alarm on noise. A detection becomes an alert only if
+the recent loss is clearly above the loss since arming (detectors also fire
+on improvements). Inputs go to KSWIN (sub-sampled: a KS test is costly) and,
+with the predictions, to a windowed PSI. Everything is deterministic and
+picklable: the monitor is part of the learner's committed state.
+"""
+
+import bisect
+import math
+from collections import Counter, deque
+from collections.abc import Mapping
+
+from river import drift
+
+from guards.alerts import Alert
+from guards.settings import GuardSettings
+
+_MISSING = "\x00missing"
+_OTHER = "\x00other"
+_MAX_CATEGORIES = 50
+
+
+class PopulationStability:
+    """PSI of one signal: reference window, then tumbling windows compared with it.
+
+    The first `edges_from` values of the reference fix the bins (quantiles, or
+    the most common categories); only counts are kept afterwards, so the state
+    stays small.
+    """
+
+    def __init__(self, window: int, bins: int) -> None:
+        self.window = window
+        self.bins = bins
+        self.edges_from = min(window, 100 * bins)
+        self.rebase()
+
+    def rebase(self) -> None:
+        """Start over: the next `window` values become the reference."""
+        self._sample: list[float | str] | None = []
+        self._edges: list[float] | None = None
+        self._categories: dict[str, int] | None = None
+        self._reference: list[int] = []
+        self._current: list[int] = []
+        self._n = 0
+
+    def update(self, value: float | str | None) -> float | None:
+        """Count one value; the PSI when a compared window is complete, else None."""
+        if self._sample is not None:
+            self._sample.append(_MISSING if value is None else value)
+            if len(self._sample) == self.edges_from:
+                self._fix_bins(self._sample)
+            return None
+        counts = self._current if self._reference_full() else self._reference
+        counts[self._bin(value)] += 1
+        self._n += 1
+        if self._n < 2 * self.window or self._n % self.window:
+            return None
+        psi = _psi(self._reference, self._current)
+        self._current = [0] * len(self._current)
+        return psi
+
+    def _reference_full(self) -> bool:
+        return self._n >= self.window
+
+    def _fix_bins(self, sample: list[float | str]) -> None:
+        numbers = [v for v in sample if not isinstance(v, str)]
+        if len(numbers) == len(sample) and len(set(numbers)) > self.bins:
+            ordered = sorted(numbers)
+            cuts = (ordered[len(ordered) * i // self.bins] for i in range(1, self.bins))
+            self._edges = sorted(set(cuts))
+            size = len(self._edges) + 2  # the last slot counts missing values
+        else:
+            common = Counter(str(v) for v in sample).most_common(_MAX_CATEGORIES)
+            self._categories = {name: i for i, (name, _) in enumerate(sorted(common))}
+            size = len(self._categories) + 1
+        self._reference = [0] * size
+        self._current = [0] * size
+        self._sample = None
+        for value in sample:
+            self._reference[self._bin(value)] += 1
+            self._n += 1
+
+    def _bin(self, value: float | str | None) -> int:
+        if self._categories is not None:
+            return self._categories.get(str(value), len(self._categories))
+        if value is None or isinstance(value, str):
+            return len(self._reference) - 1
+        assert self._edges is not None  # set with the categories' absence
+        return bisect.bisect_right(self._edges, value)
+
+
+def _psi(reference: list[int], current: list[int]) -> float:
+    # Half a count of smoothing: an empty bin must not make the index infinite.
+    total_r = sum(reference) + 0.5 * len(reference)
+    total_c = sum(current) + 0.5 * len(current)
+    psi = 0.0
+    for r, c in zip(reference, current, strict=True):
+        pr, pc = (r + 0.5) / total_r, (c + 0.5) / total_c
+        psi += (pc - pr) * math.log(pc / pr)
+    return psi
+
+
+class DriftMonitor:
+    """The drift detectors of one variant of one model."""
+
+    def __init__(self, model: str, variant: str, settings: GuardSettings) -> None:
+        self.model = model
+        self.variant = variant
+        self.settings = settings
+        self.n = 0
+        """Examples seen, over the monitor's whole life (alert ids rely on it never repeating)."""
+        s = settings
+        self._kswin_features = list(s.drift_kswin_features)
+        self._psi_features = list(s.drift_psi_features)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything learned about the stream (after a rollback): warm up again."""
+        s = self.settings
+        self._rearm()
+        # Inputs do not depend on the model, but the aggregates behind u_* and i_* do settle.
+        self._inputs_from = self.n + s.drift_warmup
+        self._kswin = {
+            name: drift.KSWIN(
+                alpha=s.drift_kswin_alpha,
+                window_size=s.drift_kswin_window,
+                stat_size=s.drift_kswin_stat_size,
+                seed=s.drift_kswin_seed + i,
+            )
+            for i, name in enumerate(self._kswin_features)
+        }
+        # signal -> (feature name, or None for the prediction; its PSI tracker)
+        signals: dict[str, str | None] = {f"feature:{name}": name for name in self._psi_features}
+        if s.drift_psi_predictions:
+            signals["prediction"] = None
+        self._psi = {
+            signal: (name, PopulationStability(s.drift_psi_window, s.drift_psi_bins))
+            for signal, name in signals.items()
+        }
+
+    def _rearm(self) -> None:
+        s = self.settings
+        self._armed_at = self.n + s.drift_warmup
+        self._calibrate_from = self.n + s.drift_warmup // 2
+        self._calib_sum = 0.0
+        self._scale = 0.0
+        self._block_sum = 0.0
+        self._block_n = 0
+        self._since_sum = 0.0
+        self._since_n = 0
+        self._recent: deque[float] = deque(maxlen=s.drift_recent_blocks)
+        self._adwin = drift.ADWIN(delta=s.drift_adwin_delta, clock=1)
+        self._ph = drift.PageHinkley(
+            min_instances=s.drift_recent_blocks,
+            delta=s.drift_ph_delta,
+            threshold=s.drift_ph_threshold,
+            mode="up",
+        )
+
+    def update(self, loss: float, x: Mapping[str, float | str], p: float, ts: float) -> list[Alert]:
+        """Account for one learned example: its log loss, its features, its prediction."""
+        s = self.settings
+        self.n += 1
+        if not (s.guards_enabled and s.drift_enabled):
+            return []
+        alerts = self._loss(loss, ts)
+        if self.n <= self._inputs_from:
+            return alerts
+        if s.drift_kswin_enabled and self.n % s.drift_kswin_every == 0:
+            alerts.extend(self._kswin_update(x, ts))
+        if s.drift_psi_enabled:
+            alerts.extend(self._psi_update(x, p, ts))
+        return alerts
+
+    def _loss(self, loss: float, ts: float) -> list[Alert]:
+        s = self.settings
+        # NaN or inf is a model that failed on this example: the worst loss, not a crash.
+        loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
+        if self.n <= self._armed_at:
+            if self.n > self._calibrate_from:
+                self._calib_sum += loss
+            if self.n == self._armed_at:
+                self._scale = max(self._calib_sum / (self.n - self._calibrate_from), 1e-6)
+            return []
+        self._block_sum += loss
+        self._block_n += 1
+        if self._block_n < s.drift_block:
+            return []
+        return self._loss_block(ts)
+
+    def _loss_block(self, ts: float) -> list[Alert]:
+        s = self.settings
+        level = self._block_sum / self._block_n / self._scale
+        self._block_sum, self._block_n = 0.0, 0
+        self._recent.append(level)
+        fired: list[str] = []
+        if s.drift_adwin_enabled:
+            self._adwin.update(level)
+            if self._adwin.drift_detected:
+                fired.append("adwin")
+        if s.drift_ph_enabled:
+            self._ph.update(level)
+            if self._ph.drift_detected:
+                fired.append("page_hinkley")
+        baseline = self._since_sum / self._since_n if self._since_n else level
+        self._since_sum += level
+        self._since_n += 1
+        recent = sum(self._recent) / len(self._recent)
+        limit = baseline * (1.0 + s.drift_min_increase)
+        if not fired or len(self._recent) < s.drift_recent_blocks or recent < limit:
+            return []
+        window = len(self._recent) * s.drift_block
+        alerts = [
+            self._alert(
+                detector,
+                "loss",
+                recent * self._scale,
+                limit * self._scale,
+                window,
+                ts,
+                f"{detector}: mean log loss of the last {window} examples is "
+                f"{recent * self._scale:.4f}, {100 * (recent / baseline - 1):.0f}% above "
+                f"{baseline * self._scale:.4f} since the detectors armed",
+            )
+            for detector in fired
+        ]
+        # One drift, one alert: the model now learns the new concept, the loss falls again.
+        self._rearm()
+        return alerts
+
+    def _kswin_update(self, x: Mapping[str, float | str], ts: float) -> list[Alert]:
+        alerts = []
+        s = self.settings
+        for name, detector in self._kswin.items():
+            value = x.get(name)
+            if value is None or isinstance(value, str):
+                continue
+            detector.update(value)
+            if detector.drift_detected:
+                window = s.drift_kswin_stat_size * s.drift_kswin_every
+                alerts.append(
+                    self._alert(
+                        "kswin",
+                        f"feature:{name}",
+                        float(detector.p_value),
+                        s.drift_kswin_alpha,
+                        window,
+                        ts,
+                        f"kswin: {name} of about the last {window} examples differs from "
+                        f"the earlier window (KS p-value {detector.p_value:.2g})",
+                    )
+                )
+        return alerts
+
+    def _psi_update(self, x: Mapping[str, float | str], p: float, ts: float) -> list[Alert]:
+        alerts = []
+        s = self.settings
+        for signal, (name, tracker) in self._psi.items():
+            psi = tracker.update(p if name is None else x.get(name))
+            if psi is not None and psi > s.drift_psi_threshold:
+                tracker.rebase()
+                alerts.append(
+                    self._alert(
+                        "psi",
+                        signal,
+                        psi,
+                        s.drift_psi_threshold,
+                        s.drift_psi_window,
+                        ts,
+                        f"psi: {signal} of the last {s.drift_psi_window} examples has PSI "
+                        f"{psi:.3f} against its reference window; the next window is the new "
+                        "reference",
+                    )
+                )
+        return alerts
+
+    def _alert(
+        self,
+        detector: str,
+        signal: str,
+        value: float,
+        threshold: float,
+        window: int,
+        ts: float,
+        message: str,
+    ) -> Alert:
+        return Alert.make(
+            n=self.n,
+            ts=ts,
+            model=self.model,
+            variant=self.variant,
+            detector=detector,
+            signal=signal,
+            value=value,
+            threshold=threshold,
+            window=window,
+            message=message,
+        )

@@ -1,0 +1,254 @@
+"""Settings of the drift, fraud and rollback guards (env prefix HEADRACE_).
+
+Built by each composition root, never at import time. Every threshold is
+here, each with a master switch per rule; docs/guards.md says how to tune
+them. The defaults were measured on the simulator's store and on seeded
+synthetic streams (tests/guards).
+"""
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from guards.errors import GuardConfigError
+
+
+class GuardSettings(BaseSettings):
+    """Thresholds of every guard rule and detector."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+
+    guards_enabled: bool = True
+    """Master switch: off, no rule quarantines, no detector alerts, no rollback is decided."""
+
+    target: Literal["purchase", "click"] = "purchase"
+    """The positive outcome (the learner's HEADRACE_TARGET): the label a flip attack inflates."""
+
+    # -- drift ------------------------------------------------------------
+
+    drift_enabled: bool = True
+    """Drift detectors on the progressive loss, the inputs and the predictions."""
+
+    drift_loss_clip: float = Field(default=5.0, gt=0)
+    """Per-example log loss is clipped here (p = 0.7 %): one confident miss must not look like
+    drift; at a 5 % positive rate a clean mean loss is about 0.1 to 0.2."""
+
+    drift_warmup: int = Field(default=10_000, ge=100)
+    """Examples after a start, a reset or a loss alert before the detectors arm. A fresh model's
+    loss falls steeply at first; the second half of the warm-up sets the loss scale."""
+
+    drift_block: int = Field(default=100, ge=1)
+    """Loss detectors see mean losses of this many examples: a block of 100 at a 5 % positive
+    rate holds about 5 positives, which tames the heavy tail (and costs 1/100th)."""
+
+    drift_min_increase: float = Field(default=0.25, ge=0)
+    """A detection is an alert only if the recent mean loss is this much above the mean since
+    arming (0.25: +25 %); detectors also fire on decreases and on noise."""
+
+    drift_recent_blocks: int = Field(default=5, ge=1)
+    """Blocks that make the recent mean loss compared with `drift_min_increase`."""
+
+    drift_adwin_enabled: bool = True
+    """ADWIN on the block mean loss (relative to the warm-up's scale)."""
+
+    drift_adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    """ADWIN's confidence (River's default). On block means it fired not once in 10 x 200,000
+    clean examples; it is the slower, steadier witness next to Page-Hinkley."""
+
+    drift_ph_enabled: bool = True
+    """Page-Hinkley (increases only) on the block mean loss relative to the warm-up's scale."""
+
+    drift_ph_delta: float = Field(default=0.2, ge=0)
+    """Page-Hinkley's tolerated excess per block, in units of the loss scale (20 %): a block's
+    mean loss varies by about 35 % of the scale at a 5 % positive rate."""
+
+    drift_ph_threshold: float = Field(default=7.0, gt=0)
+    """Page-Hinkley's alarm level, in loss-scale units summed over blocks: a loss that doubles
+    crosses it in about 9 blocks; on 10 x 200,000 clean examples it peaked at 1.9 to 3.2."""
+
+    drift_kswin_enabled: bool = True
+    """KSWIN (two-sample Kolmogorov-Smirnov) on numeric input features."""
+
+    drift_kswin_features: list[str] = ["price", "u_cvr", "i_cvr"]
+    """Numeric features KSWIN watches, as JSON: '["price", "u_cvr"]'."""
+
+    drift_kswin_every: int = Field(default=200, ge=1)
+    """KSWIN sees every Nth example: one KS test costs about 180 microseconds against a
+    learner budget of 30 per event; 1 in 200 costs under 1 per feature."""
+
+    drift_kswin_alpha: float = Field(default=1e-5, gt=0, lt=1)
+    """KSWIN's p-value threshold. It tests at every update, so River's 0.005 alarms every few
+    hundred updates of a clean stream; at 1e-4 (window 100) one in 18,000 tests still did."""
+
+    drift_kswin_window: int = Field(default=200, ge=10)
+    """KSWIN's sliding window, in sampled values (200 x 200 = the last 40,000 examples)."""
+
+    drift_kswin_stat_size: int = Field(default=60, ge=5)
+    """KSWIN's recent sub-window, compared with a sample of the older part: 60 values detect a
+    one-standard-deviation shift after about 50 samples (10,000 examples)."""
+
+    drift_kswin_seed: int = 0
+    """Seed of KSWIN's sampling: fixed, so a replay detects exactly the same."""
+
+    drift_psi_enabled: bool = True
+    """Population stability index of inputs and predictions against a reference window."""
+
+    drift_psi_features: list[str] = ["price", "position", "u_cvr", "i_cvr", "category", "device"]
+    """Features (numeric or categorical) whose PSI is watched, as JSON."""
+
+    drift_psi_predictions: bool = True
+    """Also watch the PSI of the model's predictions."""
+
+    drift_psi_window: int = Field(default=5_000, ge=100)
+    """Examples in the reference window and in each compared window: at 5,000 and 10 bins the
+    PSI of two samples of one distribution is about 0.004, far below any threshold."""
+
+    drift_psi_bins: int = Field(default=10, ge=2, le=100)
+    """Quantile bins of a numeric feature (categorical ones: up to 50 values plus 'other')."""
+
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+    """PSI that raises an alert: 0.25 is the usual 'significant shift' line (0.1 to 0.25 is
+    'moderate'). After an alert the next window becomes the new reference."""
+
+    # -- fraud ------------------------------------------------------------
+
+    fraud_enabled: bool = True
+    """Fraud and poisoning rules, applied before an event can be learned."""
+
+    fraud_ban_s: float = Field(default=3_600.0, ge=0)
+    """Event-time seconds a user is quarantined after a bot rule (storm, no impressions,
+    timing) fires; each new violation extends it. Bots return within minutes; a human is
+    never expected to trip those rules."""
+
+    fraud_rate_enabled: bool = True
+    """Per-user token bucket over all of a user's events."""
+
+    fraud_rate_burst: float = Field(default=100.0, ge=1)
+    """Bucket size: a page is ~10 impressions; the simulator's busiest shopper has 30 events
+    in one second and 66 in a minute."""
+
+    fraud_rate_per_s: float = Field(default=2.0, gt=0)
+    """Refill per event-time second (7,200 events an hour); the busiest human averages 0.3/s."""
+
+    fraud_outcome_burst_enabled: bool = True
+    """A user's repeated outcome of one type for one impression (a clicker, a replay with new
+    event ids): the join learns it once but the aggregates would count it again."""
+
+    fraud_storm_enabled: bool = True
+    """Purchase storm: more purchases than a person makes in a short time."""
+
+    fraud_storm_purchases: int = Field(default=5, ge=1)
+    """Purchases allowed in one burst (token bucket size). Humans in the simulator: at most 4
+    within 10 s; bots: 8 to 24 within one second."""
+
+    fraud_storm_window_s: float = Field(default=10.0, gt=0)
+    """The bucket refills `fraud_storm_purchases` per this many seconds."""
+
+    fraud_noimp_enabled: bool = True
+    """Purchases without an impression: no impression id and no impression of the user within
+    `fraud_noimp_window_s`."""
+
+    fraud_noimp_share: float = Field(default=0.5, gt=0, le=1)
+    """Largest share of such purchases among a user's purchases."""
+
+    fraud_noimp_min_purchases: int = Field(default=3, ge=1)
+    """The share is judged from this many purchases of the user on."""
+
+    fraud_noimp_window_s: float = Field(default=1_800.0, gt=0)
+    """An impression this recent covers an id-less purchase (the join's attribution window)."""
+
+    fraud_timing_enabled: bool = True
+    """Inhuman timing: consecutive actions (click, cart, purchase) closer than a person acts."""
+
+    fraud_timing_gap_ms: float = Field(default=250.0, gt=0)
+    """A gap below this is fast. 1 % of human gaps are; bots act every 30 to 150 ms."""
+
+    fraud_timing_streak: int = Field(default=4, ge=1)
+    """Fast gaps in a row that make a bot; humans in the simulator never exceed 2."""
+
+    fraud_range_enabled: bool = True
+    """Out-of-range values: price <= 0 or above the maximum, position above the maximum."""
+
+    fraud_max_price: float = Field(default=10_000.0, gt=0)
+    """Highest plausible price (the schema allows 1,000,000; the yarn store tops out near 200)."""
+
+    fraud_max_position: int = Field(default=200, ge=0)
+    """Highest plausible position on a page (the schema allows 10,000)."""
+
+    fraud_vocab_enabled: bool = True
+    """Never-seen categorical values, once the vocabulary is learned."""
+
+    fraud_vocab_fields: list[str] = ["category", "device"]
+    """Fields checked, among category, device, page, brand."""
+
+    fraud_vocab_warmup: int = Field(default=10_000, ge=1)
+    """Impressions that teach the vocabulary before unseen values are quarantined."""
+
+    fraud_vocab_max: int = Field(default=1_000, ge=1)
+    """Most values kept per field (bounds the guard's state)."""
+
+    fraud_flip_enabled: bool = True
+    """Label-flip bursts: a cohort's recent positive rate far above its long-run rate."""
+
+    fraud_flip_cohorts: int = Field(default=16, ge=1, le=4096)
+    """Cohorts are keyed-hash buckets of user_id: stable, bounded, not chosen by the user."""
+
+    fraud_flip_salt: str = "headrace"
+    """Key of the cohort hash; change it to stop an attacker from grinding ids into one bucket."""
+
+    fraud_flip_short_half_life_s: float = Field(default=900.0, gt=0)
+    """Half-life of the recent rate (event time)."""
+
+    fraud_flip_long_half_life_s: float = Field(default=86_400.0, gt=0)
+    """Half-life of the long-run rate (event time)."""
+
+    fraud_flip_ratio: float = Field(default=3.0, gt=1)
+    """Recent rate over long-run rate that makes a burst ..."""
+
+    fraud_flip_z: float = Field(default=5.0, gt=0)
+    """... if also this many binomial standard deviations above the long-run expectation."""
+
+    fraud_flip_min_impressions: float = Field(default=200.0, ge=1)
+    """Recent (decayed) impressions a cohort needs before its rate is judged."""
+
+    fraud_flip_min_long_impressions: float = Field(default=2_000.0, ge=1)
+    """Long-run (decayed) impressions a cohort needs before it has a baseline."""
+
+    # -- rollback ---------------------------------------------------------
+
+    rollback_enabled: bool = True
+    """Decide a rollback when the served model is worse than the shadow last-known-good."""
+
+    rollback_window: int = Field(default=2_000, ge=10)
+    """Examples in the rolling window of both losses."""
+
+    rollback_min_events: int = Field(default=1_000, ge=10)
+    """Examples in the window before a decision is possible."""
+
+    rollback_rel_margin: float = Field(default=0.1, ge=0)
+    """Served mean loss must exceed the shadow's by this fraction (10 %): log loss scales with
+    the positive rate, so a relative margin means the same for every model ..."""
+
+    rollback_abs_margin: float = Field(default=0.005, ge=0)
+    """... and by this much in absolute terms, so near-zero losses do not flap ..."""
+
+    rollback_z: float = Field(default=5.0, gt=0)
+    """... and the paired difference must be this many standard errors above zero."""
+
+    rollback_loss_clip: float = Field(default=5.0, gt=0)
+    """Per-example losses are clipped here, as for drift."""
+
+    rollback_cooldown: int = Field(default=20_000, ge=0)
+    """Examples after a decision before the next one (kept across reset: no flapping)."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.drift_kswin_stat_size >= self.drift_kswin_window:
+            raise GuardConfigError("drift_kswin_stat_size must be smaller than drift_kswin_window")
+        if self.rollback_min_events > self.rollback_window:
+            raise GuardConfigError("rollback_min_events must not exceed rollback_window")
+        unknown = set(self.fraud_vocab_fields) - {"category", "device", "page", "brand"}
+        if unknown:
+            raise GuardConfigError(f"fraud_vocab_fields: unknown {sorted(unknown)}")
+        return self

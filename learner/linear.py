@@ -1,0 +1,356 @@
+"""Serving the logistic pipeline with numpy: every candidate of a request in one product.
+
+`LinearScorer.from_model(model)` reads, once per model version, what River's pipeline
+(`learner.models`, kind "logreg") would compute for a row and turns it into arrays:
+
+- StandardScaler: a numeric feature whose running variance is 0 (never seen, or seen
+  constant so far) scales to 0.0 whatever its value, so it is left out; every other one
+  contributes ((x - mean) / sqrt(var)) * weight = (x - mean) * coef.
+- OneHotEncoder: a string feature `name` with value `v` becomes the key f"{name}_{v}" with
+  value 1, so it contributes the weight of that key, or nothing if there is none.
+- TransformerUnion: on a key clash the numeric side wins (River keeps the first
+  transformer's value), and one-hot keys that coincide count once.
+- LogisticRegression: sigmoid(intercept + dot), with River's clamp to 0 and 1 beyond 30.
+
+A missing numeric feature is filled with its own mean, so it contributes exactly 0. The
+scorer is a snapshot: build a new one when the model changes.
+"""
+
+import math
+import numbers
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from river import compose, linear_model, optim, preprocessing
+
+Row = Mapping[str, Any]
+"""A candidate's features: name -> float (numeric) or str (categorical); others are ignored."""
+Column = float | str | None | Sequence[Any] | npt.NDArray[Any]
+"""A scalar (every row's value) or one value a row; None (or a None item): no such feature."""
+Floats = npt.NDArray[np.float64]
+
+
+class _Odd(NamedTuple):
+    """A numeric feature with a non-finite mean, variance or weight: River's arithmetic, as is."""
+
+    name: str
+    mean: float
+    std: float
+    weight: float
+
+
+class LinearScorer:
+    """P(True) of River's logistic pipeline for many rows at once."""
+
+    def __init__(
+        self,
+        intercept: float,
+        means: Mapping[str, float],
+        variances: Mapping[str, float],
+        weights: Mapping[str, float],
+    ) -> None:
+        self._intercept = float(intercept)
+        self._weights = dict(weights)
+        names: list[str] = []
+        means_: list[float] = []
+        coefs: list[float] = []
+        self._odd: list[_Odd] = []
+        for name, var in variances.items():
+            if not var:  # River's `... if v else 0.0`: the feature adds nothing
+                continue
+            mean, weight = means.get(name, 0.0), self._weights.get(name, 0.0)
+            # River's own `var**0.5`; a NaN (or, impossibly, negative) variance gives NaN.
+            std = var**0.5 if var > 0 else math.nan
+            coef = weight / std
+            if all(map(math.isfinite, (mean, std, weight, coef))):
+                names.append(name)
+                means_.append(mean)
+                coefs.append(coef)
+            else:
+                self._odd.append(_Odd(name, mean, std, weight))
+        self._names = tuple(names)
+        self._means: Floats = np.array(means_, dtype=np.float64)
+        self._coefs: Floats = np.array(coefs, dtype=np.float64)
+        self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
+        # Rows missing none of the numeric features take the C-speed path (itemgetter).
+        self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
+        # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
+        # weight key cut at an underscore can hit a weight: looking those few names up in a
+        # row is cheaper than walking all of its items.
+        self._prefixes = tuple(_prefixes(self._weights))
+        # Two string features make the same key only if one name extends the other
+        # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
+        self._nested = any(
+            other.startswith(f"{name}_") for name in self._prefixes for other in self._prefixes
+        )
+
+    @classmethod
+    def from_model(cls, model: Any) -> "LinearScorer | None":
+        """A scorer for `model`, or None if it is not the pipeline `learner.models` builds."""
+        parts = _logreg_parts(model)
+        if parts is None:
+            return None
+        scaler, logreg = parts
+        weights = logreg._weights.to_dict()
+        if not all(isinstance(key, str) for key in weights):
+            return None
+        return cls(logreg.intercept, dict(scaler.means), dict(scaler.vars), weights)
+
+    @property
+    def n_numeric(self) -> int:
+        """Numeric features that move the score."""
+        return len(self._names)
+
+    def score_many(self, rows: Sequence[Row]) -> Floats:
+        """P(True) for each row, as River's `predict_proba_one(row)[True]` would give it."""
+        n = len(rows)
+        z = np.full(n, self._intercept, dtype=np.float64)
+        if n == 0:
+            return z
+        if self._names:
+            z += (self._numeric_matrix(rows) - self._means) @ self._coefs
+        if self._prefixes:
+            z += self._one_hot_sums(rows)
+        if self._odd:
+            z += np.fromiter(map(self._odd_sum, rows), dtype=np.float64, count=n)
+        return _sigmoid(z)
+
+    def score_columns(self, columns: Mapping[str, Column], n: int) -> Floats:
+        """`score_many` of the `n` rows that `columns` describe, without building the rows.
+
+        A scalar column is every row's value (the user and the context, shared by every
+        candidate); a sequence (list, tuple, 1-D array) of length `n` gives row i its item i.
+        Mixed or exotic columns, and name clashes River would resolve row by row, are
+        scored through `score_many`, so the result is the same whatever the input.
+        """
+        numeric: dict[str, Any] = {}
+        categorical: dict[str, Any] = {}
+        for name, column in columns.items():
+            kind, values = _classify(name, column, n)
+            if kind == "numeric":
+                numeric[name] = values
+            elif kind == "categorical":
+                categorical[name] = values
+            elif kind == "mixed":
+                return self.score_many(rows_of(columns, n))
+        if self._clash_possible(numeric, categorical):
+            return self.score_many(rows_of(columns, n))
+        z = np.full(n, self._intercept, dtype=np.float64)
+        for name, values in numeric.items():
+            j = self._column.get(name)
+            if j is not None:
+                z += (values - self._means[j]) * self._coefs[j]
+        weight = self._weights.get
+        for name, values in categorical.items():
+            if isinstance(values, str):
+                z += weight(f"{name}_{values}", 0.0)
+                continue
+            # Candidates share few values (brands, categories): format each key once.
+            cache: dict[str, float] = {}
+            z += np.fromiter(
+                (
+                    cache[v] if v in cache else cache.setdefault(v, weight(f"{name}_{v}", 0.0))
+                    for v in values
+                ),
+                dtype=np.float64,
+                count=n,
+            )
+        return _sigmoid(z)
+
+    # -- rows ------------------------------------------------------------------------
+
+    def _numeric_matrix(self, rows: Sequence[Row]) -> Floats:
+        get = self._get
+        try:
+            matrix = np.array([get(row) for row in rows])
+            # A string (unicode or object dtype) or None (object) among the values: River's
+            # numeric side skips it, so it is filled with the mean, one row at a time.
+            if matrix.dtype.kind in "fiub":
+                return matrix.reshape(len(rows), len(self._names)).astype(np.float64, copy=False)
+        # A row lacks a feature (KeyError), or a value is an array (ragged, wrong shape).
+        except (KeyError, ValueError, TypeError):
+            pass
+        return self._numeric_matrix_slowly(rows)
+
+    def _numeric_matrix_slowly(self, rows: Sequence[Row]) -> Floats:
+        pairs = list(zip(self._names, self._means.tolist(), strict=True))
+        out = [[_number_or(row.get(name), mean) for name, mean in pairs] for row in rows]
+        return np.array(out, dtype=np.float64).reshape(len(rows), len(pairs))
+
+    def _one_hot_sums(self, rows: Sequence[Row]) -> list[float]:
+        # One loop over every row (no call per row): this is most of score_many's Python time.
+        weight = self._weights.get
+        prefixes = self._prefixes
+        nested = self._nested
+        sums: list[float] = []
+        for row in rows:
+            total = 0.0
+            hits: set[str] = set()
+            for name in prefixes:
+                value = row.get(name)
+                if value.__class__ is not str and (value is None or not isinstance(value, str)):
+                    continue
+                key = f"{name}_{value}"
+                w = weight(key)
+                if w is None:
+                    continue
+                # The numeric side of the union owns this key in this row.
+                if key in row and _is_number(row[key]):
+                    continue
+                if nested:
+                    if key in hits:
+                        continue
+                    hits.add(key)
+                total += w
+            sums.append(total)
+        return sums
+
+    def _odd_sum(self, row: Row) -> float:
+        total = 0.0
+        for odd in self._odd:
+            value: Any = row.get(odd.name)
+            if _is_number(value):
+                total += ((value - odd.mean) / odd.std) * odd.weight
+        return total
+
+    # -- columns ---------------------------------------------------------------------
+
+    def _clash_possible(self, numeric: Mapping[str, Any], categorical: Mapping[str, Any]) -> bool:
+        """Whether a row could have a one-hot key that another feature also produces."""
+        if any(odd.name in numeric for odd in self._odd):
+            return True
+        prefixes = [f"{name}_" for name in categorical]
+        names = [*numeric, *categorical]
+        return any(other.startswith(prefix) for prefix in prefixes for other in names)
+
+
+def rows_of(columns: Mapping[str, Column], n: int) -> list[dict[str, Any]]:
+    """The rows that `columns` describe (see `LinearScorer.score_columns`)."""
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, column in columns.items():
+        value = _unwrap(column)
+        if value is None:
+            continue
+        if isinstance(value, str | numbers.Number):
+            for row in rows:
+                row[name] = value
+            continue
+        values: Sequence[Any] = value.tolist() if isinstance(value, np.ndarray) else value
+        _check_length(name, len(values), n)
+        for row, value in zip(rows, values, strict=True):
+            if value is not None:
+                row[name] = value
+    return rows
+
+
+def _prefixes(keys: Iterable[str]) -> dict[str, None]:
+    """Every k such that some key starts with k + "_" (ordered, without duplicates)."""
+    found: dict[str, None] = {}
+    for key in keys:
+        cut = key.find("_")
+        while cut != -1:
+            found[key[:cut]] = None
+            cut = key.find("_", cut + 1)
+    return found
+
+
+def _logreg_parts(model: Any) -> tuple[Any, Any] | None:
+    """(StandardScaler, LogisticRegression) when `model` is learner.models' logreg pipeline."""
+    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
+        return None
+    union, logreg = model.steps.values()
+    if not isinstance(union, compose.TransformerUnion) or not _plain_logreg(logreg):
+        return None
+    branches = list(union.transformers.values())
+    if len(branches) != 2 or not all(isinstance(b, compose.Pipeline) for b in branches):
+        return None
+    numeric, categorical = (list(b.steps.values()) for b in branches)
+    if len(numeric) != 2 or len(categorical) != 2:
+        return None
+    select_numbers, scaler = numeric
+    select_strings, encoder = categorical
+    ok = (
+        _selects(select_numbers, numbers.Number)
+        and type(scaler) is preprocessing.StandardScaler
+        and scaler.with_std
+        and scaler.window_size is None
+        and _selects(select_strings, str)
+        and type(encoder) is preprocessing.OneHotEncoder
+        and encoder.categories is None
+        and not encoder.drop_first
+    )
+    return (scaler, logreg) if ok else None
+
+
+def _plain_logreg(logreg: Any) -> bool:
+    loss = getattr(logreg, "loss", None)
+    return (
+        type(logreg) is linear_model.LogisticRegression
+        and isinstance(loss, optim.losses.BinaryLoss)
+        # The probability is sigmoid(dot) only with BinaryLoss's own mean function.
+        and type(loss).mean_func is optim.losses.BinaryLoss.mean_func
+    )
+
+
+def _selects(step: Any, kind: type) -> bool:
+    return type(step) is compose.SelectType and tuple(step.types) == (kind,)
+
+
+def _sigmoid(z: Floats) -> Floats:
+    p: Floats = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+    # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30.
+    p[z < -30.0] = 0.0
+    p[z > 30.0] = 1.0
+    return p
+
+
+def _is_number(value: object) -> bool:
+    return value.__class__ is float or isinstance(value, numbers.Number)
+
+
+def _number_or(value: object, default: float) -> Any:
+    return value if _is_number(value) else default
+
+
+def _nothing(row: Row) -> tuple[()]:
+    return ()
+
+
+def _unwrap(column: Column) -> Any:
+    """A 0-d array is the scalar it holds."""
+    if isinstance(column, np.ndarray) and column.ndim == 0:
+        return column.item()
+    return column
+
+
+def _check_length(name: str, length: int, n: int) -> None:
+    if length != n:
+        raise ValueError(f"column {name!r} has {length} values for {n} rows")
+
+
+def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
+    """("numeric" | "categorical", values), ("absent", None) or ("mixed", None)."""
+    value: Any = _unwrap(column)
+    if value is None:
+        return "absent", None
+    if isinstance(value, str):
+        return "categorical", value
+    if isinstance(value, numbers.Real):
+        return "numeric", float(value)
+    if isinstance(value, numbers.Number):
+        return "mixed", None
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"a column must be a scalar or one-dimensional, not {array.shape}")
+    _check_length(name, len(array), n)
+    if array.dtype.kind in "fiub":
+        return "numeric", array.astype(np.float64, copy=False)
+    # numpy turns ["a", 1.5] into unicode too: only all-str sequences are categorical.
+    if array.dtype.kind == "U" and (
+        isinstance(value, np.ndarray) or all(v.__class__ is str for v in value)
+    ):
+        return "categorical", array.tolist()
+    return "mixed", None
