@@ -10,10 +10,17 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
+from api import cli_snapshots
 from learner.errors import LearnerError
+from snapshots.errors import SnapshotError
 from stream.errors import StreamError
+from stream.operations import OperationError
 from stream.settings import StreamSettings
+
+if TYPE_CHECKING:
+    from stream.recovery import Snapshots
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -79,8 +86,19 @@ def _learn(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     client: redis.Redis = redis.Redis.from_url(stream.redis_url)
-    ShardWorker(stream, settings, client).run(stop)
+    ShardWorker(stream, settings, client, snapshots=_snapshots_for_learner()).run(stop)
     return 0
+
+
+def _snapshots_for_learner() -> "Snapshots | None":
+    """Snapshots, unless switched off; without a signing key the learner refuses to start."""
+    from snapshots.settings import SnapshotSettings
+    from stream.recovery import Snapshots
+
+    settings = SnapshotSettings()
+    if settings.snapshot_interval_s <= 0:
+        return None
+    return Snapshots.from_settings(settings)
 
 
 def _positive_int(text: str) -> int:
@@ -125,6 +143,25 @@ def build_parser() -> argparse.ArgumentParser:
     learn = commands.add_parser("learn", help="consume events and train the models (one shard)")
     learn.set_defaults(run=_learn)
 
+    snap = commands.add_parser("snapshot", help="list, take, verify and restore snapshots")
+    snap_commands = snap.add_subparsers(dest="action", required=True, metavar="ACTION")
+    snap_commands.add_parser("list", help="every valid snapshot, oldest first").set_defaults(
+        run=cli_snapshots.list_
+    )
+    snap_commands.add_parser("create", help="take a snapshot of the shard now").set_defaults(
+        run=cli_snapshots.create
+    )
+    verify = snap_commands.add_parser("verify", help="verify snapshot files (signature, hash)")
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.set_defaults(run=cli_snapshots.verify)
+    restore = snap_commands.add_parser("restore", help="restore a snapshot as a new version")
+    restore.add_argument("snapshot", help="a snapshot id, 'latest' or 'last_known_good'")
+    restore.add_argument(
+        "--no-replay", action="store_true", help="skip the events since the snapshot"
+    )
+    restore.add_argument("--no-wait", action="store_true", help="do not follow the replay")
+    restore.set_defaults(run=cli_snapshots.restore)
+
     return parser
 
 
@@ -133,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
-    except (StreamError, LearnerError) as exc:
+    except (StreamError, LearnerError, SnapshotError, OperationError) as exc:
         print(f"headrace: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

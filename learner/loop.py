@@ -47,6 +47,8 @@ class Learner:
         self.counts: Counter[str] = Counter()
         self.offsets: dict[int, int] = {}
         self.lineage: dict[str, Any] = {}
+        self.topology: dict[str, Any] = {}
+        """The shard's partitions and the topic's partition count, for the API's routing."""
 
     # -- processing -------------------------------------------------------
 
@@ -126,6 +128,7 @@ class Learner:
         """What the API and operators read: per variant facts, offsets, lineage."""
         return {
             "shard": self.keys.shard,
+            **self.topology,
             "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
             "feature_config": {"half_life_s": self.feature_config.half_life_s},
             "variants": {

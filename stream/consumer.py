@@ -24,11 +24,15 @@ from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
-from learner.state import StateStore
+from learner.state import Committed, StateStore
+from snapshots.errors import SnapshotError, SnapshotNotFoundError
+from snapshots.manifest import SnapshotHeader
+from stream import control
 from stream.dlq import DeadLetters
 from stream.errors import StreamError
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
+from stream.recovery import LATEST, Snapshots
 from stream.settings import StreamSettings
 from stream.shards import parse_shards
 
@@ -46,6 +50,7 @@ class ShardWorker:
         *,
         owner_id: str | None = None,
         on_publish: Callable[[int, Learner], None] | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.stream = stream
         self.settings = settings
@@ -57,6 +62,9 @@ class ShardWorker:
         self.version = 0
         self._last_learned = 0
         self._on_publish = on_publish
+        self.snapshots = snapshots
+        self._last_snapshot = time.monotonic()
+        self._snapshot_version = 0
         self._consumer = KafkaConsumer(
             bootstrap_servers=stream.kafka_bootstrap,
             group_id=settings.group_id,
@@ -98,14 +106,49 @@ class ShardWorker:
             self._producer.close()
 
     def _active(self, stop: threading.Event) -> None:
+        # A restore replaces the committed state: start over from it, lease kept.
+        while self._owned(stop):
+            pass
+
+    def _load(self) -> Learner:
         learner = Learner(self.settings, self.keys, AggregateCache(self.client))
         committed = self.store.load()
+        if committed is None and self.snapshots is not None:
+            committed = self._cold_start()
         if committed is not None:
             learner.restore(committed)
             self.version = committed.version
         self.learner = learner
         self._last_learned = learner.counts["learned"]
-        partitions = self._partitions()
+        return learner
+
+    def _cold_start(self) -> Committed | None:
+        """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
+        assert self.snapshots is not None and self.lease.token is not None
+        try:
+            version, header = self.snapshots.restore(
+                self.client,
+                self.keys,
+                LATEST,
+                lease_token=self.lease.token,
+                replay=True,
+                reason="cold start with an empty Redis",
+            )
+        except SnapshotNotFoundError:
+            return None
+        log.info(
+            "shard %s: cold start from snapshot %s (version %d)",
+            self.keys.shard,
+            header.snapshot_id,
+            version,
+        )
+        return self.store.load()
+
+    def _owned(self, stop: threading.Event) -> bool:
+        """Consume while owning the shard; True when the state was replaced and must reload."""
+        learner = self._load()
+        partitions, n_partitions = self._partitions()
+        learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
         assigned = [TopicPartition(self.stream.topic_events, p) for p in partitions]
         self._consumer.assign(assigned)
         for tp in assigned:
@@ -118,6 +161,13 @@ class ShardWorker:
         pending = 0
         last_publish = last_renew = time.monotonic()
         while not stop.is_set():
+            command = control.next_command(self.client, self.keys)
+            if command is not None:
+                if pending:
+                    self.publish()
+                    pending = 0
+                if self._command(command, learner):
+                    return True
             batch = self._consumer.poll(timeout_ms=100, max_records=self.settings.poll_max_records)
             if batch:
                 pending += self._process(learner, batch)
@@ -133,11 +183,73 @@ class ShardWorker:
                 if not self.lease.renew():
                     raise FencedError(f"shard {self.keys.shard}: lease lost while idle")
                 last_renew = now
-        # A clean stop publishes what was learned since the last publish.
+            if self._snapshot_due(now):
+                self._snapshot()
+        # A clean stop publishes what was learned since the last publish, and snapshots it.
         if pending:
             self.publish()
+        if self.snapshots is not None and self.version not in (0, self._snapshot_version):
+            self._snapshot()
+        return False
 
-    def _partitions(self) -> list[int]:
+    # -- snapshots and operator commands ----------------------------------
+
+    def _snapshot_due(self, now: float) -> bool:
+        """Every S seconds, if anything was published since the last snapshot."""
+        if self.snapshots is None or self.snapshots.settings.snapshot_interval_s <= 0:
+            return False
+        if self.version in (0, self._snapshot_version):
+            return False
+        return now - self._last_snapshot >= self.snapshots.settings.snapshot_interval_s
+
+    def _snapshot(self) -> SnapshotHeader:
+        assert self.snapshots is not None
+        header = self.snapshots.take(self.client, self.keys)
+        self._last_snapshot = time.monotonic()
+        self._snapshot_version = header.version
+        log.info(
+            "shard %s: snapshot %s%s",
+            self.keys.shard,
+            header.snapshot_id,
+            " (last known good)" if header.last_known_good else "",
+        )
+        return header
+
+    def _command(self, command: dict[str, Any], learner: Learner) -> bool:
+        """Carry out one operator command; True when the state was replaced."""
+        op, command_id = command.get("op"), str(command.get("id"))
+        result: dict[str, Any]
+        reload = False
+        try:
+            if self.snapshots is None:
+                raise SnapshotError("snapshots are off for this learner (no HEADRACE_SNAPSHOT_KEY)")
+            if op == "snapshot":
+                header = self._snapshot()
+                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
+            elif op == "restore":
+                assert self.lease.token is not None
+                version, header = self.snapshots.restore(
+                    self.client,
+                    self.keys,
+                    str(command.get("snapshot", LATEST)),
+                    lease_token=self.lease.token,
+                    replay=bool(command.get("replay", True)),
+                    current=dict(learner.offsets),
+                )
+                self.version = version
+                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
+                reload = True
+            else:
+                result = {"ok": False, "error": f"unknown command {op!r}", "kind": "BadCommand"}
+        except SnapshotError as exc:
+            result = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+        control.put_result(self.client, self.keys, command_id, result)
+        log.info(
+            "shard %s: command %s: %s", self.keys.shard, op, "ok" if result["ok"] else "refused"
+        )
+        return reload
+
+    def _partitions(self) -> tuple[list[int], int]:
         topic = self.stream.topic_events
         available = self._consumer.partitions_for_topic(topic)
         deadline = time.monotonic() + 30
@@ -151,7 +263,7 @@ class ShardWorker:
             raise StreamError(
                 f"shard {self.keys.shard} is not in HEADRACE_SHARDS={self.stream.shards}"
             )
-        return shards[self.keys.shard]
+        return shards[self.keys.shard], len(available)
 
     # -- work -------------------------------------------------------------
 

@@ -6,19 +6,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
 from learner import modelcodec
+from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
 from learner.state import StateStore
 from stream.producer import make_producer, publish
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord
+from stream.simulator import SimRecord, SimulatorConfig, world
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,6 +128,19 @@ def committed_offsets(client: redis.Redis, settings: StreamSettings) -> dict[int
 def caught_up(client: redis.Redis, settings: StreamSettings, ends: dict[int, int]) -> bool:
     offsets = committed_offsets(client, settings)
     return all(offsets.get(p, 0) >= o for p, o in ends.items() if o > 0)
+
+
+def probe_rows(config: SimulatorConfig, users: int = 20, k: int = 5) -> list[dict[str, Any]]:
+    """Feature dicts of realistic candidates, to compare final models on."""
+    store_world = world(config)
+    rng = np.random.default_rng(3)
+    at = datetime(2026, 1, 2, tzinfo=UTC).timestamp()
+    rows: list[dict[str, Any]] = []
+    for user in range(users):
+        request = store_world.request_for(user, rng, k=k)
+        for c in request.candidates:
+            rows.append(features(request.context, c.item, {}, {}, at, FeatureConfig()))
+    return rows
 
 
 def predictions(

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,11 @@ import orjson
 import pytest
 import redis
 
-from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys, versions_channel
 from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate, world
+from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,
@@ -31,6 +29,7 @@ from tests.learner.harness import (
     end_offsets,
     learner_env,
     predictions,
+    probe_rows,
     send,
     store,
     wait_until,
@@ -48,18 +47,7 @@ def records() -> list[SimRecord]:
 
 @pytest.fixture(scope="module")
 def probe() -> list[dict[str, Any]]:
-    """Feature dicts the final models are compared on."""
-    import numpy as np
-
-    store_world = world(CONFIG)
-    rng = np.random.default_rng(3)
-    at = datetime(2026, 1, 2, tzinfo=UTC).timestamp()
-    rows: list[dict[str, Any]] = []
-    for user in range(20):
-        request = store_world.request_for(user, rng, k=5)
-        for c in request.candidates:
-            rows.append(features(request.context, c.item, {}, {}, at, FeatureConfig()))
-    return rows
+    return probe_rows(CONFIG)
 
 
 @pytest.fixture

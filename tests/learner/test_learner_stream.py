@@ -1,6 +1,5 @@
 """The learner on the real Kafka and Redis: bad input, clean shutdown, River parity."""
 
-import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
+from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -97,13 +97,6 @@ def test_sigterm_publishes_the_last_state_and_releases_the_lease(
     assert caught_up(redis_client, topics, ends)
     assert store(redis_client, topics).version() == 1
     assert redis_client.get(f"{topics.key_prefix}:shard:main:lease") is None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def consumed(port: int) -> float:

@@ -1,0 +1,115 @@
+"""Reading one shard's published state and turning it into models ready to serve.
+
+The version, the meta and the model blobs come from ONE HGETALL of the state hash. The
+learner writes them in one MULTI/EXEC, and Redis runs a command between transactions,
+never inside one, so what is read belongs to one publish: a version never names models
+it did not publish.
+"""
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from learner import modelcodec
+from learner.features import FeatureConfig
+from learner.keys import ShardKeys
+from learner.linear import LinearScorer
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedVariant:
+    """A deserialized model, with its numpy scorer when it is the linear pipeline."""
+
+    name: str
+    kind: str
+    model: Any
+    scorer: LinearScorer | None
+    digest: bytes
+    """blake2b of the blob: an unchanged variant is not deserialized again."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardModel:
+    """One shard's state as of one version: what requests routed to it are scored with."""
+
+    shard: str
+    keys: ShardKeys
+    version: int
+    meta: dict[str, Any]
+    variants: dict[str, LoadedVariant]
+    """The variants this replica serves or shadows (others are listed in meta only)."""
+    default_variant: str
+    """The shard's first variant: the answer for users whose variant it does not have."""
+    feature_config: FeatureConfig
+    published_at: float
+    loaded_at: float
+
+    @property
+    def variant_names(self) -> list[str]:
+        return list(self.meta.get("variants", {}))
+
+
+WantedVariants = Callable[[list[str]], Iterable[str]]
+"""Given a shard's variant names (in order), the ones to deserialize."""
+
+
+def published_version(client: redis.Redis, keys: ShardKeys) -> int:
+    raw = client.hget(keys.state, "version")
+    return int(raw) if raw is not None else 0
+
+
+def load_shard(
+    client: redis.Redis,
+    keys: ShardKeys,
+    previous: ShardModel | None,
+    wanted: WantedVariants,
+    clock: Callable[[], float] = time.time,
+) -> ShardModel | None:
+    """The shard's current state if newer than `previous`; else `previous` (or None).
+
+    Raises redis errors (the caller retries later) and learner.errors.StateError for a blob
+    that does not deserialize (the caller keeps serving `previous`).
+    """
+    raw: dict[bytes, bytes] = client.hgetall(keys.state)
+    if not raw or b"version" not in raw or b"meta" not in raw:
+        return previous
+    version = int(raw[b"version"])
+    if previous is not None and version <= previous.version:
+        return previous
+    meta: dict[str, Any] = orjson.loads(raw[b"meta"])
+    names = list(meta.get("variants", {}))
+    if not names:
+        return previous
+    variants: dict[str, LoadedVariant] = {}
+    for name in dict.fromkeys([names[0], *wanted(names)]):
+        blob = raw.get(f"model:{name}".encode())
+        if blob is None:
+            continue
+        old = previous.variants.get(name) if previous is not None else None
+        variants[name] = _variant(name, meta["variants"][name].get("kind", "?"), blob, old)
+    if names[0] not in variants:
+        return previous
+    return ShardModel(
+        shard=keys.shard,
+        keys=keys,
+        version=version,
+        meta=meta,
+        variants=variants,
+        default_variant=names[0],
+        feature_config=FeatureConfig(**meta.get("feature_config", {})),
+        published_at=float(meta.get("published_at", 0.0)),
+        loaded_at=clock(),
+    )
+
+
+def _variant(name: str, kind: str, blob: bytes, old: LoadedVariant | None) -> LoadedVariant:
+    digest = hashlib.blake2b(blob, digest_size=16).digest()
+    if old is not None and old.digest == digest:
+        return old
+    model = modelcodec.loads(blob)
+    return LoadedVariant(name, kind, model, LinearScorer.from_model(model), digest)

@@ -1,0 +1,110 @@
+"""Settings of the prediction API (`headrace serve`).
+
+Connections and topics come from `stream.settings.StreamSettings`; this class holds what
+only the API reads. Built by the composition root (`api.app.app_from_env`, the CLI, a
+test), never at import time.
+"""
+
+import math
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Words people leave in example configs: a token containing one of them (any case, any
+# separators) is a placeholder, however long.
+_PLACEHOLDER_WORDS = ("changeme", "changethis", "placeholder", "example", "yourtoken", "secret")
+MIN_TOKEN_CHARS = 16
+
+
+class ApiSettings(BaseSettings):
+    """How the API listens, what it accepts, how it splits traffic, how it watches models."""
+
+    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    """Address `headrace serve` binds to (0.0.0.0 in a container)."""
+
+    port: int = Field(default=8000, ge=1, le=65535)
+    """Port `headrace serve` listens on."""
+
+    max_candidates: int = Field(default=1_000, ge=1, le=100_000)
+    """Most candidates one /predict request may carry; more is a 422."""
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    """Largest /predict body in bytes; a larger one is refused with 413 before it is parsed."""
+
+    traffic: dict[str, float] = {}
+    """Share of users per variant, as JSON: '{"main": 0.9, "tree": 0.1}'. Empty: every user
+    gets each shard's first variant. Shares are normalised; a user always gets the same one."""
+
+    shadow_variant: str | None = None
+    """A variant scored on every request (see shadow_rate) and compared, but never returned."""
+
+    shadow_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Share of requests the shadow variant also scores (after the response is sent)."""
+
+    publish_impressions: bool = False
+    """Publish an `impression` event per returned candidate to the events topic by default
+    (a request's `publish_impressions` overrides it)."""
+
+    impression_queue_size: int = Field(default=10_000, ge=1)
+    """Most requests whose impressions may wait for Kafka; past it they are dropped, counted."""
+
+    api_keys: Annotated[list[SecretStr], NoDecode] = []
+    """Keys accepted by /predict (X-API-Key or Authorization: Bearer), comma separated. Empty:
+    /predict is open."""
+
+    model_poll_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    """Seconds between version checks besides the versions channel (missed messages, Redis
+    outages): the most a replica lags behind a publish, and how soon it sees Redis again."""
+
+    redis_timeout_s: float = Field(default=0.25, gt=0.0, le=30.0)
+    """Socket timeout of the per-request feature look-ups; past it the request is served
+    from empty aggregates (degraded) rather than waiting."""
+
+    model_load_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    """Socket timeout of the background reads of model state (large blobs take a while)."""
+
+    admin_token: SecretStr | None = None
+    """Bearer token of the admin routes; None turns them off. At least 16 characters and
+    not a placeholder such as "changeme"."""
+
+    @field_validator("traffic")
+    @classmethod
+    def _check_traffic(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, share in value.items():
+            if not name:
+                raise ValueError("a traffic variant needs a name")
+            if not math.isfinite(share) or share < 0:
+                raise ValueError(f"traffic share of {name!r} must be a finite number >= 0")
+        if value and sum(value.values()) <= 0:
+            raise ValueError("traffic shares must not all be 0")
+        return value
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(not key.get_secret_value() for key in value):
+            raise ValueError("an API key must not be empty")
+        return value
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        token = value.get_secret_value()
+        squashed = "".join(ch for ch in token.lower() if ch.isalnum())
+        if any(word in squashed for word in _PLACEHOLDER_WORDS) or len(set(token)) < 4:
+            raise ValueError("admin_token is a placeholder; set a real random secret")
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"admin_token must have at least {MIN_TOKEN_CHARS} characters")
+        return value

@@ -1,0 +1,125 @@
+"""The whole of a shard's committed state, out of Redis and back in.
+
+A dump is what a snapshot's body holds: the state hash (models, core, meta,
+offsets), the pending joins, the seen event ids and every online aggregate
+of the shard, so that a restore into an empty Redis computes exactly the
+same features. Reading needs no writer meanwhile: the learner dumps right
+after its own publish, or the caller holds the shard's lease.
+"""
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from learner.errors import FencedError, StateError
+from learner.keys import ShardKeys, versions_channel
+
+_BATCH = 500
+
+
+@dataclass(slots=True)
+class ShardDump:
+    state: dict[bytes, bytes]
+    pending: dict[bytes, bytes] = field(default_factory=dict)
+    seen: list[bytes] = field(default_factory=list)
+    aggregates: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+    """Key relative to the shard's base ("u:<user>", "i:<item>") → hash."""
+
+    @property
+    def version(self) -> int:
+        return int(self.state[b"version"])
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = orjson.loads(self.state[b"meta"])
+        return meta
+
+    @property
+    def offsets(self) -> dict[int, int]:
+        return {int(p): int(o) for p, o in orjson.loads(self.state[b"offsets"]).items()}
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps(
+            (self.state, self.pending, self.seen, self.aggregates), protocol=pickle.HIGHEST_PROTOCOL
+        )
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> "ShardDump":
+        """Only ever call this on a body whose snapshot signature was verified."""
+        state, pending, seen, aggregates = pickle.loads(body)
+        return cls(state, pending, seen, aggregates)
+
+
+def dump_shard(client: redis.Redis, keys: ShardKeys) -> ShardDump:
+    """Read everything the shard has committed."""
+    state = client.hgetall(keys.state)
+    if not state:
+        raise StateError(f"shard {keys.shard} has no committed state to dump")
+    dump = ShardDump(
+        state=dict(state),
+        pending=dict(client.hgetall(keys.pending)),
+        seen=list(client.lrange(keys.seen, 0, -1)),
+    )
+    base = len(keys.base) + 1
+    names = [k.decode() for k in client.scan_iter(match=keys.aggregate_pattern, count=1000)]
+    for start in range(0, len(names), _BATCH):
+        chunk = names[start : start + _BATCH]
+        pipe = client.pipeline(transaction=False)
+        for name in chunk:
+            pipe.hgetall(name)
+        for name, values in zip(chunk, pipe.execute(), strict=True):
+            dump.aggregates[name[base:]] = dict(values)
+    return dump
+
+
+def write_shard(
+    client: redis.Redis,
+    keys: ShardKeys,
+    dump: ShardDump,
+    *,
+    lease_token: str,
+    offsets: dict[int, int],
+    lineage: dict[str, Any],
+) -> int:
+    """Replace the shard's state with `dump` as a new version; fenced like a publish."""
+    old_aggregates = list(client.scan_iter(match=keys.aggregate_pattern, count=1000))
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(keys.lease)
+            if pipe.get(keys.lease) != lease_token.encode():
+                raise FencedError(f"shard {keys.shard}: lease lost, cannot restore")
+            current = pipe.hget(keys.state, "version")
+            version = (int(current) if current is not None else 0) + 1
+            offsets_json = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
+            meta = {
+                **dump.meta,
+                "version": version,
+                "offsets": orjson.loads(offsets_json),
+                "lineage": lineage,
+                "published_at": time.time(),
+            }
+            state = {**dump.state, b"version": str(version).encode()}
+            state[b"meta"] = orjson.dumps(meta)
+            state[b"offsets"] = offsets_json
+            pipe.multi()
+            pipe.delete(keys.state, keys.pending, keys.seen, *old_aggregates)
+            pipe.hset(keys.state, mapping=state)
+            if dump.pending:
+                pipe.hset(keys.pending, mapping=dump.pending)
+            if dump.seen:
+                pipe.rpush(keys.seen, *dump.seen)
+            for name, values in dump.aggregates.items():
+                if values:
+                    pipe.hset(f"{keys.base}:{name}", mapping=values)
+            pipe.publish(
+                versions_channel(keys.prefix),
+                orjson.dumps({"shard": keys.shard, "version": version}),
+            )
+            pipe.execute()
+        except redis.WatchError as exc:
+            raise FencedError(f"shard {keys.shard}: lease changed during restore") from exc
+    return version

@@ -1,0 +1,103 @@
+"""What an operator asks of a shard (take a snapshot, restore one), from the API or the CLI.
+
+When a learner owns the shard, the request becomes a command it carries out
+between two polls, so nothing races its publishes. When none does, the
+caller takes the shard's lease for the moment it needs and acts itself.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import redis
+
+from learner.errors import LearnerError
+from learner.keys import ShardKeys
+from snapshots.errors import SnapshotError
+from stream import control
+from stream.lease import Lease, default_owner_id
+from stream.recovery import Snapshots
+
+_OPERATOR_LEASE_MS = 30_000
+
+
+class OperationError(Exception):
+    """An operation could not be carried out; `kind` names the cause for the caller."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def take_snapshot(
+    client: redis.Redis, keys: ShardKeys, snapshots: Snapshots, timeout_s: float = 30
+) -> dict[str, Any]:
+    def direct(token: str) -> dict[str, Any]:
+        del token
+        header = snapshots.take(client, keys)
+        return {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
+
+    return _run(client, keys, "snapshot", {}, direct, timeout_s)
+
+
+def restore_snapshot(
+    client: redis.Redis,
+    keys: ShardKeys,
+    snapshots: Snapshots,
+    ref: str,
+    *,
+    replay: bool,
+    timeout_s: float = 30,
+) -> dict[str, Any]:
+    def direct(token: str) -> dict[str, Any]:
+        current = _committed_offsets(client, keys)
+        version, header = snapshots.restore(
+            client, keys, ref, lease_token=token, replay=replay, current=current
+        )
+        return {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
+
+    return _run(client, keys, "restore", {"snapshot": ref, "replay": replay}, direct, timeout_s)
+
+
+def _committed_offsets(client: redis.Redis, keys: ShardKeys) -> dict[int, int]:
+    raw = client.hget(keys.state, "offsets")
+    return {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw else {}
+
+
+def _run(
+    client: redis.Redis,
+    keys: ShardKeys,
+    op: str,
+    args: dict[str, Any],
+    direct: Callable[[str], dict[str, Any]],
+    timeout_s: float,
+) -> dict[str, Any]:
+    if client.exists(keys.lease):
+        command_id = control.send(client, keys, op, **args)
+        result = control.wait_result(client, keys, command_id, timeout_s)
+        if result is None:
+            if control.withdraw(client, keys, command_id):
+                raise OperationError(
+                    f"the learner owning shard {keys.shard} did not take the command within "
+                    f"{timeout_s:.0f} s",
+                    "LearnerBusy",
+                )
+            result = control.wait_result(client, keys, command_id, timeout_s)
+            if result is None:
+                raise OperationError(
+                    "the learner took the command, but no result came", "LearnerBusy"
+                )
+    else:
+        lease = Lease(client, keys, _OPERATOR_LEASE_MS, owner_id=f"operator:{default_owner_id()}")
+        if not lease.try_acquire():
+            raise OperationError(f"a learner just took shard {keys.shard}; retry", "LearnerBusy")
+        try:
+            assert lease.token is not None
+            result = direct(lease.token)
+        except (SnapshotError, LearnerError) as exc:
+            result = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
+        finally:
+            lease.release()
+    if not result.get("ok"):
+        raise OperationError(str(result.get("error")), str(result.get("kind", "Refused")))
+    return result

@@ -1,0 +1,134 @@
+"""Snapshots of a shard's committed state, and restoring one into Redis.
+
+`Snapshotter.take` runs in the owning learner right after a publish, so the
+state it reads is exactly the state and offsets of that one moment.
+`restore` verifies a snapshot before anything in it is deserialized, then
+writes it as a new version, fenced by the caller's lease.
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from learner.keys import ShardKeys
+from learner.statedump import ShardDump, dump_shard, write_shard
+from snapshots.codec import encode
+from snapshots.errors import SnapshotNotFoundError
+from snapshots.manifest import SnapshotFacts, SnapshotHeader, passes_lkg_gate
+from snapshots.retention import RetentionPolicy, apply
+from snapshots.settings import SnapshotSettings
+from snapshots.store import DirectoryStore, last_known_good, latest, load, save
+
+LATEST = "latest"
+LAST_KNOWN_GOOD = "last_known_good"
+_MIN_LEARNED_FOR_LKG = 100
+"""A model that has learned less than this is not known to be good at anything."""
+
+
+@dataclass
+class Snapshots:
+    """The snapshot store, its key and its policy, as one learner or operator uses them."""
+
+    settings: SnapshotSettings
+    store: DirectoryStore
+    key: bytes
+
+    @classmethod
+    def from_settings(cls, settings: SnapshotSettings) -> "Snapshots":
+        """Raises snapshots.errors.MissingKeyError when no key (and no dev flag) is set."""
+        key = settings.signing_key()
+        return cls(settings, DirectoryStore(settings.snapshot_dir, key), key)
+
+    def resolve(self, ref: str, model: str) -> str:
+        """A snapshot id from an id, "latest" or "last_known_good"."""
+        if ref == LATEST:
+            info = latest(self.store, model)
+        elif ref == LAST_KNOWN_GOOD:
+            info = last_known_good(self.store, model)
+        else:
+            return ref
+        if info is None:
+            raise SnapshotNotFoundError(f"{ref} of {model}")
+        return info.snapshot_id
+
+    def take(self, client: redis.Redis, keys: ShardKeys) -> SnapshotHeader:
+        """Snapshot the shard's committed state now; mark it last known good if it passes."""
+        dump = dump_shard(client, keys)
+        meta = dump.meta
+        variants = meta["variants"]
+        facts = SnapshotFacts(
+            model=keys.shard,
+            variants=tuple(variants),
+            version=dump.version,
+            offsets=dump.offsets,
+            n_learned={name: v["n_learned"] for name, v in variants.items()},
+            metrics={
+                name: {k: float(x) for k, x in v["metrics"].items() if math.isfinite(x)}
+                for name, v in variants.items()
+            },
+            last_known_good=self._passes_gate(keys.shard, variants),
+        )
+        blob = encode(
+            facts, dump.to_bytes(), self.key, compression=self.settings.snapshot_compression
+        )
+        header = save(self.store, blob, self.key)
+        if header.last_known_good:
+            self.store.mark_last_known_good(header.snapshot_id)
+        apply(self.store, RetentionPolicy.from_settings(self.settings))
+        return header
+
+    def _passes_gate(self, model: str, variants: dict[str, Any]) -> bool:
+        previous = last_known_good(self.store, model)
+        for name, variant in variants.items():
+            if variant["n_learned"] < _MIN_LEARNED_FOR_LKG:
+                return False
+            loss = float(variant["metrics"].get("rolling_log_loss", math.inf))
+            before = previous.header.metrics.get(name, {}) if previous is not None else {}
+            if not passes_lkg_gate(
+                loss, before.get("rolling_log_loss"), self.settings.snapshot_lkg_margin
+            ):
+                return False
+        return True
+
+    def restore(
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        ref: str,
+        *,
+        lease_token: str,
+        replay: bool,
+        current: dict[int, int] | None = None,
+        reason: str = "operator restore",
+    ) -> tuple[int, SnapshotHeader]:
+        """Write snapshot `ref` to Redis as a new version; return it and the snapshot's header.
+
+        With `replay`, the state resumes from the snapshot's offsets, so the events
+        since are learned again; without it, from `current` (the events since are
+        skipped, and the lineage says which).
+        """
+        snapshot_id = self.resolve(ref, keys.shard)
+        header, body = load(self.store, snapshot_id, self.key, expect_model=keys.shard)
+        dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
+        parent = client.hget(keys.state, "version")
+        lineage: dict[str, Any] = {
+            "parent_version": int(parent) if parent is not None else None,
+            "restored_from": snapshot_id,
+            "snapshot_version": header.version,
+            "replay": replay,
+            "reason": reason,
+            "at": time.time(),
+        }
+        offsets = dict(header.offsets)
+        if not replay and current:
+            lineage["skipped"] = {
+                str(p): [offsets.get(p, 0), o] for p, o in current.items() if o > offsets.get(p, 0)
+            }
+            offsets = {**offsets, **current}
+        version = write_shard(
+            client, keys, dump, lease_token=lease_token, offsets=offsets, lineage=lineage
+        )
+        return version, header
