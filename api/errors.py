@@ -7,6 +7,7 @@ offending field. No stack trace ever leaves the process: unexpected exceptions b
 """
 
 import logging
+import os
 import re
 from typing import Any, ClassVar
 
@@ -129,11 +130,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    request_id = getattr(request.state, "request_id", None)
-    log.error("unexpected %s answering %s (request %s)", type(exc).__name__, request.url.path,
-              request_id, exc_info=exc)
-    message = "internal error" + (f" (request {request_id})" if request_id else "")
-    return _response(500, "internal", message, None, {})
+    # A reference the operator can find in the log; the trace stays there.
+    reference = os.urandom(6).hex()
+    log.error(
+        "unexpected %s answering %s (reference %s)",
+        type(exc).__name__,
+        request.url.path,
+        reference,
+        exc_info=exc,
+    )
+    return _response(500, "internal", f"internal error (reference {reference})", None, {})
 
 
 def install(app: FastAPI) -> None:

@@ -87,7 +87,7 @@ def load_shard(
         return previous
     variants: dict[str, LoadedVariant] = {}
     for name in dict.fromkeys([names[0], *wanted(names)]):
-        blob = raw.get(f"model:{name}".encode())
+        blob = raw.get(f"model:{name}".encode()) if name in meta["variants"] else None
         if blob is None:
             continue
         old = previous.variants.get(name) if previous is not None else None

@@ -60,7 +60,7 @@ def request_type(max_candidates: int) -> type[PredictRequest]:
     """PredictRequest with this deployment's candidate limit (in the decoder and the docs)."""
     limited = Annotated[list[Candidate], Meta(min_length=1, max_length=max_candidates)]
     top_k = Annotated[int, Meta(ge=1, le=max_candidates)] | None
-    limited_type = msgspec.defstruct(
+    limited_type: type[PredictRequest] = msgspec.defstruct(  # type: ignore[assignment]
         "PredictRequest",
         [("candidates", limited), ("top_k", top_k, None)],
         bases=(PredictRequest,),

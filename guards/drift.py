@@ -4,8 +4,8 @@ Called once per learned example, in order. The loss goes to ADWIN and
 Page-Hinkley as block means relative to a scale set during a warm-up: raw
 per-example log loss at a 5 % positive rate is so heavy-tailed that
 detectors fed with it alarm on noise. A detection becomes an alert only if
-the recent loss is clearly above the loss since arming (detectors also fire
-on improvements). Inputs go to KSWIN (sub-sampled: a KS test is costly) and,
+the recent loss is clearly above the loss before it (detectors also fire on
+improvements). Inputs go to KSWIN (sub-sampled: a KS test is costly) and,
 with the predictions, to a windowed PSI. Everything is deterministic and
 picklable: the monitor is part of the learner's committed state.
 """
@@ -21,7 +21,6 @@ from guards.alerts import Alert
 from guards.settings import GuardSettings
 
 _MISSING = "\x00missing"
-_OTHER = "\x00other"
 _MAX_CATEGORIES = 50
 
 
@@ -55,7 +54,7 @@ class PopulationStability:
             if len(self._sample) == self.edges_from:
                 self._fix_bins(self._sample)
             return None
-        counts = self._current if self._reference_full() else self._reference
+        counts = self._current if self._n >= self.window else self._reference
         counts[self._bin(value)] += 1
         self._n += 1
         if self._n < 2 * self.window or self._n % self.window:
@@ -64,12 +63,10 @@ class PopulationStability:
         self._current = [0] * len(self._current)
         return psi
 
-    def _reference_full(self) -> bool:
-        return self._n >= self.window
-
     def _fix_bins(self, sample: list[float | str]) -> None:
         numbers = [v for v in sample if not isinstance(v, str)]
-        if len(numbers) == len(sample) and len(set(numbers)) > self.bins:
+        texts = any(isinstance(v, str) and v != _MISSING for v in sample)
+        if not texts and len(set(numbers)) > self.bins:
             ordered = sorted(numbers)
             cuts = (ordered[len(ordered) * i // self.bins] for i in range(1, self.bins))
             self._edges = sorted(set(cuts))
@@ -109,14 +106,9 @@ class DriftMonitor:
     """The drift detectors of one variant of one model."""
 
     def __init__(self, model: str, variant: str, settings: GuardSettings) -> None:
-        self.model = model
-        self.variant = variant
-        self.settings = settings
+        self.model, self.variant, self.settings = model, variant, settings
         self.n = 0
         """Examples seen, over the monitor's whole life (alert ids rely on it never repeating)."""
-        s = settings
-        self._kswin_features = list(s.drift_kswin_features)
-        self._psi_features = list(s.drift_psi_features)
         self.reset()
 
     def reset(self) -> None:
@@ -132,10 +124,10 @@ class DriftMonitor:
                 stat_size=s.drift_kswin_stat_size,
                 seed=s.drift_kswin_seed + i,
             )
-            for i, name in enumerate(self._kswin_features)
+            for i, name in enumerate(s.drift_kswin_features)
         }
         # signal -> (feature name, or None for the prediction; its PSI tracker)
-        signals: dict[str, str | None] = {f"feature:{name}": name for name in self._psi_features}
+        signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:
             signals["prediction"] = None
         self._psi = {
@@ -147,12 +139,11 @@ class DriftMonitor:
         s = self.settings
         self._armed_at = self.n + s.drift_warmup
         self._calibrate_from = self.n + s.drift_warmup // 2
-        self._calib_sum = 0.0
-        self._scale = 0.0
-        self._block_sum = 0.0
-        self._block_n = 0
-        self._since_sum = 0.0
-        self._since_n = 0
+        self._scale = 0.0  # the calibration's sum of losses until armed, then its mean
+        self._block_sum, self._block_n = 0.0, 0
+        # The level before the recent blocks: the calibration (level 1 by definition) weighted
+        # as the blocks it spans, plus every block since that left the recent window.
+        self._before_sum = self._before_n = (s.drift_warmup - s.drift_warmup // 2) / s.drift_block
         self._recent: deque[float] = deque(maxlen=s.drift_recent_blocks)
         self._adwin = drift.ADWIN(delta=s.drift_adwin_delta, clock=1)
         self._ph = drift.PageHinkley(
@@ -168,6 +159,8 @@ class DriftMonitor:
         self.n += 1
         if not (s.guards_enabled and s.drift_enabled):
             return []
+        # NaN or inf is a model that failed on this example: the worst loss, not a crash.
+        loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
         alerts = self._loss(loss, ts)
         if self.n <= self._inputs_from:
             return alerts
@@ -179,116 +172,86 @@ class DriftMonitor:
 
     def _loss(self, loss: float, ts: float) -> list[Alert]:
         s = self.settings
-        # NaN or inf is a model that failed on this example: the worst loss, not a crash.
-        loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
         if self.n <= self._armed_at:
             if self.n > self._calibrate_from:
-                self._calib_sum += loss
+                self._scale += loss
             if self.n == self._armed_at:
-                self._scale = max(self._calib_sum / (self.n - self._calibrate_from), 1e-6)
+                self._scale = max(self._scale / (self.n - self._calibrate_from), 1e-6)
             return []
         self._block_sum += loss
         self._block_n += 1
         if self._block_n < s.drift_block:
             return []
-        return self._loss_block(ts)
-
-    def _loss_block(self, ts: float) -> list[Alert]:
-        s = self.settings
         level = self._block_sum / self._block_n / self._scale
         self._block_sum, self._block_n = 0.0, 0
+        fired = []
+        for name, on, detector in (
+            ("adwin", s.drift_adwin_enabled, self._adwin),
+            ("page_hinkley", s.drift_ph_enabled, self._ph),
+        ):
+            if on:
+                detector.update(level)
+                if detector.drift_detected:
+                    fired.append(name)
+        if len(self._recent) == self._recent.maxlen:
+            self._before_sum += self._recent[0]
+            self._before_n += 1
         self._recent.append(level)
-        fired: list[str] = []
-        if s.drift_adwin_enabled:
-            self._adwin.update(level)
-            if self._adwin.drift_detected:
-                fired.append("adwin")
-        if s.drift_ph_enabled:
-            self._ph.update(level)
-            if self._ph.drift_detected:
-                fired.append("page_hinkley")
-        baseline = self._since_sum / self._since_n if self._since_n else level
-        self._since_sum += level
-        self._since_n += 1
+        before = self._before_sum / self._before_n
         recent = sum(self._recent) / len(self._recent)
-        limit = baseline * (1.0 + s.drift_min_increase)
-        if not fired or len(self._recent) < s.drift_recent_blocks or recent < limit:
+        limit = before * (1.0 + s.drift_min_increase)
+        if not fired or recent < limit:
             return []
         window = len(self._recent) * s.drift_block
-        alerts = [
-            self._alert(
-                detector,
-                "loss",
-                recent * self._scale,
-                limit * self._scale,
-                window,
-                ts,
-                f"{detector}: mean log loss of the last {window} examples is "
-                f"{recent * self._scale:.4f}, {100 * (recent / baseline - 1):.0f}% above "
-                f"{baseline * self._scale:.4f} since the detectors armed",
-            )
-            for detector in fired
-        ]
-        # One drift, one alert: the model now learns the new concept, the loss falls again.
+        value, threshold = recent * self._scale, limit * self._scale
+        message = (
+            f"mean log loss of the last {window} examples is {value:.4f}, "
+            f"{100 * (recent / before - 1):.0f}% above {before * self._scale:.4f} before them"
+        )
+        found = (value, threshold, window)
+        alerts = [self._alert(d, "loss", found, ts, f"{d}: {message}") for d in fired]
+        # One drift, one alert: the model now learns the new concept and its loss falls again.
         self._rearm()
         return alerts
 
     def _kswin_update(self, x: Mapping[str, float | str], ts: float) -> list[Alert]:
-        alerts = []
         s = self.settings
+        window = s.drift_kswin_stat_size * s.drift_kswin_every
+        alerts = []
         for name, detector in self._kswin.items():
             value = x.get(name)
             if value is None or isinstance(value, str):
                 continue
             detector.update(value)
             if detector.drift_detected:
-                window = s.drift_kswin_stat_size * s.drift_kswin_every
-                alerts.append(
-                    self._alert(
-                        "kswin",
-                        f"feature:{name}",
-                        float(detector.p_value),
-                        s.drift_kswin_alpha,
-                        window,
-                        ts,
-                        f"kswin: {name} of about the last {window} examples differs from "
-                        f"the earlier window (KS p-value {detector.p_value:.2g})",
-                    )
+                p_value = float(detector.p_value)
+                message = (
+                    f"kswin: {name} of about the last {window} examples differs from the "
+                    f"window before (KS p-value {p_value:.2g})"
                 )
+                found = (p_value, s.drift_kswin_alpha, window)
+                alerts.append(self._alert("kswin", f"feature:{name}", found, ts, message))
         return alerts
 
     def _psi_update(self, x: Mapping[str, float | str], p: float, ts: float) -> list[Alert]:
-        alerts = []
         s = self.settings
+        alerts = []
         for signal, (name, tracker) in self._psi.items():
             psi = tracker.update(p if name is None else x.get(name))
             if psi is not None and psi > s.drift_psi_threshold:
                 tracker.rebase()
-                alerts.append(
-                    self._alert(
-                        "psi",
-                        signal,
-                        psi,
-                        s.drift_psi_threshold,
-                        s.drift_psi_window,
-                        ts,
-                        f"psi: {signal} of the last {s.drift_psi_window} examples has PSI "
-                        f"{psi:.3f} against its reference window; the next window is the new "
-                        "reference",
-                    )
+                message = (
+                    f"psi: {signal} of the last {s.drift_psi_window} examples has PSI {psi:.3f} "
+                    "against its reference window; the next window is the new reference"
                 )
+                found = (psi, s.drift_psi_threshold, s.drift_psi_window)
+                alerts.append(self._alert("psi", signal, found, ts, message))
         return alerts
 
     def _alert(
-        self,
-        detector: str,
-        signal: str,
-        value: float,
-        threshold: float,
-        window: int,
-        ts: float,
-        message: str,
+        self, detector: str, signal: str, found: tuple[float, float, int], ts: float, message: str
     ) -> Alert:
+        value, threshold, window = found
         return Alert.make(
             n=self.n,
             ts=ts,

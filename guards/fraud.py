@@ -37,7 +37,8 @@ class Verdict:
 
 
 def _bucket(user: User, name: str, at: float, size: float, per_s: float) -> bool:
-    """Token bucket `name` (fields name:t, name:k) refilled in event time; takes a token."""
+    """Token bucket in fields `<name>t` (last time), `<name>k` (tokens), refilled in event
+    time; takes a token if there is one."""
     last = user.get(name + "t")
     tokens = size if last is None else min(size, user[name + "k"] + max(0.0, at - last) * per_s)
     user[name + "t"] = at if last is None else max(last, at)
@@ -46,28 +47,44 @@ def _bucket(user: User, name: str, at: float, size: float, per_s: float) -> bool
 
 
 class Cohorts:
-    """Decayed impression and positive counts per cohort (a keyed hash bucket of user_id)."""
+    """Decayed impression and positive counts per cohort (a keyed hash bucket of user_id).
+
+    The baseline is the long-run counts minus the recent ones: the history before
+    the recent window, so a burst does not raise its own yardstick. Positives
+    flagged as a flip never enter it.
+    """
 
     def __init__(self, s: GuardSettings) -> None:
         self._key = hashlib.blake2b(s.fraud_flip_salt.encode(), digest_size=16).digest()
         self._n = s.fraud_flip_cohorts
         self._short, self._long = s.fraud_flip_short_half_life_s, s.fraud_flip_long_half_life_s
-        # Per cohort: [time, recent impressions, recent positives, long impressions, long positives]
-        self.state = [[-math.inf, 0.0, 0.0, 0.0, 0.0] for _ in range(self._n)]
+        # [time, recent impressions, recent positives, recent unflagged positives,
+        #  long impressions, long unflagged positives]
+        self.state = [[-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(self._n)]
 
     def of(self, user_id: str) -> int:
         digest = hashlib.blake2b(user_id.encode(), digest_size=8, key=self._key).digest()
         return int.from_bytes(digest, "big") % self._n
 
     def add(self, cohort: int, at: float, impressions: float, positives: float) -> list[float]:
+        """Count an event (positives unflagged until `flag`); returns the cohort's counts."""
         c = self.state[cohort]
         if at > c[0]:  # an older event (partitions interleave) decays nothing
             if c[0] > -math.inf:
                 short, long = 0.5 ** ((at - c[0]) / self._short), 0.5 ** ((at - c[0]) / self._long)
-                c[1:] = [c[1] * short, c[2] * short, c[3] * long, c[4] * long]
+                c[1:] = [c[1] * short, c[2] * short, c[3] * short, c[4] * long, c[5] * long]
             c[0] = at
-        c[1:] = [c[1] + impressions, c[2] + positives, c[3] + impressions, c[4] + positives]
+        c[1] += impressions
+        c[4] += impressions
+        c[2] += positives
+        c[3] += positives
+        c[5] += positives
         return c
+
+    def flag(self, cohort: int, positives: float) -> None:
+        c = self.state[cohort]
+        c[3] -= positives
+        c[5] -= positives
 
 
 class FraudGuard:
@@ -253,20 +270,19 @@ class FraudGuard:
         s = self.settings
         cohort = self.cohorts.of(user_id)
         c = self.cohorts.add(cohort, at, impressions, positives)
+        older = c[4] - c[1]
         if not positives or c[1] < s.fraud_flip_min_impressions:
             return None
-        if c[3] < s.fraud_flip_min_long_impressions:
+        if older < s.fraud_flip_min_long_impressions:
             return None
-        base, rate = c[4] / c[3], c[2] / c[1]
+        base, rate = max(c[5] - c[3], 0.0) / older, c[2] / c[1]
         z = (c[2] - base * c[1]) / math.sqrt(max(base * (1.0 - base) * c[1], 1e-9))
         if rate <= s.fraud_flip_ratio * base or z <= s.fraud_flip_z:
             return None
-        # A flagged positive leaves the long-run rate, so an attack cannot become the norm.
-        c[3] -= impressions
-        c[4] -= positives
+        self.cohorts.flag(cohort, positives)
         return Verdict(
             "label_flip",
             {"cohort": float(cohort), "rate": rate, "long_run_rate": base, "z": z},
             f"cohort {cohort}: recent positive rate {100 * rate:.1f}% against "
-            f"{100 * base:.1f}% long-run (z = {z:.1f})",
+            f"{100 * base:.1f}% before (z = {z:.1f})",
         )

@@ -43,8 +43,8 @@ class GuardSettings(BaseSettings):
     rate holds about 5 positives, which tames the heavy tail (and costs 1/100th)."""
 
     drift_min_increase: float = Field(default=0.25, ge=0)
-    """A detection is an alert only if the recent mean loss is this much above the mean since
-    arming (0.25: +25 %); detectors also fire on decreases and on noise."""
+    """A detection is an alert only if the recent mean loss is this much above the mean loss
+    before it, since arming (0.25: +25 %); detectors also fire on decreases and on noise."""
 
     drift_recent_blocks: int = Field(default=5, ge=1)
     """Blocks that make the recent mean loss compared with `drift_min_increase`."""
@@ -94,8 +94,9 @@ class GuardSettings(BaseSettings):
     drift_psi_enabled: bool = True
     """Population stability index of inputs and predictions against a reference window."""
 
-    drift_psi_features: list[str] = ["price", "position", "u_cvr", "i_cvr", "category", "device"]
-    """Features (numeric or categorical) whose PSI is watched, as JSON."""
+    drift_psi_features: list[str] = ["price", "position", "category", "device"]
+    """Features (numeric or categorical) whose PSI is watched, as JSON. Not the u_*/i_*
+    aggregates by default: they keep moving while the aggregates fill up (their first day)."""
 
     drift_psi_predictions: bool = True
     """Also watch the PSI of the model's predictions."""
@@ -139,12 +140,13 @@ class GuardSettings(BaseSettings):
     fraud_storm_enabled: bool = True
     """Purchase storm: more purchases than a person makes in a short time."""
 
-    fraud_storm_purchases: int = Field(default=5, ge=1)
-    """Purchases allowed in one burst (token bucket size). Humans in the simulator: at most 4
-    within 10 s; bots: 8 to 24 within one second."""
+    fraud_storm_purchases: int = Field(default=10, ge=1)
+    """Purchases allowed in one burst (token bucket size). Bots buy 8 to 24 within a second;
+    the simulator's heaviest shopper bought 3 within 1 s, 6 within 5 s and 13 within 60 s,
+    which took a bucket of 5 down to 0.1 token: too close to a ban."""
 
     fraud_storm_window_s: float = Field(default=10.0, gt=0)
-    """The bucket refills `fraud_storm_purchases` per this many seconds."""
+    """The bucket refills `fraud_storm_purchases` per this many seconds (1/s by default)."""
 
     fraud_noimp_enabled: bool = True
     """Purchases without an impression: no impression id and no impression of the user within
@@ -196,31 +198,37 @@ class GuardSettings(BaseSettings):
     """Most values kept per field (bounds the guard's state)."""
 
     fraud_flip_enabled: bool = True
-    """Label-flip bursts: a cohort's recent positive rate far above its long-run rate."""
+    """Label-flip bursts: a cohort's recent positive rate far above its rate before."""
 
     fraud_flip_cohorts: int = Field(default=16, ge=1, le=4096)
-    """Cohorts are keyed-hash buckets of user_id: stable, bounded, not chosen by the user."""
+    """Cohorts are keyed-hash buckets of user_id: stable, bounded, not chosen by the user, and
+    small enough (1/16 of the traffic) that a few dozen accounts move their rate. A device
+    cohort would dilute them among a third of the store and quarantine a third of its sales."""
 
     fraud_flip_salt: str = "headrace"
-    """Key of the cohort hash; change it to stop an attacker from grinding ids into one bucket."""
+    """Key of the cohort hash; set your own so an attacker cannot grind ids into one cohort."""
 
     fraud_flip_short_half_life_s: float = Field(default=900.0, gt=0)
-    """Half-life of the recent rate (event time)."""
+    """Half-life of the recent rate (event time, 15 min)."""
 
     fraud_flip_long_half_life_s: float = Field(default=86_400.0, gt=0)
-    """Half-life of the long-run rate (event time)."""
+    """Half-life of the long-run counts (event time, a day); the baseline is the long-run
+    counts minus the recent ones, so a burst does not raise its own yardstick."""
 
     fraud_flip_ratio: float = Field(default=3.0, gt=1)
-    """Recent rate over long-run rate that makes a burst ..."""
+    """Recent rate over the baseline rate that makes a burst (shoppers peaked at 1.9) ..."""
 
     fraud_flip_z: float = Field(default=5.0, gt=0)
-    """... if also this many binomial standard deviations above the long-run expectation."""
+    """... if the recent positives are also this many binomial standard deviations above the
+    baseline's expectation (shoppers peaked at 4.0)."""
 
     fraud_flip_min_impressions: float = Field(default=200.0, ge=1)
-    """Recent (decayed) impressions a cohort needs before its rate is judged."""
+    """Recent (decayed) impressions a cohort needs before its rate is judged; the simulator's
+    cohorts hold about 800."""
 
     fraud_flip_min_long_impressions: float = Field(default=2_000.0, ge=1)
-    """Long-run (decayed) impressions a cohort needs before it has a baseline."""
+    """Impressions before the recent window a cohort needs to have a baseline (about an hour
+    of the simulator's traffic)."""
 
     # -- rollback ---------------------------------------------------------
 

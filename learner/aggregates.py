@@ -26,7 +26,7 @@ def encode_hash(values: Mapping[str, float]) -> dict[str, str]:
 class AggregateCache:
     """Aggregates by Redis key: prefetched, updated in place, flushed at publish."""
 
-    def __init__(self, client: redis.Redis, capacity: int = 100_000) -> None:
+    def __init__(self, client: redis.Redis, capacity: int = 20_000) -> None:
         self._client = client
         self._capacity = capacity
         self._entries: OrderedDict[str, dict[str, float]] = OrderedDict()

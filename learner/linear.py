@@ -296,7 +296,8 @@ def _plain_logreg(logreg: Any) -> bool:
 
 
 def _selects(step: Any, kind: type) -> bool:
-    return type(step) is compose.SelectType and tuple(step.types) == (kind,)
+    # learner.models' SelectNumbers/SelectStrings subclass it with the same semantics.
+    return isinstance(step, compose.SelectType) and tuple(step.types) == (kind,)
 
 
 def _sigmoid(z: Floats) -> Floats:

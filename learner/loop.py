@@ -7,11 +7,19 @@ aggregates) that publish as deltas, so a learner rebuilt from the committed
 state continues exactly as one that never stopped.
 """
 
+import math
 import pickle
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import orjson
+
+from guards.alerts import Alert
+from guards.drift import DriftMonitor
+from guards.fraud import FraudGuard, Verdict
+from guards.rollback import RollbackDecider
+from guards.settings import GuardSettings
 from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.dedup import SeenIds
@@ -22,7 +30,7 @@ from learner.metrics import ProgressiveMetrics
 from learner.models import build_model
 from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
-from learner.variant import Variant
+from learner.variant import Variant, p_true_of
 from stream.events import Event, Impression, Item, Labeled
 
 _OUTCOMES = ("click", "add_to_cart", "purchase")
@@ -31,7 +39,13 @@ _OUTCOMES = ("click", "add_to_cart", "purchase")
 class Learner:
     """One shard's models and everything needed to keep training them."""
 
-    def __init__(self, settings: LearnerSettings, keys: ShardKeys, cache: AggregateCache) -> None:
+    def __init__(
+        self,
+        settings: LearnerSettings,
+        keys: ShardKeys,
+        cache: AggregateCache,
+        guards: GuardSettings | None = None,
+    ) -> None:
         self.settings = settings
         self.keys = keys
         self.cache = cache
@@ -46,9 +60,28 @@ class Learner:
         self.seen = SeenIds(settings.dedup_capacity)
         self.counts: Counter[str] = Counter()
         self.offsets: dict[int, int] = {}
+        self.partition_time: dict[int, float] = {}
+        """Latest event time seen on each partition."""
         self.lineage: dict[str, Any] = {}
+        """Where this line of versions comes from: a restore or a rollback, and why."""
+        self.version = 0
+        """The last version this learner committed (or restored)."""
         self.topology: dict[str, Any] = {}
         """The shard's partitions and the topic's partition count, for the API's routing."""
+        g = guards if guards is not None and guards.guards_enabled else None
+        self.fraud = FraudGuard(g) if g is not None and g.fraud_enabled else None
+        self.monitors: dict[str, DriftMonitor] = {}
+        self.deciders: dict[str, RollbackDecider] = {}
+        if g is not None:
+            for name in self.variants:
+                if g.drift_enabled:
+                    self.monitors[name] = DriftMonitor(keys.shard, name, g)
+                if g.rollback_enabled:
+                    self.deciders[name] = RollbackDecider(g)
+        self.shadows: dict[str, Any] = {}
+        """Per variant, the last-known-good model, scored on every example (never learning)."""
+        self.alerts: list[Alert] = []
+        """Raised since the last publish; published with the state that raised them."""
 
     # -- processing -------------------------------------------------------
 
@@ -56,28 +89,51 @@ class Learner:
         """Load the aggregates a batch will touch, in one round trip."""
         keys: list[str] = []
         for event in events:
+            keys.append(self.keys.user(event.user_id))
             if event.type == "labeled":
                 continue
-            keys.append(self.keys.user(event.user_id))
             keys.append(self.keys.item(event.item_id))
         self.cache.prefetch(keys)
 
-    def process(self, event: Event, partition: int, offset: int) -> None:
-        """Learn what one event teaches; record that its offset is done."""
+    def process(self, event: Event, partition: int, offset: int) -> Verdict | None:
+        """Learn what one event teaches; record that its offset is done.
+
+        Returns the fraud guard's verdict when the event is quarantined (not learned).
+        """
         self.offsets[partition] = offset + 1
         self.counts[f"event_{event.type}"] += 1
         if self.seen.check_and_add(event.event_id):
             self.counts["duplicate_event"] += 1
-            return
+            return None
+        if self.fraud is not None:
+            user_key = self.keys.user(event.user_id)
+            # Marked dirty whatever the verdict: a ban is written by the event it blocks.
+            verdict = self.fraud.check(event, self.cache.get(user_key))
+            self.cache.mark_dirty(user_key)
+            if verdict is not None:
+                self.counts[f"quarantined_{verdict.rule}"] += 1
+                return verdict
         at = event.ts.timestamp()
-        for example in self.joins.advance(at):
-            self._learn(example.features, example.label)
+        for example in self.joins.advance(self._watermark(partition, at)):
+            self._learn(example.features, example.label, example.ts)
         if isinstance(event, Labeled):
-            self._learn(dict(event.features), event.label)
+            self._learn(dict(event.features), event.label, at)
         elif isinstance(event, Impression):
             self._impression(event, at)
         else:
             self._outcome(event.type, event.user_id, event.item_id, event.impression_id, at)
+        return None
+
+    def _watermark(self, partition: int, at: float) -> float:
+        """Event time that every partition seen has reached: the join closes windows by it.
+
+        A partition read ahead of the others (a consumer catching up reads them in long
+        runs) must not close the impressions of one still behind as negatives.
+        """
+        times = self.partition_time
+        if at > times.get(partition, float("-inf")):
+            times[partition] = at
+        return min(times.values())
 
     def skip(self, partition: int, offset: int) -> None:
         """A record that teaches nothing (rejected, quarantined) is still done."""
@@ -92,12 +148,12 @@ class Learner:
             event.user_id,
             event.item_id,
             at,
-            x,
+            orjson.dumps(x),
             event.item.category,
             event.item.price,
         )
         for example in self.joins.add(pending):
-            self._learn(example.features, example.label)
+            self._learn(example.features, example.label, example.ts)
         observe_impression(user, item_aggs, at, self.feature_config)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
@@ -115,12 +171,40 @@ class Learner:
         if kind == self.settings.target:
             example = self.joins.outcome(user_id, item_id, impression_id)
             if example is not None:
-                self._learn(example.features, example.label)
+                self._learn(example.features, example.label, example.ts)
 
-    def _learn(self, x: Mapping[str, float | str], y: bool) -> None:
-        for variant in self.variants.values():
-            variant.learn(dict(x), y)
+    def _learn(self, x: Mapping[str, float | str], y: bool, ts: float) -> None:
+        for name, variant in self.variants.items():
+            p = variant.learn(x, y)
+            if not self.monitors and not self.deciders:
+                continue
+            loss = _log_loss(p, y)
+            monitor = self.monitors.get(name)
+            if monitor is not None:
+                self.alerts.extend(monitor.update(loss, x, p, ts))
+            shadow, decider = self.shadows.get(name), self.deciders.get(name)
+            if shadow is not None and decider is not None:
+                shadow_loss = _log_loss(p_true_of(shadow.predict_proba_one(x)), y)
+                decision = decider.update(loss, shadow_loss, variant.n_learned)
+                if decision is not None:
+                    self.alerts.append(decision.alert(self.keys.shard, name, ts))
+                    self.roll_back(name, decision.reason)
         self.counts["learned"] += 1
+
+    def roll_back(self, name: str, reason: str) -> None:
+        """Serve the last-known-good model of variant `name` again; learning goes on from it."""
+        shadow = self.shadows[name]
+        variant = self.variants[name]
+        variant.model = modelcodec.loads(modelcodec.dumps(shadow))
+        self.counts["rollbacks"] += 1
+        self.lineage = {
+            "rolled_back_from": self.version,
+            "rolled_back_variant": name,
+            "reason": reason,
+        }
+        for guard in (self.monitors.get(name), self.deciders.get(name)):
+            if guard is not None:
+                guard.reset()
 
     # -- state ------------------------------------------------------------
 
@@ -141,7 +225,7 @@ class Learner:
             },
             "joins": {**dict(self.joins.counts), "pending": len(self.joins)},
             "counts": dict(self.counts),
-            "lineage": self.lineage,
+            "lineage": {**self.lineage, "parent_version": self.version},
         }
 
     def delta(self) -> Delta:
@@ -150,6 +234,8 @@ class Learner:
             "variants": {n: (v.kind, v.metrics, v.n_learned) for n, v in self.variants.items()},
             "joins": (self.joins.counts, self.joins.seq, self.joins.watermark),
             "counts": self.counts,
+            "partition_time": self.partition_time,
+            "guards": (self.fraud, self.monitors, self.deciders),
         }
         pending_upserts, pending_deletes = self.joins.delta()
         seen_chunk, seen_drop = self.seen.delta()
@@ -163,13 +249,16 @@ class Learner:
             seen_chunk=seen_chunk,
             seen_drop=seen_drop,
             aggregates=self.cache.dirty(),
+            alerts=list(self.alerts),
         )
 
-    def published(self, delta: Delta) -> None:
-        """The delta is committed: forget what it carried."""
+    def published(self, delta: Delta, version: int) -> None:
+        """The delta is committed as `version`: forget what it carried."""
+        self.version = version
         self.joins.published()
         self.seen.published(delta.seen_drop)
         self.cache.flushed()
+        del self.alerts[: len(delta.alerts)]
 
     def restore(self, committed: Committed) -> None:
         """Continue from committed state (a restart, a takeover, a restore)."""
@@ -186,7 +275,21 @@ class Learner:
         self.joins.load(committed.pending, seq, watermark)
         self.seen.load(committed.seen_chunks)
         self.counts = core["counts"]
+        self.partition_time = core.get("partition_time", {})
+        fraud, monitors, deciders = core.get("guards", (None, {}, {}))
+        # Guards switched on or off since: the configuration wins; kept state where it exists.
+        if self.fraud is not None and fraud is not None:
+            self.fraud = fraud
+        self.monitors.update({n: m for n, m in monitors.items() if n in self.monitors})
+        self.deciders.update({n: d for n, d in deciders.items() if n in self.deciders})
         self.offsets = dict(committed.offsets)
         self.lineage = dict(committed.meta.get("lineage", {}))
-        self.lineage["parent_version"] = committed.version
+        self.lineage.pop("parent_version", None)
+        self.version = committed.version
         self.cache.clear()
+
+
+def _log_loss(p: float, y: bool) -> float:
+    """Per-example log loss, clipped as River's LogLoss clips it."""
+    p = min(max(p, 1e-15), 1 - 1e-15)
+    return -math.log(p if y else 1 - p)

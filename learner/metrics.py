@@ -1,9 +1,11 @@
 """Progressive validation metrics: every example is scored before the model learns it."""
 
+import bisect
 from collections import deque
 from typing import Any
 
 from river import metrics
+from scipy import integrate
 
 
 class ProgressiveMetrics:
@@ -54,26 +56,64 @@ class ProgressiveMetrics:
 
 
 class _Trio:
-    """The three River metrics that move together."""
+    """The three metrics that move together, with River's values at a fraction of its cost.
+
+    Log loss is River's own `LogLoss` (a running mean whose rounding depends on order).
+    ROC AUC and accuracy are counts: River keeps ten confusion matrices for ROC AUC, one
+    per threshold, updated in a Python loop; the same counts follow from which thresholds
+    a probability exceeds, one histogram slot an example. `report` then computes exactly
+    River's formulas on exactly the same (integer-valued) counts.
+    """
 
     def __init__(self) -> None:
         self.log_loss: Any = metrics.LogLoss()
-        self.roc_auc: Any = metrics.ROCAUC()
-        self.accuracy: Any = metrics.Accuracy()
+        self._positives = [0] * (_N_THRESHOLDS + 1)
+        self._negatives = [0] * (_N_THRESHOLDS + 1)
+        self._correct = 0
+        self._total = 0
 
     def update(self, y_true: bool, p_true: float, label: bool) -> None:
         self.log_loss.update(y_true, p_true)
-        self.roc_auc.update(y_true, p_true)
-        self.accuracy.update(y_true, label)
+        self._count(y_true, p_true, label, 1)
 
     def revert(self, y_true: bool, p_true: float, label: bool) -> None:
         self.log_loss.revert(y_true, p_true)
-        self.roc_auc.revert(y_true, p_true)
-        self.accuracy.revert(y_true, label)
+        self._count(y_true, p_true, label, -1)
+
+    def _count(self, y_true: bool, p_true: float, label: bool, step: int) -> None:
+        # Slot k: p exceeds the k lowest thresholds (River compares p_true > t).
+        slot = bisect.bisect_left(_THRESHOLDS, p_true)
+        if y_true:
+            self._positives[slot] += step
+        else:
+            self._negatives[slot] += step
+        self._correct += step * (y_true == label)
+        self._total += step
+
+    def roc_auc(self) -> float:
+        """River's ROCAUC.get() on the same counts."""
+        tprs = [0.0] * _N_THRESHOLDS
+        fprs = [0.0] * _N_THRESHOLDS
+        all_pos, all_neg = sum(self._positives), sum(self._negatives)
+        # Examples in slots above i count as predicted positive at threshold i.
+        tp, fp = all_pos, all_neg
+        for i in range(_N_THRESHOLDS):
+            tp -= self._positives[i]
+            fp -= self._negatives[i]
+            tprs[i] = tp / all_pos if all_pos else 0.0
+            fprs[i] = fp / all_neg if all_neg else 0.0
+        return float(-integrate.trapezoid(x=fprs, y=tprs))
 
     def report(self, prefix: str) -> dict[str, float]:
         return {
             f"{prefix}log_loss": float(self.log_loss.get()),
-            f"{prefix}roc_auc": float(self.roc_auc.get()),
-            f"{prefix}accuracy": float(self.accuracy.get()),
+            f"{prefix}roc_auc": self.roc_auc(),
+            f"{prefix}accuracy": self._correct / self._total if self._total else 0.0,
         }
+
+
+# River's ROCAUC() defaults: ten thresholds spanning [0, 1], the ends nudged outwards.
+_N_THRESHOLDS = 10
+_THRESHOLDS = [i / (_N_THRESHOLDS - 1) for i in range(_N_THRESHOLDS)]
+_THRESHOLDS[0] -= 1e-7
+_THRESHOLDS[-1] += 1e-7

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import redis
 
+from guards import alertstore
+from guards.alerts import Alert
 from learner.aggregates import encode_hash
 from learner.errors import FencedError
 from learner.joins import Pending
@@ -48,6 +50,7 @@ class Delta:
     seen_chunk: bytes | None = None
     seen_drop: int = 0
     aggregates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 class StateStore:
@@ -118,6 +121,7 @@ class StateStore:
                         pipe.ltrim(keys.seen, delta.seen_drop, -1)
                 for key, values in delta.aggregates.items():
                     pipe.hset(key, mapping=encode_hash(values))
+                alertstore.append(pipe, keys.prefix, delta.alerts)
                 pipe.pexpire(keys.lease, self._lease_ttl_ms)
                 pipe.publish(
                     versions_channel(keys.prefix),

@@ -31,3 +31,16 @@ PROGRESSIVE = Gauge(
     "Progressive validation metrics per variant",
     ["shard", "variant", "metric"],
 )
+QUARANTINED = Counter(
+    "headrace_learner_quarantined_total",
+    "Events the fraud guard blocked, by rule",
+    ["shard", "rule"],
+)
+ALERTS = Counter(
+    "headrace_learner_alerts_total",
+    "Drift and rollback alerts raised",
+    ["shard", "variant", "detector"],
+)
+ROLLBACKS = Counter(
+    "headrace_learner_rollbacks_total", "Rollbacks to last known good", ["shard", "variant"]
+)

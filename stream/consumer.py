@@ -11,6 +11,7 @@ and goes back to standby.
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from guards.settings import GuardSettings
 from learner import telemetry
 from learner.aggregates import AggregateCache
 from learner.errors import FencedError
@@ -28,7 +30,7 @@ from learner.state import Committed, StateStore
 from snapshots.errors import SnapshotError, SnapshotNotFoundError
 from snapshots.manifest import SnapshotHeader
 from stream import control
-from stream.dlq import DeadLetters
+from stream.dlq import SideTopic, rejection_headers, verdict_headers
 from stream.errors import StreamError
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
@@ -51,6 +53,7 @@ class ShardWorker:
         owner_id: str | None = None,
         on_publish: Callable[[int, Learner], None] | None = None,
         snapshots: Snapshots | None = None,
+        guards: GuardSettings | None = None,
     ) -> None:
         self.stream = stream
         self.settings = settings
@@ -63,6 +66,7 @@ class ShardWorker:
         self._last_learned = 0
         self._on_publish = on_publish
         self.snapshots = snapshots
+        self.guards = guards
         self._last_snapshot = time.monotonic()
         self._snapshot_version = 0
         self._consumer = KafkaConsumer(
@@ -77,7 +81,8 @@ class ShardWorker:
         self._producer = KafkaProducer(
             bootstrap_servers=stream.kafka_bootstrap, client_id="headrace-learner-dlq", linger_ms=5
         )
-        self._dead = DeadLetters(self._producer, stream.topic_dlq)
+        self._dead = SideTopic(self._producer, stream.topic_dlq)
+        self._quarantine = SideTopic(self._producer, stream.topic_quarantine)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -111,7 +116,7 @@ class ShardWorker:
             pass
 
     def _load(self) -> Learner:
-        learner = Learner(self.settings, self.keys, AggregateCache(self.client))
+        learner = Learner(self.settings, self.keys, AggregateCache(self.client), self.guards)
         committed = self.store.load()
         if committed is None and self.snapshots is not None:
             committed = self._cold_start()
@@ -120,7 +125,15 @@ class ShardWorker:
             self.version = committed.version
         self.learner = learner
         self._last_learned = learner.counts["learned"]
+        self._load_shadows(learner)
         return learner
+
+    def _load_shadows(self, learner: Learner) -> None:
+        """The last-known-good models, for the rollback guard to score in shadow."""
+        if self.snapshots is None or not learner.deciders:
+            return
+        models = self.snapshots.last_known_good_models(self.keys.shard)
+        learner.shadows = {n: m for n, m in models.items() if n in learner.variants}
 
     def _cold_start(self) -> Committed | None:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
@@ -157,6 +170,8 @@ class ShardWorker:
                 self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
+        # Loading a large state can outlast the lease: renew before consuming.
+        self._keep_lease()
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
         pending = 0
         last_publish = last_renew = time.monotonic()
@@ -180,8 +195,7 @@ class ShardWorker:
                 pending = 0
                 last_publish = last_renew = now
             elif (now - last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
-                if not self.lease.renew():
-                    raise FencedError(f"shard {self.keys.shard}: lease lost while idle")
+                self._keep_lease()
                 last_renew = now
             if self._snapshot_due(now):
                 self._snapshot()
@@ -191,6 +205,41 @@ class ShardWorker:
         if self.snapshots is not None and self.version not in (0, self._snapshot_version):
             self._snapshot()
         return False
+
+    def _manual_rollback(self, learner: Learner, command: dict[str, Any]) -> dict[str, Any]:
+        if not learner.shadows:
+            self._load_shadows(learner)
+        wanted = command.get("variant") or list(learner.variants)
+        names = [wanted] if isinstance(wanted, str) else list(wanted)
+        missing = [n for n in names if n not in learner.shadows]
+        if missing:
+            raise SnapshotNotFoundError(f"last known good model of {', '.join(missing)}")
+        reason = str(command.get("reason") or "operator rollback")
+        for name in names:
+            learner.roll_back(name, reason)
+        version = self.publish()
+        return {"ok": True, "version": version, "variants": names}
+
+    def _keep_lease(self) -> None:
+        if not self.lease.renew() and not self._reclaim():
+            raise FencedError(f"shard {self.keys.shard}: lease lost")
+
+    def _reclaim(self) -> bool:
+        """Take the lease again after it merely expired (a long pause, a slow load).
+
+        Safe only when nobody published meanwhile: the committed version must still
+        be ours. Otherwise another learner owned the shard, and this state is stale.
+        """
+        if not self.lease.try_acquire():
+            return False
+        if self.store.version() != self.version:
+            return False
+        log.warning(
+            "shard %s: lease had expired; reclaimed (generation %d)",
+            self.keys.shard,
+            self.lease.generation,
+        )
+        return True
 
     # -- snapshots and operator commands ----------------------------------
 
@@ -207,6 +256,8 @@ class ShardWorker:
         header = self.snapshots.take(self.client, self.keys)
         self._last_snapshot = time.monotonic()
         self._snapshot_version = header.version
+        if header.last_known_good and self.learner is not None:
+            self._load_shadows(self.learner)
         log.info(
             "shard %s: snapshot %s%s",
             self.keys.shard,
@@ -239,6 +290,8 @@ class ShardWorker:
                 self.version = version
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
                 reload = True
+            elif op == "rollback":
+                result = self._manual_rollback(learner, command)
             else:
                 result = {"ok": False, "error": f"unknown command {op!r}", "kind": "BadCommand"}
         except SnapshotError as exc:
@@ -273,15 +326,22 @@ class ShardWorker:
             (record, parse_event(record.value)) for records in batch.values() for record in records
         ]
         learner.prefetch(e for _, e in parsed if not isinstance(e, Rejection))
+        types: Counter[str] = Counter()
         for record, event in parsed:
             if isinstance(event, Rejection):
-                self._dead.send(record, event)
+                self._dead.send(record, rejection_headers(record, event))
                 learner.skip(record.partition, record.offset)
                 learner.counts[f"rejected_{event.reason}"] += 1
                 telemetry.REJECTED.labels(shard, event.reason).inc()
-            else:
-                learner.process(event, record.partition, record.offset)
-                telemetry.EVENTS.labels(shard, event.type).inc()
+                continue
+            types[event.type] += 1
+            verdict = learner.process(event, record.partition, record.offset)
+            if verdict is not None:
+                self._quarantine.send(record, verdict_headers(record, verdict))
+                telemetry.QUARANTINED.labels(shard, verdict.rule).inc()
+        # Once a batch: a labelled child lookup per event showed in the profile.
+        for kind, count in types.items():
+            telemetry.EVENTS.labels(shard, kind).inc(count)
         return len(parsed)
 
     def publish(self) -> int:
@@ -291,11 +351,21 @@ class ShardWorker:
             raise FencedError(f"shard {self.keys.shard}: not active")
         shard = self.keys.shard
         self._dead.flush()
+        self._quarantine.flush()
         started = time.perf_counter()
         delta = learner.delta()
         learned_before = learner.counts["learned"]
-        self.version = self.store.publish(self.lease.token, delta)
-        learner.published(delta)
+        try:
+            self.version = self.store.publish(self.lease.token, delta)
+        except FencedError:
+            if not self._reclaim():
+                raise
+            self.version = self.store.publish(self.lease.token, delta)
+        learner.published(delta, self.version)
+        for alert in delta.alerts:
+            telemetry.ALERTS.labels(shard, alert.variant, alert.detector).inc()
+            if alert.detector == "rollback":
+                telemetry.ROLLBACKS.labels(shard, alert.variant).inc()
         telemetry.PUBLISH_SECONDS.labels(shard).observe(time.perf_counter() - started)
         telemetry.VERSION.labels(shard).set(self.version)
         telemetry.LAST_PUBLISH.labels(shard).set(time.time())

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from learner import modelcodec
 from learner.keys import ShardKeys
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
@@ -53,6 +54,20 @@ class Snapshots:
         if info is None:
             raise SnapshotNotFoundError(f"{ref} of {model}")
         return info.snapshot_id
+
+    def last_known_good_models(self, model: str) -> dict[str, Any]:
+        """Each variant's model in the newest last-known-good snapshot ({} when none)."""
+        info = last_known_good(self.store, model)
+        if info is None:
+            return {}
+        _, body = load(self.store, info.snapshot_id, self.key, expect_model=model)
+        dump = ShardDump.from_bytes(body)  # verified by load
+        prefix = b"model:"
+        return {
+            k[len(prefix) :].decode(): modelcodec.loads(v)
+            for k, v in dump.state.items()
+            if k.startswith(prefix)
+        }
 
     def take(self, client: redis.Redis, keys: ShardKeys) -> SnapshotHeader:
         """Snapshot the shard's committed state now; mark it last known good if it passes."""

@@ -68,6 +68,8 @@ def learner_env(settings: StreamSettings, **overrides: object) -> dict[str, str]
             "HEADRACE_PUBLISH_EVERY_EVENTS": "500",
             "HEADRACE_POLL_MAX_RECORDS": "250",
             "HEADRACE_GROUP_ID": f"{settings.key_prefix}-learners",
+            # Tests that need snapshots switch them on with a key of their own.
+            "HEADRACE_SNAPSHOT_INTERVAL_S": "0",
         }
     )
     env.update({f"HEADRACE_{k.upper()}": str(v) for k, v in overrides.items()})

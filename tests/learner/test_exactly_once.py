@@ -17,6 +17,7 @@ import orjson
 import pytest
 import redis
 
+from guards.settings import GuardSettings
 from learner.keys import ShardKeys, versions_channel
 from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
@@ -69,7 +70,8 @@ def reference_run(settings: StreamSettings, client: redis.Redis) -> StreamSettin
     """The same stream through a learner that never stops, under its own key prefix."""
     ref = settings.model_copy(update={"key_prefix": settings.key_prefix + ":ref"})
     learner_settings = LearnerSettings(metrics_port=0, lease_ttl_ms=1500, group_id=ref.key_prefix)
-    worker = ShardWorker(ref, learner_settings, client)
+    # The same guards as `headrace learn`: their state must replay exactly too.
+    worker = ShardWorker(ref, learner_settings, client, guards=GuardSettings())
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

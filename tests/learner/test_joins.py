@@ -6,9 +6,8 @@ WINDOW = 60.0
 
 
 def impression(impression_id: str, ts: float, user: str = "u1", item: str = "i1") -> Pending:
-    return Pending(
-        impression_id, user, item, ts, {"price": 1.0, "category": "merino"}, "merino", 1.0
-    )
+    features = b'{"price":1.0,"category":"merino"}'
+    return Pending(impression_id, user, item, ts, features, "merino", 1.0)
 
 
 def test_outcome_within_window_is_one_positive() -> None:

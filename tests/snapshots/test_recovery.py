@@ -120,7 +120,11 @@ def test_disaster_drill_flushall_and_kill_9_then_restart_from_the_newest_snapsho
         # Snapshots are taken when something new was published: feed the stream in steps.
         for step, (start, end) in enumerate([(0, 6_000), (6_000, 12_000)], start=1):
             send(settings, records[start:end])
-            wait_until(lambda n=step: len(listed(snapshot_dir)) >= n, 60, f"snapshot {step}")
+
+            def taken(n: int = step) -> bool:
+                return len(listed(snapshot_dir)) >= n
+
+            wait_until(taken, 60, f"snapshot {step}")
         send(settings, records[12_000:])
         time.sleep(random.Random(2).uniform(0.2, 1.0))
         client.flushall()

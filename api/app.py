@@ -1,0 +1,162 @@
+"""The FastAPI app: `create_app(settings)` wires the parts; the lifespan starts and stops them.
+
+The composition root of the API process. Nothing is built at import time: uvicorn calls
+`app_from_env` (a factory) in each worker, tests call `create_app` with their settings.
+"""
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import redis
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from api import errors
+from api.deps import Services, key_digest
+from api.holder import ModelHolder
+from api.impressions import ImpressionPublisher
+from api.online import OnlineAggregates, RedisHealth
+from api.predictor import Predictor, Shadow
+from api.resp import RespPipeline
+from api.routes import health, models, predict
+from api.schemas import RequestDecoder, openapi_components
+from api.settings import ApiSettings
+from api.telemetry import LatencyMiddleware, Metrics
+from api.traffic import TrafficSplit
+from stream.producer import make_producer
+from stream.settings import StreamSettings
+
+DESCRIPTION = """Scores candidate items for a user with the models the learner publishes.
+
+Every response names the model shard, variant and state version that computed it.
+See docs/api.md for the traffic split, settings and operations."""
+
+
+def create_app(
+    settings: ApiSettings,
+    stream: StreamSettings | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The API over the Redis and Kafka of `stream` (default: from the environment)."""
+    stream = stream if stream is not None else StreamSettings()
+    metrics = Metrics()
+    decoder = RequestDecoder(settings.max_candidates)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services, closers = _build(settings, stream, metrics, decoder, clock)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            for close in closers:
+                close()
+
+    app = FastAPI(
+        title="headrace",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    app.include_router(predict.router)
+    app.include_router(models.router)
+    app.include_router(health.router)
+    app.openapi = partial(_openapi, app, decoder)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory (`headrace serve`): settings from HEADRACE_* variables."""
+    return create_app(ApiSettings(), StreamSettings())
+
+
+def _build(
+    settings: ApiSettings,
+    stream: StreamSettings,
+    metrics: Metrics,
+    decoder: RequestDecoder,
+    clock: Callable[[], float],
+) -> tuple[Services, list[Callable[[], None]]]:
+    requests_pipeline = RespPipeline(stream.redis_url, settings.redis_timeout_s)
+    state_client: redis.Redis = redis.Redis.from_url(
+        stream.redis_url,
+        socket_timeout=settings.model_load_timeout_s,
+        socket_connect_timeout=min(settings.model_load_timeout_s, 2.0),
+        # No retries: the holder polls again anyway, and must notice an outage at once.
+        retry=Retry(NoBackoff(), 0),
+    )
+    health = RedisHealth()
+    split = TrafficSplit(settings.traffic)
+    shadow = settings.shadow_variant
+
+    def wanted(names: list[str]) -> list[str]:
+        return [*split.names, *([shadow] if shadow else [])]
+
+    holder = ModelHolder(
+        state_client,
+        stream.key_prefix,
+        stream.shards,
+        wanted,
+        metrics,
+        health,
+        poll_s=settings.model_poll_s,
+        clock=clock,
+    )
+    producer = partial(
+        make_producer, stream, client_id="headrace-api", max_block_ms=1_000, linger_ms=20
+    )
+    publisher = ImpressionPublisher(
+        stream.topic_events, producer, settings.impression_queue_size, metrics
+    )
+    predictor = Predictor(
+        holder,
+        OnlineAggregates(requests_pipeline, health),
+        split,
+        publisher,
+        metrics,
+        clock,
+        shadow=Shadow(shadow, settings.shadow_rate) if shadow else None,
+        publish_by_default=settings.publish_impressions,
+    )
+    services = Services(
+        settings=settings,
+        metrics=metrics,
+        health=health,
+        holder=holder,
+        predictor=predictor,
+        decoder=decoder,
+        key_digests=tuple(key_digest(k.get_secret_value()) for k in settings.api_keys),
+        clock=clock,
+    )
+    metrics.watch(
+        lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],
+        lambda: health.ok and len(holder.served.shards) == len(holder.shard_names),
+        lambda: health.ok,
+        clock,
+    )
+    holder.start()
+    publisher.start()
+    return services, [holder.stop, publisher.stop, state_client.close, requests_pipeline.close]
+
+
+def _openapi(app: FastAPI, decoder: RequestDecoder) -> dict[str, Any]:
+    """FastAPI's document, plus the msgspec schemas /predict really decodes and answers."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(openapi_components(decoder.type))
+        app.openapi_schema = schema
+    return app.openapi_schema

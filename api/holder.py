@@ -1,0 +1,187 @@
+"""The models this replica serves, swapped in by a background thread, never on a request.
+
+`ModelHolder.served` is one immutable `Served`; a request reads the reference once and
+scores everything with what it found, so each response names exactly the version that
+computed it. The thread listens on the versions channel and also checks every shard's
+version every `poll_s` (messages lost while it was away, Redis restarts), loads a newer
+state completely, then swaps the one reference. A version lower than the one served is
+never swapped in.
+"""
+
+import contextlib
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis
+
+from api.loading import ShardModel, load_shard
+from api.online import RedisHealth
+from api.telemetry import Metrics
+from api.traffic import ShardRouter, shard_names
+from learner.errors import StateError
+from learner.keys import ShardKeys, versions_channel
+from stream.errors import StreamError
+
+log = logging.getLogger("headrace.api")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """Everything a request needs to find its model, as of one moment."""
+
+    shards: dict[str, ShardModel] = field(default_factory=dict)
+    router: ShardRouter | None = None
+
+
+class ModelHolder:
+    """Keeps the newest model state of every shard in memory."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        shard_spec: str,
+        wanted: Callable[[list[str]], Iterable[str]],
+        metrics: Metrics,
+        health: RedisHealth,
+        poll_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._spec = shard_spec
+        self._keys = {name: ShardKeys(prefix, name) for name in shard_names(shard_spec)}
+        self._wanted = wanted
+        self._metrics = metrics
+        self.health = health
+        self._poll_s = poll_s
+        self._clock = clock
+        self._failed: dict[str, int] = {}
+        self._frozen = False
+        self.served = Served(router=ShardRouter(shard_spec, None))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def shard_names(self) -> list[str]:
+        return list(self._keys)
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="headrace-models", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        pubsub = None
+        backoff = min(self._poll_s, 0.2)
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(versions_channel(self._prefix))
+                self.refresh()
+                deadline = time.monotonic() + self._poll_s
+                while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                    message = pubsub.get_message(timeout=min(left, 0.5))
+                    if message is not None:
+                        self._announced(message.get("data"))
+                backoff = min(self._poll_s, 0.2)
+            except (redis.RedisError, OSError) as exc:
+                self._metrics.redis_errors.labels("models").inc()
+                self.health.down(f"{type(exc).__name__}: {exc}")
+                if pubsub is not None:
+                    _close_quietly(pubsub)
+                    pubsub = None
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self._poll_s)
+            except Exception:
+                # A bug must not end the thread: requests would be served a stale model
+                # forever without a sign. Log it and keep polling.
+                log.exception("model holder: unexpected error; retrying")
+                self._stop.wait(self._poll_s)
+        if pubsub is not None:
+            _close_quietly(pubsub)
+
+    def _announced(self, data: object) -> None:
+        try:
+            message = orjson.loads(data) if isinstance(data, bytes | str) else {}
+            shard, version = str(message["shard"]), int(message["version"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        current = self.served.shards.get(shard)
+        if shard in self._keys and (current is None or version > current.version):
+            self.refresh([shard])
+
+    # -- loading ----------------------------------------------------------
+
+    def refresh(self, only: Iterable[str] | None = None) -> None:
+        """Load every shard (or `only` these) whose published version is newer; swap."""
+        names = list(only) if only is not None else list(self._keys)
+        with self._client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(self._keys[name].state, "version")
+            versions = pipe.execute()
+        self.health.up()
+        for name, raw in zip(names, versions, strict=True):
+            current = self.served.shards.get(name)
+            if raw is None or (current is not None and int(raw) <= current.version):
+                continue
+            if self._failed.get(name) == int(raw):
+                continue  # this version's blobs did not load; wait for the next one
+            self._load(name, current, int(raw))
+
+    def _load(self, name: str, current: ShardModel | None, version: int) -> None:
+        started = time.perf_counter()
+        try:
+            loaded = load_shard(self._client, self._keys[name], current, self._wanted, self._clock)
+        except (StateError, ValueError, TypeError, KeyError) as exc:
+            self._failed[name] = version
+            self._metrics.load_errors.labels(name).inc()
+            log.error(
+                "shard %s: version %d does not load, keeping the one served: %s", name, version, exc
+            )
+            return
+        if loaded is None or loaded is current:
+            return
+        self._metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
+        self._swap(loaded)
+
+    def _swap(self, loaded: ShardModel) -> None:
+        served = self.served
+        router = served.router
+        n_partitions = loaded.meta.get("n_partitions")
+        if isinstance(n_partitions, int) and (
+            router is None or router.n_partitions != n_partitions
+        ):
+            try:
+                router = ShardRouter(self._spec, n_partitions)
+            except StreamError as exc:
+                log.error("HEADRACE_SHARDS does not fit %d partitions: %s", n_partitions, exc)
+        # One assignment: a request sees the old Served or the new one, never a mix.
+        self.served = Served({**served.shards, loaded.shard: loaded}, router)
+        self._metrics.swaps.labels(loaded.shard).inc()
+        if not self._frozen and len(self.served.shards) == len(self._keys):
+            # Everything alive now (the app, its libraries, the first models) stays alive:
+            # moved out of the collector's sight, full collections stop walking it. In a
+            # 100-candidate profile a collection inside a request cost ~80 us less. Only
+            # once: models swapped out later must stay collectable.
+            gc.freeze()
+            self._frozen = True
+        log.info("shard %s: serving version %d", loaded.shard, loaded.version)
+
+
+def _close_quietly(pubsub: Any) -> None:
+    with contextlib.suppress(redis.RedisError, OSError):
+        pubsub.close()

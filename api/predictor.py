@@ -1,0 +1,157 @@
+"""One /predict, from a decoded request to the response bytes: the API's one house.
+
+Route the user to a shard and a variant, read the aggregates (one round trip), build the
+features with the learner's own pipeline at `at` = now, score, rank, encode; hand the
+impressions to the publisher's queue and the shadow variant's work to after the response.
+"""
+
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import repeat
+
+import numpy as np
+import orjson
+
+from api.errors import ModelOutputError, NoModelError
+from api.holder import ModelHolder, Served
+from api.impressions import ImpressionBatch, ImpressionPublisher
+from api.loading import LoadedVariant, ShardModel
+from api.online import Aggregates, OnlineAggregates
+from api.schemas import PredictRequest
+from api.scoring import Scores, compare, ranking, score_rows
+from api.telemetry import Metrics
+from api.traffic import TrafficSplit
+from learner.features import Features, features
+
+AfterResponse = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    request_id: str
+    body: bytes
+    degraded: bool
+    after: AfterResponse | None
+    """Work for after the response is sent (the shadow variant), if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shadow:
+    variant: str
+    rate: float
+
+
+class Predictor:
+    def __init__(
+        self,
+        holder: ModelHolder,
+        online: OnlineAggregates,
+        split: TrafficSplit,
+        publisher: ImpressionPublisher,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        *,
+        shadow: Shadow | None = None,
+        publish_by_default: bool = False,
+    ) -> None:
+        self.holder = holder
+        self.online = online
+        self.split = split
+        self.publisher = publisher
+        self.metrics = metrics
+        self.clock = clock
+        self.shadow = shadow
+        self.publish_by_default = publish_by_default
+
+    async def predict(self, request: PredictRequest) -> Prediction:
+        served = self.holder.served
+        shard = _shard(served, request.user_id)
+        variant = self._variant(shard, request.user_id)
+        candidates = request.candidates
+        item_ids = [c.item_id for c in candidates]
+        fetched = await self.online.fetch(shard.keys, request.user_id, item_ids)
+        degraded = fetched is None
+        user: Aggregates
+        items: Iterable[Aggregates]
+        if fetched is None:
+            self.metrics.degraded.inc()
+            user, items = {}, repeat({}, len(candidates))
+        else:
+            user, items = fetched
+        at = self.clock()
+        context, config = request.context, shard.feature_config
+        rows = [
+            features(context, c, user, agg, at, config)
+            for c, agg in zip(candidates, items, strict=True)
+        ]
+        scores = score_rows(variant, rows)
+        if not np.isfinite(scores).all():
+            raise ModelOutputError(f"model {shard.shard}/{variant.name} v{shard.version} gave NaN")
+        request_id = os.urandom(16).hex()
+        order = ranking(scores, request.top_k)
+        values = scores.tolist()
+        ids = [f"{request_id}-{i}" for i in order]
+        body = orjson.dumps(
+            {
+                "request_id": request_id,
+                "model": shard.shard,
+                "variant": variant.name,
+                "version": shard.version,
+                "degraded": degraded,
+                "scores": [
+                    {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
+                    for i, iid in zip(order, ids, strict=True)
+                ],
+            }
+        )
+        self.metrics.predicted(shard.shard, variant.name, shard.version)
+        self.metrics.candidates.observe(len(candidates))
+        publish = request.publish_impressions
+        if publish or (publish is None and self.publish_by_default):
+            returned = [candidates[i] for i in order]
+            self.publisher.offer(ImpressionBatch(request.user_id, context, returned, ids, at))
+        after = self._shadow_work(shard, variant, rows, scores)
+        return Prediction(request_id, body, degraded, after)
+
+    def _variant(self, shard: ShardModel, user_id: str) -> LoadedVariant:
+        name = self.split.variant_for(user_id)
+        if name is None:
+            return shard.variants[shard.default_variant]
+        found = shard.variants.get(name)
+        if found is None:
+            self.metrics.fallbacks.labels(shard.shard, name).inc()
+            return shard.variants[shard.default_variant]
+        return found
+
+    def _shadow_work(
+        self, shard: ShardModel, served: LoadedVariant, rows: Sequence[Features], scores: Scores
+    ) -> AfterResponse | None:
+        shadow = self.shadow
+        if shadow is None or shadow.variant == served.name:
+            return None
+        variant = shard.variants.get(shadow.variant)
+        if variant is None or (shadow.rate < 1.0 and random.random() >= shadow.rate):
+            return None
+        metrics = self.metrics
+
+        async def run() -> None:
+            gap, agree = compare(scores, score_rows(variant, rows))
+            labels = (shard.shard, variant.name)
+            metrics.shadow.labels(*labels).inc()
+            metrics.shadow_gap.labels(*labels).observe(gap)
+            metrics.shadow_top1.labels(*labels, "yes" if agree else "no").inc()
+
+        return run
+
+
+def _shard(served: Served, user_id: str) -> ShardModel:
+    router = served.router
+    name = router.shard_for(user_id) if router is not None else None
+    if name is None:
+        raise NoModelError("no model yet: the shard layout is known once a learner publishes")
+    shard = served.shards.get(name)
+    if shard is None:
+        raise NoModelError(f"no model has been published for shard {name!r} yet")
+    return shard

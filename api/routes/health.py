@@ -1,0 +1,75 @@
+"""GET /health (the process answers), /ready (it can serve well), /metrics (Prometheus)."""
+
+from typing import Any
+
+from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from api.deps import Services, ServicesDep
+from api.routes import json_response
+
+router = APIRouter(tags=["operations"])
+
+_READY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "ready": {"type": "boolean"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "models": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+    "required": ["ready", "reasons", "models"],
+}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+@router.get(
+    "/health",
+    summary="The process is alive",
+    response_class=Response,
+    responses={200: _json("Always, while the process runs", {"type": "object"})},
+)
+async def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+def not_ready_reasons(services: Services) -> list[str]:
+    reasons: list[str] = []
+    if not services.health.ok:
+        reasons.append(f"redis: {services.health.reason}")
+    served = services.holder.served
+    if served.router is None or not served.router.routable:
+        reasons.append("the shard layout is unknown until a learner publishes")
+    for name in services.holder.shard_names:
+        if name not in served.shards:
+            reasons.append(f"shard {name}: no model loaded yet")
+    return reasons
+
+
+@router.get(
+    "/ready",
+    summary="A model is loaded for every shard and Redis answers",
+    response_class=Response,
+    responses={
+        200: _json("Ready to serve", _READY_SCHEMA),
+        503: _json("Not ready; `reasons` says why", _READY_SCHEMA),
+    },
+)
+async def ready(services: ServicesDep) -> Response:
+    reasons = not_ready_reasons(services)
+    versions = {name: m.version for name, m in services.holder.served.shards.items()}
+    body = {"ready": not reasons, "reasons": reasons, "models": versions}
+    return json_response(body, 503 if reasons else 200)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this worker",
+    response_class=Response,
+    responses={200: {"description": "Text exposition format", "content": {"text/plain": {}}}},
+)
+async def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,249 @@
+"""Learner benchmark: end-to-end rate, staleness and memory, against River's bare rate.
+
+    .venv/bin/python bench/learn.py [--events 100000] [--memory-events 1000000]
+
+Needs the local stack (`headrace stack up`, or set HEADRACE_* to a running one).
+Prints, all measured in this run:
+  1. events/s through Kafka -> parse -> features -> join -> learn -> publish with the
+     default model (a real `headrace learn` process), and River's bare `learn_one`
+     rate on the examples that stream defines, and the ratio;
+  2. staleness of the published model (event produced -> first version containing
+     it) at p50 and p99 under a 5,000 events/s stream;
+  3. the learner's peak resident memory after 100,000 and after --memory-events events.
+Each phase uses its own topic and Redis key prefix, deleted afterwards.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import redis
+from kafka import KafkaProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from learner.aggregates import AggregateCache  # noqa: E402
+from learner.keys import ShardKeys, versions_channel  # noqa: E402
+from learner.loop import Learner  # noqa: E402
+from learner.models import build_model  # noqa: E402
+from learner.settings import LearnerSettings  # noqa: E402
+from learner.state import StateStore  # noqa: E402
+from stream import stack  # noqa: E402
+from stream.events import Rejection, parse_event  # noqa: E402
+from stream.producer import make_producer, publish  # noqa: E402
+from stream.settings import StreamSettings  # noqa: E402
+from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
+from stream.topics import ensure_topics  # noqa: E402
+from tests.learner.harness import end_offsets, learner_env  # noqa: E402
+
+
+def fresh(base: StreamSettings, partitions: int) -> StreamSettings:
+    name = "bench-" + uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={
+            "key_prefix": name,
+            "topic_events": f"{name}.events",
+            "topic_dlq": f"{name}.dlq",
+            "topic_quarantine": f"{name}.quarantine",
+            "partitions": partitions,
+        }
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def cleanup(client: redis.Redis, settings: StreamSettings) -> None:
+    for key in client.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
+        client.delete(key)
+
+
+def start_learner(
+    settings: StreamSettings, log: Path, **overrides: object
+) -> subprocess.Popen[bytes]:
+    env = learner_env(settings, snapshot_interval_s=0, lease_ttl_ms=3000, **overrides)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "api.cli", "learn"], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+
+
+def committed(client: redis.Redis, settings: StreamSettings) -> int:
+    state = StateStore(client, ShardKeys(settings.key_prefix, "main"), 0)
+    meta = state.load_meta()
+    return sum(meta["offsets"].values()) if meta else 0
+
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def river_bare_rate(records: list[SimRecord], client: redis.Redis) -> tuple[float, int]:
+    """River's learn_one/s on exactly the examples the stream defines (found by our join)."""
+    keys = ShardKeys("bench-bare-" + uuid.uuid4().hex[:6], "main")
+    core = Learner(LearnerSettings(), keys, AggregateCache(client))
+    examples: list[tuple[dict[str, float | str], bool]] = []
+    def record(x: Mapping[str, float | str], y: bool, ts: float) -> None:
+        examples.append((dict(x), y))
+
+    core._learn = record  # type: ignore[method-assign]
+    events = [
+        e for e in map(parse_event, (r.value for r in records)) if not isinstance(e, Rejection)
+    ]
+    for start in range(0, len(events), 2000):
+        batch = events[start : start + 2000]
+        core.prefetch(batch)
+        for offset, event in enumerate(batch, start):
+            core.process(event, 0, offset)
+    model = build_model("logreg")
+    began = time.process_time()
+    for x, y in examples:
+        model.learn_one(x, y)
+    return len(examples) / (time.process_time() - began), len(examples)
+
+
+def throughput(base: StreamSettings, client: redis.Redis, n: int, log: Path) -> None:
+    settings = fresh(base, partitions=3)
+    records = list(generate(SimulatorConfig(seed=1, count=n)))
+    producer = make_producer(settings)
+    publish(producer, settings.topic_events, records)
+    producer.close()
+    total = sum(end_offsets(settings).values())
+    proc = start_learner(settings, log)
+    try:
+        while committed(client, settings) == 0:
+            time.sleep(0.01)
+        began, first = time.perf_counter(), committed(client, settings)
+        while (done := committed(client, settings)) < total:
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - began
+    finally:
+        proc.terminate()
+        proc.wait()
+    rate = (done - first) / elapsed
+    bare, n_examples = river_bare_rate(records, client)
+    print(f"end to end (3 partitions, default model): {rate:,.0f} events/s")
+    print(f"River bare learn_one on the same {n_examples:,} examples: {bare:,.0f} examples/s")
+    print(f"ratio end-to-end events/s : River examples/s = {rate / bare:.2f} (target >= 0.5)")
+    cleanup(client, settings)
+
+
+def staleness(
+    base: StreamSettings, client: redis.Redis, rate: int, seconds: int, log: Path
+) -> None:
+    settings = fresh(base, partitions=3)
+    keys = ShardKeys(settings.key_prefix, "main")
+    proc = start_learner(settings, log)
+    versions: list[tuple[float, dict[int, int]]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(versions_channel(settings.key_prefix))
+        store = StateStore(client, keys, 0)
+        while not stop.is_set():
+            if pubsub.get_message(timeout=0.05) is not None:
+                meta = store.load_meta()
+                if meta is not None:
+                    offsets = {int(p): o for p, o in meta["offsets"].items()}
+                    versions.append((time.time(), offsets))
+        pubsub.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    produced: list[tuple[int, int, float]] = []
+    producer: KafkaProducer = make_producer(settings, linger_ms=1)
+    try:
+        time.sleep(3)  # the learner starts and takes the lease
+        records = generate(SimulatorConfig(seed=2, count=rate * seconds))
+        began = time.perf_counter()
+        for i, record in enumerate(records):
+            due = began + i / rate
+            if (lag := due - time.perf_counter()) > 0:
+                time.sleep(lag)
+            sent_at = time.time()
+            future = producer.send(settings.topic_events, key=record.key, value=record.value)
+            future.add_callback(lambda md, t=sent_at: produced.append((md.partition, md.offset, t)))
+        producer.flush()
+        time.sleep(2)
+    finally:
+        stop.set()
+        watcher.join()
+        producer.close()
+        proc.terminate()
+        proc.wait()
+    delays = []
+    for partition, offset, sent_at in produced:
+        seen = next((t for t, offsets in versions if offsets.get(partition, 0) > offset), None)
+        if seen is not None:
+            delays.append(seen - sent_at)
+    arr = np.array(delays) * 1000
+    print(
+        f"staleness at {rate:,} events/s over {seconds} s ({len(delays):,} of {len(produced):,} "
+        f"events seen published): p50 {np.percentile(arr, 50):.0f} ms, "
+        f"p99 {np.percentile(arr, 99):.0f} ms (target p99 < 1000 ms)"
+    )
+    cleanup(client, settings)
+
+
+def memory(base: StreamSettings, client: redis.Redis, n: int, log: Path) -> None:
+    settings = fresh(base, partitions=3)
+    proc = start_learner(settings, log, variants='{"main": "logreg", "tree": "tree"}')
+    marks = sorted({min(100_000, n), n})
+    producer = make_producer(settings)
+    try:
+        sent = 0
+        for mark in marks:
+            config = SimulatorConfig(seed=3, count=mark, n_users=200_000, n_items=20_000)
+            publish(
+                producer,
+                settings.topic_events,
+                (r for i, r in enumerate(generate(config)) if i >= sent),
+            )
+            sent = mark
+            while committed(client, settings) < mark:
+                time.sleep(0.5)
+            print(f"peak RSS after {mark:,} events (logreg + tree): {rss_peak_mb(proc.pid):.0f} MB")
+    finally:
+        producer.close()
+        proc.terminate()
+        proc.wait()
+    cleanup(client, settings)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=5_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--memory-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["throughput", "staleness", "memory"]
+    )
+    args = parser.parse_args()
+    base = StreamSettings()
+    print(stack.up(base))
+    client = redis.Redis.from_url(base.redis_url)
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / "headrace-bench-learn.log"
+    if "throughput" not in args.skip:
+        throughput(base, client, args.events, log)
+    if "staleness" not in args.skip:
+        staleness(base, client, args.rate, args.seconds, log)
+    if "memory" not in args.skip:
+        memory(base, client, args.memory_events, log)
+
+
+if __name__ == "__main__":
+    main()

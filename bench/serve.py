@@ -1,0 +1,286 @@
+"""/predict throughput and latency: headrace's API against the naive FastAPI app.
+
+    .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000]
+
+Starts its own Redis (a free 127.0.0.1 port, a temporary folder), trains the learner's
+logistic model on a simulator stream and publishes it there, then runs both apps as
+uvicorn subprocesses with one worker each (`headrace serve`, and bench/serve_naive.py),
+and loads each in turn from another process: wrk (Debian's package) with 16 connections,
+or, without wrk, an asyncio client with 16 requests in flight. Every request is a real
+/predict with real feature look-ups, rotating over 50 users' requests. Prints req/s, p50
+and p99 per app and candidate count, the ratio, each server's CPU use during the run (a
+2-core box also runs Redis and the client), the CPU other processes took meanwhile (a
+shared box: runs with a large share are not comparable), and each server's resident
+memory before and after.
+"""
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the project importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import orjson
+import redis
+
+from bench.serve_load import Result, python_load, wrk_load
+from learner.aggregates import AggregateCache
+from learner.keys import ShardKeys
+from learner.loop import Learner
+from learner.settings import LearnerSettings
+from learner.state import StateStore
+from stream import redis_local
+from stream.events import Rejection, parse_event
+from stream.lease import Lease
+from stream.settings import StreamSettings
+from stream.simulator import SimulatorConfig, generate, world
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def train(stream: StreamSettings, config: SimulatorConfig) -> int:
+    """The learner's core over `config`'s stream, published once (no Kafka needed)."""
+    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
+    keys = ShardKeys(stream.key_prefix, "main")
+    learner = Learner(LearnerSettings(join_window_s=300.0), keys, AggregateCache(client))
+    learner.topology = {"partitions": [0], "n_partitions": 1}
+    for offset, record in enumerate(generate(config)):
+        event = parse_event(record.value)
+        if isinstance(event, Rejection):
+            continue
+        learner.prefetch([event])
+        learner.process(event, 0, offset)
+    lease = Lease(client, keys, 60_000)
+    assert lease.try_acquire() and lease.token is not None
+    version = StateStore(client, keys, 60_000).publish(lease.token, learner.delta())
+    lease.release()
+    client.close()
+    return version
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+
+
+def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+    import httpx
+
+    out = log.open("ab")
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            # The real API is usable once its model is in memory (the naive one has no /ready).
+            ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code
+            if ready in (200, 404):
+                return proc
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit(f"{argv[2:4]} did not become ready; see {log}")
+
+
+def bodies(config: SimulatorConfig, k: int, n: int = 50) -> list[bytes]:
+    store = world(config)
+    rng = np.random.default_rng(k)
+    out = []
+    for user in range(n):
+        request = store.request_for(user, rng, k=k)
+        out.append(
+            orjson.dumps(
+                {
+                    "user_id": request.user_id,
+                    "context": {
+                        "query": request.context.query,
+                        "device": request.context.device,
+                        "page": request.context.page,
+                        "position": 0,
+                    },
+                    "candidates": [
+                        {
+                            "item_id": c.item_id,
+                            "price": c.item.price,
+                            "category": c.item.category,
+                            "brand": c.item.brand,
+                        }
+                        for c in request.candidates
+                    ],
+                }
+            )
+        )
+    return out
+
+
+def busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / 100
+
+
+def children_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(
+    url: str, pid: int, redis_pid: int, load: list[bytes], args: argparse.Namespace, tmp: Path
+) -> Result:
+    runner = wrk_load if shutil.which("wrk") and not args.python_client else python_load
+    runner(url, load, min(2.0, args.duration), args.concurrency, tmp)  # warm-up
+    before = (cpu_s(pid), cpu_s(redis_pid), children_s(), busy_s(), time.monotonic())
+    result = runner(url, load, args.duration, args.concurrency, tmp)
+    after = (cpu_s(pid), cpu_s(redis_pid), children_s(), busy_s(), time.monotonic())
+    server, redis_cpu, client, machine, elapsed = (
+        b - a for a, b in zip(before, after, strict=True)
+    )
+    result.server_cpu = server / elapsed
+    # What else ran meanwhile (other people's processes on a shared box): the figures of a
+    # run with a large share here are not comparable.
+    result.others_cpu = max(0.0, machine - server - redis_cpu - client) / elapsed
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--candidates", default="1,100,1000")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--events", type=int, default=40_000, help="simulator records to learn")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per app and size (median)")
+    parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
+    args = parser.parse_args()
+    sizes = [int(k) for k in args.candidates.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+    stream = StreamSettings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", stack_dir=str(tmp), key_prefix="bench"
+    )
+    start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
+    config = SimulatorConfig(
+        seed=3, count=args.events, n_users=2_000, n_items=max(sizes) * 2, start=start_at
+    )
+    redis_pid = redis_local.start(stream)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        began = time.perf_counter()
+        version = train(stream, config)
+        print(
+            f"model version {version} trained on {args.events:,} records "
+            f"in {time.perf_counter() - began:.1f} s; logs in {tmp}"
+        )
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HEADRACE_REDIS_URL": stream.redis_url,
+            "HEADRACE_KEY_PREFIX": stream.key_prefix,
+            "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
+        }
+        ports = {"api": free_port(), "naive": free_port()}
+        procs["api"] = start(
+            [sys.executable, "-m", "api.cli", "serve", "--port", str(ports["api"])],
+            env,
+            tmp / "api.log",
+            ports["api"],
+        )
+        procs["naive"] = start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.serve_naive:create",
+                "--factory",
+                "--port",
+                str(ports["naive"]),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env,
+            tmp / "naive.log",
+            ports["naive"],
+        )
+        memory = {name: [rss_mb(p.pid)] for name, p in procs.items()}
+        runs: dict[tuple[str, int], list[Result]] = {}
+        for k in sizes:
+            load = bodies(config, k)
+            # Rounds alternate the apps, so a burst of other work on a shared box does not
+            # land on one app only; the report takes the median round.
+            for _ in range(args.rounds):
+                for name, proc in procs.items():
+                    url = f"http://127.0.0.1:{ports[name]}"
+                    result = measure(url, proc.pid, redis_pid, load, args, tmp)
+                    runs.setdefault((name, k), []).append(result)
+        results = {key: median_run(found) for key, found in runs.items()}
+        for name, proc in procs.items():
+            memory[name].append(rss_mb(proc.pid))
+        report(results, sizes, memory, args)
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(10)
+        redis_local.stop(stream)
+
+
+def median_run(found: list[Result]) -> Result:
+    """The round with the median throughput (its latencies, CPU and background with it)."""
+    return sorted(found, key=lambda r: r.rps)[len(found) // 2]
+
+
+def report(
+    results: dict[tuple[str, int], Result],
+    sizes: list[int],
+    memory: dict[str, list[float]],
+    args: argparse.Namespace,
+) -> None:
+    print(
+        f"\nconcurrency {args.concurrency}, {args.duration:.0f} s per run, median of "
+        f"{args.rounds} round(s), one worker each"
+    )
+    print(
+        f"{'candidates':>10} {'app':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'non-2xx':>7} {'cpu':>5} {'others':>6}"
+    )
+    for k in sizes:
+        for name in ("api", "naive"):
+            r = results[(name, k)]
+            print(
+                f"{k:>10} {name:>6} {r.rps:>8,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+                f"{r.errors:>7} {r.server_cpu:>5.0%} {r.others_cpu:>6.0%}"
+            )
+        ratio = results[("api", k)].rps / max(results[("naive", k)].rps, 1e-9)
+        print(f"{k:>10} {'ratio':>6} {ratio:>8.1f}x")
+    for name, (before, after) in memory.items():
+        print(f"resident memory {name}: {before:.0f} MB at start, {after:.0f} MB after the runs")
+
+
+if __name__ == "__main__":
+    main()

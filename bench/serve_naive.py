@@ -1,0 +1,96 @@
+"""The naive /predict bench/serve.py compares headrace's API with.
+
+What a FastAPI app looks like when written the obvious way: pydantic models as the body
+parameter (FastAPI's default JSON parsing and validation), a sync endpoint (FastAPI runs
+it in its threadpool), the aggregates in one redis-py pipeline, the learner's own
+features, River's predict_proba_one per candidate, a dict returned for FastAPI's default
+encoder. Same model (the published "main" variant, loaded once at start), same features,
+same Redis look-ups, same response.
+
+    uvicorn bench.serve_naive:create --factory  (settings from HEADRACE_* variables)
+"""
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+import redis
+from fastapi import FastAPI
+from pydantic import BaseModel
+
+from learner import modelcodec
+from learner.aggregates import decode_hash
+from learner.features import FeatureConfig, features
+from learner.keys import ShardKeys
+from learner.variant import p_true_of
+from stream.settings import StreamSettings
+
+
+class NaiveContext(BaseModel):
+    query: str = ""
+    device: str = "desktop"
+    page: str = "search"
+    position: int = 0
+
+
+class NaiveCandidate(BaseModel):
+    item_id: str
+    price: float
+    category: str
+    brand: str | None = None
+
+
+class NaiveRequest(BaseModel):
+    user_id: str
+    context: NaiveContext = NaiveContext()
+    candidates: list[NaiveCandidate]
+    top_k: int | None = None
+
+
+def create() -> FastAPI:
+    stream = StreamSettings()
+    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
+    keys = ShardKeys(stream.key_prefix, "main")
+    state = client.hmget(keys.state, ["version", "meta", "model:main"])
+    version, meta, model = int(state[0]), orjson.loads(state[1]), modelcodec.loads(state[2])
+    config = FeatureConfig(**meta["feature_config"])
+    app = FastAPI()
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/predict")
+    def predict(request: NaiveRequest) -> dict[str, Any]:
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(keys.user(request.user_id))
+        for candidate in request.candidates:
+            pipe.hgetall(keys.item(candidate.item_id))
+        raw = pipe.execute()
+        user = decode_hash(raw[0])
+        at = time.time()
+        scores = []
+        for candidate, item in zip(request.candidates, raw[1:], strict=True):
+            x = features(request.context, candidate, user, decode_hash(item), at, config)
+            scores.append(p_true_of(model.predict_proba_one(x)))
+        request_id = uuid.uuid4().hex
+        order = range(len(scores))
+        if request.top_k is not None:
+            order = sorted(order, key=lambda i: -scores[i])[: request.top_k]  # type: ignore[assignment]
+        return {
+            "request_id": request_id,
+            "model": "main",
+            "variant": "main",
+            "version": version,
+            "scores": [
+                {
+                    "item_id": request.candidates[i].item_id,
+                    "score": scores[i],
+                    "impression_id": f"{request_id}-{i}",
+                }
+                for i in order
+            ],
+        }
+
+    return app

@@ -1,0 +1,83 @@
+"""Fixtures of the API tests: real models in the test Redis, the app with its lifespan."""
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import ApiSettings
+from stream.settings import StreamSettings
+from stream.simulator import SimulatorConfig, generate
+from tests.api.helpers import InProcessLearner
+
+SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)
+"""A quick stream: enough for a model with an opinion, in well under a second."""
+
+CLIENT_API = ApiSettings(max_candidates=50, max_body_bytes=64 * 1024)
+"""Settings of the `client` fixture's app."""
+
+
+@pytest.fixture
+def learner(settings: StreamSettings, redis_client: redis.Redis) -> Iterator[InProcessLearner]:
+    """The learner's core with a logistic and a tree variant, trained on SMALL, published."""
+    trained = InProcessLearner(settings, redis_client, {"main": "logreg", "tree": "tree"})
+    trained.process(generate(SMALL))
+    trained.publish()
+    yield trained
+    trained.close()
+
+
+@contextmanager
+def running_app(
+    api: ApiSettings,
+    stream: StreamSettings,
+    *,
+    clock: Callable[[], float] = time.time,
+    wait_ready: bool = True,
+) -> Iterator[TestClient]:
+    """The app in-process with its lifespan (background threads and all) running."""
+    app = create_app(api, stream, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        if wait_ready:
+            wait_for_ready(client)
+        yield client
+
+
+def wait_for_ready(client: TestClient, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/ready").status_code != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not ready: {client.get('/ready').json()}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def shared_settings(stack_settings: StreamSettings) -> Iterator[StreamSettings]:
+    """A key prefix for a whole module, for tests that only read what one model answers."""
+    settings = stack_settings.model_copy(
+        update={"key_prefix": f"test:{'m' + uuid.uuid4().hex[:12]}"}
+    )
+    yield settings
+    client: redis.Redis = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(match=f"{settings.key_prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def client(shared_settings: StreamSettings) -> Iterator[TestClient]:
+    """The app (50 candidates, 64 KiB bodies at most) over a model trained on SMALL, ready."""
+    redis_client: redis.Redis = redis.Redis.from_url(shared_settings.redis_url)
+    trained = InProcessLearner(shared_settings, redis_client, {"main": "logreg", "tree": "tree"})
+    trained.process(generate(SMALL))
+    trained.publish()
+    trained.close()
+    with running_app(CLIENT_API, shared_settings) as c:
+        yield c
+    redis_client.close()

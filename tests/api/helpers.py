@@ -1,0 +1,233 @@
+"""Training real models for the API's tests, and talking to a real API process.
+
+`InProcessLearner` is the learner's own core (`learner.loop.Learner`) fed simulator events
+directly and published with the learner's own fenced `StateStore.publish`: the same
+models, meta and aggregates as `headrace learn` writes, in a second, without Kafka. The
+Kafka-backed tests run the real ShardWorker or the `headrace learn` subprocess instead.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+import redis
+
+from learner.aggregates import AggregateCache, decode_hash
+from learner.features import FeatureConfig, features
+from learner.keys import ShardKeys
+from learner.loop import Learner
+from learner.settings import LearnerSettings
+from learner.state import StateStore
+from stream.events import Rejection, parse_event
+from stream.lease import Lease
+from stream.settings import StreamSettings
+from stream.simulator import SimRecord, SimulatorConfig
+from stream.store_world import ShopRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+JOIN_WINDOW_S = 300.0
+"""Attribution window of the tests' learners. The simulator's purchases come 10 s to a few
+minutes after the impression; the default half hour would leave the last half hour of
+every test stream pending (its purchases learned, its negatives not yet), a model
+trained mostly on positives."""
+
+
+def recent_config(**overrides: Any) -> SimulatorConfig:
+    """A simulator stream whose event time ends about now.
+
+    The API computes features at wall-clock now, and the aggregates decay with a one-day
+    half-life: a stream from the simulator's default start (January 2026) would reach
+    the API with every count decayed to nothing. A stream that ends shortly before now
+    is what a live deployment sees.
+    """
+    params: dict[str, Any] = {"seed": 21, "count": 12_000, "n_users": 300, "n_items": 150}
+    params.update(overrides)
+    # About 12 records a session and one session a second (event time).
+    span_s = params["count"] / 12 * 1.0
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=span_s + 600)
+    return SimulatorConfig(start=start, **params)
+
+
+class InProcessLearner:
+    """learner.loop.Learner without Kafka: process records, publish versions."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        client: redis.Redis,
+        variants: dict[str, str] | None = None,
+        n_partitions: int = 3,
+        join_window_s: float = JOIN_WINDOW_S,
+        shard: str = "main",
+    ) -> None:
+        learner_settings = LearnerSettings(
+            metrics_port=0,
+            variants=variants or {"main": "logreg"},
+            lease_ttl_ms=60_000,
+            join_window_s=join_window_s,
+            shard=shard,
+        )
+        self.keys = ShardKeys(settings.key_prefix, shard)
+        self.learner = Learner(learner_settings, self.keys, AggregateCache(client))
+        self.learner.topology = {
+            "partitions": list(range(n_partitions)),
+            "n_partitions": n_partitions,
+        }
+        self.store = StateStore(client, self.keys, 60_000)
+        self.lease = Lease(client, self.keys, 60_000)
+        assert self.lease.try_acquire()
+        self.offset = 0
+
+    def process(self, records: Iterable[SimRecord], batch: int = 500) -> None:
+        it = iter(records)
+        while chunk := list(islice(it, batch)):
+            parsed = [parse_event(record.value) for record in chunk]
+            self.learner.prefetch(e for e in parsed if not isinstance(e, Rejection))
+            for event in parsed:
+                if isinstance(event, Rejection):
+                    self.learner.skip(0, self.offset)
+                else:
+                    self.learner.process(event, 0, self.offset)
+                self.offset += 1
+
+    def publish(self) -> int:
+        assert self.lease.token is not None
+        delta = self.learner.delta()
+        version = self.store.publish(self.lease.token, delta)
+        self.learner.published(delta, version)
+        return version
+
+    def close(self) -> None:
+        self.lease.release()
+
+
+def request_body(request: ShopRequest, **extra: Any) -> dict[str, Any]:
+    """A storefront's /predict body for a simulator request."""
+    ctx = request.context
+    return {
+        "user_id": request.user_id,
+        "context": {
+            "query": ctx.query,
+            "device": ctx.device,
+            "page": ctx.page,
+            "position": ctx.position,
+        },
+        "candidates": [
+            {
+                "item_id": c.item_id,
+                "price": c.item.price,
+                "category": c.item.category,
+                **({"brand": c.item.brand} if c.item.brand is not None else {}),
+            }
+            for c in request.candidates
+        ],
+        **extra,
+    }
+
+
+def direct_scores(
+    client: redis.Redis,
+    keys: ShardKeys,
+    model: Any,
+    request: ShopRequest,
+    at: float,
+    config: FeatureConfig,
+) -> list[float]:
+    """River's own predict_proba_one on the learner's features from the same aggregates."""
+    user = decode_hash(client.hgetall(keys.user(request.user_id)))
+    out = []
+    for c in request.candidates:
+        item = decode_hash(client.hgetall(keys.item(c.item_id)))
+        x = features(request.context, c.item, user, item, at, config)
+        out.append(float(model.predict_proba_one(x).get(True, 0.0)))
+    return out
+
+
+def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
+    """Mann-Whitney AUC with ties counted as halves."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(s, kind="stable")
+    ranks: npt.NDArray[np.float64] = np.empty(len(s), dtype=np.float64)
+    ranks[order] = np.arange(1, len(s) + 1)
+    # Average the ranks of tied scores.
+    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = sums[inverse] / counts[inverse]
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def api_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(
+        {
+            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEADRACE_REDIS_URL": settings.redis_url,
+            "HEADRACE_KEY_PREFIX": settings.key_prefix,
+            "HEADRACE_TOPIC_EVENTS": settings.topic_events,
+            "HEADRACE_SHARDS": settings.shards,
+        }
+    )
+    env.update({f"HEADRACE_{k.upper()}": str(v) for k, v in overrides.items()})
+    return env
+
+
+class ApiProcess:
+    """`headrace serve` as a real uvicorn subprocess on a free 127.0.0.1 port."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("ab")
+        argv = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        argv += ["--host", "127.0.0.1", "--workers", str(workers)]
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"the API exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError("the API did not start listening")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,139 @@
+"""Impressions: contract-valid events, never blocking a response, drops counted."""
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+
+from api.impressions import ImpressionBatch, ImpressionPublisher, events
+from api.schemas import Candidate, Context
+from api.settings import ApiSettings
+from api.telemetry import Metrics
+from stream.events import Impression, parse_event
+from stream.settings import StreamSettings
+from stream.simulator import generate, world
+from tests.api.conftest import SMALL, running_app
+from tests.api.helpers import InProcessLearner, request_body
+
+BATCH = ImpressionBatch(
+    user_id="u00042",
+    context=Context(query="merino dk", device="mobile", page="search", position=3),
+    candidates=[
+        Candidate("i00001", 9.5, "merino", "Drops"),
+        Candidate("i00002", 0.0, "needles", None),
+    ],
+    impression_ids=["abc-0", "abc-1"],
+    at=1_795_000_000.25,
+)
+
+
+def dropped(metrics: Metrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "headrace_api_impressions_dropped_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
+def test_events_are_impressions_of_the_contract() -> None:
+    parsed = [parse_event(raw) for raw in events(BATCH)]
+    assert all(isinstance(event, Impression) for event in parsed)
+    first, second = parsed
+    assert isinstance(first, Impression) and isinstance(second, Impression)
+    assert (first.user_id, first.item_id, first.impression_id) == ("u00042", "i00001", "abc-0")
+    assert first.context.position == 3 and first.item.brand == "Drops"
+    assert second.item.brand is None and second.item.price == 0.0
+    assert first.ts.timestamp() == pytest.approx(BATCH.at)
+    assert first.event_id != second.event_id
+
+
+class StuckProducer:
+    """A producer whose sends never return until released: Kafka hanging."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def send(self, *args: Any, **kwargs: Any) -> Any:
+        self.release.wait(10)
+        raise TimeoutError("released")
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+def test_a_full_queue_drops_and_counts_without_blocking() -> None:
+    metrics = Metrics()
+    producer = StuckProducer()
+    publisher = ImpressionPublisher("events", lambda: producer, queue_size=2, metrics=metrics)
+    publisher.start()
+    try:
+        started = time.perf_counter()
+        accepted = [publisher.offer(BATCH) for _ in range(10)]
+        assert time.perf_counter() - started < 0.05
+        # One batch is stuck in send, two wait in the queue, the rest are dropped.
+        assert accepted.count(False) >= 7
+        assert dropped(metrics, "queue_full") == 2 * accepted.count(False)
+    finally:
+        producer.release.set()
+        publisher.stop(timeout=5)
+
+
+def test_kafka_away_drops_and_counts() -> None:
+    metrics = Metrics()
+
+    def no_kafka() -> Any:
+        raise ConnectionError("no broker")
+
+    publisher = ImpressionPublisher("events", no_kafka, queue_size=10, metrics=metrics)
+    publisher.start()
+    try:
+        assert publisher.offer(BATCH)
+        deadline = time.monotonic() + 5
+        while dropped(metrics, "kafka_unavailable") < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dropped(metrics, "kafka_unavailable") == 2
+    finally:
+        publisher.stop(timeout=5)
+
+
+@pytest.mark.integration
+def test_predict_publishes_the_returned_candidates_to_kafka(
+    topics: StreamSettings, redis_client: redis.Redis
+) -> None:
+    trained = InProcessLearner(topics, redis_client)
+    trained.process(generate(SMALL.model_copy(update={"count": 3000})))
+    trained.publish()
+    request = world(SMALL).request_for(5, np.random.default_rng(0), k=8)
+    with running_app(ApiSettings(), topics) as client:
+        quiet = client.post("/predict", json=request_body(request)).json()
+        loud = client.post(
+            "/predict", json=request_body(request, top_k=3, publish_impressions=True)
+        )
+        assert loud.status_code == 200
+        returned = loud.json()["scores"]
+    trained.close()
+    consumer = KafkaConsumer(
+        bootstrap_servers=topics.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    partitions = consumer.partitions_for_topic(topics.topic_events) or set()
+    consumer.assign([TopicPartition(topics.topic_events, p) for p in partitions])
+    seen: dict[str, Any] = {}
+    for record in consumer:
+        event = parse_event(record.value)
+        assert isinstance(event, Impression)
+        assert record.key == request.user_id.encode()
+        seen[event.impression_id] = event
+    consumer.close()
+    assert set(seen) == {s["impression_id"] for s in returned}
+    assert not {s["impression_id"] for s in quiet["scores"]} & set(seen)
+    for score in returned:
+        assert seen[score["impression_id"]].item_id == score["item_id"]
+    # The context the candidates were scored in, as sent.
+    assert seen[returned[0]["impression_id"]].context == request.context

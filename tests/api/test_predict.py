@@ -1,0 +1,242 @@
+"""/predict, /models and /metrics on real published models (the learner's core, no Kafka)."""
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+from pydantic import SecretStr
+
+from api.settings import ApiSettings
+from api.traffic import ShardRouter, TrafficSplit
+from learner import modelcodec
+from learner.features import FeatureConfig
+from stream.settings import StreamSettings
+from stream.simulator import generate, world
+from tests.api.conftest import SMALL, running_app
+from tests.api.helpers import InProcessLearner, direct_scores, request_body
+
+pytestmark = pytest.mark.integration
+
+AT = 1_767_229_200.0  # 2026-01-01T01:00Z: one hour into SMALL's stream
+WORLD = world(SMALL)
+
+
+def published_model(client: redis.Redis, learner: InProcessLearner, variant: str) -> Any:
+    blob = client.hget(learner.keys.state, f"model:{variant}")
+    assert blob is not None
+    return modelcodec.loads(blob)
+
+
+def shop_requests(n: int, k: int, seed: int = 1) -> list[Any]:
+    rng = np.random.default_rng(seed)
+    return [WORLD.request_for(int(rng.integers(0, SMALL.n_users)), rng, k=k) for _ in range(n)]
+
+
+@pytest.mark.parametrize("variant", ["main", "tree"])
+def test_scores_are_the_models_own_in_candidate_order(
+    settings: StreamSettings,
+    redis_client: redis.Redis,
+    learner: InProcessLearner,
+    variant: str,
+) -> None:
+    """numpy (logistic) and River's loop (tree) both give predict_proba_one, to 1e-9."""
+    model = published_model(redis_client, learner, variant)
+    api = ApiSettings(traffic={variant: 1.0})
+    with running_app(api, settings, clock=lambda: AT) as client:
+        for request in shop_requests(30, k=25):
+            response = client.post("/predict", json=request_body(request))
+            assert response.status_code == 200, response.text
+            got = response.json()
+            assert (got["model"], got["variant"], got["version"]) == ("main", variant, 1)
+            assert got["degraded"] is False
+            assert [s["item_id"] for s in got["scores"]] == [c.item_id for c in request.candidates]
+            want = direct_scores(redis_client, learner.keys, model, request, AT, FeatureConfig())
+            np.testing.assert_allclose([s["score"] for s in got["scores"]], want, rtol=0, atol=1e-9)
+
+
+def test_top_k_returns_the_best_first_with_their_impression_ids(client: Any) -> None:
+    request = shop_requests(1, k=20)[0]
+    everything = client.post("/predict", json=request_body(request)).json()["scores"]
+    best = client.post("/predict", json=request_body(request, top_k=5)).json()["scores"]
+    assert len(best) == 5
+    scores = [s["score"] for s in best]
+    assert scores == sorted(scores, reverse=True)
+    ranked = sorted(everything, key=lambda s: -s["score"])[:5]
+    assert [s["item_id"] for s in best] == [s["item_id"] for s in ranked]
+    assert len({s["impression_id"] for s in best}) == 5
+
+
+def test_a_top_k_beyond_the_candidates_returns_them_all_sorted(client: Any) -> None:
+    request = shop_requests(1, k=3)[0]
+    best = client.post("/predict", json=request_body(request, top_k=40)).json()["scores"]
+    assert len(best) == 3
+    assert [s["score"] for s in best] == sorted((s["score"] for s in best), reverse=True)
+
+
+def test_traffic_split_routes_each_user_to_its_variant(
+    settings: StreamSettings, learner: InProcessLearner
+) -> None:
+    shares = {"main": 0.5, "tree": 0.5}
+    split = TrafficSplit(shares)
+    with running_app(ApiSettings(traffic=shares), settings) as client:
+        seen = set()
+        for request in shop_requests(40, k=3):
+            got = client.post("/predict", json=request_body(request)).json()
+            assert got["variant"] == split.variant_for(request.user_id)
+            again = client.post("/predict", json=request_body(request)).json()
+            assert again["variant"] == got["variant"]
+            seen.add(got["variant"])
+        assert seen == {"main", "tree"}
+
+
+def test_a_variant_the_shard_lacks_falls_back_to_its_first_and_is_counted(
+    settings: StreamSettings, learner: InProcessLearner
+) -> None:
+    with running_app(ApiSettings(traffic={"ghost": 1.0}), settings) as client:
+        got = client.post("/predict", json=request_body(shop_requests(1, k=3)[0])).json()
+        assert got["variant"] == "main"
+        metrics = client.get("/metrics").text
+        assert 'headrace_api_variant_fallbacks_total{model="main",variant="ghost"} 1.0' in metrics
+
+
+def test_the_shadow_variant_is_scored_and_counted_but_never_returned(
+    settings: StreamSettings, learner: InProcessLearner
+) -> None:
+    with running_app(ApiSettings(shadow_variant="tree"), settings) as client:
+        for request in shop_requests(5, k=10):
+            got = client.post("/predict", json=request_body(request)).json()
+            assert got["variant"] == "main"
+        metrics = client.get("/metrics").text
+    assert 'headrace_api_shadow_predictions_total{model="main",variant="tree"} 5.0' in metrics
+    assert 'headrace_api_shadow_abs_diff_count{model="main",variant="tree"} 5.0' in metrics
+
+
+def test_models_lists_every_variant_with_its_facts(client: Any) -> None:
+    listing = client.get("/models").json()["models"]
+    assert len(listing) == 1
+    shard = listing[0]
+    assert shard["model"] == "main" and shard["version"] == 1 and shard["status"] == "loaded"
+    assert shard["offsets"] == {"0": SMALL.count}
+    assert 0 <= shard["age_s"] < 60
+    assert "lineage" in shard
+    variants = {v["name"]: v for v in shard["variants"]}
+    assert set(variants) == {"main", "tree"}
+    assert variants["main"]["kind"] == "logreg" and variants["main"]["scorer"] == "numpy"
+    assert variants["main"]["n_learned"] > 1000
+    assert variants["main"]["traffic_share"] == 1.0 and variants["tree"]["traffic_share"] == 0.0
+    assert "roc_auc" in variants["main"]["metrics"]
+    # Only what is served or shadowed is deserialized.
+    assert variants["tree"]["loaded"] is False
+
+
+def test_metrics_cover_requests_models_and_redis(client: Any) -> None:
+    client.post("/predict", json=request_body(shop_requests(1, k=7)[0]))
+    text = client.get("/metrics").text
+    for name in (
+        'headrace_api_request_seconds_bucket{le="0.005",method="POST",route="/predict"}',
+        'headrace_api_predictions_total{model="main",variant="main",version="1"}',
+        'headrace_api_model_version{model="main"} 1.0',
+        "headrace_api_model_age_seconds",
+        'headrace_api_model_swaps_total{model="main"} 1.0',
+        "headrace_api_redis_errors_total",
+        "headrace_api_impressions_dropped_total",
+        "headrace_api_ready 1.0",
+        "headrace_api_redis_up 1.0",
+    ):
+        assert name in text, name
+
+
+def test_a_new_version_is_served_soon_after_its_publish(
+    settings: StreamSettings, learner: InProcessLearner
+) -> None:
+    request = request_body(shop_requests(1, k=5)[0])
+    with running_app(ApiSettings(), settings) as client:
+        assert client.post("/predict", json=request).json()["version"] == 1
+        records = generate(SMALL.model_copy(update={"seed": 99, "count": 500}))
+        learner.process(records)
+        published_at = time.monotonic()
+        assert learner.publish() == 2
+        versions = []
+        while time.monotonic() - published_at < 2.0:
+            versions.append(client.post("/predict", json=request).json()["version"])
+            if versions[-1] == 2:
+                break
+        assert versions[-1] == 2 and versions == sorted(versions)
+        # Pub/sub, not the one-second poll, brought it.
+        assert time.monotonic() - published_at < 0.5
+
+
+def test_before_any_model_predict_is_503_and_not_ready(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    with running_app(ApiSettings(), settings, wait_ready=False) as client:
+        response = client.post("/predict", json=request_body(shop_requests(1, k=2)[0]))
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "no_model"
+        assert response.headers["retry-after"] == "1"
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert any("no model" in reason for reason in ready.json()["reasons"])
+        assert client.get("/health").status_code == 200
+        assert client.get("/models").json()["models"][0]["status"] == "no model loaded yet"
+
+
+def test_api_keys_guard_predict_only(settings: StreamSettings, learner: InProcessLearner) -> None:
+    key = "k3y-for-the-storefront-0001"
+    body = request_body(shop_requests(1, k=2)[0])
+    with running_app(
+        ApiSettings(api_keys=[SecretStr(key), SecretStr("another-key-00000000000")]), settings
+    ) as client:
+        missing = client.post("/predict", json=body)
+        assert missing.status_code == 401 and "www-authenticate" in missing.headers
+        assert client.post("/predict", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert client.post("/predict", json=body, headers={"X-API-Key": key}).status_code == 200
+        bearer = {"Authorization": f"Bearer {key}"}
+        assert client.post("/predict", json=body, headers=bearer).status_code == 200
+        assert client.get("/models").status_code == 200
+
+
+def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
+    settings: StreamSettings, redis_client: redis.Redis, learner: InProcessLearner
+) -> None:
+    body = request_body(shop_requests(1, k=3)[0])
+    with running_app(ApiSettings(), settings) as client:
+        assert client.post("/predict", json=body).json()["version"] == 1
+        # A corrupt publish (written around the learner, as a broken writer would).
+        redis_client.hset(learner.keys.state, mapping={"version": 2, "model:main": b"garbage"})
+        time.sleep(1.5)
+        assert client.post("/predict", json=body).json()["version"] == 1
+        metrics = client.get("/metrics").text
+        assert 'headrace_api_model_load_errors_total{model="main"} 1.0' in metrics
+        assert learner.publish() == 3
+        deadline = time.monotonic() + 3
+        while client.post("/predict", json=body).json()["version"] != 3:
+            assert time.monotonic() < deadline, "the next good version was not served"
+            time.sleep(0.02)
+
+
+def test_users_are_answered_by_the_shard_that_learns_them(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    sharded = settings.model_copy(update={"shards": "a=0;b=1,2"})
+    learners = [InProcessLearner(sharded, redis_client, shard=name) for name in ("a", "b")]
+    with running_app(ApiSettings(), sharded, wait_ready=False) as client:
+        assert client.get("/ready").status_code == 503
+        for trained in learners:
+            trained.process(generate(SMALL.model_copy(update={"count": 2_000})))
+            trained.publish()
+            trained.close()
+        deadline = time.monotonic() + 5
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/ready").json()
+            time.sleep(0.05)
+        router = ShardRouter("a=0;b=1,2", 3)
+        answered = set()
+        for request in shop_requests(30, k=2):
+            got = client.post("/predict", json=request_body(request)).json()
+            assert got["model"] == router.shard_for(request.user_id)
+            answered.add(got["model"])
+        assert answered == {"a", "b"}
+        assert [m["model"] for m in client.get("/models").json()["models"]] == ["a", "b"]

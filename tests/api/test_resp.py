@@ -1,0 +1,126 @@
+"""The request path's multiplexed Redis connection: right replies, clean failures."""
+
+import asyncio
+import socket
+import threading
+from typing import Any
+
+import pytest
+import redis
+from hiredis import ReplyError
+
+from api.online import OnlineAggregates, RedisHealth
+from api.resp import RespError, RespPipeline, pack
+from learner.aggregates import encode_hash
+from learner.keys import ShardKeys
+from stream.settings import StreamSettings
+
+pytestmark = pytest.mark.integration
+
+
+def test_concurrent_callers_each_get_their_own_replies(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    keys = [f"{settings.key_prefix}:k{i}" for i in range(200)]
+    for i, key in enumerate(keys):
+        redis_client.hset(key, mapping={"i": str(i)})
+    pipeline = RespPipeline(settings.redis_url, 2.0)
+
+    async def one(i: int) -> list[Any]:
+        # Batches of different sizes interleave on the one connection.
+        batch = keys[i : i + 1 + i % 7]
+        return await pipeline.execute(b"".join(pack("HGETALL", k) for k in batch), len(batch))
+
+    async def main() -> list[list[Any]]:
+        try:
+            return await asyncio.gather(*(one(i) for i in range(150)))
+        finally:
+            pipeline.close()
+
+    results = asyncio.run(main())
+    for i, replies in enumerate(results):
+        assert [r[1] for r in replies] == [str(j).encode() for j in range(i, i + 1 + i % 7)]
+
+
+def test_error_replies_are_values_not_failures(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    redis_client.set(f"{settings.key_prefix}:plain", "x")
+    pipeline = RespPipeline(settings.redis_url, 2.0)
+
+    async def main() -> list[object]:
+        packed = pack("HGETALL", f"{settings.key_prefix}:plain") + pack("PING")
+        try:
+            return await pipeline.execute(packed, 2)
+        finally:
+            pipeline.close()
+
+    wrong, pong = asyncio.run(main())
+    assert isinstance(wrong, ReplyError) and "WRONGTYPE" in str(wrong)
+    assert pong == "PONG" or pong == b"PONG"
+
+
+def test_the_database_of_the_url_is_selected(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    other: redis.Redis = redis.Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/5")
+    key = f"{settings.key_prefix}:in-db-5"
+    other.hset(key, mapping={"a": "1"})
+    pipeline = RespPipeline(settings.redis_url.rsplit("/", 1)[0] + "/5", 2.0)
+
+    async def main() -> list[object]:
+        try:
+            return await pipeline.execute(pack("HGETALL", key), 1)
+        finally:
+            pipeline.close()
+
+    try:
+        assert asyncio.run(main()) == [[b"a", b"1"]]
+    finally:
+        other.delete(key)
+        other.close()
+
+
+def test_a_silent_server_times_out_and_a_refused_one_fails_fast() -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    port = silent.getsockname()[1]
+
+    async def ask(url: str) -> None:
+        await RespPipeline(url, 0.2).execute(pack("PING"), 1)
+
+    with pytest.raises(RespError, match=r"within|connect"):
+        asyncio.run(ask(f"redis://127.0.0.1:{port}/0"))
+    silent.close()
+    for conn in accepted:
+        conn.close()
+    with pytest.raises(RespError, match="connect"):
+        asyncio.run(ask(f"redis://127.0.0.1:{port}/0"))
+
+
+def test_aggregates_come_back_in_candidate_order_with_repeats(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    keys = ShardKeys(settings.key_prefix, "main")
+    redis_client.hset(keys.user("u1"), mapping=encode_hash({"imp": 3.0}))
+    redis_client.hset(keys.item("a"), mapping=encode_hash({"imp": 1.0, "t": 5.5}))
+    redis_client.hset(keys.item("b"), mapping=encode_hash({"imp": 2.0}))
+    health = RedisHealth()
+    health.up()
+    pipeline = RespPipeline(settings.redis_url, 2.0)
+    online = OnlineAggregates(pipeline, health)
+
+    async def main() -> tuple[dict[str, float], list[dict[str, float]]] | None:
+        try:
+            return await online.fetch(keys, "u1", ["b", "a", "missing", "b"])
+        finally:
+            pipeline.close()
+
+    fetched = asyncio.run(main())
+    assert fetched is not None
+    user, items = fetched
+    assert user == {"imp": 3.0}
+    assert items == [{"imp": 2.0}, {"imp": 1.0, "t": 5.5}, {}, {"imp": 2.0}]

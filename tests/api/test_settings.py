@@ -1,0 +1,76 @@
+"""ApiSettings: environment parsing and the checks that refuse bad values."""
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from api.settings import ApiSettings
+
+
+def test_defaults_bind_locally_and_accept_a_thousand_candidates() -> None:
+    settings = ApiSettings()
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    assert settings.max_candidates == 1_000
+    assert settings.traffic == {} and settings.api_keys == [] and settings.admin_token is None
+
+
+def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADRACE_TRAFFIC", '{"main": 0.9, "tree": 0.1}')
+    monkeypatch.setenv("HEADRACE_API_KEYS", "first-key-0123456789, second-key-0123456789")
+    monkeypatch.setenv("HEADRACE_SHADOW_VARIANT", "tree")
+    monkeypatch.setenv("HEADRACE_MAX_BODY_BYTES", "2048")
+    settings = ApiSettings()
+    assert settings.traffic == {"main": 0.9, "tree": 0.1}
+    assert [k.get_secret_value() for k in settings.api_keys] == [
+        "first-key-0123456789",
+        "second-key-0123456789",
+    ]
+    assert settings.shadow_variant == "tree"
+    assert settings.max_body_bytes == 2048
+
+
+def test_secrets_do_not_show_in_reprs() -> None:
+    settings = ApiSettings(
+        api_keys=[SecretStr("a-very-secret-api-key")], admin_token=SecretStr("Zq8-v3RtY1pLm0Xw4s")
+    )
+    assert "a-very-secret-api-key" not in repr(settings)
+    assert "Zq8-v3RtY1pLm0Xw4s" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["changeme", "CHANGEME-changeme-please", "change-me-0123456789", "short-Xy7", "a" * 32],
+)
+def test_placeholder_or_short_admin_tokens_are_refused(token: str) -> None:
+    with pytest.raises(ValidationError, match="admin_token"):
+        ApiSettings(admin_token=SecretStr(token))
+
+
+def test_a_real_admin_token_is_accepted() -> None:
+    settings = ApiSettings(admin_token=SecretStr("q3VtY8nE1xJk0pLw7RzA"))
+    assert settings.admin_token is not None
+
+
+@pytest.mark.parametrize(
+    "traffic",
+    [{"main": -0.1}, {"main": float("nan")}, {"main": 0.0, "tree": 0.0}, {"": 1.0}],
+)
+def test_bad_traffic_splits_are_refused(traffic: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="traffic"):
+        ApiSettings(traffic=traffic)
+
+
+def test_empty_api_keys_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        ApiSettings(api_keys=[SecretStr("")])
+
+
+def test_serve_refuses_bad_settings_before_starting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    monkeypatch.setenv("HEADRACE_ADMIN_TOKEN", "changeme")
+    assert main(["serve"]) == 2
+    assert "admin_token" in capsys.readouterr().err
+    monkeypatch.delenv("HEADRACE_ADMIN_TOKEN")
+    assert main(["serve", "--workers", "0"]) == 2
