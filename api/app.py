@@ -23,12 +23,15 @@ from api.impressions import ImpressionPublisher
 from api.online import OnlineAggregates, RedisHealth
 from api.predictor import Predictor, Shadow
 from api.resp import RespPipeline
-from api.routes import health, models, predict
+from api.routes import admin, drift, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
 from api.traffic import TrafficSplit
+from snapshots.errors import MissingKeyError
+from snapshots.settings import SnapshotSettings
 from stream.producer import make_producer
+from stream.recovery import Snapshots
 from stream.settings import StreamSettings
 
 DESCRIPTION = """Scores candidate items for a user with the models the learner publishes.
@@ -69,6 +72,8 @@ def create_app(
     app.include_router(predict.router)
     app.include_router(models.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
+    app.include_router(drift.router)
     app.openapi = partial(_openapi, app, decoder)  # type: ignore[method-assign]
     return app
 
@@ -135,6 +140,9 @@ def _build(
         decoder=decoder,
         key_digests=tuple(key_digest(k.get_secret_value()) for k in settings.api_keys),
         clock=clock,
+        stream=stream,
+        redis=redis.Redis.from_url(stream.redis_url, socket_timeout=5),
+        snapshots=_snapshots(),
     )
     metrics.watch(
         lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],
@@ -144,7 +152,16 @@ def _build(
     )
     holder.start()
     publisher.start()
-    return services, [holder.stop, publisher.stop, state_client.close, requests_pipeline.close]
+    closers = [holder.stop, publisher.stop, state_client.close, requests_pipeline.close]
+    return services, [*closers, services.redis.close]
+
+
+def _snapshots() -> Snapshots | None:
+    """The snapshot store, when a key is configured (else admin snapshot routes answer 503)."""
+    try:
+        return Snapshots.from_settings(SnapshotSettings())
+    except MissingKeyError:
+        return None
 
 
 def _openapi(app: FastAPI, decoder: RequestDecoder) -> dict[str, Any]:

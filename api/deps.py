@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
+import redis
 from fastapi import Depends, Request
 
 from api.errors import BodyTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
@@ -15,6 +16,8 @@ from api.predictor import Predictor
 from api.schemas import RequestDecoder
 from api.settings import ApiSettings
 from api.telemetry import Metrics
+from stream.recovery import Snapshots
+from stream.settings import StreamSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,11 @@ class Services:
     key_digests: tuple[bytes, ...]
     """sha256 of each accepted API key (equal lengths: the comparison leaks nothing)."""
     clock: Callable[[], float]
+    stream: StreamSettings
+    redis: redis.Redis
+    """A plain client for operator actions and alert reads (not the request path)."""
+    snapshots: Snapshots | None
+    """None when no snapshot key is configured: the snapshot routes then answer 503."""
 
 
 async def get_services(request: Request) -> Services:

@@ -93,6 +93,70 @@ class ModelOutputError(ApiError):
     code = "model_output"
 
 
+class AdminOffError(ApiError):
+    """Admin routes answer only when HEADRACE_ADMIN_TOKEN is configured."""
+
+    status = 404
+    code = "admin_off"
+
+
+class ForbiddenError(ApiError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFoundError(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(ApiError):
+    """The operation cannot be carried out now (a learner busy, nothing to roll back to)."""
+
+    status = 409
+    code = "conflict"
+
+
+class RefusedError(ApiError):
+    """A snapshot was refused (bad signature, truncated, another model...): nothing loaded."""
+
+    status = 422
+    code = "snapshot_refused"
+
+
+class UnavailableError(ApiError):
+    status = 503
+    code = "unavailable"
+
+
+def from_domain(exc: Exception) -> ApiError:
+    """The HTTP answer to an operator action's domain error (snapshots, operations)."""
+    from snapshots import errors as snap
+    from stream.operations import OperationError
+
+    message = str(exc)
+    if isinstance(exc, snap.InvalidSnapshotIdError):
+        return InvalidRequestError(message, field="$.snapshot")
+    if isinstance(exc, snap.SnapshotNotFoundError):
+        return NotFoundError(message)
+    if isinstance(exc, snap.SnapshotRefusedError):
+        return RefusedError(f"{type(exc).__name__}: {message}")
+    if isinstance(exc, snap.MissingKeyError):
+        return UnavailableError(message)
+    if isinstance(exc, OperationError):
+        by_kind: dict[str, type[ApiError]] = {
+            "InvalidSnapshotIdError": InvalidRequestError,
+            "SnapshotNotFoundError": NotFoundError,
+            "StateError": ConflictError,
+            "LearnerBusy": ConflictError,
+            "MissingKeyError": UnavailableError,
+        }
+        refused = exc.kind.endswith("Error") and exc.kind not in by_kind
+        kind = RefusedError if refused else by_kind.get(exc.kind, ConflictError)
+        return kind(f"{exc.kind}: {message}")
+    return ApiError(message)
+
+
 def error_body(code: str, message: str, field: str | None = None) -> bytes:
     error: dict[str, Any] = {"code": code, "message": message}
     if field is not None:

@@ -93,6 +93,7 @@ def river_bare_rate(records: list[SimRecord], client: redis.Redis) -> tuple[floa
     keys = ShardKeys("bench-bare-" + uuid.uuid4().hex[:6], "main")
     core = Learner(LearnerSettings(), keys, AggregateCache(client))
     examples: list[tuple[dict[str, float | str], bool]] = []
+
     def record(x: Mapping[str, float | str], y: bool, ts: float) -> None:
         examples.append((dict(x), y))
 

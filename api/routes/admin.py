@@ -1,0 +1,153 @@
+"""Operator routes: list, take and restore snapshots; roll back. Behind the admin token.
+
+Without HEADRACE_ADMIN_TOKEN they are off (404). The token is compared in
+constant time; a missing one is 401, a wrong one 403. The work is done by the
+shard's owning learner (or under the shard's lease when none runs): see
+stream/operations.py. Handlers are plain functions: FastAPI runs them in its
+thread pool, so waiting for a learner never blocks the event loop.
+"""
+
+import hashlib
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from api.deps import Services, ServicesDep
+from api.errors import (
+    AdminOffError,
+    ApiError,
+    ForbiddenError,
+    UnauthorizedError,
+    UnavailableError,
+    from_domain,
+)
+from api.routes import json_response
+from learner.errors import LearnerError
+from learner.keys import ShardKeys
+from snapshots.errors import SnapshotError
+from stream import control
+from stream.operations import OperationError, restore_snapshot, take_snapshot
+from stream.recovery import Snapshots
+
+
+def require_admin(request: Request, services: ServicesDep) -> Services:
+    token = services.settings.admin_token
+    if token is None:
+        raise AdminOffError("admin routes are off: set HEADRACE_ADMIN_TOKEN to turn them on")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise UnauthorizedError("the admin routes need 'Authorization: Bearer <admin token>'")
+    expected = hashlib.sha256(token.get_secret_value().encode()).digest()
+    if not hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), expected):
+        raise ForbiddenError("the admin token is not valid")
+    return services
+
+
+AdminDep = Annotated[Services, Depends(require_admin)]
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    snapshot: str = Field(min_length=1, max_length=200)
+    """A snapshot id, "latest" or "last_known_good"."""
+    replay: bool = True
+    """Learn again the events since the snapshot (true) or skip them (false)."""
+    model: str | None = None
+    """The shard (model); the first one of HEADRACE_SHARDS when omitted."""
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    variant: str | None = None
+    """One variant, or every variant of the shard when omitted."""
+    reason: str = Field(default="operator rollback", max_length=500)
+    model: str | None = None
+
+
+class SnapshotRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = None
+
+
+def _snapshots(services: Services) -> Snapshots:
+    if services.snapshots is None:
+        raise UnavailableError("snapshots are not configured: set HEADRACE_SNAPSHOT_KEY")
+    return services.snapshots
+
+
+def _keys(services: Services, model: str | None) -> ShardKeys:
+    names = services.holder.shard_names
+    name = model or names[0]
+    if name not in names:
+        raise ApiError(f"unknown model {name!r}; models: {', '.join(names)}")
+    return ShardKeys(services.stream.key_prefix, name)
+
+
+def _act(action: Any) -> Response:
+    try:
+        return json_response(action())
+    except (SnapshotError, OperationError, LearnerError) as exc:
+        raise from_domain(exc) from exc
+
+
+@router.get("/snapshots", summary="Every valid snapshot, oldest first; refused files with why")
+def list_snapshots(services: AdminDep) -> Response:
+    snapshots = _snapshots(services)
+    infos = snapshots.store.list()
+    return json_response(
+        {
+            "snapshots": [
+                {
+                    **i.header.model_dump(mode="json"),
+                    "size": i.size,
+                    "last_known_good": i.last_known_good,
+                }
+                for i in infos
+            ],
+            "refused": [{"name": r.name, "reason": r.reason} for r in snapshots.store.rejected()],
+        }
+    )
+
+
+@router.post("/snapshots", summary="Take a snapshot of a shard now")
+def create_snapshot(services: AdminDep, body: SnapshotRequest | None = None) -> Response:
+    keys = _keys(services, body.model if body else None)
+    snapshots = _snapshots(services)
+    return _act(lambda: take_snapshot(services.redis, keys, snapshots))
+
+
+@router.post("/restore", summary="Restore a snapshot as a new version, with or without replay")
+def restore(services: AdminDep, body: RestoreRequest) -> Response:
+    keys = _keys(services, body.model)
+    snapshots = _snapshots(services)
+    return _act(
+        lambda: restore_snapshot(services.redis, keys, snapshots, body.snapshot, replay=body.replay)
+    )
+
+
+@router.post("/rollback", summary="Serve the last-known-good model again (the owning learner acts)")
+def rollback(services: AdminDep, body: RollbackRequest) -> Response:
+    keys = _keys(services, body.model)
+
+    def act() -> dict[str, Any]:
+        if not services.redis.exists(keys.lease):
+            raise OperationError(f"no learner owns shard {keys.shard}: start one", "LearnerBusy")
+        command_id = control.send(
+            services.redis, keys, "rollback", variant=body.variant, reason=body.reason
+        )
+        result = control.wait_result(services.redis, keys, command_id, 30)
+        if result is None:
+            control.withdraw(services.redis, keys, command_id)
+            raise OperationError("the learner did not answer within 30 s", "LearnerBusy")
+        if not result.get("ok"):
+            raise OperationError(str(result.get("error")), str(result.get("kind")))
+        return result
+
+    return _act(act)

@@ -1,0 +1,199 @@
+"""Admin and drift routes, against the real Redis: tokens, snapshots, restore, alerts."""
+
+import threading
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+from pydantic import SecretStr
+
+from api.settings import ApiSettings
+from guards import alertstore
+from guards.alerts import Alert
+from learner.keys import ShardKeys
+from learner.state import StateStore
+from stream.settings import StreamSettings
+from stream.simulator import generate
+from tests.api.conftest import SMALL, running_app
+from tests.api.helpers import InProcessLearner
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "operator-token-0123456789abcdef"
+KEY = "snapshot-key-for-the-admin-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def snapshot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path / "snapshots"))
+    return tmp_path / "snapshots"
+
+
+@pytest.fixture
+def trained(settings: StreamSettings, redis_client: redis.Redis) -> InProcessLearner:
+    learner = InProcessLearner(settings, redis_client, {"main": "logreg"})
+    learner.process(generate(SMALL))
+    learner.publish()
+    learner.close()  # no learner owns the shard: operations act under their own lease
+    return learner
+
+
+def test_admin_routes_are_off_without_a_configured_token(
+    settings: StreamSettings, trained: InProcessLearner
+) -> None:
+    with running_app(ApiSettings(), settings) as client:
+        response = client.get("/admin/snapshots", headers=AUTH)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "admin_off"
+
+
+def test_admin_token_missing_is_401_and_wrong_is_403(
+    settings: StreamSettings, trained: InProcessLearner, snapshot_env: Path
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        assert client.get("/admin/snapshots").status_code == 401
+        wrong = {"Authorization": "Bearer " + "x" * len(TOKEN)}
+        for method, path in (("GET", "/admin/snapshots"), ("POST", "/admin/restore")):
+            forged = client.request(method, path, headers=wrong, json={"snapshot": "latest"})
+            assert forged.status_code == 403, path
+        assert client.get("/admin/snapshots", headers=AUTH).status_code == 200
+
+
+def test_snapshot_then_restore_without_replay_is_served_as_a_new_version(
+    settings: StreamSettings,
+    redis_client: redis.Redis,
+    trained: InProcessLearner,
+    snapshot_env: Path,
+) -> None:
+    store = StateStore(redis_client, ShardKeys(settings.key_prefix, "main"), 0)
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        taken = client.post("/admin/snapshots", headers=AUTH)
+        assert taken.status_code == 200, taken.text
+        snapshot_id = taken.json()["snapshot_id"]
+        listed = client.get("/admin/snapshots", headers=AUTH).json()
+        assert [s["snapshot_id"] for s in listed["snapshots"]] == [snapshot_id]
+
+        before = store.version()
+        restored = client.post(
+            "/admin/restore", headers=AUTH, json={"snapshot": snapshot_id, "replay": False}
+        )
+        assert restored.status_code == 200, restored.text
+        version = restored.json()["version"]
+        assert version == before + 1
+        meta = store.load_meta()
+        assert meta is not None
+        assert meta["lineage"]["restored_from"] == snapshot_id
+        assert meta["lineage"]["replay"] is False
+
+        deadline = time.monotonic() + 5
+        while client.get("/models").json()["models"][0].get("version") != version:
+            assert time.monotonic() < deadline, "the API did not swap in the restored version"
+            time.sleep(0.05)
+        body = {
+            "user_id": "u00001",
+            "context": {"query": "merino", "device": "mobile", "page": "search", "position": 0},
+            "candidates": [{"item_id": "i1", "price": 12.5, "category": "merino"}],
+        }
+        predicted = client.post("/predict", json=body)
+        assert predicted.status_code == 200 and predicted.json()["version"] == version
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "status", "code"),
+    [
+        ("../../etc/passwd", 422, "invalid_request"),
+        ("main-20260101T000000000000Z-v000000000001", 404, "not_found"),
+    ],
+)
+def test_restore_refuses_bad_and_unknown_ids(
+    settings: StreamSettings,
+    trained: InProcessLearner,
+    snapshot_env: Path,
+    snapshot: str,
+    status: int,
+    code: str,
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        response = client.post("/admin/restore", headers=AUTH, json={"snapshot": snapshot})
+        assert response.status_code == status, response.text
+        assert response.json()["error"]["code"] == code
+
+
+def test_restore_refuses_a_tampered_snapshot_before_loading_it(
+    settings: StreamSettings, trained: InProcessLearner, snapshot_env: Path
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        snapshot_id = client.post("/admin/snapshots", headers=AUTH).json()["snapshot_id"]
+        path = snapshot_env / f"{snapshot_id}.snap"
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        response = client.post("/admin/restore", headers=AUTH, json={"snapshot": snapshot_id})
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "snapshot_refused"
+
+
+def test_rollback_without_a_running_learner_is_a_conflict(
+    settings: StreamSettings, trained: InProcessLearner
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        response = client.post("/admin/rollback", headers=AUTH, json={})
+        assert response.status_code == 409
+        assert "no learner" in response.json()["error"]["message"]
+
+
+def _alert(n: int, variant: str = "main") -> Alert:
+    return Alert.make(
+        n=n,
+        ts=1_767_225_600.0 + n,
+        model="main",
+        variant=variant,
+        detector="page_hinkley",
+        signal="loss",
+        value=0.5,
+        threshold=0.3,
+        window=100,
+        message=f"loss up at {n}",
+    )
+
+
+def test_drift_alerts_are_listed_in_order_and_filtered(
+    settings: StreamSettings, redis_client: redis.Redis, trained: InProcessLearner
+) -> None:
+    pipe = redis_client.pipeline()
+    alertstore.append(pipe, settings.key_prefix, [_alert(1), _alert(2, "tree"), _alert(3)])
+    pipe.execute()
+    with running_app(ApiSettings(), settings) as client:
+        every = client.get("/drift/alerts").json()["alerts"]
+        assert [a["message"] for a in every] == ["loss up at 1", "loss up at 2", "loss up at 3"]
+        main = client.get("/drift/alerts", params={"variant": "main"}).json()["alerts"]
+        assert [a["message"] for a in main] == ["loss up at 1", "loss up at 3"]
+        later = client.get("/drift/alerts", params={"since": 1_767_225_602.0}).json()["alerts"]
+        assert [a["message"] for a in later] == ["loss up at 2", "loss up at 3"]
+
+
+def test_the_live_stream_delivers_new_alerts_in_order(
+    settings: StreamSettings, redis_client: redis.Redis, trained: InProcessLearner
+) -> None:
+    def raise_alerts() -> None:
+        time.sleep(0.5)
+        for n in (10, 11, 12):
+            pipe = redis_client.pipeline()
+            alertstore.append(pipe, settings.key_prefix, [_alert(n)])
+            pipe.execute()
+
+    with running_app(ApiSettings(), settings) as client:
+        threading.Thread(target=raise_alerts, daemon=True).start()
+        received: list[str] = []
+        with client.stream("GET", "/drift/alerts/stream") as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    received.append(orjson.loads(line[6:])["message"])
+                if len(received) == 3:
+                    break
+        assert received == ["loss up at 10", "loss up at 11", "loss up at 12"]
