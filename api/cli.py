@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from api import cli_snapshots
@@ -48,12 +49,13 @@ def _schema(args: argparse.Namespace) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from stream.producer import simulate
-    from stream.simulator import SimulatorConfig
+    from stream.simulator import DEFAULT_START, SimulatorConfig
 
     count = args.count
     if count is None and args.duration is not None and args.rate is not None:
         count = int(args.duration * args.rate)
     config = SimulatorConfig(
+        start=args.start or DEFAULT_START,
         seed=args.seed,
         n_users=args.users,
         n_items=args.items,
@@ -143,6 +145,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _start(text: str) -> datetime:
+    """Event time of the simulator's first event; 'now' keeps a live demo's watermark moving."""
+    try:
+        start = datetime.now(UTC) if text == "now" else datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 time: {text!r}") from exc
+    if start.tzinfo is None:
+        raise argparse.ArgumentTypeError("--start needs a time zone, e.g. 2026-01-01T00:00:00Z")
+    return start
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -179,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--attack-at", type=_positive_int, default=None, help="event count of an attack"
     )
     sim.add_argument("--malformed-rate", type=float, default=0.0, help="share of broken records")
+    sim.add_argument(
+        "--start",
+        type=_start,
+        default=None,
+        help="event time of the first event: RFC 3339 or 'now'",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.set_defaults(run=_simulate)
 
