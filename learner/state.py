@@ -8,7 +8,8 @@ since this learner took it, EXEC fails and nothing is written.
 """
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,40 +95,50 @@ class StateStore:
     def publish(self, lease_token: str, delta: Delta) -> int:
         """Write `delta` as the next version, if `lease_token` still owns the shard."""
         keys = self.keys
-        with self._client.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(keys.lease)
-                if pipe.get(keys.lease) != lease_token.encode():
-                    raise FencedError(f"shard {keys.shard}: lease lost, another learner owns it")
-                current = pipe.hget(keys.state, "version")
-                version = (int(current) if current is not None else 0) + 1
-                meta = {**delta.meta, "version": version, "published_at": time.time()}
-                pipe.multi()
-                fields: dict[str, bytes | str | int] = {
-                    "version": version,
-                    "offsets": orjson.dumps({str(p): o for p, o in delta.offsets.items()}),
-                    "meta": orjson.dumps(meta),
-                    "core": delta.core,
-                }
-                fields.update({f"model:{name}": blob for name, blob in delta.models.items()})
-                pipe.hset(keys.state, mapping=fields)
-                if delta.pending_upserts:
-                    pipe.hset(keys.pending, mapping=delta.pending_upserts)
-                if delta.pending_deletes:
-                    pipe.hdel(keys.pending, *delta.pending_deletes)
-                if delta.seen_chunk is not None:
-                    pipe.rpush(keys.seen, delta.seen_chunk)
-                    if delta.seen_drop:
-                        pipe.ltrim(keys.seen, delta.seen_drop, -1)
-                for key, values in delta.aggregates.items():
-                    pipe.hset(key, mapping=encode_hash(values))
-                alertstore.append(pipe, keys.prefix, delta.alerts)
-                pipe.pexpire(keys.lease, self._lease_ttl_ms)
-                pipe.publish(
-                    versions_channel(keys.prefix),
-                    orjson.dumps({"shard": keys.shard, "version": version}),
-                )
-                pipe.execute()
-            except redis.WatchError as exc:
-                raise FencedError(f"shard {keys.shard}: lease changed during publish") from exc
+        with fenced_version(self._client, keys, lease_token, "publish") as (pipe, version):
+            meta = {**delta.meta, "version": version, "published_at": time.time()}
+            fields: dict[str, bytes | str | int] = {
+                "version": version,
+                "offsets": orjson.dumps({str(p): o for p, o in delta.offsets.items()}),
+                "meta": orjson.dumps(meta),
+                "core": delta.core,
+            }
+            fields.update({f"model:{name}": blob for name, blob in delta.models.items()})
+            pipe.hset(keys.state, mapping=fields)
+            if delta.pending_upserts:
+                pipe.hset(keys.pending, mapping=delta.pending_upserts)
+            if delta.pending_deletes:
+                pipe.hdel(keys.pending, *delta.pending_deletes)
+            if delta.seen_chunk is not None:
+                pipe.rpush(keys.seen, delta.seen_chunk)
+                if delta.seen_drop:
+                    pipe.ltrim(keys.seen, delta.seen_drop, -1)
+            for key, values in delta.aggregates.items():
+                pipe.hset(key, mapping=encode_hash(values))
+            alertstore.append(pipe, keys.prefix, delta.alerts)
+            pipe.pexpire(keys.lease, self._lease_ttl_ms)
         return version
+
+
+@contextmanager
+def fenced_version(
+    client: redis.Redis, keys: ShardKeys, lease_token: str, action: str
+) -> Iterator[tuple[Any, int]]:
+    """A MULTI pipeline and the shard's next version, committed only if `lease_token` still
+    owns the shard when it executes (WATCH of the lease); the version is announced with it."""
+    with client.pipeline(transaction=True) as pipe:
+        try:
+            pipe.watch(keys.lease)
+            if pipe.get(keys.lease) != lease_token.encode():
+                raise FencedError(f"shard {keys.shard}: lease lost, cannot {action}")
+            current = pipe.hget(keys.state, "version")
+            version = (int(current) if current is not None else 0) + 1
+            pipe.multi()
+            yield pipe, version
+            pipe.publish(
+                versions_channel(keys.prefix),
+                orjson.dumps({"shard": keys.shard, "version": version}),
+            )
+            pipe.execute()
+        except redis.WatchError as exc:
+            raise FencedError(f"shard {keys.shard}: lease changed, cannot {action}") from exc

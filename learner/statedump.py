@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 import redis
 
-from learner.errors import FencedError, StateError
-from learner.keys import ShardKeys, versions_channel
+from learner.errors import StateError
+from learner.keys import ShardKeys
+from learner.state import fenced_version
 
 _BATCH = 500
 
@@ -87,39 +88,25 @@ def write_shard(
 ) -> int:
     """Replace the shard's state with `dump` as a new version; fenced like a publish."""
     old_aggregates = list(client.scan_iter(match=keys.aggregate_pattern, count=1000))
-    with client.pipeline(transaction=True) as pipe:
-        try:
-            pipe.watch(keys.lease)
-            if pipe.get(keys.lease) != lease_token.encode():
-                raise FencedError(f"shard {keys.shard}: lease lost, cannot restore")
-            current = pipe.hget(keys.state, "version")
-            version = (int(current) if current is not None else 0) + 1
-            offsets_json = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
-            meta = {
-                **dump.meta,
-                "version": version,
-                "offsets": orjson.loads(offsets_json),
-                "lineage": lineage,
-                "published_at": time.time(),
-            }
-            state = {**dump.state, b"version": str(version).encode()}
-            state[b"meta"] = orjson.dumps(meta)
-            state[b"offsets"] = offsets_json
-            pipe.multi()
-            pipe.delete(keys.state, keys.pending, keys.seen, *old_aggregates)
-            pipe.hset(keys.state, mapping=state)
-            if dump.pending:
-                pipe.hset(keys.pending, mapping=dump.pending)
-            if dump.seen:
-                pipe.rpush(keys.seen, *dump.seen)
-            for name, values in dump.aggregates.items():
-                if values:
-                    pipe.hset(f"{keys.base}:{name}", mapping=values)
-            pipe.publish(
-                versions_channel(keys.prefix),
-                orjson.dumps({"shard": keys.shard, "version": version}),
-            )
-            pipe.execute()
-        except redis.WatchError as exc:
-            raise FencedError(f"shard {keys.shard}: lease changed during restore") from exc
+    with fenced_version(client, keys, lease_token, "restore") as (pipe, version):
+        offsets_json = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
+        meta = {
+            **dump.meta,
+            "version": version,
+            "offsets": orjson.loads(offsets_json),
+            "lineage": lineage,
+            "published_at": time.time(),
+        }
+        state = {**dump.state, b"version": str(version).encode()}
+        state[b"meta"] = orjson.dumps(meta)
+        state[b"offsets"] = offsets_json
+        pipe.delete(keys.state, keys.pending, keys.seen, *old_aggregates)
+        pipe.hset(keys.state, mapping=state)
+        if dump.pending:
+            pipe.hset(keys.pending, mapping=dump.pending)
+        if dump.seen:
+            pipe.rpush(keys.seen, *dump.seen)
+        for name, values in dump.aggregates.items():
+            if values:
+                pipe.hset(f"{keys.base}:{name}", mapping=values)
     return version

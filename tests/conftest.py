@@ -60,3 +60,13 @@ def topics(settings: StreamSettings) -> StreamSettings:
 
     ensure_topics(settings)
     return settings
+
+
+@pytest.fixture
+def one_partition(settings: StreamSettings) -> StreamSettings:
+    """This test's settings with one-partition topics: one total order, exact replays."""
+    from stream.topics import ensure_topics
+
+    one = settings.model_copy(update={"partitions": 1})
+    ensure_topics(one)
+    return one

@@ -7,7 +7,6 @@ Kafka-backed tests run the real ShardWorker or the `headrace learn` subprocess i
 """
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from stream.lease import Lease
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig
 from stream.store_world import ShopRequest
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,13 +167,6 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
     ranks = sums[inverse] / counts[inverse]
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def api_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:

@@ -23,7 +23,6 @@ from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
-from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,
     caught_up,
@@ -49,13 +48,6 @@ def records() -> list[SimRecord]:
 @pytest.fixture(scope="module")
 def probe() -> list[dict[str, Any]]:
     return probe_rows(CONFIG)
-
-
-@pytest.fixture
-def one_partition(settings: StreamSettings) -> StreamSettings:
-    one = settings.model_copy(update={"partitions": 1})
-    ensure_topics(one)
-    return one
 
 
 @pytest.fixture

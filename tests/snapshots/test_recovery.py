@@ -54,13 +54,6 @@ def probe() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def one_partition(settings: StreamSettings) -> StreamSettings:
-    one = settings.model_copy(update={"partitions": 1})
-    ensure_topics(one)
-    return one
-
-
-@pytest.fixture
 def own_redis(settings: StreamSettings, tmp_path: Path) -> Iterator[StreamSettings]:
     """This test's settings, pointed at a Redis server of its own."""
     own = settings.model_copy(
