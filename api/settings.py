@@ -96,6 +96,12 @@ class ApiSettings(BaseSettings):
             raise ValueError("an API key must not be empty")
         return value
 
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_none(cls, value: Any) -> Any:
+        # An empty HEADRACE_ADMIN_TOKEN (e.g. compose's `${HEADRACE_ADMIN_TOKEN:-}`) means off.
+        return None if value == "" else value
+
     @field_validator("admin_token")
     @classmethod
     def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:

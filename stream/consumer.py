@@ -26,22 +26,21 @@ from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
-from learner.state import Committed, StateStore
-from snapshots.errors import SnapshotError, SnapshotNotFoundError
-from snapshots.manifest import SnapshotHeader
+from learner.state import StateStore
 from stream import control
 from stream.dlq import SideTopic, rejection_headers, verdict_headers
+from stream.duties import OperatorDuties
 from stream.errors import StreamError
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
-from stream.recovery import LATEST, Snapshots
+from stream.recovery import Snapshots
 from stream.settings import StreamSettings
 from stream.shards import parse_shards
 
 log = logging.getLogger("headrace.learner")
 
 
-class ShardWorker:
+class ShardWorker(OperatorDuties):
     """One learner process serving one shard (active or standby)."""
 
     def __init__(
@@ -128,35 +127,6 @@ class ShardWorker:
         self._load_shadows(learner)
         return learner
 
-    def _load_shadows(self, learner: Learner) -> None:
-        """The last-known-good models, for the rollback guard to score in shadow."""
-        if self.snapshots is None or not learner.deciders:
-            return
-        models = self.snapshots.last_known_good_models(self.keys.shard)
-        learner.shadows = {n: m for n, m in models.items() if n in learner.variants}
-
-    def _cold_start(self) -> Committed | None:
-        """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
-        assert self.snapshots is not None and self.lease.token is not None
-        try:
-            version, header = self.snapshots.restore(
-                self.client,
-                self.keys,
-                LATEST,
-                lease_token=self.lease.token,
-                replay=True,
-                reason="cold start with an empty Redis",
-            )
-        except SnapshotNotFoundError:
-            return None
-        log.info(
-            "shard %s: cold start from snapshot %s (version %d)",
-            self.keys.shard,
-            header.snapshot_id,
-            version,
-        )
-        return self.store.load()
-
     def _owned(self, stop: threading.Event) -> bool:
         """Consume while owning the shard; True when the state was replaced and must reload."""
         learner = self._load()
@@ -206,20 +176,6 @@ class ShardWorker:
             self._snapshot()
         return False
 
-    def _manual_rollback(self, learner: Learner, command: dict[str, Any]) -> dict[str, Any]:
-        if not learner.shadows:
-            self._load_shadows(learner)
-        wanted = command.get("variant") or list(learner.variants)
-        names = [wanted] if isinstance(wanted, str) else list(wanted)
-        missing = [n for n in names if n not in learner.shadows]
-        if missing:
-            raise SnapshotNotFoundError(f"last known good model of {', '.join(missing)}")
-        reason = str(command.get("reason") or "operator rollback")
-        for name in names:
-            learner.roll_back(name, reason)
-        version = self.publish()
-        return {"ok": True, "version": version, "variants": names}
-
     def _keep_lease(self) -> None:
         if not self.lease.renew() and not self._reclaim():
             raise FencedError(f"shard {self.keys.shard}: lease lost")
@@ -242,65 +198,6 @@ class ShardWorker:
         return True
 
     # -- snapshots and operator commands ----------------------------------
-
-    def _snapshot_due(self, now: float) -> bool:
-        """Every S seconds, if anything was published since the last snapshot."""
-        if self.snapshots is None or self.snapshots.settings.snapshot_interval_s <= 0:
-            return False
-        if self.version in (0, self._snapshot_version):
-            return False
-        return now - self._last_snapshot >= self.snapshots.settings.snapshot_interval_s
-
-    def _snapshot(self) -> SnapshotHeader:
-        assert self.snapshots is not None
-        header = self.snapshots.take(self.client, self.keys)
-        self._last_snapshot = time.monotonic()
-        self._snapshot_version = header.version
-        if header.last_known_good and self.learner is not None:
-            self._load_shadows(self.learner)
-        log.info(
-            "shard %s: snapshot %s%s",
-            self.keys.shard,
-            header.snapshot_id,
-            " (last known good)" if header.last_known_good else "",
-        )
-        return header
-
-    def _command(self, command: dict[str, Any], learner: Learner) -> bool:
-        """Carry out one operator command; True when the state was replaced."""
-        op, command_id = command.get("op"), str(command.get("id"))
-        result: dict[str, Any]
-        reload = False
-        try:
-            if self.snapshots is None:
-                raise SnapshotError("snapshots are off for this learner (no HEADRACE_SNAPSHOT_KEY)")
-            if op == "snapshot":
-                header = self._snapshot()
-                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
-            elif op == "restore":
-                assert self.lease.token is not None
-                version, header = self.snapshots.restore(
-                    self.client,
-                    self.keys,
-                    str(command.get("snapshot", LATEST)),
-                    lease_token=self.lease.token,
-                    replay=bool(command.get("replay", True)),
-                    current=dict(learner.offsets),
-                )
-                self.version = version
-                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
-                reload = True
-            elif op == "rollback":
-                result = self._manual_rollback(learner, command)
-            else:
-                result = {"ok": False, "error": f"unknown command {op!r}", "kind": "BadCommand"}
-        except SnapshotError as exc:
-            result = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
-        control.put_result(self.client, self.keys, command_id, result)
-        log.info(
-            "shard %s: command %s: %s", self.keys.shard, op, "ok" if result["ok"] else "refused"
-        )
-        return reload
 
     def _partitions(self) -> tuple[list[int], int]:
         topic = self.stream.topic_events
