@@ -6,7 +6,6 @@ models, meta and aggregates as `headrace learn` writes, in a second, without Kaf
 Kafka-backed tests run the real ShardWorker or the `headrace learn` subprocess instead.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from stream.lease import Lease
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig
 from stream.store_world import ShopRequest
+from tests.learner.harness import learner_env
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,18 +170,8 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
 
 
 def api_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
-    env.update(
-        {
-            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "HEADRACE_REDIS_URL": settings.redis_url,
-            "HEADRACE_KEY_PREFIX": settings.key_prefix,
-            "HEADRACE_TOPIC_EVENTS": settings.topic_events,
-            "HEADRACE_SHARDS": settings.shards,
-        }
-    )
-    env.update({f"HEADRACE_{k.upper()}": str(v) for k, v in overrides.items()})
-    return env
+    """The environment of a `headrace serve` subprocess: the learner's, plus `overrides`."""
+    return learner_env(settings, **overrides)
 
 
 class ApiProcess:

@@ -4,8 +4,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 
 from learner.keys import ShardKeys
 from stream import control
@@ -16,6 +14,7 @@ from tests.learner.harness import (
     caught_up,
     end_offsets,
     learner_env,
+    read_all,
     send,
     store,
     wait_until,
@@ -25,18 +24,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def quarantined(settings: StreamSettings, expected_at_least: int) -> list[bytes]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=3000)
-    try:
-        topic = settings.topic_quarantine
-        consumer.assign([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)])
-        consumer.seek_to_beginning()
-        values: list[bytes] = []
-        for record in consumer:
-            values.append(record.value)
-        assert len(values) >= expected_at_least
-        return values
-    finally:
-        consumer.close()
+    values = [r.value for r in read_all(settings, settings.topic_quarantine, 1 << 30)]
+    assert len(values) >= expected_at_least
+    return values
 
 
 def test_a_bot_cohort_is_quarantined_and_normal_users_are_not(

@@ -156,3 +156,20 @@ def predictions(
         model = modelcodec.loads(blob)
         out[name] = [float(model.predict_proba_one(dict(x)).get(True, 0.0)) for x in probe]
     return out
+
+
+def read_all(settings: StreamSettings, topic: str, expected: int) -> list[Any]:
+    """Up to `expected` records of `topic`, from the beginning (stops after 5 s of silence)."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=5000)
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in partitions])
+        consumer.seek_to_beginning()
+        out: list[Any] = []
+        for record in consumer:
+            out.append(record)
+            if len(out) >= expected:
+                break
+        return out
+    finally:
+        consumer.close()

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, evaluate, metrics
 
@@ -21,6 +19,7 @@ from tests.learner.harness import (
     caught_up,
     end_offsets,
     learner_env,
+    read_all,
     send,
     store,
     wait_until,
@@ -28,22 +27,6 @@ from tests.learner.harness import (
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def read_all(settings: StreamSettings, topic: str, expected: int) -> list[object]:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=5000)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        consumer.seek_to_beginning()
-        out: list[object] = []
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-        return out
-    finally:
-        consumer.close()
 
 
 def test_malformed_records_land_in_the_dead_letter_topic_and_nothing_else_is_lost(
@@ -61,9 +44,9 @@ def test_malformed_records_land_in_the_dead_letter_topic_and_nothing_else_is_los
         assert proc.stop() == 0
 
     dead = read_all(topics, topics.topic_dlq, len(malformed))
-    assert sorted(r.value for r in dead) == sorted(r.value for r in malformed)  # type: ignore[attr-defined]
+    assert sorted(r.value for r in dead) == sorted(r.value for r in malformed)
     for record in dead:
-        headers = dict(record.headers)  # type: ignore[attr-defined]
+        headers = dict(record.headers)
         assert headers["reason"] in {b"invalid_json", b"schema", b"unknown_type", b"too_large"}
         assert headers["detail"]
         assert headers["source_topic"] == topics.topic_events.encode()
