@@ -35,8 +35,8 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def jar_cache() -> str:
-    """The main stack folder ($HEADRACE_STACK_DIR), whose jars scripts/test already resolved."""
-    cache = StreamSettings().stack_dir
+    """The shared jar cache ($HEADRACE_KAFKA_CACHE_DIR), which scripts/test already filled."""
+    cache = StreamSettings().kafka_cache_dir
     kafka_local.ensure_libs(cache)
     return cache
 
