@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from stream import kafka_local, localproc, redis_local
+from stream import kafka_jars, kafka_local, localproc, redis_local
 from stream.errors import StackError
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
@@ -126,8 +126,8 @@ def _check_prerequisites(
             "three different ports",
         )
     if start_kafka:
-        kafka_local.check_java()
-        kafka_local.check_maven(cache_dir)
+        kafka_jars.check_java()
+        kafka_jars.check_maven(cache_dir)
         kafka_local.check_ports(settings)
     if start_redis:
         redis_local.check_server()

@@ -14,7 +14,7 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from stream import kafka_local, localproc, stack
+from stream import kafka_jars, localproc, stack
 from stream.settings import StreamSettings
 from stream.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
 
@@ -37,7 +37,7 @@ def _free_ports(count: int) -> list[int]:
 def jar_cache() -> str:
     """The shared jar cache ($HEADRACE_KAFKA_CACHE_DIR), which scripts/test already filled."""
     cache = StreamSettings().kafka_cache_dir
-    kafka_local.ensure_libs(cache)
+    kafka_jars.ensure_libs(cache)
     return cache
 
 
