@@ -81,11 +81,17 @@ def committed(client: redis.Redis, settings: StreamSettings) -> int:
     return sum(meta["offsets"].values()) if meta else 0
 
 
-def rss_peak_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Resident memory of `pid` in MB: peak (VmHWM) or current (VmRSS)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def pending_joins(client: redis.Redis, settings: StreamSettings) -> int:
+    meta = StateStore(client, ShardKeys(settings.key_prefix, "main"), 0).load_meta()
+    return int(meta["joins"]["pending"]) if meta else 0
 
 
 def river_bare_rate(records: list[SimRecord], client: redis.Redis) -> tuple[float, int]:
@@ -200,7 +206,7 @@ def staleness(
 def memory(base: StreamSettings, client: redis.Redis, n: int, log: Path) -> None:
     settings = fresh(base, partitions=3)
     proc = start_learner(settings, log, variants='{"main": "logreg", "tree": "tree"}')
-    marks = sorted({min(100_000, n), n})
+    marks = sorted({m for m in (100_000, 250_000, 500_000, 750_000) if m < n} | {n})
     producer = make_producer(settings)
     try:
         sent = 0
@@ -214,7 +220,11 @@ def memory(base: StreamSettings, client: redis.Redis, n: int, log: Path) -> None
             sent = mark
             while committed(client, settings) < mark:
                 time.sleep(0.5)
-            print(f"peak RSS after {mark:,} events (logreg + tree): {rss_peak_mb(proc.pid):.0f} MB")
+            print(
+                f"after {mark:,} events (logreg + tree): peak RSS {rss_mb(proc.pid):.0f} MB, "
+                f"RSS {rss_mb(proc.pid, 'VmRSS'):.0f} MB, "
+                f"pending joins {pending_joins(client, settings):,}"
+            )
     finally:
         producer.close()
         proc.terminate()

@@ -13,8 +13,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from guards.alerts import Alert
 from guards.drift import DriftMonitor
 from guards.fraud import FraudGuard, Verdict
@@ -24,7 +22,7 @@ from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
-from learner.joins import Joins, Pending
+from learner.joins import Joins, Pending, encode_features
 from learner.keys import ShardKeys
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model
@@ -148,7 +146,7 @@ class Learner:
             event.user_id,
             event.item_id,
             at,
-            orjson.dumps(x),
+            encode_features(x),
             event.item.category,
             event.item.price,
         )
