@@ -33,8 +33,19 @@ class AggregateCache:
         self._dirty: set[str] = set()
 
     def prefetch(self, keys: Iterable[str]) -> None:
-        """Load every key not yet cached, in one round trip."""
-        missing = [k for k in dict.fromkeys(keys) if k not in self._entries]
+        """Load every key not yet cached, in one round trip; mark all of them recently used.
+
+        Recency is kept per batch, here, rather than on every `get`: a batch's keys
+        then outlive any eviction while it is processed, and the per-event path
+        does no reordering.
+        """
+        missing = []
+        entries = self._entries
+        for key in dict.fromkeys(keys):
+            if key in entries:
+                entries.move_to_end(key)
+            else:
+                missing.append(key)
         if not missing:
             return
         pipe = self._client.pipeline(transaction=False)
@@ -50,8 +61,6 @@ class AggregateCache:
         if entry is None:
             self.prefetch([key])
             entry = self._entries[key]
-        else:
-            self._entries.move_to_end(key)
         return entry
 
     def mark_dirty(self, key: str) -> None:

@@ -28,6 +28,7 @@ def encode_features(x: Features) -> bytes:
     """
     return msgspec.json.encode(x)
 
+
 JOIN_COUNTERS: Final = (
     "positive",  # target outcome matched a pending impression
     "negative_window",  # no outcome within the window

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -171,7 +171,9 @@ class ShardWorker(OperatorDuties):
                 self._snapshot()
         # A clean stop publishes what was learned since the last publish, and snapshots it.
         if pending:
-            self.publish()
+            self.publish(final=True)
+        elif learner.offsets:
+            self._commit_group(learner.offsets, wait=True)
         if self.snapshots is not None and self.version not in (0, self._snapshot_version):
             self._snapshot()
         return False
@@ -241,7 +243,7 @@ class ShardWorker(OperatorDuties):
             telemetry.EVENTS.labels(shard, kind).inc(count)
         return len(parsed)
 
-    def publish(self) -> int:
+    def publish(self, final: bool = False) -> int:
         """Commit what was learned: dead letters first, then the state, then group offsets."""
         learner = self.learner
         if learner is None or self.lease.token is None:
@@ -267,18 +269,32 @@ class ShardWorker(OperatorDuties):
         telemetry.VERSION.labels(shard).set(self.version)
         telemetry.LAST_PUBLISH.labels(shard).set(time.time())
         self._observe(learner, learned_before)
-        try:
-            self._consumer.commit(
-                {
-                    TopicPartition(self.stream.topic_events, p): OffsetAndMetadata(o, "", -1)
-                    for p, o in delta.offsets.items()
-                }
-            )
-        except Exception as exc:
-            log.warning("shard %s: group offset commit failed: %s", shard, exc)
+        self._commit_group(delta.offsets, wait=final)
         if self._on_publish is not None:
             self._on_publish(self.version, learner)
         return self.version
+
+    def _commit_group(self, offsets: Mapping[int, int], wait: bool) -> None:
+        """Commit `offsets` to the consumer group, where standard lag tools look.
+
+        The real offsets live in Redis with the state, so the group's commit runs
+        behind the learning (async) except at a clean stop, which waits for it.
+        """
+        commit = {
+            TopicPartition(self.stream.topic_events, p): OffsetAndMetadata(o, "", -1)
+            for p, o in offsets.items()
+        }
+        try:
+            if wait:
+                self._consumer.commit(commit)
+            else:
+                self._consumer.commit_async(commit, callback=self._group_committed)
+        except Exception as exc:
+            log.warning("shard %s: group offset commit failed: %s", self.keys.shard, exc)
+
+    def _group_committed(self, offsets: object, response: object) -> None:
+        if isinstance(response, Exception):
+            log.warning("shard %s: group offset commit failed: %s", self.keys.shard, response)
 
     def _observe(self, learner: Learner, learned: int) -> None:
         shard = self.keys.shard

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, evaluate, metrics
 
@@ -42,6 +44,7 @@ def test_malformed_records_land_in_the_dead_letter_topic_and_nothing_else_is_los
         wait_until(lambda: caught_up(redis_client, topics, ends), 90, "the learner")
     finally:
         assert proc.stop() == 0
+    assert group_offsets(topics, learner_env(topics)["HEADRACE_GROUP_ID"]) == ends
 
     dead = read_all(topics, topics.topic_dlq, len(malformed))
     assert sorted(r.value for r in dead) == sorted(r.value for r in malformed)
@@ -80,6 +83,20 @@ def test_sigterm_publishes_the_last_state_and_releases_the_lease(
     assert caught_up(redis_client, topics, ends)
     assert store(redis_client, topics).version() == 1
     assert redis_client.get(f"{topics.key_prefix}:shard:main:lease") is None
+    # Standard lag tools read the group's offsets: the clean stop committed them all.
+    assert group_offsets(topics, env["HEADRACE_GROUP_ID"]) == ends
+
+
+def group_offsets(settings: StreamSettings, group_id: str) -> dict[int, int | None]:
+    """What the consumer group `group_id` has committed, per partition of the events topic."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group_id)
+    try:
+        return {
+            p: consumer.committed(TopicPartition(settings.topic_events, p))
+            for p in range(settings.partitions)
+        }
+    finally:
+        consumer.close()
 
 
 def consumed(port: int) -> float:
