@@ -10,8 +10,9 @@ import redis
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
 from learner.state import StateStore
-from snapshots.codec import decode
-from snapshots.errors import SnapshotError
+from snapshots.codec import decode, signed_with
+from snapshots.codec import resign as resign_blob
+from snapshots.errors import SnapshotError, SnapshotNotFoundError
 from stream.operations import restore_snapshot, take_snapshot
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
@@ -57,18 +58,54 @@ def verify(args: argparse.Namespace) -> int:
 
     from snapshots.settings import SnapshotSettings
 
-    key = SnapshotSettings().signing_key()
-    refused = 0
+    settings = SnapshotSettings()
+    current = settings.signing_key()
+    keys = (current,) if args.current_key_only else settings.verification_keys()
+    refused = previous = 0
     files: list[Path] = [Path(f) for f in args.files]
     for path in tqdm(files, unit="file", disable=len(files) < 5, file=sys.stderr):
         try:
-            header, _ = decode(path.read_bytes(), key)
+            blob = path.read_bytes()
+            header, _ = decode(blob, keys)
         except (SnapshotError, OSError) as exc:
             refused += 1
             print(f"REFUSED {path}: {exc}")
             continue
-        print(f"ok      {path}: {header.model} version {header.version}")
-    print(f"{len(files) - refused} verified, {refused} refused")
+        old = not signed_with(blob, current)
+        previous += old
+        which = " (signed with a previous key)" if old else ""
+        print(f"ok      {path}: {header.model} version {header.version}{which}")
+    also = f" ({previous} with a previous key)" if previous else ""
+    print(f"{len(files) - refused} verified{also}, {refused} refused")
+    return 1 if refused else 0
+
+
+def resign(args: argparse.Namespace) -> int:
+    """Re-sign, with the current key, every snapshot of the store still signed with an old one."""
+    from tqdm import tqdm
+
+    from snapshots.settings import SnapshotSettings
+
+    settings = SnapshotSettings()
+    snapshots = Snapshots.from_settings(settings)
+    infos = snapshots.store.list()
+    done = 0
+    for info in tqdm(infos, unit="file", disable=len(infos) < 5, file=sys.stderr):
+        try:
+            blob = snapshots.store.get(info.snapshot_id)
+        except SnapshotNotFoundError:
+            continue  # removed by retention while we went through the store
+        if signed_with(blob, snapshots.key):
+            continue
+        snapshots.store.put(info.snapshot_id, resign_blob(blob, snapshots.accepted, snapshots.key))
+        done += 1
+    refused = snapshots.store.rejected()
+    for rejected in refused:
+        print(f"refused: {rejected.name}: {rejected.reason}", file=sys.stderr)
+    print(
+        f"{done} re-signed, {len(infos) - done} already signed with the current key, "
+        f"{len(refused)} refused, in {settings.snapshot_dir}"
+    )
     return 1 if refused else 0
 
 
