@@ -11,7 +11,9 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
+
+from pydantic import ValidationError
 
 from api.cli_errors import EXPECTED, one_line
 from stream.settings import StreamSettings
@@ -177,7 +179,10 @@ def _start(text: str) -> datetime:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
@@ -213,8 +218,16 @@ def _snapshot_command(name: str) -> Command:
     return run
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line with a hint, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"headrace: error: {message} (hint: `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="headrace",
         description="Online learning from a live clickstream. Settings come from HEADRACE_* "
         "environment variables (see the README).",
@@ -316,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except EXPECTED as exc:
         print(one_line(exc), file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, ValidationError) else 1
     except KeyboardInterrupt:
         return 130
 

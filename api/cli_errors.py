@@ -33,6 +33,20 @@ _KAFKA = (
 )
 
 
+_SIGNATURE = (
+    "signed with another key? while rotating, set HEADRACE_SNAPSHOT_PREVIOUS_KEYS "
+    "(docs/operations.md)"
+)
+_NOT_FOUND = "`headrace snapshot list` shows the snapshots this key can verify"
+_BUSY = "`headrace status` shows which learner owns the shard and how far behind it is"
+# An operation refused by the learner (or under the lease) names its cause by class name.
+_BY_KIND = {
+    "BadSignatureError": _SIGNATURE,
+    "SnapshotNotFoundError": _NOT_FOUND,
+    "LearnerBusy": _BUSY,
+}
+
+
 def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return _REDIS
@@ -41,14 +55,11 @@ def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, ValidationError):
         return "every setting is in the README's Configuration section and docs/"
     if isinstance(exc, BadSignatureError):
-        return (
-            "signed with another key? while rotating, set HEADRACE_SNAPSHOT_PREVIOUS_KEYS "
-            "(docs/operations.md)"
-        )
+        return _SIGNATURE
     if isinstance(exc, SnapshotNotFoundError):
-        return "`headrace snapshot list` shows the snapshots this key can verify"
-    if isinstance(exc, OperationError) and exc.kind == "LearnerBusy":
-        return "`headrace status` shows which learner owns the shard and how far behind it is"
+        return _NOT_FOUND
+    if isinstance(exc, OperationError):
+        return _BY_KIND.get(exc.kind)
     if isinstance(exc, StateError):
         return "has a learner published this shard yet? `headrace status` shows the state"
     return None
@@ -57,8 +68,11 @@ def _hint(exc: BaseException) -> str | None:
 def _message(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or exc.title
-        return f"invalid setting HEADRACE_{where.upper()}: {error['msg']}"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a check across fields: the message names them
+            return f"invalid settings: {message}"
+        where = "_".join(str(part) for part in error["loc"])
+        return f"invalid setting HEADRACE_{where.upper()}: {message}"
     if isinstance(exc, RedisError):
         return f"Redis: {exc}"
     if isinstance(exc, KafkaError):
