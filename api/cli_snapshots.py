@@ -10,9 +10,10 @@ import redis
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
 from learner.state import StateStore
-from snapshots.codec import decode, signed_with
+from snapshots.codec import decode, read_header, signed_with
 from snapshots.codec import resign as resign_blob
 from snapshots.errors import SnapshotError, SnapshotNotFoundError
+from snapshots.store import SUFFIX
 from stream.operations import restore_snapshot, take_snapshot
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
@@ -114,38 +115,45 @@ def restore(args: argparse.Namespace) -> int:
     result = restore_snapshot(client, keys, snapshots, args.snapshot, replay=not args.no_replay)
     print(f"restored {result['snapshot_id']} as version {result['version']}")
     if not args.no_replay and not args.no_wait:
-        _follow_replay(client, keys)
+        snapshot_file = snapshots.store.root / f"{result['snapshot_id']}{SUFFIX}"
+        with snapshot_file.open("rb") as file:
+            header = read_header(file, snapshots.accepted)
+        _follow_replay(client, keys, header.offsets)
     return 0
 
 
-def _follow_replay(client: redis.Redis, keys: ShardKeys) -> None:
-    """A progress bar while the learner replays up to the end of its partitions."""
+def _follow_replay(client: redis.Redis, keys: ShardKeys, offsets: dict[int, int]) -> None:
+    """A progress bar while the learner replays from `offsets` (the snapshot's) to the end
+    of its partitions."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
     from tqdm import tqdm
 
     stream = StreamSettings()
     store = StateStore(client, keys, lease_ttl_ms=0)
-    committed = store.load()
-    if committed is None or not client.exists(keys.lease):
+    if not client.exists(keys.lease):
         print("no learner owns the shard: the replay starts when one does")
         return
     consumer = KafkaConsumer(bootstrap_servers=stream.kafka_bootstrap)
     try:
-        tps = [TopicPartition(stream.topic_events, p) for p in committed.offsets]
+        tps = [TopicPartition(stream.topic_events, p) for p in offsets]
         ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
-    start = sum(committed.offsets.values())
+    start = sum(offsets.values())
     total = max(0, sum(ends.values()) - start)
     with tqdm(total=total, unit="ev", file=sys.stderr, desc="replay") as bar:
         done = 0
         while done < total:
             time.sleep(0.5)
             state = store.load()
-            if state is None:
+            if state is None or not client.exists(keys.lease):
                 break
             position = sum(min(state.offsets.get(p, 0), end) for p, end in ends.items())
             bar.update(position - start - done)
             done = position - start
+    if done < total:
+        # Said on stdout, as the summary: the replay resumes with the next learner.
+        print(f"replayed {done} of {total} events; the learner stopped, the next one goes on")
+        return
     print(f"replayed {total} events")
