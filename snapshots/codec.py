@@ -59,6 +59,7 @@ __all__ = [
     "peek",
     "read_header",
     "resign",
+    "signed_with",
 ]
 
 MAGIC = b"\x89HRS\r\n\x1a\n"  # like PNG's: catches 7-bit and newline-mangling transfers
