@@ -1,5 +1,5 @@
 """The runbook's procedures as the tests run them: extracted from docs/operations.md, run
-verbatim in bash, one shell session per procedure."""
+verbatim in bash, one shell per procedure."""
 
 import os
 import re
@@ -24,7 +24,7 @@ def procedures(text: str | None = None) -> dict[str, list[str]]:
 
 
 @dataclass
-class Session:
+class Shell:
     """One operator's shell: each block runs in bash, and what it exports carries over."""
 
     name: str

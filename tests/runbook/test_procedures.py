@@ -36,7 +36,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
-from tests.runbook.runbook import Session, procedures
+from tests.runbook.runbook import Shell, procedures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -134,8 +134,8 @@ class Deployment:
         keys = list(self.client.scan_iter(match=f"{self.settings.key_prefix}:*", count=1000))
         self.client.delete(*keys)
 
-    def session(self, name: str, **extra: str) -> Session:
-        return Session(name, {**self.env, **extra}, self.tmp)
+    def shell(self, name: str, **extra: str) -> Shell:
+        return Shell(name, {**self.env, **extra}, self.tmp)
 
     def close(self) -> None:
         for process in (self.learner, self.api):
@@ -180,9 +180,9 @@ def test_restore_after_redis_loss_with_a_running_learner(
         return meta is not None and caught_up(deployment.client, deployment.settings, ends)
 
     wait_until(recovered, 60, "the learner's own recovery")
-    session = deployment.session("restore-after-redis-loss")
-    shown = session.run_next().stdout
-    session.finished()
+    shell = deployment.shell("restore-after-redis-loss")
+    shown = shell.run_next().stdout
+    shell.finished()
     assert f"lineage restored from {snapshot_id} (with replay)" in shown
     assert shown.count(snapshot_id) == 2  # the lineage, and the listing
     assert "NO LEARNER" not in shown and "lag 0," in shown
@@ -202,9 +202,9 @@ def test_restore_after_redis_loss_without_learner(
     deployment.learner = None
     deployment.lose_redis()
 
-    session = deployment.session("restore-after-redis-loss-without-learner")
-    out = session.run_next().stdout
-    session.finished()
+    shell = deployment.shell("restore-after-redis-loss-without-learner")
+    out = shell.run_next().stdout
+    shell.finished()
     assert f"restored {snapshot_id} as version" in out
     assert deployment.meta()["lineage"]["restored_from"] == snapshot_id
 
@@ -221,9 +221,9 @@ def test_restore_after_a_bad_model(deployment: Deployment, records: list[SimReco
     assert [i.snapshot_id for i in good if i.last_known_good] == [snapshot_id]
     ends = deployment.feed(records[FIRST:])  # the events that made the model bad
 
-    session = deployment.session("restore-after-bad-model")
-    out = session.run_next().stdout
-    session.finished()
+    shell = deployment.shell("restore-after-bad-model")
+    out = shell.run_next().stdout
+    shell.finished()
     assert f"lineage restored from {snapshot_id} (without replay)" in out
     meta = deployment.meta()
     assert meta["lineage"]["replay"] is False
@@ -237,9 +237,9 @@ def test_manual_rollback(deployment: Deployment, records: list[SimRecord]) -> No
     snapshot_id = deployment.snapshot()
     deployment.feed(records[FIRST:])
 
-    session = deployment.session("manual-rollback")
-    out = session.run_next().stdout
-    session.finished()
+    shell = deployment.shell("manual-rollback")
+    out = shell.run_next().stdout
+    shell.finished()
     assert "rolled back main of shard main to last known good" in out
     lineage = deployment.meta()["lineage"]
     assert lineage["rolled_back_variant"] == "main"
@@ -261,9 +261,9 @@ def test_replay_from_a_snapshot(deployment: Deployment, records: list[SimRecord]
     probe = probe_rows(CONFIG)
     predicted = predictions(deployment.client, deployment.settings, probe)
 
-    session = deployment.session("replay-from-snapshot", SNAPSHOT=snapshot_id)
-    out = session.run_next().stdout
-    session.finished()
+    shell = deployment.shell("replay-from-snapshot", SNAPSHOT=snapshot_id)
+    out = shell.run_next().stdout
+    shell.finished()
     replayed = len(records) - FIRST
     assert f"replayed {replayed} events" in out
     meta = deployment.meta()
@@ -278,26 +278,26 @@ def test_rotate_the_snapshot_key(deployment: Deployment, records: list[SimRecord
     deployment.snapshot()
     deployment.feed(records[FIRST:])
     deployment.snapshot()
-    session = deployment.session("rotate-snapshot-key")
+    shell = deployment.shell("rotate-snapshot-key")
 
-    session.run_next()
-    new_key = session.env["HEADRACE_SNAPSHOT_KEY"]
-    assert new_key != KEY and session.env["HEADRACE_SNAPSHOT_PREVIOUS_KEYS"] == KEY
+    shell.run_next()
+    new_key = shell.env["HEADRACE_SNAPSHOT_KEY"]
+    assert new_key != KEY and shell.env["HEADRACE_SNAPSHOT_PREVIOUS_KEYS"] == KEY
     deployment.stop_learner()  # "restart them one by one"
     old = sorted(
         i.snapshot_id for i in DirectoryStore(deployment.snapshot_dir, KEY.encode()).list()
     )
-    deployment.start_learner(session.env)
+    deployment.start_learner(shell.env)
 
-    out = session.run_next().stdout
+    out = shell.run_next().stdout
     created = out.split()[1]
     assert created not in old
     assert f"{len(old)} re-signed, 1 already signed with the current key, 0 refused" in out
     assert f"{len(old) + 1} verified, 0 refused" in out
 
-    listing = session.run_next().stdout
-    session.finished()
-    assert "HEADRACE_SNAPSHOT_PREVIOUS_KEYS" not in session.env
+    listing = shell.run_next().stdout
+    shell.finished()
+    assert "HEADRACE_SNAPSHOT_PREVIOUS_KEYS" not in shell.env
     assert all(snapshot_id in listing for snapshot_id in [*old, created])
     for path in deployment.snapshot_dir.glob("*.snap"):
         blob = path.read_bytes()
@@ -310,16 +310,16 @@ def test_rotate_the_snapshot_key(deployment: Deployment, records: list[SimRecord
 def test_rotate_the_admin_token(deployment: Deployment) -> None:
     api = deployment.start_api(deployment.env)
     assert httpx.get(f"{api.url}/admin/snapshots", headers=_bearer(ADMIN_TOKEN)).status_code == 200
-    session = deployment.session("rotate-admin-token")
+    shell = deployment.shell("rotate-admin-token")
 
-    session.run_next()
-    new_token = session.env["HEADRACE_ADMIN_TOKEN"]
+    shell.run_next()
+    new_token = shell.env["HEADRACE_ADMIN_TOKEN"]
     assert new_token != ADMIN_TOKEN
-    api = deployment.start_api(session.env)  # "restart them one by one"
-    session.env["API"] = api.url  # the load balancer's address, in a deployment
+    api = deployment.start_api(shell.env)  # "restart them one by one"
+    shell.env["API"] = api.url  # the load balancer's address, in a deployment
 
-    session.run_next()
-    session.finished()
+    shell.run_next()
+    shell.finished()
     assert httpx.get(f"{api.url}/admin/snapshots", headers=_bearer(ADMIN_TOKEN)).status_code == 403
 
 
@@ -331,7 +331,7 @@ def test_add_a_variant_then_shift_traffic(deployment: Deployment, records: list[
     deployment.start_learner()
     deployment.feed(records[:FIRST])
     before = _learned(deployment.meta())
-    adding = deployment.session("add-variant")
+    adding = deployment.shell("add-variant")
 
     adding.run_next()
     deployment.stop_learner()  # "restart them"
@@ -346,7 +346,7 @@ def test_add_a_variant_then_shift_traffic(deployment: Deployment, records: list[
     assert learned["main"] > before["main"]
     assert f"challenger     tree     {learned['challenger']:>9}" in shown
 
-    shifting = deployment.session("shift-traffic")
+    shifting = deployment.shell("shift-traffic")
     shifting.run_next()
     api = deployment.start_api(shifting.env)  # "restart them one by one"
     wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 30, "the API")
