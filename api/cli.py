@@ -11,13 +11,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from api import cli_snapshots
-from learner.errors import LearnerError
-from snapshots.errors import SnapshotError
-from stream.errors import StreamError
-from stream.operations import OperationError
+from pydantic import ValidationError
+
+from api.cli_errors import EXPECTED, one_line
 from stream.settings import StreamSettings
 
 if TYPE_CHECKING:
@@ -38,6 +36,30 @@ def _stack(args: argparse.Namespace) -> int:
         result = stack.status(settings)
     print(result)
     return 0 if args.action != "status" or result.all_running else 3
+
+
+def _status(args: argparse.Namespace) -> int:
+    from stream.status import gather, render
+
+    status = gather(StreamSettings(), n_alerts=args.alerts)
+    if not status.redis_up:
+        # Nothing else can be read: one line, as for any other failure.
+        print(f"headrace: error: {status.problem} (hint: {_STATUS_HINT})", file=sys.stderr)
+        return 1
+    if args.json:
+        sys.stdout.buffer.write(status.to_json() + b"\n")
+    else:
+        print(render(status))
+    if status.problem is not None:
+        print(f"headrace: error: {status.problem} (hint: {_STATUS_HINT})", file=sys.stderr)
+        return 1
+    return 0
+
+
+_STATUS_HINT = (
+    "`headrace stack up` starts the local stack; HEADRACE_REDIS_URL and "
+    "HEADRACE_KAFKA_BOOTSTRAP say where they run"
+)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -129,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = ApiSettings()
         StreamSettings()
     except ValidationError as exc:
-        print(f"headrace: invalid settings: {exc}", file=sys.stderr)
+        print(one_line(exc), file=sys.stderr)
         return 2
     uvicorn.run(
         "api.app:app_from_env",
@@ -157,14 +179,55 @@ def _start(text: str) -> datetime:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    import redis
+
+    from learner.keys import ShardKeys
+    from learner.settings import LearnerSettings
+    from stream.operations import roll_back
+
+    stream = StreamSettings()
+    keys = ShardKeys(stream.key_prefix, LearnerSettings().shard)
+    client = redis.Redis.from_url(stream.redis_url)
+    result = roll_back(client, keys, variant=args.variant, reason=args.reason)
+    print(
+        f"rolled back {', '.join(result['variants'])} of shard {keys.shard} to last known good "
+        f"as version {result['version']}"
+    )
+    return 0
+
+
+def _snapshot_command(name: str) -> Command:
+    """`headrace snapshot NAME`, imported when run: the snapshot code loads River, slowly."""
+
+    def run(args: argparse.Namespace) -> int:
+        from api import cli_snapshots
+
+        command: Command = getattr(cli_snapshots, name)
+        return command(args)
+
+    return run
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors on one line with a hint, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"headrace: error: {message} (hint: `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="headrace",
         description="Online learning from a live clickstream. Settings come from HEADRACE_* "
         "environment variables (see the README).",
@@ -174,6 +237,15 @@ def build_parser() -> argparse.ArgumentParser:
     stack = commands.add_parser("stack", help="start, stop or inspect the local Kafka and Redis")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.set_defaults(run=_stack)
+
+    status = commands.add_parser(
+        "status", help="one screen: stack, learners, lag, variants, quarantine, latest alerts"
+    )
+    status.add_argument("--json", action="store_true", help="the same facts as JSON")
+    status.add_argument(
+        "--alerts", type=_positive_int, default=5, help="how many recent alerts (default 5)"
+    )
+    status.set_defaults(run=_status)
 
     schema = commands.add_parser("schema", help="print the events' JSON Schema")
     schema.set_defaults(run=_schema)
@@ -216,21 +288,36 @@ def build_parser() -> argparse.ArgumentParser:
     snap = commands.add_parser("snapshot", help="list, take, verify and restore snapshots")
     snap_commands = snap.add_subparsers(dest="action", required=True, metavar="ACTION")
     snap_commands.add_parser("list", help="every valid snapshot, oldest first").set_defaults(
-        run=cli_snapshots.list_
+        run=_snapshot_command("list_")
     )
     snap_commands.add_parser("create", help="take a snapshot of the shard now").set_defaults(
-        run=cli_snapshots.create
+        run=_snapshot_command("create")
     )
     verify = snap_commands.add_parser("verify", help="verify snapshot files (signature, hash)")
     verify.add_argument("files", nargs="+", metavar="FILE")
-    verify.set_defaults(run=cli_snapshots.verify)
+    verify.add_argument(
+        "--current-key-only",
+        action="store_true",
+        help="refuse files signed with a previous key (HEADRACE_SNAPSHOT_PREVIOUS_KEYS)",
+    )
+    verify.set_defaults(run=_snapshot_command("verify"))
+    snap_commands.add_parser(
+        "resign", help="re-sign every snapshot signed with a previous key with the current one"
+    ).set_defaults(run=_snapshot_command("resign"))
     restore = snap_commands.add_parser("restore", help="restore a snapshot as a new version")
     restore.add_argument("snapshot", help="a snapshot id, 'latest' or 'last_known_good'")
     restore.add_argument(
         "--no-replay", action="store_true", help="skip the events since the snapshot"
     )
     restore.add_argument("--no-wait", action="store_true", help="do not follow the replay")
-    restore.set_defaults(run=cli_snapshots.restore)
+    restore.set_defaults(run=_snapshot_command("restore"))
+
+    rollback = commands.add_parser(
+        "rollback", help="serve the last-known-good model again (the running learner acts)"
+    )
+    rollback.add_argument("--variant", default=None, help="one variant (default: every one)")
+    rollback.add_argument("--reason", default="operator rollback", help="kept in the lineage")
+    rollback.set_defaults(run=_rollback)
 
     return parser
 
@@ -240,9 +327,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Command = args.run
     try:
         return run(args)
-    except (StreamError, LearnerError, SnapshotError, OperationError) as exc:
-        print(f"headrace: error: {exc}", file=sys.stderr)
-        return 1
+    except EXPECTED as exc:
+        print(one_line(exc), file=sys.stderr)
+        return 2 if isinstance(exc, ValidationError) else 1
     except KeyboardInterrupt:
         return 130
 

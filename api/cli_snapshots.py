@@ -10,8 +10,10 @@ import redis
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
 from learner.state import StateStore
-from snapshots.codec import decode
-from snapshots.errors import SnapshotError
+from snapshots.codec import decode, read_header, signed_with
+from snapshots.codec import resign as resign_blob
+from snapshots.errors import SnapshotError, SnapshotNotFoundError
+from snapshots.store import SUFFIX
 from stream.operations import restore_snapshot, take_snapshot
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
@@ -57,18 +59,54 @@ def verify(args: argparse.Namespace) -> int:
 
     from snapshots.settings import SnapshotSettings
 
-    key = SnapshotSettings().signing_key()
-    refused = 0
+    settings = SnapshotSettings()
+    current = settings.signing_key()
+    keys = (current,) if args.current_key_only else settings.verification_keys()
+    refused = previous = 0
     files: list[Path] = [Path(f) for f in args.files]
     for path in tqdm(files, unit="file", disable=len(files) < 5, file=sys.stderr):
         try:
-            header, _ = decode(path.read_bytes(), key)
+            blob = path.read_bytes()
+            header, _ = decode(blob, keys)
         except (SnapshotError, OSError) as exc:
             refused += 1
             print(f"REFUSED {path}: {exc}")
             continue
-        print(f"ok      {path}: {header.model} version {header.version}")
-    print(f"{len(files) - refused} verified, {refused} refused")
+        old = not signed_with(blob, current)
+        previous += old
+        which = " (signed with a previous key)" if old else ""
+        print(f"ok      {path}: {header.model} version {header.version}{which}")
+    also = f" ({previous} with a previous key)" if previous else ""
+    print(f"{len(files) - refused} verified{also}, {refused} refused")
+    return 1 if refused else 0
+
+
+def resign(args: argparse.Namespace) -> int:
+    """Re-sign, with the current key, every snapshot of the store still signed with an old one."""
+    from tqdm import tqdm
+
+    from snapshots.settings import SnapshotSettings
+
+    settings = SnapshotSettings()
+    snapshots = Snapshots.from_settings(settings)
+    infos = snapshots.store.list()
+    done = 0
+    for info in tqdm(infos, unit="file", disable=len(infos) < 5, file=sys.stderr):
+        try:
+            blob = snapshots.store.get(info.snapshot_id)
+        except SnapshotNotFoundError:
+            continue  # removed by retention while we went through the store
+        if signed_with(blob, snapshots.key):
+            continue
+        snapshots.store.put(info.snapshot_id, resign_blob(blob, snapshots.accepted, snapshots.key))
+        done += 1
+    refused = snapshots.store.rejected()
+    for rejected in refused:
+        print(f"refused: {rejected.name}: {rejected.reason}", file=sys.stderr)
+    print(
+        f"{done} re-signed, {len(infos) - done} already signed with the current key, "
+        f"{len(refused)} refused, in {settings.snapshot_dir}"
+    )
     return 1 if refused else 0
 
 
@@ -77,38 +115,45 @@ def restore(args: argparse.Namespace) -> int:
     result = restore_snapshot(client, keys, snapshots, args.snapshot, replay=not args.no_replay)
     print(f"restored {result['snapshot_id']} as version {result['version']}")
     if not args.no_replay and not args.no_wait:
-        _follow_replay(client, keys)
+        snapshot_file = snapshots.store.root / f"{result['snapshot_id']}{SUFFIX}"
+        with snapshot_file.open("rb") as file:
+            header = read_header(file, snapshots.accepted)
+        _follow_replay(client, keys, header.offsets)
     return 0
 
 
-def _follow_replay(client: redis.Redis, keys: ShardKeys) -> None:
-    """A progress bar while the learner replays up to the end of its partitions."""
+def _follow_replay(client: redis.Redis, keys: ShardKeys, offsets: dict[int, int]) -> None:
+    """A progress bar while the learner replays from `offsets` (the snapshot's) to the end
+    of its partitions."""
     from kafka import KafkaConsumer
     from kafka.structs import TopicPartition
     from tqdm import tqdm
 
     stream = StreamSettings()
     store = StateStore(client, keys, lease_ttl_ms=0)
-    committed = store.load()
-    if committed is None or not client.exists(keys.lease):
+    if not client.exists(keys.lease):
         print("no learner owns the shard: the replay starts when one does")
         return
     consumer = KafkaConsumer(bootstrap_servers=stream.kafka_bootstrap)
     try:
-        tps = [TopicPartition(stream.topic_events, p) for p in committed.offsets]
+        tps = [TopicPartition(stream.topic_events, p) for p in offsets]
         ends = {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
-    start = sum(committed.offsets.values())
+    start = sum(offsets.values())
     total = max(0, sum(ends.values()) - start)
     with tqdm(total=total, unit="ev", file=sys.stderr, desc="replay") as bar:
         done = 0
         while done < total:
             time.sleep(0.5)
             state = store.load()
-            if state is None:
+            if state is None or not client.exists(keys.lease):
                 break
             position = sum(min(state.offsets.get(p, 0), end) for p, end in ends.items())
             bar.update(position - start - done)
             done = position - start
+    if done < total:
+        # Said on stdout, as the summary: the replay resumes with the next learner.
+        print(f"replayed {done} of {total} events; the learner stopped, the next one goes on")
+        return
     print(f"replayed {total} events")

@@ -9,17 +9,13 @@ salted per process).
 import hashlib
 from collections.abc import Mapping
 
-from stream.shards import parse_shards, shard_for_user
+from stream.shards import parse_shards, shard_for_user, shard_names
+
+__all__ = ["ShardRouter", "TrafficSplit", "bucket", "shard_names", "user_tag"]
 
 _SPLIT_PERSON = b"hr-traffic"
 _LOG_PERSON = b"hr-log-user"
 _SCALE = float(1 << 64)
-
-
-def shard_names(spec: str) -> list[str]:
-    """The shard names of HEADRACE_SHARDS (`main=*`, `a=0,1;b=2`), in order."""
-    names = [part.partition("=")[0].strip() for part in spec.split(";") if part.strip()]
-    return [name for name in names if name]
 
 
 def bucket(user_id: str) -> float:

@@ -50,7 +50,17 @@ from snapshots.manifest import (
 )
 from snapshots.settings import SnapshotSettings
 
-__all__ = ["SnapshotCodec", "SnapshotHeader", "decode", "encode", "peek", "read_header"]
+__all__ = [
+    "Keys",
+    "SnapshotCodec",
+    "SnapshotHeader",
+    "decode",
+    "encode",
+    "peek",
+    "read_header",
+    "resign",
+    "signed_with",
+]
 
 MAGIC = b"\x89HRS\r\n\x1a\n"  # like PNG's: catches 7-bit and newline-mangling transfers
 MAC_SIZE = 32
@@ -60,6 +70,17 @@ PREAMBLE = struct.Struct(">8sHIQ")
 _HEADER_LABEL = b"headrace-snapshot-header\x00"
 _FILE_LABEL = b"headrace-snapshot-file\x00"
 _NO_SIGNATURE = bytes(MAC_SIZE)
+
+Keys = bytes | tuple[bytes, ...]
+"""One key, or the keys a snapshot may be signed with: the current one first, then the
+previous ones still accepted while a key rotation is under way. Signing uses one key."""
+
+
+def _keys(key: Keys) -> tuple[bytes, ...]:
+    keys = (key,) if isinstance(key, bytes) else key
+    if not keys or not all(keys):
+        raise MissingKeyError("the key is empty")
+    return keys
 
 
 class _Frame(NamedTuple):
@@ -103,18 +124,29 @@ def _frame(data: bytes | memoryview) -> _Frame:
     return _Frame(format_version, header_len, body_len)
 
 
-def _check_mac(found: bytes | memoryview, expected: bytes, what: str) -> None:
+def _check_mac(
+    found: bytes | memoryview, keys: tuple[bytes, ...], label: bytes, data: memoryview, what: str
+) -> bytes:
+    """The key whose MAC of `data` is `found`; the refusal when none is."""
     if found == _NO_SIGNATURE:
         raise UnsignedSnapshotError(f"the {what} signature is all zeros")
-    if not hmac.compare_digest(found, expected):
-        raise BadSignatureError(
-            f"the {what} signature does not match: tampered with, or signed under another key"
-        )
+    for key in keys:
+        if hmac.compare_digest(found, _mac(key, label, data)):
+            return key
+    raise BadSignatureError(
+        f"the {what} signature does not match: tampered with, or signed under another key"
+    )
 
 
-def _verified_header(data: bytes | memoryview, frame: _Frame, key: bytes) -> SnapshotHeader:
-    expected = _mac(key, _HEADER_LABEL, data[: frame.header_end])
-    _check_mac(data[frame.header_end : frame.prefix_size], expected, "header")
+def _verified_header(data: bytes | memoryview, frame: _Frame, key: Keys) -> SnapshotHeader:
+    view = memoryview(data)
+    _check_mac(
+        view[frame.header_end : frame.prefix_size],
+        _keys(key),
+        _HEADER_LABEL,
+        view[: frame.header_end],
+        "header",
+    )
     if frame.version != FORMAT_VERSION:
         raise IncompatibleVersionError(
             f"format version {frame.version}; this headrace reads version {FORMAT_VERSION}"
@@ -185,7 +217,7 @@ def encode(
 
 def decode(
     blob: bytes,
-    key: bytes,
+    key: Keys,
     expect_model: str | None = None,
     expect_variant: str | None = None,
     *,
@@ -197,7 +229,7 @@ def decode(
     header signature, format version, header, library versions, model and variant,
     body length and SHA-256. The body is returned as bytes: unpickling is the caller's.
     """
-    _require_key(key)
+    keys = _keys(key)
     frame = _frame(blob)
     if len(blob) == frame.total_size - MAC_SIZE:
         raise UnsignedSnapshotError("the file ends where its signature should begin")
@@ -206,8 +238,8 @@ def decode(
     if len(blob) > frame.total_size:
         raise CorruptSnapshotError(f"{len(blob) - frame.total_size} bytes after the signature")
     view = memoryview(blob)
-    _check_mac(view[-MAC_SIZE:], _mac(key, _FILE_LABEL, view[:-MAC_SIZE]), "file")
-    header = _verified_header(view, frame, key)
+    signer = _check_mac(view[-MAC_SIZE:], keys, _FILE_LABEL, view[:-MAC_SIZE], "file")
+    header = _verified_header(view, frame, signer)
     problem = header.libraries.incompatibility(runtime_libraries())
     if check_libraries and problem:
         raise IncompatibleVersionError(problem)
@@ -223,13 +255,13 @@ def decode(
     return header, _decompress(stored, header)
 
 
-def peek(data: bytes | IO[bytes], key: bytes) -> tuple[SnapshotHeader, int]:
+def peek(data: bytes | IO[bytes], key: Keys) -> tuple[SnapshotHeader, int]:
     """The verified header and the file size it declares, from the file's first bytes only.
 
     `data` is the file (or any prefix holding the header) or an open binary file
     positioned at its start, of which only the header's bytes are read.
     """
-    _require_key(key)
+    _keys(key)
     prefix = data if isinstance(data, bytes) else data.read(PREAMBLE.size)
     frame = _frame(prefix)
     if not isinstance(data, bytes):
@@ -239,9 +271,33 @@ def peek(data: bytes | IO[bytes], key: bytes) -> tuple[SnapshotHeader, int]:
     return _verified_header(prefix, frame, key), frame.total_size
 
 
-def read_header(data: bytes | IO[bytes], key: bytes) -> SnapshotHeader:
+def read_header(data: bytes | IO[bytes], key: Keys) -> SnapshotHeader:
     """The verified header, without reading (or decompressing) the body."""
     return peek(data, key)[0]
+
+
+def signed_with(blob: bytes, key: bytes) -> bool:
+    """Whether the whole file's signature is `key`'s (the file is not otherwise checked)."""
+    if len(blob) < PREAMBLE.size + 2 * MAC_SIZE:
+        return False
+    view = memoryview(blob)
+    return hmac.compare_digest(view[-MAC_SIZE:], _mac(key, _FILE_LABEL, view[:-MAC_SIZE]))
+
+
+def resign(blob: bytes, accepted: Keys, key: bytes) -> bytes:
+    """The same snapshot signed with `key`, once it fully verifies under an `accepted` key.
+
+    Only the two MACs change: header and body bytes stay as written, so the snapshot's
+    id, lineage, library versions and SHA-256 are those of the original.
+    """
+    _require_key(key)
+    decode(blob, accepted, check_libraries=False)
+    frame = _frame(blob)
+    out = bytearray(blob[: frame.header_end])
+    out += _mac(key, _HEADER_LABEL, out)
+    out += blob[frame.prefix_size : -MAC_SIZE]
+    out += _mac(key, _FILE_LABEL, out)
+    return bytes(out)
 
 
 @dataclass(frozen=True, slots=True)

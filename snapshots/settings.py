@@ -5,10 +5,10 @@ Built by each composition root, never at import time.
 
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from snapshots.errors import MissingKeyError
 
@@ -64,6 +64,12 @@ class SnapshotSettings(BaseSettings):
     e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`. Every learner and
     API replica that reads the same snapshots needs the same key."""
 
+    snapshot_previous_keys: Annotated[list[SecretStr], NoDecode] = []
+    """Keys retired by a rotation (HEADRACE_SNAPSHOT_PREVIOUS_KEYS), comma separated:
+    snapshots signed with one of them still verify, while every new snapshot is signed with
+    HEADRACE_SNAPSHOT_KEY. Empty it once `headrace snapshot resign` has re-signed the store
+    (docs/operations.md, "Rotate the snapshot key")."""
+
     snapshot_dev_key: bool = False
     """Development mode (HEADRACE_SNAPSHOT_DEV_KEY): without a key, sign with the fixed,
     public development key; a short or placeholder key only warns. Never set in production."""
@@ -99,6 +105,13 @@ class SnapshotSettings(BaseSettings):
         # HEADRACE_SNAPSHOT_KEY= (set but empty) means "no key", not an empty secret.
         return None if value == "" else value
 
+    @field_validator("snapshot_previous_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
     @model_validator(mode="after")
     def _refuse_weak_key(self) -> "SnapshotSettings":
         if self.snapshot_key is None:
@@ -111,6 +124,12 @@ class SnapshotSettings(BaseSettings):
             raise ValueError(f"{message}; generate a random key of {MIN_KEY_BYTES}+ bytes")
         warnings.warn(f"{message}; accepted in development only", stacklevel=2)
         return self
+
+    def verification_keys(self) -> tuple[bytes, ...]:
+        """The keys a snapshot may be signed with: the signing key, then the previous ones."""
+        current = self.signing_key()
+        previous = (k.get_secret_value().encode() for k in self.snapshot_previous_keys)
+        return (current, *(k for k in previous if k != current))
 
     def signing_key(self) -> bytes:
         """The key to sign and verify with; MissingKeyError when none is configured."""

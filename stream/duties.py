@@ -67,8 +67,10 @@ class OperatorDuties:
         return self.store.load()
 
     def _manual_rollback(self, learner: Learner, command: dict[str, Any]) -> dict[str, Any]:
-        if not learner.shadows:
-            self._load_shadows(learner)
+        if not learner.shadows and self.snapshots is not None:
+            # Loaded here too when the rollback guard is off and nothing scores in shadow.
+            models = self.snapshots.last_known_good_models(self.keys.shard)
+            learner.shadows = {n: m for n, m in models.items() if n in learner.variants}
         wanted = command.get("variant") or list(learner.variants)
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         missing = [n for n in names if n not in learner.shadows]

@@ -15,18 +15,13 @@ from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from snapshots.errors import SnapshotError
 from stream import control
+from stream.errors import OperationError
 from stream.lease import Lease, default_owner_id
 from stream.recovery import Snapshots
 
+__all__ = ["OperationError", "restore_snapshot", "roll_back", "take_snapshot"]
+
 _OPERATOR_LEASE_MS = 30_000
-
-
-class OperationError(Exception):
-    """An operation could not be carried out; `kind` names the cause for the caller."""
-
-    def __init__(self, message: str, kind: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def take_snapshot(
@@ -98,6 +93,38 @@ def _run(
             result = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
         finally:
             lease.release()
+    if not result.get("ok"):
+        raise OperationError(str(result.get("error")), str(result.get("kind", "Refused")))
+    return result
+
+
+def roll_back(
+    client: redis.Redis,
+    keys: ShardKeys,
+    *,
+    variant: str | None,
+    reason: str,
+    timeout_s: float = 30,
+) -> dict[str, Any]:
+    """Have the owning learner serve its last-known-good model again (one variant or all).
+
+    Only a running learner can: it holds the last-known-good models it scores in shadow,
+    and keeps learning from the rolled-back one.
+    """
+    if not client.exists(keys.lease):
+        raise OperationError(
+            f"no learner owns shard {keys.shard}: a rollback is carried out by the running "
+            "learner; start one (headrace learn), or restore last_known_good instead",
+            "NoLearner",
+        )
+    command_id = control.send(client, keys, "rollback", variant=variant, reason=reason)
+    result = control.wait_result(client, keys, command_id, timeout_s)
+    if result is None:
+        control.withdraw(client, keys, command_id)
+        raise OperationError(
+            f"the learner owning shard {keys.shard} did not answer within {timeout_s:.0f} s",
+            "LearnerBusy",
+        )
     if not result.get("ok"):
         raise OperationError(str(result.get("error")), str(result.get("kind", "Refused")))
     return result

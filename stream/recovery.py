@@ -13,7 +13,6 @@ from typing import Any
 
 import redis
 
-from learner import modelcodec
 from learner.keys import ShardKeys
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
@@ -36,12 +35,19 @@ class Snapshots:
     settings: SnapshotSettings
     store: DirectoryStore
     key: bytes
+    """The key new snapshots are signed with."""
+    accepted: tuple[bytes, ...] = ()
+    """The keys snapshots are verified with (the signing key, then previous ones)."""
+
+    def __post_init__(self) -> None:
+        if not self.accepted:
+            self.accepted = (self.key,)
 
     @classmethod
     def from_settings(cls, settings: SnapshotSettings) -> "Snapshots":
         """Raises snapshots.errors.MissingKeyError when no key (and no dev flag) is set."""
-        key = settings.signing_key()
-        return cls(settings, DirectoryStore(settings.snapshot_dir, key), key)
+        accepted = settings.verification_keys()
+        return cls(settings, DirectoryStore(settings.snapshot_dir, accepted), accepted[0], accepted)
 
     def resolve(self, ref: str, model: str) -> str:
         """A snapshot id from an id, "latest" or "last_known_good"."""
@@ -57,10 +63,14 @@ class Snapshots:
 
     def last_known_good_models(self, model: str) -> dict[str, Any]:
         """Each variant's model in the newest last-known-good snapshot ({} when none)."""
+        # Here, not at the top: River takes seconds to import, and the operator's snapshot
+        # commands (list, create, restore) never unpickle a model.
+        from learner import modelcodec
+
         info = last_known_good(self.store, model)
         if info is None:
             return {}
-        _, body = load(self.store, info.snapshot_id, self.key, expect_model=model)
+        _, body = load(self.store, info.snapshot_id, self.accepted, expect_model=model)
         dump = ShardDump.from_bytes(body)  # verified by load
         prefix = b"model:"
         return {
@@ -126,7 +136,7 @@ class Snapshots:
         skipped, and the lineage says which).
         """
         snapshot_id = self.resolve(ref, keys.shard)
-        header, body = load(self.store, snapshot_id, self.key, expect_model=keys.shard)
+        header, body = load(self.store, snapshot_id, self.accepted, expect_model=keys.shard)
         dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
         parent = client.hget(keys.state, "version")
         lineage: dict[str, Any] = {

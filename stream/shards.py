@@ -14,6 +14,12 @@ class ShardConfigError(StreamError):
     """HEADRACE_SHARDS does not describe a partition of the topic's partitions."""
 
 
+def shard_names(spec: str) -> list[str]:
+    """The shard names of HEADRACE_SHARDS (`main=*`, `a=0,1;b=2`), in order."""
+    names = [part.partition("=")[0].strip() for part in spec.split(";") if part.strip()]
+    return [name for name in names if name]
+
+
 def parse_shards(spec: str, n_partitions: int) -> dict[str, list[int]]:
     """Shard name → its partitions; every partition belongs to exactly one shard."""
     shards: dict[str, list[int]] = {}

@@ -1,0 +1,88 @@
+"""What the CLI says when a command fails: one line, the cause, and a hint of what to do."""
+
+from kafka.errors import KafkaError
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from learner.errors import LearnerError, StateError
+from snapshots.errors import (
+    BadSignatureError,
+    MissingKeyError,
+    SnapshotError,
+    SnapshotNotFoundError,
+)
+from stream.errors import OperationError, StackError, StreamError
+
+EXPECTED: tuple[type[BaseException], ...] = (
+    StreamError,
+    LearnerError,
+    SnapshotError,
+    OperationError,
+    RedisError,
+    KafkaError,
+    ValidationError,
+)
+"""Failures the CLI reports in one line; anything else is a bug and keeps its traceback."""
+
+_REDIS = "is Redis running? `headrace stack up` starts the local one, HEADRACE_REDIS_URL says where"
+_KAFKA = (
+    "is Kafka running? `headrace stack up` starts the local one, "
+    "HEADRACE_KAFKA_BOOTSTRAP says where"
+)
+
+
+_SIGNATURE = (
+    "signed with another key? while rotating, set HEADRACE_SNAPSHOT_PREVIOUS_KEYS "
+    "(docs/operations.md)"
+)
+_NOT_FOUND = "`headrace snapshot list` shows the snapshots this key can verify"
+_BUSY = "`headrace status` shows which learner owns the shard and how far behind it is"
+# An operation refused by the learner (or under the lease) names its cause by class name.
+_BY_KIND = {
+    "BadSignatureError": _SIGNATURE,
+    "SnapshotNotFoundError": _NOT_FOUND,
+    "LearnerBusy": _BUSY,
+}
+
+
+def _hint(exc: BaseException) -> str | None:
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return _REDIS
+    if isinstance(exc, KafkaError):
+        return _KAFKA
+    if isinstance(exc, ValidationError):
+        return "every setting is in the README's Configuration section and docs/"
+    if isinstance(exc, BadSignatureError):
+        return _SIGNATURE
+    if isinstance(exc, SnapshotNotFoundError):
+        return _NOT_FOUND
+    if isinstance(exc, OperationError):
+        return _BY_KIND.get(exc.kind)
+    if isinstance(exc, StateError):
+        return "has a learner published this shard yet? `headrace status` shows the state"
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"]:  # a check across fields: the message names them
+            return f"invalid settings: {message}"
+        where = "_".join(str(part) for part in error["loc"])
+        return f"invalid setting HEADRACE_{where.upper()}: {message}"
+    if isinstance(exc, RedisError):
+        return f"Redis: {exc}"
+    if isinstance(exc, KafkaError):
+        return f"Kafka: {exc}"
+    return str(exc)
+
+
+def one_line(exc: BaseException) -> str:
+    """`headrace: error: <cause> (hint: <what to do>)`, on one line."""
+    text = " ".join(_message(exc).split())
+    # These already carry their own hint in their message.
+    hint = None if isinstance(exc, (StackError, MissingKeyError)) else _hint(exc)
+    return f"headrace: error: {text}" + (f" (hint: {hint})" if hint else "")

@@ -1,0 +1,275 @@
+"""`headrace status`: the state of a deployment on one screen, read from Redis and Kafka.
+
+Everything here is read-only and bounded in time: one pipelined round trip per shard,
+one end-offsets request to Kafka, the newest alerts. The learners' own Prometheus
+endpoints are not needed: what they commit to Redis is the truth operators act on.
+"""
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import redis
+from kafka import KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import TopicPartition
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from guards import alertstore
+from learner.keys import ShardKeys
+from stream.kafka_local import answering
+from stream.settings import StreamSettings
+from stream.shards import shard_names
+
+_METRICS = ("rolling_log_loss", "log_loss", "rolling_roc_auc", "roc_auc")
+
+
+@dataclass(frozen=True, slots=True)
+class VariantStatus:
+    name: str
+    kind: str
+    n_learned: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardStatus:
+    name: str
+    holder: str | None
+    """The active learner (host:pid:id), or None when no learner owns the shard."""
+    generation: int | None
+    lease_expires_s: float | None
+    version: int | None
+    """The committed state's version; None when the shard never published."""
+    age_s: float | None
+    offsets: dict[int, int]
+    lag: dict[int, int] | None
+    """Records between the committed offsets and the end of each partition (None: unknown)."""
+    variants: list[VariantStatus]
+    quarantined: dict[str, int]
+    rejected: dict[str, int]
+    lineage: dict[str, Any]
+    queued_commands: int
+
+    @property
+    def total_lag(self) -> int | None:
+        return None if self.lag is None else sum(self.lag.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    at: float
+    prefix: str
+    redis_url: str
+    redis_up: bool
+    kafka_bootstrap: str
+    kafka_up: bool
+    topic: str
+    shards: list[ShardStatus] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def problem(self) -> str | None:
+        """What makes the stack unusable, or None."""
+        if not self.redis_up:
+            return f"Redis at {self.redis_url} does not answer"
+        if not self.kafka_up:
+            return f"Kafka at {self.kafka_bootstrap} does not answer"
+        return None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
+
+
+def redis_answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def end_offsets(settings: StreamSettings, timeout_s: float = 3.0) -> dict[int, int] | None:
+    """The end offset of each partition of the events topic; None when Kafka cannot say."""
+    millis = int(timeout_s * 1000)
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            request_timeout_ms=millis,
+            bootstrap_timeout_ms=millis,
+            reconnect_backoff_max_ms=200,
+        )
+    except KafkaError:
+        return None
+    try:
+        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
+        tps = [TopicPartition(settings.topic_events, p) for p in sorted(partitions)]
+        return {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
+    except KafkaError:
+        return None
+    finally:
+        consumer.close()
+
+
+def _shard(
+    client: redis.Redis, keys: ShardKeys, ends: dict[int, int] | None, now: float
+) -> ShardStatus:
+    pipe = client.pipeline(transaction=False)
+    pipe.get(keys.lease)
+    pipe.pttl(keys.lease)
+    pipe.hmget(keys.state, ["version", "meta"])
+    pipe.llen(keys.control)
+    lease, ttl_ms, (version, raw_meta), queued = pipe.execute()
+    holder = generation = None
+    if lease is not None:
+        owner, _, gen = lease.decode().rpartition("|")
+        holder, generation = owner, int(gen) if gen.isdigit() else None
+    meta: dict[str, Any] = orjson.loads(raw_meta) if raw_meta is not None else {}
+    offsets = {int(p): int(o) for p, o in meta.get("offsets", {}).items()}
+    partitions = meta.get("partitions") or sorted(offsets)
+    lag = None
+    if ends is not None and meta:
+        lag = {p: max(0, ends.get(p, 0) - offsets.get(p, 0)) for p in partitions}
+    counts: dict[str, int] = meta.get("counts", {})
+    published_at = meta.get("published_at")
+    return ShardStatus(
+        name=keys.shard,
+        holder=holder,
+        generation=generation,
+        lease_expires_s=ttl_ms / 1000 if lease is not None and ttl_ms > 0 else None,
+        version=int(version) if version is not None else None,
+        age_s=max(0.0, now - published_at) if published_at is not None else None,
+        offsets=offsets,
+        lag=lag,
+        variants=[
+            VariantStatus(
+                name,
+                str(v.get("kind", "?")),
+                int(v.get("n_learned", 0)),
+                {k: float(v.get("metrics", {})[k]) for k in _METRICS if k in v.get("metrics", {})},
+            )
+            for name, v in meta.get("variants", {}).items()
+        ],
+        quarantined=_counts(counts, "quarantined_"),
+        rejected=_counts(counts, "rejected_"),
+        lineage=meta.get("lineage", {}),
+        queued_commands=int(queued),
+    )
+
+
+def _counts(counts: dict[str, int], prefix: str) -> dict[str, int]:
+    return {k[len(prefix) :]: n for k, n in sorted(counts.items()) if k.startswith(prefix) and n}
+
+
+def gather(settings: StreamSettings, *, n_alerts: int = 5, timeout_s: float = 2.0) -> Status:
+    """Read the deployment's state; unreachable services are reported, never raised."""
+    now = time.time()
+    client: redis.Redis = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),  # a status answers now: no retries with backoff
+    )
+    try:
+        kafka_up = answering(settings, timeout=timeout_s)
+        status = Status(
+            at=now,
+            prefix=settings.key_prefix,
+            redis_url=settings.redis_url,
+            redis_up=redis_answers(client),
+            kafka_bootstrap=settings.kafka_bootstrap,
+            kafka_up=kafka_up,
+            topic=settings.topic_events,
+        )
+        if not status.redis_up:
+            return status
+        ends = end_offsets(settings, timeout_s) if kafka_up else None
+        shards = [
+            _shard(client, ShardKeys(settings.key_prefix, name), ends, now)
+            for name in shard_names(settings.shards)
+        ]
+        alerts = alertstore.recent(client, settings.key_prefix, limit=n_alerts)
+        return replace(status, shards=shards, alerts=alerts)
+    finally:
+        client.close()
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.1f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _pair(metrics: dict[str, float], rolling: str, total: str) -> str:
+    def fmt(name: str) -> str:
+        return f"{metrics[name] + 0.0:.4f}" if name in metrics else "-"
+
+    return f"{fmt(rolling)} / {fmt(total)}"
+
+
+def _shard_lines(shard: ShardStatus) -> list[str]:
+    if shard.holder is None:
+        owner = "NO LEARNER owns it"
+    else:
+        expires = f", expires in {shard.lease_expires_s:.1f} s" if shard.lease_expires_s else ""
+        owner = f"learner {shard.holder} (generation {shard.generation}{expires})"
+    lines = [f"shard {shard.name}: {owner}"]
+    if shard.version is None:
+        lines.append("  state   none published yet")
+        return lines
+    lag = "unknown (Kafka)" if shard.total_lag is None else f"{shard.total_lag}"
+    offsets = " ".join(f"{p}:{o}" for p, o in sorted(shard.offsets.items()))
+    lines.append(
+        f"  state   version {shard.version}, published {_ago(shard.age_s)}, "
+        f"lag {lag}, offsets {offsets}"
+    )
+    lines.append(
+        f"  {'variant':<14} {'kind':<8} {'learned':>9}  {'log loss roll/all':<17}  AUC roll/all"
+    )
+    for v in shard.variants:
+        lines.append(
+            f"  {v.name:<14} {v.kind:<8} {v.n_learned:>9}  "
+            f"{_pair(v.metrics, 'rolling_log_loss', 'log_loss'):<17}  "
+            f"{_pair(v.metrics, 'rolling_roc_auc', 'roc_auc')}"
+        )
+    guarded = ", ".join(f"{k} {n}" for k, n in shard.quarantined.items()) or "none"
+    dead = ", ".join(f"{k} {n}" for k, n in shard.rejected.items()) or "none"
+    lines.append(f"  quarantined: {guarded}; dead letters: {dead}")
+    lineage = shard.lineage
+    if lineage.get("restored_from"):
+        how = "with replay" if lineage.get("replay") else "without replay"
+        lines.append(f"  lineage restored from {lineage['restored_from']} ({how})")
+    elif lineage.get("rolled_back_variant"):
+        lines.append(
+            f"  lineage {lineage['rolled_back_variant']} rolled back: {lineage.get('reason', '')}"
+        )
+    if shard.queued_commands:
+        lines.append(f"  {shard.queued_commands} operator commands waiting for the learner")
+    return lines
+
+
+def render(status: Status) -> str:
+    """The one-screen text of `headrace status`."""
+    stamp = datetime.fromtimestamp(status.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    lines = [
+        f"headrace status at {stamp} UTC, key prefix {status.prefix}",
+        f"redis  {status.redis_url:<32} {'up' if status.redis_up else 'DOWN'}",
+        f"kafka  {status.kafka_bootstrap:<32} {'up' if status.kafka_up else 'DOWN'}"
+        f" (topic {status.topic})",
+    ]
+    for shard in status.shards:
+        lines.extend(_shard_lines(shard))
+    if status.redis_up:
+        lines.append(f"alerts (latest {len(status.alerts)})" if status.alerts else "alerts none")
+    for alert in status.alerts:
+        at = datetime.fromtimestamp(float(alert["ts"]), UTC).strftime("%m-%d %H:%M:%S")
+        lines.append(
+            f"  {at} {alert['model']}/{alert['variant']} {alert['detector']}: {alert['message']}"
+        )
+    return "\n".join(lines)

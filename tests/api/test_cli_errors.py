@@ -1,0 +1,78 @@
+"""Every failing `headrace` command says what went wrong in one line, with a hint, and exits
+non-zero."""
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from api.cli import main
+from stream.settings import StreamSettings
+from tests.support import free_port
+
+KEY = "cli-errors-test-signing-key-0123456789abcdef"
+
+
+def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    (line,) = err.splitlines()
+    assert line.startswith("headrace: error: ")
+    return line
+
+
+def test_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["snapshot", "restor"])
+    assert stopped.value.code == 2
+    line = _one_line(capsys)
+    assert "invalid choice: 'restor'" in line and line.endswith(
+        "(hint: `headrace snapshot --help`)"
+    )
+
+
+def test_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", "too-short")
+    assert main(["snapshot", "list"]) == 2
+    line = _one_line(capsys)
+    assert "HEADRACE_SNAPSHOT_KEY shorter than 32 bytes" in line and "too-short" not in line
+    assert "(hint: " in line
+
+
+def test_redis_unreachable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HEADRACE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path))
+    assert main(["snapshot", "create"]) == 1
+    line = _one_line(capsys)
+    assert line.startswith("headrace: error: Redis: ") and "HEADRACE_REDIS_URL" in line
+
+
+@pytest.mark.integration
+def test_rollback_without_a_learner(
+    settings: StreamSettings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HEADRACE_KEY_PREFIX", settings.key_prefix)
+    assert main(["rollback", "--variant", "main"]) == 1
+    line = _one_line(capsys)
+    assert "no learner owns shard main" in line and "headrace learn" in line
+
+
+@pytest.mark.integration
+def test_restoring_a_snapshot_that_does_not_exist(
+    settings: StreamSettings,
+    redis_client: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("HEADRACE_KEY_PREFIX", settings.key_prefix)
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path))
+    assert main(["snapshot", "restore", "latest", "--no-wait"]) == 1
+    line = _one_line(capsys)
+    assert "not found" in line and "`headrace snapshot list`" in line

@@ -1,0 +1,117 @@
+"""`headrace status`: what it reads from the real Redis and Kafka, and how it fails."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from guards.alerts import Alert
+from stream.settings import StreamSettings
+from stream.simulator import SimulatorConfig, generate
+from stream.status import gather, render
+from tests.api.helpers import InProcessLearner
+from tests.learner.harness import send
+from tests.support import free_port
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(settings: StreamSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    environ.update(
+        {
+            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "HEADRACE_REDIS_URL": settings.redis_url,
+            "HEADRACE_KEY_PREFIX": settings.key_prefix,
+            "HEADRACE_TOPIC_EVENTS": settings.topic_events,
+            **env,
+        }
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "status", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
+    one_partition: StreamSettings, redis_client: redis.Redis
+) -> None:
+    settings = one_partition
+    records = list(generate(SimulatorConfig(seed=4, count=1_000, n_users=100, n_items=50)))
+    send(settings, records)
+    learner = InProcessLearner(
+        settings, redis_client, {"main": "logreg", "tree": "tree"}, n_partitions=1, join_window_s=10
+    )
+    learner.process(records[:600])
+    learner.learner.counts["quarantined_rate_limit"] += 3
+    alert = Alert(
+        "main:tree:adwin:loss:1:2", 1767225600.0, "main", "tree", "adwin", "loss", 0.4, 0.2, 500,
+        "adwin: the loss went up",
+    )  # fmt: skip
+    learner.learner.alerts.append(alert)
+    learner.publish()
+
+    status = gather(settings)
+    assert status.problem is None
+    (shard,) = status.shards
+    assert shard.holder == learner.lease.owner_id and shard.generation == learner.lease.generation
+    assert shard.version == 1 and shard.offsets == {0: 600} and shard.lag == {0: 400}
+    learned = {v.name: v.n_learned for v in shard.variants}
+    assert learned == {n: v.n_learned for n, v in learner.learner.variants.items()}
+    assert learned["main"] > 0
+    assert shard.quarantined == {"rate_limit": 3}
+    assert [a["id"] for a in status.alerts] == [alert.id]
+
+    text = render(status)
+    assert f"shard main: learner {learner.lease.owner_id} (generation" in text
+    assert "version 1, published" in text and "lag 400, offsets 0:600" in text
+    assert f"tree           tree     {learned['tree']:>9}" in text
+    assert "quarantined: rate_limit 3" in text
+    assert "main/tree adwin: adwin: the loss went up" in text
+    assert len(text.splitlines()) < 25  # one screen
+
+    shown = _cli(settings, "--json")
+    assert shown.returncode == 0, shown.stderr
+    facts = json.loads(shown.stdout)
+    assert facts["shards"][0]["lag"] == {"0": 400}
+    assert facts["alerts"][0]["message"] == "adwin: the loss went up"
+    learner.close()
+
+
+def test_a_shard_nobody_learns(topics: StreamSettings, redis_client: redis.Redis) -> None:
+    shown = _cli(topics)
+    assert shown.returncode == 0, shown.stderr
+    assert "shard main: NO LEARNER owns it" in shown.stdout
+    assert "state   none published yet" in shown.stdout
+    assert "alerts none" in shown.stdout
+
+
+def test_redis_down_is_one_line_and_a_hint(topics: StreamSettings) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    shown = _cli(topics, HEADRACE_REDIS_URL=url)
+    assert shown.returncode == 1
+    assert shown.stdout == ""
+    (line,) = shown.stderr.splitlines()
+    assert line.startswith(f"headrace: error: Redis at {url} does not answer (hint: ")
+
+
+def test_kafka_down_shows_what_redis_knows_and_fails(
+    topics: StreamSettings, redis_client: redis.Redis
+) -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    shown = _cli(topics, HEADRACE_KAFKA_BOOTSTRAP=bootstrap)
+    assert shown.returncode == 1
+    assert f"kafka  {bootstrap}" in shown.stdout and "DOWN" in shown.stdout
+    (line,) = shown.stderr.splitlines()
+    assert line.startswith(f"headrace: error: Kafka at {bootstrap} does not answer (hint: ")
