@@ -89,12 +89,33 @@ def append(pipe: Any, keys: ShardKeys, point: dict[str, Any], cap: int) -> None:
     pipe.xadd(keys.history, {"point": orjson.dumps(point)}, maxlen=cap, approximate=True)
 
 
+_MAX_PART = 2**64 - 1
+
+
+def parse_id(text: str) -> tuple[int, int]:
+    """A stream entry id `<ms>-<seq>`; raises ValueError for anything else or out of range."""
+    ms, dash, seq = text.partition("-")
+    if not dash or not ms.isdigit() or not seq.isdigit():
+        raise ValueError(f"not a point id (<ms>-<seq>): {text!r}")
+    parts = int(ms), int(seq)
+    if max(parts) > _MAX_PART:
+        raise ValueError(f"point id out of range: {text!r}")
+    return parts
+
+
 def read(
-    client: redis.Redis, keys: ShardKeys, after: str | None, limit: int
+    client: redis.Redis, keys: ShardKeys, after: tuple[int, int] | None, limit: int
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Points after stream id `after` (oldest first), or the newest `limit` when None."""
+    """Points after entry id `after` (oldest first), or the newest `limit` when None."""
     if after is None:
         entries = list(reversed(client.xrevrange(keys.history, count=limit)))
     else:
-        entries = client.xrange(keys.history, min=f"({after}", count=limit)
+        ms, seq = after
+        if seq < _MAX_PART:
+            start = f"{ms}-{seq + 1}"
+        elif ms < _MAX_PART:
+            start = f"{ms + 1}-0"
+        else:
+            return []
+        entries = client.xrange(keys.history, min=start, count=limit)
     return [(entry_id.decode(), orjson.loads(fields[b"point"])) for entry_id, fields in entries]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from api.deps import ServicesDep
-from api.errors import NotFoundError
+from api.errors import InvalidRequestError, NotFoundError
 from api.routes import json_response
 from learner import history
 from learner.keys import ShardKeys
@@ -66,6 +66,7 @@ def page() -> Response:
             "content": {"application/json": {"schema": _POINTS_SCHEMA}},
         },
         404: {"description": "No such model (shard)"},
+        422: {"description": "A bad query parameter"},
     },
 )
 def points(
@@ -82,8 +83,12 @@ def points(
     name = model or names[0]
     if name not in names:
         raise NotFoundError(f"unknown model {name!r}; models: {', '.join(names)}")
+    try:
+        start = history.parse_id(after) if after is not None else None
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), field="after") from exc
     keys = ShardKeys(services.stream.key_prefix, name)
-    found = history.read(services.redis, keys, after, limit)
+    found = history.read(services.redis, keys, start, limit)
     return json_response(
         {"model": name, "points": [{"id": entry_id, **point} for entry_id, point in found]}
     )

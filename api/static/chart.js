@@ -74,8 +74,20 @@ const HeadraceCharts = (() => {
     return cols;
   }
 
+  // The top of the value axis without a few outlying columns (a young model's first log
+  // losses are many times its later ones and would flatten the rest of the line).
+  function robustTop(decimated, lo, hi) {
+    const tops = [];
+    for (const cols of decimated) for (const c of cols) tops.push(c.max);
+    if (tops.length < 20) return hi;
+    tops.sort((a, b) => a - b);
+    const usual = tops[Math.floor(tops.length * 0.97)];
+    return hi - lo > 3 * (usual - lo) ? lo + 1.5 * (usual - lo) : hi;
+  }
+
   class TimeChart {
-    // series: [{ key, label, color }]; options: { min, max } clamp the value axis.
+    // series: [{ key, label, color }]; options: { min, max } clamp the value axis, and
+    // { robust: true } lets a few outlying columns leave the top of the chart.
     constructor(canvas, series, options = {}) {
       this.canvas = canvas;
       this.series = series;
@@ -126,6 +138,7 @@ const HeadraceCharts = (() => {
           if (c.max > hi) hi = c.max;
         }
       }
+      if (this.options.robust) hi = robustTop(decimated, lo, hi);
       if (!Number.isFinite(lo)) {
         lo = 0;
         hi = 1;

@@ -151,7 +151,7 @@
       loss: new HeadraceCharts.TimeChart(lossCanvas, [
         { key: `${name}.log_loss`, label: "since the start", color: COLORS.cumulative },
         { key: `${name}.rolling_log_loss`, label: "rolling", color: COLORS.rolling },
-      ], { min: 0 }),
+      ], { min: 0, robust: true }),
       auc: new HeadraceCharts.TimeChart(aucCanvas, [
         { key: `${name}.roc_auc`, label: "since the start", color: COLORS.cumulative },
         { key: `${name}.rolling_roc_auc`, label: "rolling", color: COLORS.rolling },
@@ -259,7 +259,7 @@
 
   function showAlerts() {
     $("alerts").replaceChildren(...state.alerts.slice(-MAX_ALERTS_LISTED).reverse().map((a) =>
-      el("li", { "data-detector": a.detector, "data-variant": a.variant },
+      el("li", { "data-detector": a.detector, "data-variant": a.variant, "data-ts": String(a.ts) },
         `${HeadraceCharts.formatTime(alertTime(a))} `,
         el("span", { class: "detector" }, a.detector),
         ` on ${a.signal} · ${a.model}/${a.variant} · value ${formatNumber(a.value, 4)}` +

@@ -79,9 +79,12 @@ def test_bad_history_queries_are_refused(
 ) -> None:
     with running_app(ApiSettings(), settings, wait_ready=False) as client:
         assert client.get("/dashboard/history", params={"model": "nope"}).status_code == 404
-        for params in ({"after": "12; drop"}, {"limit": 0}, {"limit": 1_000_000}):
+        too_big = {"after": f"{2**64}-0"}
+        for params in ({"after": "12; drop"}, too_big, {"limit": 0}, {"limit": 1_000_000}):
             assert client.get("/dashboard/history", params=params).status_code == 422, params
         assert client.get("/dashboard/history").json() == {"model": "main", "points": []}
+        last = f"{2**64 - 1}-{2**64 - 1}"
+        assert client.get("/dashboard/history", params={"after": last}).json()["points"] == []
 
 
 def test_the_page_and_its_files_are_served_with_a_strict_policy(
