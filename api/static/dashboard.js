@@ -106,6 +106,7 @@
     for (const p of points) {
       const values = {
         learned_per_s: p.learned_per_s,
+        events_per_s: p.events_per_s,
         lag: p.lag,
       };
       for (const [name, v] of Object.entries(p.variants || {})) {
@@ -123,7 +124,6 @@
         col.push(v === undefined ? null : v);
       }
       state.lastId = p.id;
-      state.latest = p;
     }
     const extra = state.xs.length - MAX_POINTS;
     if (extra > 0) {
@@ -211,9 +211,9 @@
     $("age").textContent = formatAge(entry.age_s);
     const lag = Object.values(entry.lag || {}).reduce((a, b) => a + b, 0);
     $("lag").textContent = Object.keys(entry.lag || {}).length ? String(lag) : "–";
-    const latest = state.latest || {};
-    $("learned-rate").textContent = formatNumber(latest.learned_per_s, 1);
-    $("events-rate").textContent = formatNumber(latest.events_per_s, 1);
+    // A learner that just (re)loaded its state has no rate yet: show the last one known.
+    $("learned-rate").textContent = formatNumber(lastValue("learned_per_s"), 1);
+    $("events-rate").textContent = formatNumber(lastValue("events_per_s"), 1);
     $("lineage").replaceChildren(...lineageText(entry.lineage || {}));
     for (const v of entry.variants || []) {
       const charts = state.variantCharts[v.name];
@@ -225,6 +225,12 @@
         (v.shadow ? " · shadow" : "");
     }
     showQuarantine(entry.quarantined || {});
+  }
+
+  function lastValue(key) {
+    const col = state.columns[key] || [];
+    for (let i = col.length - 1; i >= 0; i--) if (col[i] !== null) return col[i];
+    return null;
   }
 
   function lineageText(lineage) {

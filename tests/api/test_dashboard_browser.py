@@ -3,7 +3,7 @@
 A learner and the API run as processes (`headrace learn`, `headrace serve`) and the
 simulator (`headrace simulate --drift-at`) feeds them. Through the page: the charts grow,
 a drift alert raised after the drift point shows up, and an operator who typed the admin
-token takes a snapshot and restores it, and sees the served version change. Without the
+token takes a snapshot, restores it and sees the served version change, then rolls back. Without the
 token the page offers no admin action, and a call forged from the page is refused.
 
 The browser is Debian's `chromium` with its `chromium-driver` (scripts/bootstrap installs
@@ -55,6 +55,7 @@ GUARDS = {
 }
 
 T = TypeVar("T")
+ALERTS = (By.CSS_SELECTOR, "#alerts li")
 
 
 def browser() -> webdriver.Chrome:
@@ -84,9 +85,14 @@ def shown(driver: WebDriver, element_id: str) -> bool:
     return bool(found) and found[0].is_displayed()
 
 
-def restore_answered(driver: WebDriver) -> str | None:
-    text: str = driver.find_element(By.ID, "admin-status").text
-    return text if text.startswith("restore") and "…" not in text else None
+def answered(action: str) -> Callable[[WebDriver], str | None]:
+    """The admin status line once the server answered `action`."""
+
+    def check(driver: WebDriver) -> str | None:
+        text: str = driver.find_element(By.ID, "admin-status").text
+        return text if text.startswith(action) and "…" not in text else None
+
+    return check
 
 
 def drift_time(config: SimulatorConfig) -> float:
@@ -154,11 +160,10 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         until(driver, 30, "the loss chart", lambda d: points(d, variant)[0] > 1)
 
         # A drift alert raised after the drift point (event time) appears in the list.
-        alert = until(
-            driver, 60, "a drift alert", lambda d: d.find_elements(By.CSS_SELECTOR, "#alerts li")
-        )
-        times = [float(a.get_attribute("data-ts") or 0) for a in alert]
-        assert max(times) >= drifted_at, (times, drifted_at)
+        def alert_times(d: WebDriver) -> list[float]:
+            return [float(a.get_attribute("data-ts") or 0) for a in d.find_elements(*ALERTS)]
+
+        until(driver, 60, "a drift alert", lambda d: max(alert_times(d), default=0) >= drifted_at)
         timeline = driver.find_element(By.ID, "alert-timeline")
         until(driver, 5, "the timeline", lambda d: timeline.get_attribute("data-alerts") != "0")
 
@@ -185,7 +190,7 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         row.find_element(By.CSS_SELECTOR, "button.restore").click()
         until(driver, 5, "the confirmation", lambda d: shown(d, "restore-dialog"))
         driver.find_element(By.ID, "restore-replay").click()
-        status = until(driver, 40, "the restore", restore_answered)
+        status = until(driver, 40, "the restore", answered("restore"))
         assert status is not None and "done" in status, status
         until(
             driver,
@@ -197,6 +202,19 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         assert after and before and int(after) > int(before)
         served = httpx.get(f"{api.url}/models").json()["models"][0]
         assert served["lineage"]["restored_from"] == snapshot_id
+
+        # Roll back to the last known good model (the snapshot just taken), confirmed.
+        driver.find_element(By.ID, "rollback").click()
+        until(driver, 5, "the confirmation", lambda d: shown(d, "rollback-dialog"))
+        driver.find_element(By.ID, "rollback-confirm").click()
+        status = until(driver, 40, "the rollback", answered("roll back"))
+        assert status is not None and "done" in status, status
+        until(
+            driver,
+            15,
+            "the rolled back version",
+            lambda d: "rolled back from version" in d.find_element(By.ID, "lineage").text,
+        )
         logs: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
         # Script errors only: the refused forged calls above are logged as network errors.
         errors = [e for e in logs if e["level"] == "SEVERE" and e["source"] != "network"]
