@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import redis
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
@@ -29,6 +30,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
+from guards import alertstore
+from guards.alerts import Alert
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate
 from tests.api.helpers import ROOT, ApiProcess, api_env
@@ -53,6 +56,20 @@ GUARDS = {
     "drift_psi_window": 500,
     "join_window_s": 120,
 }
+
+HOSTILE = Alert(
+    id="main:main:psi:feature:x:1:0",
+    ts=1.0,
+    model="main",
+    variant="main",
+    detector="psi",
+    signal="feature:<b>x</b>",
+    value=1.0,
+    threshold=0.25,
+    window=500,
+    message='<img src="/nothing" onerror="window.pwned = 1"> crafted',
+)
+"""An alert from long before the drift, whose text is markup."""
 
 T = TypeVar("T")
 ALERTS = (By.CSS_SELECTOR, "#alerts li")
@@ -132,12 +149,21 @@ def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, 
 
 
 def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
-    stack: tuple[ApiProcess, float],
+    stack: tuple[ApiProcess, float], topics: StreamSettings, redis_client: redis.Redis
 ) -> None:
     api, drifted_at = stack
+    # Alerts carry text from the stream: one with markup must show as text, not run.
+    with redis_client.pipeline() as pipe:
+        alertstore.append(pipe, topics.key_prefix, [HOSTILE])
+        pipe.execute()
     driver = browser()
     try:
         driver.get(f"{api.url}/dashboard")
+        until(driver, 30, "the stored alert", lambda d: d.find_elements(*ALERTS))
+        listed = driver.find_element(*ALERTS)
+        assert HOSTILE.message in listed.text
+        assert listed.find_elements(By.TAG_NAME, "img") == []
+        assert driver.execute_script("return window.pwned") is None
 
         # Without the token: no admin action anywhere, and a call forged from the page
         # (no header, then a made-up token) is refused by the server.
