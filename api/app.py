@@ -13,6 +13,7 @@ from typing import Any
 import redis
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -23,7 +24,7 @@ from api.impressions import ImpressionPublisher
 from api.online import OnlineAggregates, RedisHealth
 from api.predictor import Predictor, Shadow
 from api.resp import RespPipeline
-from api.routes import admin, drift, health, models, predict
+from api.routes import admin, dashboard, drift, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
@@ -74,6 +75,12 @@ def create_app(
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(drift.router)
+    app.include_router(dashboard.router)
+    app.mount(
+        "/dashboard/static",
+        StaticFiles(packages=[dashboard.STATIC_PACKAGE]),
+        name="dashboard-static",
+    )
     app.openapi = partial(_openapi, app, decoder)  # type: ignore[method-assign]
     return app
 

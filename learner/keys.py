@@ -40,6 +40,11 @@ class ShardKeys:
         return f"{self.base}:generation"
 
     @property
+    def history(self) -> str:
+        """Stream of metric points, one per publish at most (the dashboard's charts), capped."""
+        return f"{self.base}:history"
+
+    @property
     def control(self) -> str:
         """List of operator commands (restore, rollback) for the owning learner."""
         return f"{self.base}:control"

@@ -9,6 +9,7 @@ state continues exactly as one that never stopped.
 
 import math
 import pickle
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
+from learner.history import HistoryRecorder
 from learner.joins import Joins, Pending, encode_features
 from learner.keys import ShardKeys
 from learner.metrics import ProgressiveMetrics
@@ -80,6 +82,9 @@ class Learner:
         """Per variant, the last-known-good model, scored on every example (never learning)."""
         self.alerts: list[Alert] = []
         """Raised since the last publish; published with the state that raised them."""
+        self.lag: dict[int, int] = {}
+        """Records behind the end of each partition, as the consumer last saw it."""
+        self.history = HistoryRecorder(settings.history_every_ms / 1000)
 
     # -- processing -------------------------------------------------------
 
@@ -223,6 +228,7 @@ class Learner:
             },
             "joins": {**dict(self.joins.counts), "pending": len(self.joins)},
             "counts": dict(self.counts),
+            "lag": {str(p): n for p, n in sorted(self.lag.items())},
             "lineage": {**self.lineage, "parent_version": self.version},
         }
 
@@ -237,9 +243,18 @@ class Learner:
         }
         pending_upserts, pending_deletes = self.joins.delta()
         seen_chunk, seen_drop = self.seen.delta()
+        meta = self.meta()
+        point = self.history.point(
+            time.time(),
+            self.counts["learned"],
+            sum(self.offsets.values()),
+            meta["variants"],
+            self.counts,
+            sum(self.lag.values()) if self.lag else None,
+        )
         return Delta(
             offsets=dict(self.offsets),
-            meta=self.meta(),
+            meta=meta,
             core=pickle.dumps(core, protocol=pickle.HIGHEST_PROTOCOL),
             models={n: modelcodec.dumps(v.model) for n, v in self.variants.items()},
             pending_upserts=pending_upserts,
@@ -248,6 +263,8 @@ class Learner:
             seen_drop=seen_drop,
             aggregates=self.cache.dirty(),
             alerts=list(self.alerts),
+            history=point,
+            history_cap=self.settings.history_max_points,
         )
 
     def published(self, delta: Delta, version: int) -> None:
@@ -257,6 +274,7 @@ class Learner:
         self.seen.published(delta.seen_drop)
         self.cache.flushed()
         del self.alerts[: len(delta.alerts)]
+        self.history.published(delta.history is not None)
 
     def restore(self, committed: Committed) -> None:
         """Continue from committed state (a restart, a takeover, a restore)."""

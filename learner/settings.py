@@ -55,3 +55,12 @@ class LearnerSettings(BaseSettings):
 
     metrics_host: str = "127.0.0.1"
     """Address the Prometheus endpoint binds to (0.0.0.0 in a container)."""
+
+    history_every_ms: int = Field(default=1_000, ge=0)
+    """Least time between two points of the metrics history (the dashboard's charts); a
+    point rides on a publish, so publish_every_ms also bounds how often they come. 0: a
+    point with every publish."""
+
+    history_max_points: int = Field(default=20_000, ge=100)
+    """Points the metrics history keeps per shard (about); older ones are dropped. At one a
+    second, 20,000 points are five and a half hours."""

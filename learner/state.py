@@ -3,7 +3,8 @@
 One publish is one MULTI/EXEC under WATCH of the shard's lease: the models,
 the learner's core (metrics, join counters, watermark), the changed pending
 joins, the new event-id hashes, the changed online aggregates, the offsets
-they all reflect and a version that only grows. If the lease changed hands
+they all reflect, a version that only grows, the alerts raised and a point
+of the metrics history. If the lease changed hands
 since this learner took it, EXEC fails and nothing is written.
 """
 
@@ -18,6 +19,7 @@ import redis
 
 from guards import alertstore
 from guards.alerts import Alert
+from learner import history
 from learner.aggregates import encode_hash
 from learner.errors import FencedError
 from learner.joins import Pending
@@ -52,6 +54,10 @@ class Delta:
     seen_drop: int = 0
     aggregates: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     alerts: list[Alert] = field(default_factory=list)
+    history: dict[str, Any] | None = None
+    """A point of the metrics history (learner/history.py), or None for this publish."""
+    history_cap: int = 20_000
+    """About how many points the history stream keeps."""
 
 
 class StateStore:
@@ -116,6 +122,8 @@ class StateStore:
             for key, values in delta.aggregates.items():
                 pipe.hset(key, mapping=encode_hash(values))
             alertstore.append(pipe, keys.prefix, delta.alerts)
+            if delta.history is not None:
+                history.append(pipe, keys, {**delta.history, "version": version}, delta.history_cap)
             pipe.pexpire(keys.lease, self._lease_ttl_ms)
         return version
 

@@ -252,6 +252,7 @@ class ShardWorker(OperatorDuties):
         self._dead.flush()
         self._quarantine.flush()
         started = time.perf_counter()
+        learner.lag = self._lag(learner)
         delta = learner.delta()
         learned_before = learner.counts["learned"]
         try:
@@ -305,8 +306,15 @@ class ShardWorker(OperatorDuties):
         for name, variant in learner.variants.items():
             for metric, value in variant.metrics.report().items():
                 telemetry.PROGRESSIVE.labels(shard, name, metric).set(value)
+        for partition, lag in learner.lag.items():
+            telemetry.LAG.labels(shard, str(partition)).set(lag)
+
+    def _lag(self, learner: Learner) -> dict[int, int]:
+        """Records behind each partition's end, from the ends the last fetches reported."""
+        lag: dict[int, int] = {}
         for tp in self._consumer.assignment():
             end = self._consumer.highwater(tp)
             position = learner.offsets.get(tp.partition)
             if end is not None and position is not None:
-                telemetry.LAG.labels(shard, str(tp.partition)).set(max(0, end - position))
+                lag[tp.partition] = max(0, end - position)
+        return lag

@@ -97,6 +97,11 @@ def _act(action: Any) -> Response:
         raise from_domain(exc) from exc
 
 
+@router.get("/verify", summary="Answers 200 when the bearer token is the admin token")
+def verify(services: AdminDep) -> Response:
+    return json_response({"admin": True, "snapshots": services.snapshots is not None})
+
+
 @router.get("/snapshots", summary="Every valid snapshot, oldest first; refused files with why")
 def list_snapshots(services: AdminDep) -> Response:
     snapshots = _snapshots(services)

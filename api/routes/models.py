@@ -8,13 +8,14 @@ from starlette.responses import Response
 from api.deps import Services, ServicesDep
 from api.loading import ShardModel
 from api.routes import json_response
+from learner.history import QUARANTINED
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get(
     "/models",
-    summary="Every shard's variants: version, examples learned, offsets, metrics, lineage, age",
+    summary="Every shard's variants: version, n learned, offsets, metrics, lineage, age, lag",
     response_class=Response,
     responses={
         200: {
@@ -66,5 +67,11 @@ def _shard(services: Services, shard: ShardModel, now: float) -> dict[str, Any]:
         "offsets": meta.get("offsets", {}),
         "partitions": meta.get("partitions"),
         "lineage": meta.get("lineage", {}),
+        "lag": meta.get("lag", {}),
+        "quarantined": {
+            rule[len(QUARANTINED) :]: n
+            for rule, n in meta.get("counts", {}).items()
+            if rule.startswith(QUARANTINED)
+        },
         "variants": variants,
     }

@@ -1,0 +1,267 @@
+"""The dashboard in a real headless Chromium, against the running stack.
+
+A learner and the API run as processes (`headrace learn`, `headrace serve`) and the
+simulator (`headrace simulate --drift-at`) feeds them. Through the page: the charts grow,
+a drift alert raised after the drift point shows up, and an operator who typed the admin
+token takes a snapshot, restores it and sees the served version change, then rolls back. Without the
+token the page offers no admin action, and a call forged from the page is refused.
+
+The browser is Debian's `chromium` with its `chromium-driver` (scripts/bootstrap installs
+both); Selenium is pointed at them explicitly, so nothing is downloaded. A screenshot of
+the final page goes to artifacts/dashboard.png.
+"""
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import redis
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
+
+from guards import alertstore
+from guards.alerts import Alert
+from stream.settings import StreamSettings
+from stream.simulator import SimulatorConfig, generate
+from tests.api.helpers import ROOT, ApiProcess, api_env
+from tests.learner.harness import LearnerProcess, learner_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+TOKEN = "dashboard-operator-token-0123456789"
+KEY = "dashboard-test-snapshot-key-0123456789abcdef"
+ARTIFACTS = ROOT / "artifacts"
+
+COUNT, DRIFT_AT, RATE = 24_000, 10_000, 1_200
+"""The simulated stream: records, the record count where tastes and prices shift, and the
+publishing rate (records/s): about 20 s of stream."""
+SIM = {"seed": 5, "n_users": 500, "n_items": 200}
+GUARDS = {
+    # The prediction PSI moves while a young model learns; the inputs' PSI does not, until
+    # the simulator shifts prices and categories. A small window finds that shift quickly.
+    "drift_psi_predictions": "false",
+    "drift_psi_window": 500,
+    "join_window_s": 120,
+}
+
+HOSTILE = Alert(
+    id="main:main:psi:feature:x:1:0",
+    ts=1.0,
+    model="main",
+    variant="main",
+    detector="psi",
+    signal="feature:<b>x</b>",
+    value=1.0,
+    threshold=0.25,
+    window=500,
+    message='<img src="/nothing" onerror="window.pwned = 1"> crafted',
+)
+"""An alert from long before the drift, whose text is markup."""
+
+T = TypeVar("T")
+ALERTS = (By.CSS_SELECTOR, "#alerts li")
+
+
+def browser() -> webdriver.Chrome:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(path) is None:
+            pytest.fail(f"{path} is missing: run scripts/bootstrap (apt-get install chromium)")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.add_argument("--window-size=1400,2400")
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def until(driver: WebDriver, timeout: float, what: str, check: Callable[[WebDriver], T]) -> T:
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(check, f"waiting for {what}")
+
+
+def points(driver: WebDriver, selector: str) -> tuple[int, float]:
+    canvas = driver.find_element(By.CSS_SELECTOR, selector)
+    last = canvas.get_attribute("data-last") or "0"
+    return int(canvas.get_attribute("data-points") or 0), float(last)
+
+
+def shown(driver: WebDriver, element_id: str) -> bool:
+    found = driver.find_elements(By.ID, element_id)
+    return bool(found) and found[0].is_displayed()
+
+
+def answered(action: str) -> Callable[[WebDriver], str | None]:
+    """The admin status line once the server answered `action`."""
+
+    def check(driver: WebDriver) -> str | None:
+        text: str = driver.find_element(By.ID, "admin-status").text
+        return text if text.startswith(action) and "…" not in text else None
+
+    return check
+
+
+def drift_time(config: SimulatorConfig) -> float:
+    """Event time of the first record the simulator emits at or after the drift point."""
+    for i, record in enumerate(generate(config)):
+        if i >= DRIFT_AT:
+            return record.ts_ms / 1000
+    raise AssertionError("the stream ends before its drift")
+
+
+@pytest.fixture
+def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, float]]:
+    """Learner, API and simulator running; yields the API and the drift's event time."""
+    snapshots = {"snapshot_key": KEY, "snapshot_dir": tmp_path / "snapshots"}
+    # Snapshots on (the learner takes the page's), none of its own during the test.
+    learner_settings = {**snapshots, **GUARDS, "snapshot_interval_s": 3600}
+    learner = LearnerProcess(learner_env(topics, **learner_settings), tmp_path / "learn.log")
+    api = ApiProcess(api_env(topics, admin_token=TOKEN, **snapshots), tmp_path / "api.log")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    config = SimulatorConfig(start=start, count=COUNT, drift_at=DRIFT_AT, **SIM)
+    argv = [sys.executable, "-m", "api.cli", "simulate", "--start", start.isoformat()]
+    argv += ["--count", str(COUNT), "--drift-at", str(DRIFT_AT), "--rate", str(RATE)]
+    argv += ["--seed", str(SIM["seed"]), "--users", str(SIM["n_users"])]
+    argv += ["--items", str(SIM["n_items"]), "--quiet"]
+    with (tmp_path / "simulate.log").open("ab") as log:
+        simulator = subprocess.Popen(
+            argv, cwd=ROOT, env=learner_env(topics), stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        api.wait_listening()
+        yield api, drift_time(config)
+    finally:
+        simulator.kill()
+        simulator.wait(timeout=10)
+        api.close()
+        learner.close()
+
+
+def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
+    stack: tuple[ApiProcess, float], topics: StreamSettings, redis_client: redis.Redis
+) -> None:
+    api, drifted_at = stack
+    # Alerts carry text from the stream: one with markup must show as text, not run.
+    with redis_client.pipeline() as pipe:
+        alertstore.append(pipe, topics.key_prefix, [HOSTILE])
+        pipe.execute()
+    driver = browser()
+    try:
+        driver.get(f"{api.url}/dashboard")
+        until(driver, 30, "the stored alert", lambda d: d.find_elements(*ALERTS))
+        listed = driver.find_element(*ALERTS)
+        assert HOSTILE.message in listed.text
+        assert listed.find_elements(By.TAG_NAME, "img") == []
+        assert driver.execute_script("return window.pwned") is None
+
+        # Without the token: no admin action anywhere, and a call forged from the page
+        # (no header, then a made-up token) is refused by the server.
+        until(
+            driver,
+            30,
+            "a served version",
+            lambda d: d.find_element(By.ID, "version").get_attribute("data-version"),
+        )
+        assert not shown(driver, "admin") and not shown(driver, "take-snapshot")
+        assert driver.find_elements(By.CSS_SELECTOR, "button.restore") == []
+        forged: list[int] = driver.execute_async_script(FORGE)
+        assert forged == [401, 403, 401]
+
+        # The charts update live.
+        until(driver, 30, "chart points", lambda d: points(d, "#chart-rate")[0] > 1)
+        first = points(driver, "#chart-rate")
+        until(driver, 30, "the charts to move", lambda d: points(d, "#chart-rate") > first)
+        variant = '#variants canvas[data-variant="main"][data-metric="log_loss"]'
+        until(driver, 30, "the loss chart", lambda d: points(d, variant)[0] > 1)
+
+        # A drift alert raised after the drift point (event time) appears in the list.
+        def alert_times(d: WebDriver) -> list[float]:
+            return [float(a.get_attribute("data-ts") or 0) for a in d.find_elements(*ALERTS)]
+
+        until(driver, 60, "a drift alert", lambda d: max(alert_times(d), default=0) >= drifted_at)
+        timeline = driver.find_element(By.ID, "alert-timeline")
+        until(driver, 5, "the timeline", lambda d: timeline.get_attribute("data-alerts") != "0")
+
+        # The operator unlocks the admin actions with the token.
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.ID, "token-submit").click()
+        until(driver, 10, "the admin panel", lambda d: shown(d, "take-snapshot"))
+        assert (
+            driver.execute_script("return sessionStorage.getItem('headrace.adminToken')") == TOKEN
+        )
+
+        driver.find_element(By.ID, "take-snapshot").click()
+        row = until(
+            driver,
+            40,
+            "the snapshot",
+            lambda d: d.find_elements(By.CSS_SELECTOR, "#snapshots tbody tr[data-snapshot]"),
+        )[0]
+        snapshot_id = row.get_attribute("data-snapshot")
+        assert snapshot_id
+
+        # Restore it, with replay, after the confirmation; the served version changes.
+        before = driver.find_element(By.ID, "version").get_attribute("data-version")
+        row.find_element(By.CSS_SELECTOR, "button.restore").click()
+        until(driver, 5, "the confirmation", lambda d: shown(d, "restore-dialog"))
+        driver.find_element(By.ID, "restore-replay").click()
+        status = until(driver, 40, "the restore", answered("restore"))
+        assert status is not None and "done" in status, status
+        until(
+            driver,
+            15,
+            "the restored version",
+            lambda d: snapshot_id in d.find_element(By.ID, "lineage").text,
+        )
+        after = driver.find_element(By.ID, "version").get_attribute("data-version")
+        assert after and before and int(after) > int(before)
+        served = httpx.get(f"{api.url}/models").json()["models"][0]
+        assert served["lineage"]["restored_from"] == snapshot_id
+
+        # Roll back to the last known good model (the snapshot just taken), confirmed.
+        driver.find_element(By.ID, "rollback").click()
+        until(driver, 5, "the confirmation", lambda d: shown(d, "rollback-dialog"))
+        driver.find_element(By.ID, "rollback-confirm").click()
+        status = until(driver, 40, "the rollback", answered("roll back"))
+        assert status is not None and "done" in status, status
+        until(
+            driver,
+            15,
+            "the rolled back version",
+            lambda d: "rolled back from version" in d.find_element(By.ID, "lineage").text,
+        )
+        logs: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
+        # Script errors only: the refused forged calls above are logged as network errors.
+        errors = [e for e in logs if e["level"] == "SEVERE" and e["source"] != "network"]
+        assert errors == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+    except WebDriverException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "dashboard-failed.png"))
+        raise
+    finally:
+        driver.quit()
+
+
+FORGE = """
+const done = arguments[arguments.length - 1];
+const codes = [];
+const send = (headers) => fetch("/admin/snapshots", {method: "POST", headers})
+  .then((r) => codes.push(r.status));
+send({}).then(() => send({Authorization: "Bearer not-the-token-0123456789"}))
+  .then(() => fetch("/admin/restore", {method: "POST", headers: {"Content-Type":
+    "application/json"}, body: JSON.stringify({snapshot: "latest"})}))
+  .then((r) => { codes.push(r.status); done(codes); });
+"""
