@@ -28,8 +28,7 @@ from api.routes import json_response
 from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from snapshots.errors import SnapshotError
-from stream import control
-from stream.operations import OperationError, restore_snapshot, take_snapshot
+from stream.operations import OperationError, restore_snapshot, roll_back, take_snapshot
 from stream.recovery import Snapshots
 
 
@@ -140,19 +139,4 @@ def restore(services: AdminDep, body: RestoreRequest) -> Response:
 @router.post("/rollback", summary="Serve the last-known-good model again (the owning learner acts)")
 def rollback(services: AdminDep, body: RollbackRequest) -> Response:
     keys = _keys(services, body.model)
-
-    def act() -> dict[str, Any]:
-        if not services.redis.exists(keys.lease):
-            raise OperationError(f"no learner owns shard {keys.shard}: start one", "LearnerBusy")
-        command_id = control.send(
-            services.redis, keys, "rollback", variant=body.variant, reason=body.reason
-        )
-        result = control.wait_result(services.redis, keys, command_id, 30)
-        if result is None:
-            control.withdraw(services.redis, keys, command_id)
-            raise OperationError("the learner did not answer within 30 s", "LearnerBusy")
-        if not result.get("ok"):
-            raise OperationError(str(result.get("error")), str(result.get("kind")))
-        return result
-
-    return _act(act)
+    return _act(lambda: roll_back(services.redis, keys, variant=body.variant, reason=body.reason))
