@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 import redis
 
+from api.settings import ApiSettings
 from guards import alertstore
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
+from stream.topics import ensure_topics
+from tests.api.conftest import running_app
 from tests.learner.harness import (
     LearnerProcess,
     caught_up,
@@ -118,8 +121,6 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
 
 def second_shard_settings(settings: StreamSettings) -> StreamSettings:
     """Another set of one-partition topics and keys (under this test's key prefix)."""
-    from stream.topics import ensure_topics
-
     name = settings.topic_events.removesuffix(".events") + "-b"
     other = settings.model_copy(
         update={
@@ -139,9 +140,6 @@ CHATTY = {"drift_warmup": 1000, "drift_psi_window": 1000, "drift_psi_threshold":
 
 
 def listed(settings: StreamSettings) -> list[dict[str, Any]]:
-    from api.settings import ApiSettings
-    from tests.api.conftest import running_app
-
     with running_app(ApiSettings(), settings, wait_ready=False) as client:
         response = client.get("/drift/alerts", params={"limit": 1000})
         assert response.status_code == 200
