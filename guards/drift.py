@@ -141,9 +141,13 @@ class DriftMonitor:
         self._calibrate_from = self.n + s.drift_warmup // 2
         self._scale = 0.0  # the calibration's sum of losses until armed, then its mean
         self._block_sum, self._block_n = 0.0, 0
-        # The level before the recent blocks: the calibration (level 1 by definition) weighted
-        # as the blocks it spans, plus every block since that left the recent window.
-        self._before_sum = self._before_n = (s.drift_warmup - s.drift_warmup // 2) / s.drift_block
+        # The level before the recent blocks: the last blocks that left the recent window, and
+        # until there are enough of them, the calibration (level 1 by definition) as the
+        # blocks it spans. Sliding, so a slow creep of the loss moves the yardstick with it.
+        calibration = max(1, (s.drift_warmup - s.drift_warmup // 2) // s.drift_block)
+        self._before: deque[float] = deque(
+            [1.0] * min(calibration, s.drift_reference_blocks), maxlen=s.drift_reference_blocks
+        )
         self._recent: deque[float] = deque(maxlen=s.drift_recent_blocks)
         self._adwin = drift.ADWIN(delta=s.drift_adwin_delta, clock=1)
         self._ph = drift.PageHinkley(
@@ -194,10 +198,9 @@ class DriftMonitor:
                 if detector.drift_detected:
                     fired.append(name)
         if len(self._recent) == self._recent.maxlen:
-            self._before_sum += self._recent[0]
-            self._before_n += 1
+            self._before.append(self._recent[0])
         self._recent.append(level)
-        before = self._before_sum / self._before_n
+        before = sum(self._before) / len(self._before)
         recent = sum(self._recent) / len(self._recent)
         limit = before * (1.0 + s.drift_min_increase)
         if not fired or recent < limit:

@@ -42,11 +42,15 @@ class GuardSettings(BaseSettings):
     """Loss detectors see mean losses of this many examples: a block of 100 at a 5 % positive
     rate holds about 5 positives, which tames the heavy tail (and costs 1/100th)."""
 
-    drift_min_increase: float = Field(default=0.25, ge=0)
+    drift_min_increase: float = Field(default=0.3, ge=0)
     """A detection is an alert only if the recent mean loss is this much above the mean loss
-    before it, since arming (0.25: +25 %); detectors also fire on decreases and on noise."""
+    before it (0.3: +30 %); detectors also fire on decreases and on noise."""
 
-    drift_recent_blocks: int = Field(default=5, ge=1)
+    drift_reference_blocks: int = Field(default=100, ge=1)
+    """Blocks before the recent ones that make "the mean loss before it" (a sliding window,
+    so a loss that creeps up slowly as the store fills is not a drift)."""
+
+    drift_recent_blocks: int = Field(default=8, ge=1)
     """Blocks that make the recent mean loss compared with `drift_min_increase`."""
 
     drift_adwin_enabled: bool = True

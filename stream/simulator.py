@@ -60,8 +60,10 @@ class SimulatorConfig(BaseModel):
     purchase_rate: float = Field(default=0.05, gt=0, lt=0.5)
     """Share of human impressions that end in a purchase, before and after drift."""
     drift_at: int | None = Field(default=None, ge=0)
-    """Sessions starting after this many records see shifted tastes and prices (outcomes
-    of earlier sessions still trickle in for a few minutes of event time)."""
+    """Sessions starting after this many records follow a changed hidden purchase model
+    (inverted tastes and price sensitivity, query match and device effects reversed) and
+    shifted prices; outcomes of earlier sessions still trickle in for a few minutes of
+    event time."""
     attack_at: int | None = Field(default=None, ge=0)
     """Sessions starting after this many records may be bots that flood purchases and
     flip labels."""

@@ -57,9 +57,16 @@ _QUERIES: Final = (
 )
 
 # Hidden model coefficients that do not depend on the user.
-_POSITION_COEF: Final = -0.35  # times log1p(position): attention fades down the page
-_MATCH_COEF: Final = 1.0  # the item's category is what the shopper asked for
-_DEVICE_EFFECT: Final = np.array([0.0, -0.4, -0.2])  # checkout is harder on small screens
+# Each is (before drift, after drift). The drift is a concept change across the whole
+# store, not only in each shopper's tastes (per-user aggregates would soon absorb those):
+# shoppers now buy what complements their query rather than what matches it, and a new
+# mobile checkout beats the old desktop one.
+_POSITION_COEF: Final = (-0.35, -0.35)  # times log1p(position): attention fades down the page
+_MATCH_COEF: Final = (1.0, -1.0)  # the item's category is what the shopper asked for
+_DEVICE_EFFECT: Final = (
+    np.array([0.0, -0.4, -0.2]),  # checkout is harder on small screens
+    np.array([-0.6, 0.3, 0.0]),
+)
 _SEARCH_MATCH_SHARE: Final = 0.7  # share of a search page drawn from the queried category
 _PAGE_WEIGHTS: Final = np.cumsum([0.7, 0.2, 0.1])
 
@@ -143,11 +150,12 @@ class Store:
         pop = world.normal(0.0, 0.5, n_cat)
         affinity = pop + world.normal(0.0, 0.8, (total, n_cat))
         sens = world.lognormal(0.0, 0.3, total)
-        # Drift: a derangement of the categories (no taste stays put), price sensitivity flips.
-        perm = _derangement(world, n_cat)
-        self._taste = (affinity, affinity[:, perm])
+        # Drift: every shopper now favours the categories they avoided, and price sensitivity
+        # flips. (A derangement of the categories was drawn here once; the draw stays so the
+        # worlds of a seed are the same as before.)
+        _derangement(world, n_cat)
+        self._taste = (affinity, -affinity)
         self._sens = (sens, -sens)
-        self.taste_permutation = perm
         pref = world.integers(0, len(DEVICES), size=total)
         device_p = np.full((total, len(DEVICES)), 0.1)
         device_p[np.arange(total), pref] = 0.8
@@ -198,9 +206,9 @@ class Store:
             self.bias[drifted]
             + self._taste[drifted][user, cats]
             - self._sens[drifted][user] * self._rel_price[drifted][items]
-            + _POSITION_COEF * np.log1p(positions)
-            + _MATCH_COEF * (cats == want_cat)
-            + _DEVICE_EFFECT[device]
+            + _POSITION_COEF[drifted] * np.log1p(positions)
+            + _MATCH_COEF[drifted] * (cats == want_cat)
+            + _DEVICE_EFFECT[drifted][device]
         )
         return logits
 

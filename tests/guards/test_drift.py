@@ -79,7 +79,7 @@ def at(alert: Alert) -> int:
 @pytest.mark.slow
 def test_a_concept_drift_is_alerted_by_the_loss_detectors_within_2000_examples() -> None:
     # Measured with the defaults on seeds 10-29: first loss alert 400 to 1,800 examples
-    # after the change (median 1,000), always from Page-Hinkley; none before it.
+    # after the change (median 1,050), always from Page-Hinkley; none before it.
     # Runtime: about 1 s per 60,000-example stream.
     for seed in range(10, 15):
         monitor = DriftMonitor("main", "a", GuardSettings(**SYNTHETIC))
