@@ -12,6 +12,7 @@ import redis
 
 from api.settings import ApiSettings
 from guards import alertstore
+from snapshots.store import DirectoryStore
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
@@ -98,17 +99,18 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
     # arming), seeds 2 and 5 each raised one false Page-Hinkley alert (the loss creeps up
     # from ~0.08 to ~0.15 as the store's aggregates fill); with the defaults now (30 % over
     # 8 blocks, against the last 100 blocks) neither raises any.
-    # Snapshots every 5 s, so last-known-good models exist and are scored in shadow.
+    # Snapshots every 2 s, so last-known-good models exist and are scored in shadow.
     records = list(generate(SimulatorConfig(seed=5, count=200_000)))
     snapshots = tmp_path / "snapshots"
+    key = "clean-stream-test-signing-key-0123456789"
     alerts = run_learner(
         one_partition,
         redis_client,
         records,
         tmp_path / "learner.log",
-        snapshot_key="clean-stream-test-signing-key-0123456789",
+        snapshot_key=key,
         snapshot_dir=snapshots,
-        snapshot_interval_s=5,
+        snapshot_interval_s=2,
     )
     assert [a for a in alerts if a["signal"] == "loss"] == []
     assert [a for a in alerts if a["detector"] == "rollback"] == []
@@ -116,7 +118,12 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
     assert meta is not None
     assert "rollbacks" not in meta["counts"]
     assert "rolled_back_from" not in meta["lineage"]
-    assert len(list(snapshots.glob("*.lkg"))) >= 2
+    # The shadow was compared over most of the stream: a last-known-good snapshot was
+    # taken in its first half. (How many follow depends on the gate and the machine's
+    # pace; the store's loss level creeps up as its aggregates fill.)
+    good = [i for i in DirectoryStore(snapshots, key.encode()).list() if i.last_known_good]
+    assert good
+    assert min(sum(i.header.offsets.values()) for i in good) <= len(records) // 2
 
 
 def second_shard_settings(settings: StreamSettings) -> StreamSettings:
