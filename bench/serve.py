@@ -1,10 +1,10 @@
 """/predict throughput and latency: headrace's API against the naive FastAPI app.
 
-    .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000]
+    .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000] [--port-base N]
 
-Starts its own Redis (a free 127.0.0.1 port, a temporary folder), trains the learner's
-logistic model on a simulator stream and publishes it there, then runs both apps as
-uvicorn subprocesses with one worker each (`headrace serve`, and bench/serve_naive.py),
+Starts its own Redis (a free 127.0.0.1 port, or --port-base; a temporary folder), trains
+the learner's logistic model on a simulator stream and publishes it there, then runs both
+apps as uvicorn subprocesses with one worker each (`headrace serve`, and bench/serve_naive.py),
 and loads each in turn from another process: wrk (Debian's package) with 16 connections,
 or, without wrk, an asyncio client with 16 requests in flight. Every request is a real
 /predict with real feature look-ups, rotating over 50 users' requests. Prints req/s, p50
@@ -175,11 +175,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="simulator records to learn")
     parser.add_argument("--rounds", type=int, default=1, help="runs per app and size (median)")
     parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=0,
+        help="Redis on this port, the API on the next, the naive app on the one after "
+        "(default: free ports)",
+    )
     args = parser.parse_args()
+    if not 0 <= args.port_base <= 65_533:
+        parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
+    port = iter(range(args.port_base, args.port_base + 3)) if args.port_base else None
+
+    def next_port() -> int:
+        return next(port) if port is not None else free_port()
+
     sizes = [int(k) for k in args.candidates.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
     stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", stack_dir=str(tmp), key_prefix="bench"
+        redis_url=f"redis://127.0.0.1:{next_port()}/0", stack_dir=str(tmp), key_prefix="bench"
     )
     start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
     config = SimulatorConfig(
@@ -200,7 +214,7 @@ def main() -> None:
             "HEADRACE_KEY_PREFIX": stream.key_prefix,
             "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
         }
-        ports = {"api": free_port(), "naive": free_port()}
+        ports = {"api": next_port(), "naive": next_port()}
         procs["api"] = start(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(ports["api"])],
             env,

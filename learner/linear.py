@@ -74,6 +74,8 @@ class LinearScorer:
         self._names = tuple(names)
         self._means: Floats = np.array(means_, dtype=np.float64)
         self._coefs: Floats = np.array(coefs, dtype=np.float64)
+        self._mean_list: list[float] = means_
+        self._coef_list: list[float] = coefs
         self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
         # Rows missing none of the numeric features take the C-speed path (itemgetter).
         self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
@@ -138,26 +140,34 @@ class LinearScorer:
                 return self.score_many(rows_of(columns, n))
         if self._clash_possible(numeric, categorical):
             return self.score_many(rows_of(columns, n))
-        z = np.full(n, self._intercept, dtype=np.float64)
+        # A scalar column (the user's and the context's features) is one product for all
+        # rows; the per-row columns go into one matrix and one matrix-vector product.
+        shared = self._intercept
+        vectors: list[Any] = []
+        used: list[int] = []
         for name, values in numeric.items():
             j = self._column.get(name)
-            if j is not None:
-                z += (values - self._means[j]) * self._coefs[j]
+            if j is None:
+                continue
+            if isinstance(values, float):
+                shared += (values - self._mean_list[j]) * self._coef_list[j]
+            else:
+                vectors.append(values)
+                used.append(j)
+        z = np.full(n, shared, dtype=np.float64)
+        if used:
+            matrix = np.array(vectors, dtype=np.float64).reshape(len(used), n)
+            z += self._coefs[used] @ (matrix - self._means[used, None])
         weight = self._weights.get
         for name, values in categorical.items():
             if isinstance(values, str):
                 z += weight(f"{name}_{values}", 0.0)
                 continue
             # Candidates share few values (brands, categories): format each key once.
-            cache: dict[str, float] = {}
-            z += np.fromiter(
-                (
-                    cache[v] if v in cache else cache.setdefault(v, weight(f"{name}_{v}", 0.0))
-                    for v in values
-                ),
-                dtype=np.float64,
-                count=n,
-            )
+            weights = dict.fromkeys(values, 0.0)
+            for value in weights:
+                weights[value] = weight(f"{name}_{value}", 0.0)
+            z += np.fromiter(map(weights.__getitem__, values), dtype=np.float64, count=n)
         return _sigmoid(z)
 
     # -- rows ------------------------------------------------------------------------
@@ -343,6 +353,16 @@ def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
         return "numeric", float(value)
     if isinstance(value, numbers.Number):
         return "mixed", None
+    # The API's columns (learner.features.features_many) are lists of str or of float:
+    # classified in one pass each, without a round trip through a numpy string array.
+    if value.__class__ is list and value:
+        types = set(map(type, value))
+        if types == {str}:
+            _check_length(name, len(value), n)
+            return "categorical", value
+        if types == {float}:
+            _check_length(name, len(value), n)
+            return "numeric", value  # made an array with the other columns
     array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(f"a column must be a scalar or one-dimensional, not {array.shape}")
