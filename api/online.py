@@ -13,9 +13,9 @@ and the model holder's polling says when Redis is back.
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 from api.resp import RespError, RespPipeline
 from learner.aggregates import decode_hash
@@ -92,34 +92,54 @@ def _decode(reply: Any) -> Aggregates:
     return {}  # an error reply (WRONGTYPE): nothing known
 
 
+_OR_ZERO: Callable[[Any, Any], Any] = {None: b"0"}.get
+"""_OR_ZERO(v, v): HMGET's nil for a count the item's hash lacks is 0, as features() reads it."""
+
+
 def _item_columns(replies: Sequence[Any]) -> ItemColumns:
     """HMGET replies of ITEM_FIELDS, one per item, as columns."""
     width = len(ITEM_FIELDS)
-    values: list[float | None] | None = None
-    try:
-        flat = list(chain.from_iterable(replies))
-        if len(flat) == width * len(replies):
-            # Every field of every item at C speed; a missing field only costs a test.
-            values = (
-                [None if v is None else float(v) for v in flat]
-                if None in flat
-                else list(map(float, flat))
-            )
-    except (TypeError, ValueError):  # an error reply, or a value that is not a number
-        pass
-    if values is None:
-        values = list(chain.from_iterable(_item_values(reply, width) for reply in replies))
-    return ItemColumns(*(values[j::width] for j in range(width)))
+    if set(map(type, replies)) == {list}:
+        flat: list[Any] = list(chain.from_iterable(replies))
+        try:
+            if len(flat) == width * len(replies):
+                # Column by column at C speed: no Python code runs per item.
+                times = flat[0::width]
+                parsed: list[float] = list(map(float, times)) if None not in times else []
+                time = (
+                    cast(list[float | None], parsed)
+                    if parsed or not times
+                    else [None if v is None else float(v) for v in times]
+                )
+                imp, clk, pur = (
+                    list(map(float, map(_OR_ZERO, column, column)))
+                    for column in (flat[j::width] for j in range(1, width))
+                )
+                return ItemColumns(time, imp, clk, pur)
+        except ValueError:  # a value that is not a number: sort the items out one by one
+            pass
+    rows = [_item_values(reply, width) for reply in replies]
+    return ItemColumns(
+        [row[0] for row in rows],
+        [row[1] for row in rows],
+        [row[2] for row in rows],
+        [row[3] for row in rows],
+    )
 
 
-def _item_values(reply: Any, width: int) -> list[float | None]:
-    """One item's fields; all None (a new item) unless the reply is the learner's."""
+_Row = tuple[float | None, float, float, float]
+
+
+def _item_values(reply: Any, width: int) -> _Row:
+    """One item's fields; a new item's unless the reply is the learner's hash's."""
     if isinstance(reply, list) and len(reply) == width:
         try:
-            return [None if v is None else float(v) for v in reply]
+            time, *counts = (None if v is None else float(v) for v in reply)
+            imp, clk, pur = (0.0 if v is None else v for v in counts)
+            return (time, imp, clk, pur)
         except (TypeError, ValueError):
             pass
-    return [None] * width
+    return (None, 0.0, 0.0, 0.0)
 
 
 class OnlineAggregates:
@@ -151,5 +171,9 @@ class OnlineAggregates:
         # A candidate listed twice was fetched once: each occurrence gets its values.
         at = {item_id: j for j, item_id in enumerate(unique)}
         order = [at[item_id] for item_id in item_ids]
-        columns = (items.time, items.impressions, items.clicks, items.purchases)
-        return user, ItemColumns(*([column[j] for j in order] for column in columns))
+        return user, ItemColumns(
+            [items.time[j] for j in order],
+            [items.impressions[j] for j in order],
+            [items.clicks[j] for j in order],
+            [items.purchases[j] for j in order],
+        )

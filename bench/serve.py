@@ -10,7 +10,8 @@ or, without wrk, an asyncio client with 16 requests in flight. Every request is 
 /predict with real feature look-ups, rotating over 50 users' requests. Prints req/s, p50
 and p99 per app and candidate count, the ratio, each server's CPU use during the run (a
 2-core box also runs Redis and the client), the CPU other processes took meanwhile (a
-shared box: runs with a large share are not comparable), and each server's resident
+shared box: runs with a large share are not comparable), requests per CPU-second of each
+server with its ratio (the figure such sharing skews least), and each server's resident
 memory before and after.
 """
 
@@ -264,6 +265,12 @@ def main() -> None:
         redis_local.stop(stream)
 
 
+def per_cpu(result: Result) -> float:
+    """Requests per CPU-second of the server: what a shared box's other work skews least
+    (a starved server answers fewer requests a second, not fewer a CPU-second)."""
+    return result.rps / max(result.server_cpu, 1e-9)
+
+
 def median_run(found: list[Result]) -> Result:
     """The round with the median throughput (its latencies, CPU and background with it)."""
     return sorted(found, key=lambda r: r.rps)[len(found) // 2]
@@ -281,17 +288,21 @@ def report(
     )
     print(
         f"{'candidates':>10} {'app':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'non-2xx':>7} {'cpu':>5} {'others':>6}"
+        f"{'non-2xx':>7} {'cpu':>5} {'others':>6} {'req/cpu-s':>9}"
     )
     for k in sizes:
         for name in ("api", "naive"):
             r = results[(name, k)]
             print(
                 f"{k:>10} {name:>6} {r.rps:>8,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-                f"{r.errors:>7} {r.server_cpu:>5.0%} {r.others_cpu:>6.0%}"
+                f"{r.errors:>7} {r.server_cpu:>5.0%} {r.others_cpu:>6.0%} {per_cpu(r):>9,.0f}"
             )
-        ratio = results[("api", k)].rps / max(results[("naive", k)].rps, 1e-9)
-        print(f"{k:>10} {'ratio':>6} {ratio:>8.1f}x")
+        api, naive = results[("api", k)], results[("naive", k)]
+        ratio = api.rps / max(naive.rps, 1e-9)
+        print(
+            f"{k:>10} {'ratio':>6} {ratio:>7.1f}x {'':>7} {'':>7} {'':>7} {'':>5} {'':>6} "
+            f"{per_cpu(api) / max(per_cpu(naive), 1e-9):>8.1f}x"
+        )
     for name, (before, after) in memory.items():
         print(f"resident memory {name}: {before:.0f} MB at start, {after:.0f} MB after the runs")
 

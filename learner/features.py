@@ -133,23 +133,24 @@ ITEM_FIELDS: Final = (_TIME, _IMPRESSIONS, _CLICKS, _PURCHASES)
 @dataclass(frozen=True, slots=True)
 class ItemColumns:
     """Many items' aggregates as `features_many` takes them: one list per field of
-    ITEM_FIELDS, an entry per item, None where the item's hash lacks the field."""
+    ITEM_FIELDS, an entry per item. A count the item's hash lacks is 0.0 (as `features()`
+    reads it), a time it lacks is None."""
 
     time: list[float | None]
-    impressions: list[float | None]
-    clicks: list[float | None]
-    purchases: list[float | None]
+    impressions: list[float]
+    clicks: list[float]
+    purchases: list[float]
 
     @classmethod
     def of(cls, item_aggs: Sequence[Mapping[str, float]]) -> "ItemColumns":
         """The columns of per-item aggregates (the learner's form)."""
-        return cls(*([aggs.get(name) for aggs in item_aggs] for name in ITEM_FIELDS))
+        counts = ([aggs.get(name, 0.0) for aggs in item_aggs] for name in ITEM_FIELDS[1:])
+        return cls([aggs.get(_TIME) for aggs in item_aggs], *counts)
 
     @classmethod
     def unknown(cls, n: int) -> "ItemColumns":
         """`n` items nothing is known of (as new items)."""
-        nothing: list[float | None] = [None] * n
-        return cls(nothing, nothing.copy(), nothing.copy(), nothing.copy())
+        return cls([None] * n, [0.0] * n, [0.0] * n, [0.0] * n)
 
     def __len__(self) -> int:
         return len(self.time)
@@ -189,21 +190,15 @@ def features_many(
     prices = [item.price for item in items]
     log_prices = list(map(log1p, prices))
     categories = [item.category for item in items]
+    brands = [item.brand for item in items]
     # Candidates share few categories and brands: each is looked up and lowered once.
-    shares: dict[str, float] = {}
+    shares = dict.fromkeys(categories, 0.0)
     if cat_total > 0:
-        for category in categories:
-            if category not in shares:
-                shares[category] = user.get(_CATEGORY + category, 0.0) / cat_total
-    else:
-        shares = dict.fromkeys(categories, 0.0)
-    in_query: dict[str | None, bool] = {None: False}
-    for item in items:
-        category, brand = item.category, item.brand
-        if category not in in_query:
-            in_query[category] = category.lower() in query
-        if brand not in in_query and brand is not None:
-            in_query[brand] = brand.lower() in query
+        for category in shares:
+            shares[category] = user.get(_CATEGORY + category, 0.0) / cat_total
+    in_query: dict[str | None, bool] = {}
+    for name in dict.fromkeys(categories + brands):
+        in_query[name] = name is not None and name.lower() in query
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s
@@ -213,15 +208,13 @@ def features_many(
         1.0 if last is None or at <= last else 0.5 ** ((at - last) / half_life)
         for last in item_aggs.time
     ]
-    imps = [
-        (0.0 if v is None else v) * i for v, i in zip(item_aggs.impressions, decays, strict=True)
-    ]
+    imps = [v * i for v, i in zip(item_aggs.impressions, decays, strict=True)]
     i_ctr = [
-        ((0.0 if v is None else v) * i + ctr_prior) / (imp + _PRIOR_WEIGHT)
+        (v * i + ctr_prior) / (imp + _PRIOR_WEIGHT)
         for v, i, imp in zip(item_aggs.clicks, decays, imps, strict=True)
     ]
     i_cvr = [
-        ((0.0 if v is None else v) * i + cvr_prior) / (imp + _PRIOR_WEIGHT)
+        (v * i + cvr_prior) / (imp + _PRIOR_WEIGHT)
         for v, i, imp in zip(item_aggs.purchases, decays, imps, strict=True)
     ]
     return {
@@ -229,7 +222,8 @@ def features_many(
         "log_price": log_prices,
         "position": float(context.position),
         "query_match": [
-            1.0 if in_query[item.category] or in_query[item.brand] else 0.0 for item in items
+            1.0 if in_query[category] or in_query[brand] else 0.0
+            for category, brand in zip(categories, brands, strict=True)
         ],
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
@@ -242,7 +236,7 @@ def features_many(
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
         "category": categories,
-        "brand": [item.brand or "none" for item in items],
+        "brand": [brand or "none" for brand in brands],
         "device": context.device,
         "page": context.page,
     }

@@ -42,6 +42,21 @@ class _Odd(NamedTuple):
     weight: float
 
 
+class _Plan(NamedTuple):
+    """What `score_columns` does with columns of given names and kinds."""
+
+    scalars: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each numeric feature given as one value for every row."""
+    vectors: tuple[str, ...]
+    """The numeric features given a value per row that move the score, in `coefs` order."""
+    coefs: "Floats"
+    means: "Floats"
+    """A column: the means of `vectors`."""
+
+
+_PLANS = 64
+
+
 class LinearScorer:
     """P(True) of River's logistic pipeline for many rows at once."""
 
@@ -77,6 +92,7 @@ class LinearScorer:
         self._mean_list: list[float] = means_
         self._coef_list: list[float] = coefs
         self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
+        self._plans: dict[tuple[tuple[str, ...], ...], _Plan | None] = {}
         # Rows missing none of the numeric features take the C-speed path (itemgetter).
         self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
         # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
@@ -138,26 +154,19 @@ class LinearScorer:
                 categorical[name] = values
             elif kind == "mixed":
                 return self.score_many(rows_of(columns, n))
-        if self._clash_possible(numeric, categorical):
+        plan = self._plan(numeric, categorical)
+        if plan is None:
             return self.score_many(rows_of(columns, n))
         # A scalar column (the user's and the context's features) is one product for all
         # rows; the per-row columns go into one matrix and one matrix-vector product.
         shared = self._intercept
-        vectors: list[Any] = []
-        used: list[int] = []
-        for name, values in numeric.items():
-            j = self._column.get(name)
-            if j is None:
-                continue
-            if isinstance(values, float):
-                shared += (values - self._mean_list[j]) * self._coef_list[j]
-            else:
-                vectors.append(values)
-                used.append(j)
+        for name, mean, coef in plan.scalars:
+            shared += (numeric[name] - mean) * coef
         z = np.full(n, shared, dtype=np.float64)
-        if used:
-            matrix = np.array(vectors, dtype=np.float64).reshape(len(used), n)
-            z += self._coefs[used] @ (matrix - self._means[used, None])
+        if plan.vectors:
+            vectors = [numeric[name] for name in plan.vectors]
+            matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), n)
+            z += plan.coefs @ (matrix - plan.means)
         weight = self._weights.get
         for name, values in categorical.items():
             if isinstance(values, str):
@@ -227,6 +236,30 @@ class LinearScorer:
         return total
 
     # -- columns ---------------------------------------------------------------------
+
+    def _plan(self, numeric: Mapping[str, Any], categorical: Mapping[str, Any]) -> "_Plan | None":
+        """How to score columns of these names and kinds; None when names could clash.
+
+        Requests of one deployment send the same names every time: the plan is kept.
+        """
+        vectors = tuple(name for name, values in numeric.items() if values.__class__ is not float)
+        key = (tuple(numeric), vectors, tuple(categorical))
+        if key in self._plans:
+            return self._plans[key]
+        plan: _Plan | None = None
+        if not self._clash_possible(numeric, categorical):
+            used = [name for name in vectors if name in self._column]
+            index = [self._column[name] for name in used]
+            scalars = tuple(
+                (name, self._mean_list[j], self._coef_list[j])
+                for name in numeric
+                if name not in vectors and (j := self._column.get(name)) is not None
+            )
+            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None])
+        if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def _clash_possible(self, numeric: Mapping[str, Any], categorical: Mapping[str, Any]) -> bool:
         """Whether a row could have a one-hot key that another feature also produces."""
@@ -344,6 +377,22 @@ def _check_length(name: str, length: int, n: int) -> None:
 
 def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
     """("numeric" | "categorical", values), ("absent", None) or ("mixed", None)."""
+    # The API's columns (learner.features.features_many) are floats, strs and lists of
+    # either: told apart by exact type first, a list in one pass, without a round trip
+    # through a numpy string array.
+    kind = column.__class__
+    if kind is float:
+        return "numeric", column
+    if kind is str:
+        return "categorical", column
+    if kind is list and column:
+        types = set(map(type, column))  # type: ignore[arg-type]
+        if types == {str}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "categorical", column
+        if types == {float}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "numeric", column  # made an array with the other columns
     value: Any = _unwrap(column)
     if value is None:
         return "absent", None
@@ -353,16 +402,6 @@ def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
         return "numeric", float(value)
     if isinstance(value, numbers.Number):
         return "mixed", None
-    # The API's columns (learner.features.features_many) are lists of str or of float:
-    # classified in one pass each, without a round trip through a numpy string array.
-    if value.__class__ is list and value:
-        types = set(map(type, value))
-        if types == {str}:
-            _check_length(name, len(value), n)
-            return "categorical", value
-        if types == {float}:
-            _check_length(name, len(value), n)
-            return "numeric", value  # made an array with the other columns
     array = np.asarray(value)
     if array.ndim != 1:
         raise ValueError(f"a column must be a scalar or one-dimensional, not {array.shape}")
