@@ -19,7 +19,7 @@ scorer is a snapshot: build a new one when the model changes.
 import math
 import numbers
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -157,26 +157,31 @@ class LinearScorer:
         plan = self._plan(numeric, categorical)
         if plan is None:
             return self.score_many(rows_of(columns, n))
-        # A scalar column (the user's and the context's features) is one product for all
-        # rows; the per-row columns go into one matrix and one matrix-vector product.
+        # A scalar column (the user's and the context's features) adds the same to every
+        # row, once; the per-row numeric columns go into one matrix-vector product, the
+        # per-row one-hot weights into one array.
         shared = self._intercept
         for name, mean, coef in plan.scalars:
             shared += (numeric[name] - mean) * coef
-        z = np.full(n, shared, dtype=np.float64)
-        if plan.vectors:
-            vectors = [numeric[name] for name in plan.vectors]
-            matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), n)
-            z += plan.coefs @ (matrix - plan.means)
         weight = self._weights.get
+        hits: Iterator[float] | None = None
         for name, values in categorical.items():
             if isinstance(values, str):
-                z += weight(f"{name}_{values}", 0.0)
+                shared += weight(f"{name}_{values}", 0.0)
                 continue
             # Candidates share few values (brands, categories): format each key once.
             weights = dict.fromkeys(values, 0.0)
             for value in weights:
                 weights[value] = weight(f"{name}_{value}", 0.0)
-            z += np.fromiter(map(weights.__getitem__, values), dtype=np.float64, count=n)
+            looked_up = map(weights.__getitem__, values)
+            hits = looked_up if hits is None else map(operator.add, hits, looked_up)
+        z = np.full(n, shared, dtype=np.float64)
+        if plan.vectors:
+            vectors = [numeric[name] for name in plan.vectors]
+            matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), n)
+            z += plan.coefs @ (matrix - plan.means)
+        if hits is not None:
+            z += np.fromiter(hits, dtype=np.float64, count=n)
         return _sigmoid(z)
 
     # -- rows ------------------------------------------------------------------------
@@ -344,10 +349,12 @@ def _selects(step: Any, kind: type) -> bool:
 
 
 def _sigmoid(z: Floats) -> Floats:
-    p: Floats = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
-    # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30.
-    p[z < -30.0] = 0.0
-    p[z > 30.0] = 1.0
+    # np.clip's Python wrapper costs more than the two ufuncs it calls.
+    p: Floats = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30.0), 30.0)))
+    # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30 (NaN stays NaN).
+    if z.size and not (z.min() >= -30.0 and z.max() <= 30.0):
+        p[z < -30.0] = 0.0
+        p[z > 30.0] = 1.0
     return p
 
 
