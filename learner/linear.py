@@ -52,9 +52,12 @@ class _Plan(NamedTuple):
     coefs: "Floats"
     means: "Floats"
     """A column: the means of `vectors`."""
+    vector_terms: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each of `vectors`, for a few rows in Python floats."""
 
 
 _PLANS = 64
+_FEW_ROWS = 4
 
 
 class LinearScorer:
@@ -175,6 +178,8 @@ class LinearScorer:
                 weights[value] = weight(f"{name}_{value}", 0.0)
             looked_up = map(weights.__getitem__, values)
             hits = looked_up if hits is None else map(operator.add, hits, looked_up)
+        if n <= _FEW_ROWS:
+            return self._score_few(plan, numeric, shared, hits, n)
         z = np.full(n, shared, dtype=np.float64)
         if plan.vectors:
             vectors = [numeric[name] for name in plan.vectors]
@@ -183,6 +188,26 @@ class LinearScorer:
         if hits is not None:
             z += np.fromiter(hits, dtype=np.float64, count=n)
         return _sigmoid(z)
+
+    @staticmethod
+    def _score_few(
+        plan: "_Plan",
+        numeric: Mapping[str, Any],
+        shared: float,
+        hits: Iterable[float] | None,
+        n: int,
+    ) -> Floats:
+        """score_columns' last steps for a handful of rows, in Python floats: numpy's cost
+        per call is most of the time at one candidate."""
+        one_hot = list(hits) if hits is not None else [0.0] * n
+        terms = [(numeric[name], mean, coef) for name, mean, coef in plan.vector_terms]
+        scores: list[float] = []
+        for i in range(n):
+            z = shared
+            for values, mean, coef in terms:
+                z += (values[i] - mean) * coef
+            scores.append(_sigmoid_one(z + one_hot[i]))
+        return np.array(scores, dtype=np.float64)
 
     # -- rows ------------------------------------------------------------------------
 
@@ -260,7 +285,11 @@ class LinearScorer:
                 for name in numeric
                 if name not in vectors and (j := self._column.get(name)) is not None
             )
-            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None])
+            terms = tuple(
+                (name, self._mean_list[j], self._coef_list[j])
+                for name, j in zip(used, index, strict=True)
+            )
+            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None], terms)
         if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
             self._plans.clear()
         self._plans[key] = plan
@@ -356,6 +385,15 @@ def _sigmoid(z: Floats) -> Floats:
         p[z < -30.0] = 0.0
         p[z > 30.0] = 1.0
     return p
+
+
+def _sigmoid_one(z: float) -> float:
+    """River's utils.math.sigmoid."""
+    if z < -30.0:
+        return 0.0
+    if z > 30.0:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _is_number(value: object) -> bool:
