@@ -1,15 +1,15 @@
 """One /predict, from a decoded request to the response bytes: the API's one house.
 
 Route the user to a shard and a variant, read the aggregates (one round trip), build the
-features with the learner's own pipeline at `at` = now, score, rank, encode; hand the
+features with the learner's own pipeline at `at` = now (`features_many`: `features()` of
+every candidate, as columns), score, rank, encode; hand the
 impressions to the publisher's queue and the shadow variant's work to after the response.
 """
 
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 import orjson
@@ -20,10 +20,10 @@ from api.impressions import ImpressionBatch, ImpressionPublisher
 from api.loading import LoadedVariant, ShardModel
 from api.online import Aggregates, OnlineAggregates
 from api.schemas import PredictRequest
-from api.scoring import Scores, compare, ranking, score_rows
+from api.scoring import Scores, compare, ranking, score_columns
 from api.telemetry import Metrics
 from api.traffic import TrafficSplit
-from learner.features import Features, features
+from learner.features import FeatureColumns, ItemColumns, features_many
 
 AfterResponse = Callable[[], Awaitable[None]]
 
@@ -74,19 +74,16 @@ class Predictor:
         fetched = await self.online.fetch(shard.keys, request.user_id, item_ids)
         degraded = fetched is None
         user: Aggregates
-        items: Iterable[Aggregates]
+        items: ItemColumns
         if fetched is None:
             self.metrics.degraded.inc()
-            user, items = {}, repeat({}, len(candidates))
+            user, items = {}, ItemColumns.unknown(len(candidates))
         else:
             user, items = fetched
         at = self.clock()
-        context, config = request.context, shard.feature_config
-        rows = [
-            features(context, c, user, agg, at, config)
-            for c, agg in zip(candidates, items, strict=True)
-        ]
-        scores = score_rows(variant, rows)
+        context, n = request.context, len(candidates)
+        columns = features_many(context, candidates, user, items, at, shard.feature_config)
+        scores = score_columns(variant, columns, n)
         if not np.isfinite(scores).all():
             raise ModelOutputError(f"model {shard.shard}/{variant.name} v{shard.version} gave NaN")
         request_id = os.urandom(16).hex()
@@ -112,7 +109,7 @@ class Predictor:
         if publish or (publish is None and self.publish_by_default):
             returned = [candidates[i] for i in order]
             self.publisher.offer(ImpressionBatch(request.user_id, context, returned, ids, at))
-        after = self._shadow_work(shard, variant, rows, scores)
+        after = self._shadow_work(shard, variant, columns, scores)
         return Prediction(request_id, body, degraded, after)
 
     def _variant(self, shard: ShardModel, user_id: str) -> LoadedVariant:
@@ -126,7 +123,7 @@ class Predictor:
         return found
 
     def _shadow_work(
-        self, shard: ShardModel, served: LoadedVariant, rows: Sequence[Features], scores: Scores
+        self, shard: ShardModel, served: LoadedVariant, columns: FeatureColumns, scores: Scores
     ) -> AfterResponse | None:
         shadow = self.shadow
         if shadow is None or shadow.variant == served.name:
@@ -137,7 +134,7 @@ class Predictor:
         metrics = self.metrics
 
         async def run() -> None:
-            gap, agree = compare(scores, score_rows(variant, rows))
+            gap, agree = compare(scores, score_columns(variant, columns, len(scores)))
             labels = (shard.shard, variant.name)
             metrics.shadow.labels(*labels).inc()
             metrics.shadow_gap.labels(*labels).observe(gap)

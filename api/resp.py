@@ -74,6 +74,11 @@ class _Replies(asyncio.Protocol):
                 future.set_exception(RespError(f"{type(exc).__name__}: {exc}"))
 
 
+def _expire(future: "asyncio.Future[list[Any]]") -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class RespPipeline:
     """Sends batches of commands on one shared connection; each caller gets its replies."""
 
@@ -88,14 +93,20 @@ class RespPipeline:
         conn = self._conn
         if conn is None or conn.lost is not None:
             conn = await self._connect()
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         conn.waiting.append((n, [], future))
         conn.transport.write(packed)
+        # A timer on the future itself: asyncio.wait_for adds a second future and its
+        # callbacks, measurable at thousands of requests a second.
+        timer = loop.call_later(self._timeout, _expire, future)
         try:
-            return await asyncio.wait_for(future, self._timeout)
+            return await future
         except TimeoutError:
             self._drop(conn, RespError(f"no answer within {self._timeout} s"))
             raise RespError(f"Redis did not answer within {self._timeout} s") from None
+        finally:
+            timer.cancel()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -1,8 +1,10 @@
-"""Scoring a request's feature rows with one variant: numpy when linear, River otherwise.
+"""Scoring a request's features with one variant: numpy when linear, River otherwise.
 
-`LinearScorer` scores every candidate in one product and agrees with River's
+A request's features arrive as columns (`learner.features.features_many`): `LinearScorer`
+scores them without building a row per candidate and agrees with River's
 `predict_proba_one` to 1e-9 (tests/learner/test_linear.py, and through the API in
-tests/api); any other model is asked row by row, as the learner asks it.
+tests/api); any other model is asked row by row, as the learner asks it, with the rows
+the columns describe (exactly `features()` of each candidate).
 """
 
 from collections.abc import Sequence
@@ -11,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from api.loading import LoadedVariant
-from learner.features import Features
+from learner.features import FeatureColumns, Features
+from learner.linear import rows_of
 from learner.variant import p_true_of
 
 Scores = npt.NDArray[np.float64]
@@ -23,6 +26,13 @@ def score_rows(variant: LoadedVariant, rows: Sequence[Features]) -> Scores:
         return variant.scorer.score_many(rows)
     predict = variant.model.predict_proba_one
     return np.fromiter((p_true_of(predict(row)) for row in rows), dtype=np.float64, count=len(rows))
+
+
+def score_columns(variant: LoadedVariant, columns: FeatureColumns, n: int) -> Scores:
+    """P(purchase) of each of the `n` candidates that `columns` describe."""
+    if variant.scorer is not None:
+        return variant.scorer.score_columns(columns, n)
+    return score_rows(variant, rows_of(columns, n))
 
 
 def ranking(scores: Scores, top_k: int | None) -> list[int]:

@@ -1,16 +1,17 @@
 """/predict throughput and latency: headrace's API against the naive FastAPI app.
 
-    .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000]
+    .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000] [--port-base N]
 
-Starts its own Redis (a free 127.0.0.1 port, a temporary folder), trains the learner's
-logistic model on a simulator stream and publishes it there, then runs both apps as
-uvicorn subprocesses with one worker each (`headrace serve`, and bench/serve_naive.py),
+Starts its own Redis (a free 127.0.0.1 port, or --port-base; a temporary folder), trains
+the learner's logistic model on a simulator stream and publishes it there, then runs both
+apps as uvicorn subprocesses with one worker each (`headrace serve`, and bench/serve_naive.py),
 and loads each in turn from another process: wrk (Debian's package) with 16 connections,
 or, without wrk, an asyncio client with 16 requests in flight. Every request is a real
 /predict with real feature look-ups, rotating over 50 users' requests. Prints req/s, p50
 and p99 per app and candidate count, the ratio, each server's CPU use during the run (a
 2-core box also runs Redis and the client), the CPU other processes took meanwhile (a
-shared box: runs with a large share are not comparable), and each server's resident
+shared box: runs with a large share are not comparable), requests per CPU-second of each
+server with its ratio (the figure such sharing skews least), and each server's resident
 memory before and after.
 """
 
@@ -175,11 +176,25 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="simulator records to learn")
     parser.add_argument("--rounds", type=int, default=1, help="runs per app and size (median)")
     parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=0,
+        help="Redis on this port, the API on the next, the naive app on the one after "
+        "(default: free ports)",
+    )
     args = parser.parse_args()
+    if not 0 <= args.port_base <= 65_533:
+        parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
+    port = iter(range(args.port_base, args.port_base + 3)) if args.port_base else None
+
+    def next_port() -> int:
+        return next(port) if port is not None else free_port()
+
     sizes = [int(k) for k in args.candidates.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
     stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", stack_dir=str(tmp), key_prefix="bench"
+        redis_url=f"redis://127.0.0.1:{next_port()}/0", stack_dir=str(tmp), key_prefix="bench"
     )
     start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
     config = SimulatorConfig(
@@ -200,7 +215,7 @@ def main() -> None:
             "HEADRACE_KEY_PREFIX": stream.key_prefix,
             "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
         }
-        ports = {"api": free_port(), "naive": free_port()}
+        ports = {"api": next_port(), "naive": next_port()}
         procs["api"] = start(
             [sys.executable, "-m", "api.cli", "serve", "--port", str(ports["api"])],
             env,
@@ -250,6 +265,12 @@ def main() -> None:
         redis_local.stop(stream)
 
 
+def per_cpu(result: Result) -> float:
+    """Requests per CPU-second of the server: what a shared box's other work skews least
+    (a starved server answers fewer requests a second, not fewer a CPU-second)."""
+    return result.rps / max(result.server_cpu, 1e-9)
+
+
 def median_run(found: list[Result]) -> Result:
     """The round with the median throughput (its latencies, CPU and background with it)."""
     return sorted(found, key=lambda r: r.rps)[len(found) // 2]
@@ -267,17 +288,21 @@ def report(
     )
     print(
         f"{'candidates':>10} {'app':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'non-2xx':>7} {'cpu':>5} {'others':>6}"
+        f"{'non-2xx':>7} {'cpu':>5} {'others':>6} {'req/cpu-s':>9}"
     )
     for k in sizes:
         for name in ("api", "naive"):
             r = results[(name, k)]
             print(
                 f"{k:>10} {name:>6} {r.rps:>8,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
-                f"{r.errors:>7} {r.server_cpu:>5.0%} {r.others_cpu:>6.0%}"
+                f"{r.errors:>7} {r.server_cpu:>5.0%} {r.others_cpu:>6.0%} {per_cpu(r):>9,.0f}"
             )
-        ratio = results[("api", k)].rps / max(results[("naive", k)].rps, 1e-9)
-        print(f"{k:>10} {'ratio':>6} {ratio:>8.1f}x")
+        api, naive = results[("api", k)], results[("naive", k)]
+        ratio = api.rps / max(naive.rps, 1e-9)
+        print(
+            f"{k:>10} {'ratio':>6} {ratio:>7.1f}x {'':>7} {'':>7} {'':>7} {'':>5} {'':>6} "
+            f"{per_cpu(api) / max(per_cpu(naive), 1e-9):>8.1f}x"
+        )
     for name, (before, after) in memory.items():
         print(f"resident memory {name}: {before:.0f} MB at start, {after:.0f} MB after the runs")
 

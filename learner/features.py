@@ -8,12 +8,14 @@ after the features of the current event were taken (point in time).
 """
 
 import math
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
+FeatureColumns = dict[str, float | str | list[float] | list[str]]
+"""Many candidates' features by name: a scalar is every candidate's value, a list one each."""
 
 # Smoothing priors: a new user or item starts at the store-wide typical rates
 # instead of 0/0, and needs a few events before its own rate dominates.
@@ -119,6 +121,122 @@ def features(
         "i_cvr": _rate(i_pur, i_imp, _CVR_PRIOR),
         "category": item.category,
         "brand": item.brand or "none",
+        "device": context.device,
+        "page": context.page,
+    }
+
+
+ITEM_FIELDS: Final = (_TIME, _IMPRESSIONS, _CLICKS, _PURCHASES)
+"""The fields of an item's aggregates that `features()` reads (ItemColumns' order)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemColumns:
+    """Many items' aggregates as `features_many` takes them: one list per field of
+    ITEM_FIELDS, an entry per item. A count the item's hash lacks is 0.0 (as `features()`
+    reads it), a time it lacks is None."""
+
+    time: list[float | None]
+    impressions: list[float]
+    clicks: list[float]
+    purchases: list[float]
+
+    @classmethod
+    def of(cls, item_aggs: Sequence[Mapping[str, float]]) -> "ItemColumns":
+        """The columns of per-item aggregates (the learner's form)."""
+        counts = ([aggs.get(name, 0.0) for aggs in item_aggs] for name in ITEM_FIELDS[1:])
+        return cls([aggs.get(_TIME) for aggs in item_aggs], *counts)
+
+    @classmethod
+    def unknown(cls, n: int) -> "ItemColumns":
+        """`n` items nothing is known of (as new items)."""
+        return cls([None] * n, [0.0] * n, [0.0] * n, [0.0] * n)
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+
+def features_many(
+    context: ContextLike,
+    items: Sequence[ItemLike],
+    user: Mapping[str, float],
+    item_aggs: ItemColumns,
+    at: float,
+    config: FeatureConfig,
+) -> FeatureColumns:
+    """`features()` of each item for one user in one context at one time, as columns.
+
+    What only the user and the context decide is computed once and given as a scalar;
+    the rest is a list in item order, of exactly the values and types `features()` gives
+    (tests/learner/test_features.py proves that row i equals
+    features(context, items[i], user, aggregates of item i, at, config)), in the same key
+    order. `features()` stays the definition: change both together, and ITEM_FIELDS with
+    what `features()` reads of an item's aggregates.
+    """
+    n = len(items)
+    aggs = (item_aggs.time, item_aggs.impressions, item_aggs.clicks, item_aggs.purchases)
+    if any(len(column) != n for column in aggs):
+        raise ValueError(f"{n} items but item aggregates of {[len(c) for c in aggs]}")
+    u = _decay(user, at, config)
+    u_imp = user.get(_IMPRESSIONS, 0.0) * u
+    u_clk = user.get(_CLICKS, 0.0) * u
+    u_pur = user.get(_PURCHASES, 0.0) * u
+    price_n = user.get(_PRICE_N, 0.0)
+    price_mean = user.get(_PRICE_SUM, 0.0) / price_n if price_n > 0 else None
+    cat_total = user.get(_CATEGORY_TOTAL, 0.0)
+    query = context.query.lower()
+    log1p = math.log1p
+
+    prices = [item.price for item in items]
+    log_prices = list(map(log1p, prices))
+    categories = [item.category for item in items]
+    brands = [item.brand for item in items]
+    # Candidates share few categories and brands: each is looked up and lowered once.
+    shares = dict.fromkeys(categories, 0.0)
+    if cat_total > 0:
+        for category in shares:
+            shares[category] = user.get(_CATEGORY + category, 0.0) / cat_total
+    in_query: dict[str | None, bool] = {}
+    for name in dict.fromkeys(categories + brands):
+        in_query[name] = name is not None and name.lower() in query
+
+    # _decay and _rate, inline: a call per candidate and feature was half of this loop.
+    half_life = config.half_life_s
+    ctr_prior = _CTR_PRIOR * _PRIOR_WEIGHT
+    cvr_prior = _CVR_PRIOR * _PRIOR_WEIGHT
+    decays = [
+        1.0 if last is None or at <= last else 0.5 ** ((at - last) / half_life)
+        for last in item_aggs.time
+    ]
+    imps = [v * i for v, i in zip(item_aggs.impressions, decays, strict=True)]
+    i_ctr = [
+        (v * i + ctr_prior) / (imp + _PRIOR_WEIGHT)
+        for v, i, imp in zip(item_aggs.clicks, decays, imps, strict=True)
+    ]
+    i_cvr = [
+        (v * i + cvr_prior) / (imp + _PRIOR_WEIGHT)
+        for v, i, imp in zip(item_aggs.purchases, decays, imps, strict=True)
+    ]
+    return {
+        "price": prices,
+        "log_price": log_prices,
+        "position": float(context.position),
+        "query_match": [
+            1.0 if in_query[category] or in_query[brand] else 0.0
+            for category, brand in zip(categories, brands, strict=True)
+        ],
+        "u_imp": math.log1p(u_imp),
+        "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
+        "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
+        "u_price_gap": (
+            [lp - price_mean for lp in log_prices] if price_mean is not None else [0.0] * n
+        ),
+        "u_cat_share": [shares[category] for category in categories],
+        "i_imp": list(map(log1p, imps)),
+        "i_ctr": i_ctr,
+        "i_cvr": i_cvr,
+        "category": categories,
+        "brand": [brand or "none" for brand in brands],
         "device": context.device,
         "page": context.page,
     }

@@ -19,7 +19,7 @@ scorer is a snapshot: build a new one when the model changes.
 import math
 import numbers
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,6 +40,24 @@ class _Odd(NamedTuple):
     mean: float
     std: float
     weight: float
+
+
+class _Plan(NamedTuple):
+    """What `score_columns` does with columns of given names and kinds."""
+
+    scalars: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each numeric feature given as one value for every row."""
+    vectors: tuple[str, ...]
+    """The numeric features given a value per row that move the score, in `coefs` order."""
+    coefs: "Floats"
+    means: "Floats"
+    """A column: the means of `vectors`."""
+    vector_terms: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each of `vectors`, for a few rows in Python floats."""
+
+
+_PLANS = 64
+_FEW_ROWS = 4
 
 
 class LinearScorer:
@@ -74,7 +92,10 @@ class LinearScorer:
         self._names = tuple(names)
         self._means: Floats = np.array(means_, dtype=np.float64)
         self._coefs: Floats = np.array(coefs, dtype=np.float64)
+        self._mean_list: list[float] = means_
+        self._coef_list: list[float] = coefs
         self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
+        self._plans: dict[tuple[tuple[str, ...], ...], _Plan | None] = {}
         # Rows missing none of the numeric features take the C-speed path (itemgetter).
         self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
         # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
@@ -136,29 +157,57 @@ class LinearScorer:
                 categorical[name] = values
             elif kind == "mixed":
                 return self.score_many(rows_of(columns, n))
-        if self._clash_possible(numeric, categorical):
+        plan = self._plan(numeric, categorical)
+        if plan is None:
             return self.score_many(rows_of(columns, n))
-        z = np.full(n, self._intercept, dtype=np.float64)
-        for name, values in numeric.items():
-            j = self._column.get(name)
-            if j is not None:
-                z += (values - self._means[j]) * self._coefs[j]
+        # A scalar column (the user's and the context's features) adds the same to every
+        # row, once; the per-row numeric columns go into one matrix-vector product, the
+        # per-row one-hot weights into one array.
+        shared = self._intercept
+        for name, mean, coef in plan.scalars:
+            shared += (numeric[name] - mean) * coef
         weight = self._weights.get
+        hits: Iterator[float] | None = None
         for name, values in categorical.items():
             if isinstance(values, str):
-                z += weight(f"{name}_{values}", 0.0)
+                shared += weight(f"{name}_{values}", 0.0)
                 continue
             # Candidates share few values (brands, categories): format each key once.
-            cache: dict[str, float] = {}
-            z += np.fromiter(
-                (
-                    cache[v] if v in cache else cache.setdefault(v, weight(f"{name}_{v}", 0.0))
-                    for v in values
-                ),
-                dtype=np.float64,
-                count=n,
-            )
+            weights = dict.fromkeys(values, 0.0)
+            for value in weights:
+                weights[value] = weight(f"{name}_{value}", 0.0)
+            looked_up = map(weights.__getitem__, values)
+            hits = looked_up if hits is None else map(operator.add, hits, looked_up)
+        if n <= _FEW_ROWS:
+            return self._score_few(plan, numeric, shared, hits, n)
+        z = np.full(n, shared, dtype=np.float64)
+        if plan.vectors:
+            vectors = [numeric[name] for name in plan.vectors]
+            matrix = np.array(vectors, dtype=np.float64).reshape(len(vectors), n)
+            z += plan.coefs @ (matrix - plan.means)
+        if hits is not None:
+            z += np.fromiter(hits, dtype=np.float64, count=n)
         return _sigmoid(z)
+
+    @staticmethod
+    def _score_few(
+        plan: "_Plan",
+        numeric: Mapping[str, Any],
+        shared: float,
+        hits: Iterable[float] | None,
+        n: int,
+    ) -> Floats:
+        """score_columns' last steps for a handful of rows, in Python floats: numpy's cost
+        per call is most of the time at one candidate."""
+        one_hot = list(hits) if hits is not None else [0.0] * n
+        terms = [(numeric[name], mean, coef) for name, mean, coef in plan.vector_terms]
+        scores: list[float] = []
+        for i in range(n):
+            z = shared
+            for values, mean, coef in terms:
+                z += (values[i] - mean) * coef
+            scores.append(_sigmoid_one(z + one_hot[i]))
+        return np.array(scores, dtype=np.float64)
 
     # -- rows ------------------------------------------------------------------------
 
@@ -217,6 +266,34 @@ class LinearScorer:
         return total
 
     # -- columns ---------------------------------------------------------------------
+
+    def _plan(self, numeric: Mapping[str, Any], categorical: Mapping[str, Any]) -> "_Plan | None":
+        """How to score columns of these names and kinds; None when names could clash.
+
+        Requests of one deployment send the same names every time: the plan is kept.
+        """
+        vectors = tuple(name for name, values in numeric.items() if values.__class__ is not float)
+        key = (tuple(numeric), vectors, tuple(categorical))
+        if key in self._plans:
+            return self._plans[key]
+        plan: _Plan | None = None
+        if not self._clash_possible(numeric, categorical):
+            used = [name for name in vectors if name in self._column]
+            index = [self._column[name] for name in used]
+            scalars = tuple(
+                (name, self._mean_list[j], self._coef_list[j])
+                for name in numeric
+                if name not in vectors and (j := self._column.get(name)) is not None
+            )
+            terms = tuple(
+                (name, self._mean_list[j], self._coef_list[j])
+                for name, j in zip(used, index, strict=True)
+            )
+            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None], terms)
+        if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
 
     def _clash_possible(self, numeric: Mapping[str, Any], categorical: Mapping[str, Any]) -> bool:
         """Whether a row could have a one-hot key that another feature also produces."""
@@ -301,11 +378,22 @@ def _selects(step: Any, kind: type) -> bool:
 
 
 def _sigmoid(z: Floats) -> Floats:
-    p: Floats = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
-    # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30.
-    p[z < -30.0] = 0.0
-    p[z > 30.0] = 1.0
+    # np.clip's Python wrapper costs more than the two ufuncs it calls.
+    p: Floats = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30.0), 30.0)))
+    # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30 (NaN stays NaN).
+    if z.size and not (z.min() >= -30.0 and z.max() <= 30.0):
+        p[z < -30.0] = 0.0
+        p[z > 30.0] = 1.0
     return p
+
+
+def _sigmoid_one(z: float) -> float:
+    """River's utils.math.sigmoid."""
+    if z < -30.0:
+        return 0.0
+    if z > 30.0:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-z))
 
 
 def _is_number(value: object) -> bool:
@@ -334,6 +422,22 @@ def _check_length(name: str, length: int, n: int) -> None:
 
 def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
     """("numeric" | "categorical", values), ("absent", None) or ("mixed", None)."""
+    # The API's columns (learner.features.features_many) are floats, strs and lists of
+    # either: told apart by exact type first, a list in one pass, without a round trip
+    # through a numpy string array.
+    kind = column.__class__
+    if kind is float:
+        return "numeric", column
+    if kind is str:
+        return "categorical", column
+    if kind is list and column:
+        types = set(map(type, column))  # type: ignore[arg-type]
+        if types == {str}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "categorical", column
+        if types == {float}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "numeric", column  # made an array with the other columns
     value: Any = _unwrap(column)
     if value is None:
         return "absent", None

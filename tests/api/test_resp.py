@@ -12,6 +12,7 @@ from hiredis import ReplyError
 from api.online import OnlineAggregates, RedisHealth
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import encode_hash
+from learner.features import ItemColumns
 from learner.keys import ShardKeys
 from stream.settings import StreamSettings
 
@@ -113,7 +114,7 @@ def test_aggregates_come_back_in_candidate_order_with_repeats(
     pipeline = RespPipeline(settings.redis_url, 2.0)
     online = OnlineAggregates(pipeline, health)
 
-    async def main() -> tuple[dict[str, float], list[dict[str, float]]] | None:
+    async def main() -> tuple[dict[str, float], ItemColumns] | None:
         try:
             return await online.fetch(keys, "u1", ["b", "a", "missing", "b"])
         finally:
@@ -123,4 +124,33 @@ def test_aggregates_come_back_in_candidate_order_with_repeats(
     assert fetched is not None
     user, items = fetched
     assert user == {"imp": 3.0}
-    assert items == [{"imp": 2.0}, {"imp": 1.0, "t": 5.5}, {}, {"imp": 2.0}]
+    assert items == ItemColumns.of([{"imp": 2.0}, {"imp": 1.0, "t": 5.5}, {}, {"imp": 2.0}])
+
+
+def test_an_item_hash_that_is_not_the_learners_counts_as_a_new_item(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    keys = ShardKeys(settings.key_prefix, "main")
+    redis_client.hset(keys.item("a"), mapping={"imp": "1.0", "t": "5.5", "note": "any text"})
+    redis_client.hset(keys.item("b"), mapping={"imp": "not a number", "clk": "1.0"})
+    redis_client.set(keys.item("c"), "a string, not a hash")
+    redis_client.hset(keys.user("u1"), mapping={"imp": "3.0", "cat:x": "?"})
+    health = RedisHealth()
+    health.up()
+    pipeline = RespPipeline(settings.redis_url, 2.0)
+    online = OnlineAggregates(pipeline, health)
+
+    async def main() -> tuple[dict[str, float], ItemColumns] | None:
+        try:
+            return await online.fetch(keys, "u1", ["a", "b", "c", "a"])
+        finally:
+            pipeline.close()
+
+    fetched = asyncio.run(main())
+    assert fetched is not None
+    user, items = fetched
+    assert user == {}  # a value that is not a number: not the learner's hash
+    # Fields features() does not read do not matter; one it reads that is not a number
+    # makes the item unknown, as does a key of another type.
+    a = {"imp": 1.0, "t": 5.5}
+    assert items == ItemColumns.of([a, {}, {}, a])

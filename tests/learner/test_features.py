@@ -1,12 +1,26 @@
-"""The one feature pipeline: an impression and the equivalent /predict request agree exactly."""
+"""The one feature pipeline: an impression and the equivalent /predict request agree exactly,
+and the API's columnar `features_many` is `features()` of each candidate, exactly."""
+
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.schemas import RequestDecoder
-from learner.features import FeatureConfig, features, observe_impression, observe_outcome
-from stream.events import Impression, Item, parse_event
+from learner.features import (
+    ITEM_FIELDS,
+    FeatureColumns,
+    FeatureConfig,
+    ItemColumns,
+    features,
+    features_many,
+    observe_impression,
+    observe_outcome,
+)
+from stream.events import Context, Impression, Item, parse_event
 
 CONFIG = FeatureConfig(half_life_s=3_600.0)
 
@@ -75,3 +89,113 @@ def test_an_impression_and_the_equivalent_request_get_identical_features(
     served = features(request.context, request.candidates[0], user, item_aggs, at, CONFIG)
     assert learned == served
     assert [type(v) for v in learned.values()] == [type(v) for v in served.values()]
+
+
+def rows_of(columns: FeatureColumns, n: int) -> list[dict[str, Any]]:
+    return [
+        {name: value[i] if isinstance(value, list) else value for name, value in columns.items()}
+        for i in range(n)
+    ]
+
+
+def past_events(user: dict[str, float], steps: list[tuple[str, float, str, float]]) -> None:
+    """Outcomes at `at` (seconds from a fixed start) of items of various categories."""
+    for kind, price, category, offset in steps:
+        at = 1_767_225_600.0 + offset
+        item: dict[str, float] = {}
+        observe_impression(user, item, at, CONFIG)
+        observe_outcome(user, item, kind, Item(price=price, category=category), at, CONFIG)
+
+
+brands = st.one_of(st.none(), st.sampled_from(["Drops", "Malabrigo", "DROPS", "Lana Grossa"]))
+offsets = st.floats(min_value=0.0, max_value=200_000.0)
+kinds = st.sampled_from(["click", "purchase", "view"])
+candidate = st.tuples(
+    prices, categories, brands, st.lists(st.tuples(kinds, prices, categories, offsets), max_size=4)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    candidates=st.lists(candidate, max_size=12),
+    user_past=st.lists(st.tuples(kinds, prices, categories, offsets), max_size=6),
+    query=st.one_of(queries, st.sampled_from(["drops merino", "LANA grossa", "Cotton"])),
+    device=st.sampled_from(["desktop", "mobile"]),
+    position=st.integers(min_value=0, max_value=10_000),
+    at=st.floats(min_value=1_767_225_600.0, max_value=1_767_500_000.0),
+)
+def test_features_many_is_features_of_each_candidate(
+    candidates: list[tuple[float, str, str | None, list[tuple[str, float, str, float]]]],
+    user_past: list[tuple[str, float, str, float]],
+    query: str,
+    device: str,
+    position: int,
+    at: float,
+) -> None:
+    user: dict[str, float] = {}
+    past_events(user, user_past)
+    context = Context(query=query, device=device, page="search", position=position)
+    items = [Item(price=p, category=c, brand=b) for p, c, b, _ in candidates]
+    item_aggs: list[dict[str, float]] = []
+    for _, _, _, steps in candidates:
+        aggs: dict[str, float] = {}
+        for kind, price, category, offset in steps:
+            when = 1_767_225_600.0 + offset
+            observe_impression({}, aggs, when, CONFIG)
+            observe_outcome({}, aggs, kind, Item(price=price, category=category), when, CONFIG)
+        item_aggs.append(aggs)
+
+    columns = features_many(context, items, user, ItemColumns.of(item_aggs), at, CONFIG)
+    expected = [
+        features(context, i, user, a, at, CONFIG) for i, a in zip(items, item_aggs, strict=True)
+    ]
+    got = rows_of(columns, len(items))
+    assert got == expected
+    # Same key order and the same Python types (a River model sees exactly the same rows).
+    assert [list(row.items()) for row in got] == [list(row.items()) for row in expected]
+    assert [[type(v) for v in row.values()] for row in got] == [
+        [type(v) for v in row.values()] for row in expected
+    ]
+
+
+def test_features_many_refuses_items_and_aggregates_of_different_lengths() -> None:
+    items = [Item(price=1.0, category="a")] * 2
+    with pytest.raises(ValueError, match="2 items"):
+        features_many(Context(), items, {}, ItemColumns.unknown(1), 0.0, CONFIG)
+
+
+class Reads(Mapping[str, float]):
+    """A mapping that remembers which keys were read ("*" when it was iterated)."""
+
+    def __init__(self, values: dict[str, float]) -> None:
+        self.data = values
+        self.read: set[str] = set()
+
+    def __getitem__(self, key: str) -> float:
+        self.read.add(key)
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        self.read.add("*")
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(past=st.lists(st.tuples(kinds, prices, categories, offsets), max_size=4), at=offsets)
+def test_features_read_only_the_item_fields_the_api_fetches(
+    past: list[tuple[str, float, str, float]], at: float
+) -> None:
+    # The API reads ITEM_FIELDS of each candidate's hash, no more: features() must not
+    # depend on any other field of an item's aggregates.
+    aggs: dict[str, float] = {"foreign": 1.0}
+    for kind, price, category, offset in past:
+        when = 1_767_225_600.0 + offset
+        observe_impression({}, aggs, when, CONFIG)
+        observe_outcome({}, aggs, kind, Item(price=price, category=category), when, CONFIG)
+    reads = Reads(aggs)
+    item = Item(price=3.0, category="merino")
+    features(Context(), item, {}, reads, 1_767_225_600.0 + at, CONFIG)
+    assert reads.read <= set(ITEM_FIELDS)

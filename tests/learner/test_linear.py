@@ -121,6 +121,24 @@ def test_extreme_logits_are_clamped_like_river() -> None:
         assert set(got.tolist()) == {1.0 if sign > 0 else 0.0}
 
 
+@pytest.mark.parametrize("n", [3, 100])  # a few rows are scored in Python floats
+def test_extreme_logits_of_some_columns_only_are_clamped_like_river(n: int) -> None:
+    model = trained(200)
+    logreg = model["LogisticRegression"]
+    rows = [x for x, _ in synthetic_stream(n, seed=5)]
+    columns: dict[str, Any] = {
+        name: [row.get(name) for row in rows] for name in dict.fromkeys(k for r in rows for k in r)
+    }
+    # Half of the rows beyond +30, half not.
+    p = river_scores(model, rows)
+    logreg.intercept += 30.0 - float(np.median(np.log(p / (1 - p))))
+    got = scorer_of(model).score_columns(columns, n)
+    expected = river_scores(model, rows_of(columns, n))
+    assert (expected == 1.0).any() and (expected < 1.0).any(), "some rows beyond 30, some not"
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    assert got[expected == 1.0].tolist() == [1.0] * int((expected == 1.0).sum())
+
+
 def test_clashing_one_hot_keys_count_once_and_numbers_win() -> None:
     """Both "a"="b_c" and "a_b"="c" make "a_b_c"; a numeric "a_b_c" beats both."""
     model = build_model("logreg", {"lr": 0.3})
