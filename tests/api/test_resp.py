@@ -102,13 +102,10 @@ def test_a_silent_server_times_out_and_a_refused_one_fails_fast() -> None:
         asyncio.run(ask(f"redis://127.0.0.1:{port}/0"))
 
 
-def test_aggregates_come_back_in_candidate_order_with_repeats(
-    settings: StreamSettings, redis_client: redis.Redis
-) -> None:
-    keys = ShardKeys(settings.key_prefix, "main")
-    redis_client.hset(keys.user("u1"), mapping=encode_hash({"imp": 3.0}))
-    redis_client.hset(keys.item("a"), mapping=encode_hash({"imp": 1.0, "t": 5.5}))
-    redis_client.hset(keys.item("b"), mapping=encode_hash({"imp": 2.0}))
+def fetch(
+    settings: StreamSettings, keys: ShardKeys, user_id: str, item_ids: list[str]
+) -> tuple[dict[str, float], ItemColumns]:
+    """What the API reads for one request: the user's hash and the items' columns."""
     health = RedisHealth()
     health.up()
     pipeline = RespPipeline(settings.redis_url, 2.0)
@@ -116,13 +113,23 @@ def test_aggregates_come_back_in_candidate_order_with_repeats(
 
     async def main() -> tuple[dict[str, float], ItemColumns] | None:
         try:
-            return await online.fetch(keys, "u1", ["b", "a", "missing", "b"])
+            return await online.fetch(keys, user_id, item_ids)
         finally:
             pipeline.close()
 
     fetched = asyncio.run(main())
     assert fetched is not None
-    user, items = fetched
+    return fetched
+
+
+def test_aggregates_come_back_in_candidate_order_with_repeats(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    keys = ShardKeys(settings.key_prefix, "main")
+    redis_client.hset(keys.user("u1"), mapping=encode_hash({"imp": 3.0}))
+    redis_client.hset(keys.item("a"), mapping=encode_hash({"imp": 1.0, "t": 5.5}))
+    redis_client.hset(keys.item("b"), mapping=encode_hash({"imp": 2.0}))
+    user, items = fetch(settings, keys, "u1", ["b", "a", "missing", "b"])
     assert user == {"imp": 3.0}
     assert items == ItemColumns.of([{"imp": 2.0}, {"imp": 1.0, "t": 5.5}, {}, {"imp": 2.0}])
 
@@ -135,20 +142,7 @@ def test_an_item_hash_that_is_not_the_learners_counts_as_a_new_item(
     redis_client.hset(keys.item("b"), mapping={"imp": "not a number", "clk": "1.0"})
     redis_client.set(keys.item("c"), "a string, not a hash")
     redis_client.hset(keys.user("u1"), mapping={"imp": "3.0", "cat:x": "?"})
-    health = RedisHealth()
-    health.up()
-    pipeline = RespPipeline(settings.redis_url, 2.0)
-    online = OnlineAggregates(pipeline, health)
-
-    async def main() -> tuple[dict[str, float], ItemColumns] | None:
-        try:
-            return await online.fetch(keys, "u1", ["a", "b", "c", "a"])
-        finally:
-            pipeline.close()
-
-    fetched = asyncio.run(main())
-    assert fetched is not None
-    user, items = fetched
+    user, items = fetch(settings, keys, "u1", ["a", "b", "c", "a"])
     assert user == {}  # a value that is not a number: not the learner's hash
     # Fields features() does not read do not matter; one it reads that is not a number
     # makes the item unknown, as does a key of another type.
