@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from river import drift
 
 from guards.alerts import Alert
+from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
 
 _MISSING = "\x00missing"
@@ -107,6 +108,7 @@ class DriftMonitor:
 
     def __init__(self, model: str, variant: str, settings: GuardSettings) -> None:
         self.model, self.variant, self.settings = model, variant, settings
+        self.state_version = STATE_VERSION
         self.n = 0
         """Examples seen, over the monitor's whole life (alert ids rely on it never repeating)."""
         self.reset()

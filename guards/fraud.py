@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
+from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
 from stream.events import Event, Impression, Labeled, Purchase
 
@@ -93,6 +94,7 @@ class FraudGuard:
     def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings
         self.cohorts = Cohorts(settings)
+        self.state_version = STATE_VERSION
         self.reset_vocabulary()
 
     def reset_vocabulary(self) -> None:

@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from guards.alerts import Alert
+from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
 
 _BLOCKS = 40
@@ -58,6 +59,7 @@ class RollbackDecider:
     def __init__(self, settings: GuardSettings) -> None:
         self.settings = settings
         self.cooldown_until = -1
+        self.state_version = STATE_VERSION
         """Example count before which no decision is made; survives `reset`."""
         self._block = max(1, settings.rollback_window // _BLOCKS)
         self.reset()

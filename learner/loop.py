@@ -7,6 +7,7 @@ aggregates) that publish as deltas, so a learner rebuilt from the committed
 state continues exactly as one that never stopped.
 """
 
+import logging
 import math
 import pickle
 import time
@@ -17,6 +18,7 @@ from typing import Any
 from guards.alerts import Alert
 from guards.drift import DriftMonitor
 from guards.fraud import FraudGuard, Verdict
+from guards.persisted import resumable
 from guards.rollback import RollbackDecider
 from guards.settings import GuardSettings
 from learner import modelcodec
@@ -32,6 +34,8 @@ from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
 from learner.variant import Variant, p_true_of
 from stream.events import Event, Impression, Item, Labeled
+
+log = logging.getLogger("headrace.learner")
 
 _OUTCOMES = ("click", "add_to_cart", "purchase")
 
@@ -292,17 +296,50 @@ class Learner:
         self.seen.load(committed.seen_chunks)
         self.counts = core["counts"]
         self.partition_time = core.get("partition_time", {})
-        fraud, monitors, deciders = core.get("guards", (None, {}, {}))
-        # Guards switched on or off since: the configuration wins; kept state where it exists.
-        if self.fraud is not None and fraud is not None:
-            self.fraud = fraud
-        self.monitors.update({n: m for n, m in monitors.items() if n in self.monitors})
-        self.deciders.update({n: d for n, d in deciders.items() if n in self.deciders})
+        self._restore_guards(*core.get("guards", (None, {}, {})))
         self.offsets = dict(committed.offsets)
         self.lineage = dict(committed.meta.get("lineage", {}))
         self.lineage.pop("parent_version", None)
         self.version = committed.version
         self.cache.clear()
+
+    def _restore_guards(
+        self, fraud: Any, monitors: dict[str, Any], deciders: dict[str, Any]
+    ) -> None:
+        """Carry on with the committed guard state where the running code and settings can.
+
+        Guards switched on or off since: the configuration wins. State written by other
+        code or for other thresholds (an upgrade, a new configuration) is dropped and the
+        guard starts afresh, keeping only its example count, which alert ids rely on.
+        """
+        dropped = []
+        if self.fraud is not None and fraud is not None:
+            if resumable(fraud, self.fraud):
+                self.fraud = fraud
+            else:
+                dropped.append("fraud")
+        for name, monitor in monitors.items():
+            fresh = self.monitors.get(name)
+            if fresh is None:
+                continue
+            if resumable(monitor, fresh):
+                self.monitors[name] = monitor
+            else:
+                fresh.n = getattr(monitor, "n", 0)
+                fresh.reset()  # warms up again from that count
+                dropped.append(f"drift:{name}")
+        for name, decider in deciders.items():
+            if name in self.deciders:
+                if resumable(decider, self.deciders[name]):
+                    self.deciders[name] = decider
+                else:
+                    dropped.append(f"rollback:{name}")
+        if dropped:
+            log.warning(
+                "shard %s: guard state from other code or settings not resumed, started afresh: %s",
+                self.keys.shard,
+                ", ".join(dropped),
+            )
 
 
 def _log_loss(p: float, y: bool) -> float:
