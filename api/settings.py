@@ -70,6 +70,11 @@ class ApiSettings(BaseSettings):
     """Bearer token of the admin routes; None turns them off. At least 16 characters and
     not a placeholder such as "changeme"."""
 
+    admin_previous_tokens: Annotated[list[SecretStr], NoDecode] = []
+    """Tokens retired by a rotation (HEADRACE_ADMIN_PREVIOUS_TOKENS), comma separated:
+    still accepted while replicas and operators move to HEADRACE_ADMIN_TOKEN. Empty it
+    once they have (docs/operations.md, "Rotate the admin token")."""
+
     @field_validator("traffic")
     @classmethod
     def _check_traffic(cls, value: dict[str, float]) -> dict[str, float]:
@@ -105,12 +110,37 @@ class ApiSettings(BaseSettings):
     @field_validator("admin_token")
     @classmethod
     def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None:
-            return None
-        token = value.get_secret_value()
-        squashed = "".join(ch for ch in token.lower() if ch.isalnum())
-        if any(word in squashed for word in _PLACEHOLDER_WORDS) or len(set(token)) < 4:
-            raise ValueError("admin_token is a placeholder; set a real random secret")
-        if len(token) < MIN_TOKEN_CHARS:
-            raise ValueError(f"admin_token must have at least {MIN_TOKEN_CHARS} characters")
+        if value is not None:
+            _check_token("admin_token", value.get_secret_value())
         return value
+
+    @field_validator("admin_previous_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @field_validator("admin_previous_tokens")
+    @classmethod
+    def _check_previous_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for token in value:
+            _check_token("admin_previous_tokens", token.get_secret_value())
+        return value
+
+    def admin_tokens(self) -> list[str]:
+        """Every token the admin routes accept: the current one first, then retired ones.
+
+        None at all when the admin routes are off (no HEADRACE_ADMIN_TOKEN)."""
+        if self.admin_token is None:
+            return []
+        previous = [t.get_secret_value() for t in self.admin_previous_tokens]
+        return [self.admin_token.get_secret_value(), *previous]
+
+
+def _check_token(name: str, token: str) -> None:
+    squashed = "".join(ch for ch in token.lower() if ch.isalnum())
+    if any(word in squashed for word in _PLACEHOLDER_WORDS) or len(set(token)) < 4:
+        raise ValueError(f"{name} is a placeholder; set a real random secret")
+    if len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"{name} must have at least {MIN_TOKEN_CHARS} characters")

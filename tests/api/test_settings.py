@@ -45,6 +45,29 @@ def test_placeholder_or_short_admin_tokens_are_refused(token: str) -> None:
         ApiSettings(admin_token=SecretStr(token))
 
 
+def test_retired_admin_tokens_come_from_a_comma_separated_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEADRACE_ADMIN_TOKEN", "q3VtY8nE1xJk0pLw7RzA")
+    monkeypatch.setenv("HEADRACE_ADMIN_PREVIOUS_TOKENS", "Hb7-Tn2qWx9LpKe4, mR5sV1cZ8yDj3uQa")
+    settings = ApiSettings()
+    assert settings.admin_tokens() == [
+        "q3VtY8nE1xJk0pLw7RzA",
+        "Hb7-Tn2qWx9LpKe4",
+        "mR5sV1cZ8yDj3uQa",
+    ]
+
+
+def test_retired_tokens_alone_do_not_turn_the_admin_routes_on() -> None:
+    settings = ApiSettings(admin_previous_tokens=[SecretStr("Hb7-Tn2qWx9LpKe4")])
+    assert settings.admin_tokens() == []
+
+
+def test_a_placeholder_retired_token_is_refused() -> None:
+    with pytest.raises(ValidationError, match="admin_previous_tokens"):
+        ApiSettings(admin_previous_tokens=[SecretStr("changeme-changeme-changeme")])
+
+
 def test_a_real_admin_token_is_accepted() -> None:
     settings = ApiSettings(admin_token=SecretStr("q3VtY8nE1xJk0pLw7RzA"))
     assert settings.admin_token is not None

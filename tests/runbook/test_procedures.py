@@ -309,7 +309,7 @@ def test_rotate_the_snapshot_key(deployment: Deployment, records: list[SimRecord
 
 def test_rotate_the_admin_token(deployment: Deployment) -> None:
     api = deployment.start_api(deployment.env)
-    assert httpx.get(f"{api.url}/admin/snapshots", headers=_bearer(ADMIN_TOKEN)).status_code == 200
+    assert _admin_status(api.url, ADMIN_TOKEN) == 200
     shell = deployment.shell("rotate-admin-token")
 
     shell.run_next()
@@ -317,10 +317,23 @@ def test_rotate_the_admin_token(deployment: Deployment) -> None:
     assert new_token != ADMIN_TOKEN
     api = deployment.start_api(shell.env)  # "restart them one by one"
     shell.env["API"] = api.url  # the load balancer's address, in a deployment
+    # During the rotation no admin call is refused, whichever token it carries.
+    assert _admin_status(api.url, ADMIN_TOKEN) == 200
+    assert _admin_status(api.url, new_token) == 200
+    shell.run_next()
 
     shell.run_next()
+    assert "HEADRACE_ADMIN_PREVIOUS_TOKENS" not in shell.env
+    api = deployment.start_api(shell.env)  # "restart the replicas again"
+    shell.env["API"] = api.url
+    shell.run_next()
     shell.finished()
-    assert httpx.get(f"{api.url}/admin/snapshots", headers=_bearer(ADMIN_TOKEN)).status_code == 403
+    assert _admin_status(api.url, ADMIN_TOKEN) == 403
+    assert _admin_status(api.url, new_token) == 200
+
+
+def _admin_status(url: str, token: str) -> int:
+    return httpx.get(f"{url}/admin/snapshots", headers=_bearer(token)).status_code
 
 
 def _bearer(token: str) -> dict[str, str]:
