@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from api.loading import LoadedVariant
+from learner.columns import rows_of
 from learner.features import FeatureColumns, Features
-from learner.linear import rows_of
 from learner.variant import p_true_of
 
 Scores = npt.NDArray[np.float64]

@@ -87,9 +87,9 @@ class ApiSettings(BaseSettings):
             raise ValueError("traffic shares must not all be 0")
         return value
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_previous_tokens", mode="before")
     @classmethod
-    def _split_keys(cls, value: Any) -> Any:
+    def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
@@ -112,13 +112,6 @@ class ApiSettings(BaseSettings):
     def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             _check_token("admin_token", value.get_secret_value())
-        return value
-
-    @field_validator("admin_previous_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [token.strip() for token in value.split(",") if token.strip()]
         return value
 
     @field_validator("admin_previous_tokens")

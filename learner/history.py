@@ -14,10 +14,8 @@ from typing import Any
 import orjson
 import redis
 
+from learner.counters import QUARANTINED, by_prefix
 from learner.keys import ShardKeys
-
-QUARANTINED = "quarantined_"
-"""Prefix of the learner's per-rule quarantine counters (Learner.counts)."""
 
 
 @dataclass(slots=True)
@@ -60,11 +58,7 @@ class HistoryRecorder:
             "learned_per_s": (learned - last.learned) / dt if last and dt > 0 else None,
             "events_per_s": (read - last.read) / dt if last and dt > 0 else None,
             "lag": lag,
-            "quarantined": {
-                name[len(QUARANTINED) :]: n
-                for name, n in counts.items()
-                if name.startswith(QUARANTINED)
-            },
+            "quarantined": by_prefix(counts, QUARANTINED),
             "variants": {
                 name: {
                     "n_learned": facts["n_learned"],

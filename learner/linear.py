@@ -24,12 +24,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from river import compose, linear_model, optim, preprocessing
+
+from learner.columns import Column, classify, rows_of
+from learner.models import logreg_parts
 
 Row = Mapping[str, Any]
 """A candidate's features: name -> float (numeric) or str (categorical); others are ignored."""
-Column = float | str | None | Sequence[Any] | npt.NDArray[Any]
-"""A scalar (every row's value) or one value a row; None (or a None item): no such feature."""
 Floats = npt.NDArray[np.float64]
 
 
@@ -111,7 +111,7 @@ class LinearScorer:
     @classmethod
     def from_model(cls, model: Any) -> "LinearScorer | None":
         """A scorer for `model`, or None if it is not the pipeline `learner.models` builds."""
-        parts = _logreg_parts(model)
+        parts = logreg_parts(model)
         if parts is None:
             return None
         scaler, logreg = parts
@@ -150,7 +150,7 @@ class LinearScorer:
         numeric: dict[str, Any] = {}
         categorical: dict[str, Any] = {}
         for name, column in columns.items():
-            kind, values = _classify(name, column, n)
+            kind, values = classify(name, column, n)
             if kind == "numeric":
                 numeric[name] = values
             elif kind == "categorical":
@@ -304,25 +304,6 @@ class LinearScorer:
         return any(other.startswith(prefix) for prefix in prefixes for other in names)
 
 
-def rows_of(columns: Mapping[str, Column], n: int) -> list[dict[str, Any]]:
-    """The rows that `columns` describe (see `LinearScorer.score_columns`)."""
-    rows: list[dict[str, Any]] = [{} for _ in range(n)]
-    for name, column in columns.items():
-        value = _unwrap(column)
-        if value is None:
-            continue
-        if isinstance(value, str | numbers.Number):
-            for row in rows:
-                row[name] = value
-            continue
-        values: Sequence[Any] = value.tolist() if isinstance(value, np.ndarray) else value
-        _check_length(name, len(values), n)
-        for row, value in zip(rows, values, strict=True):
-            if value is not None:
-                row[name] = value
-    return rows
-
-
 def _prefixes(keys: Iterable[str]) -> dict[str, None]:
     """Every k such that some key starts with k + "_" (ordered, without duplicates)."""
     found: dict[str, None] = {}
@@ -332,49 +313,6 @@ def _prefixes(keys: Iterable[str]) -> dict[str, None]:
             found[key[:cut]] = None
             cut = key.find("_", cut + 1)
     return found
-
-
-def _logreg_parts(model: Any) -> tuple[Any, Any] | None:
-    """(StandardScaler, LogisticRegression) when `model` is learner.models' logreg pipeline."""
-    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
-        return None
-    union, logreg = model.steps.values()
-    if not isinstance(union, compose.TransformerUnion) or not _plain_logreg(logreg):
-        return None
-    branches = list(union.transformers.values())
-    if len(branches) != 2 or not all(isinstance(b, compose.Pipeline) for b in branches):
-        return None
-    numeric, categorical = (list(b.steps.values()) for b in branches)
-    if len(numeric) != 2 or len(categorical) != 2:
-        return None
-    select_numbers, scaler = numeric
-    select_strings, encoder = categorical
-    ok = (
-        _selects(select_numbers, numbers.Number)
-        and type(scaler) is preprocessing.StandardScaler
-        and scaler.with_std
-        and scaler.window_size is None
-        and _selects(select_strings, str)
-        and type(encoder) is preprocessing.OneHotEncoder
-        and encoder.categories is None
-        and not encoder.drop_first
-    )
-    return (scaler, logreg) if ok else None
-
-
-def _plain_logreg(logreg: Any) -> bool:
-    loss = getattr(logreg, "loss", None)
-    return (
-        type(logreg) is linear_model.LogisticRegression
-        and isinstance(loss, optim.losses.BinaryLoss)
-        # The probability is sigmoid(dot) only with BinaryLoss's own mean function.
-        and type(loss).mean_func is optim.losses.BinaryLoss.mean_func
-    )
-
-
-def _selects(step: Any, kind: type) -> bool:
-    # learner.models' SelectNumbers/SelectStrings subclass it with the same semantics.
-    return isinstance(step, compose.SelectType) and tuple(step.types) == (kind,)
 
 
 def _sigmoid(z: Floats) -> Floats:
@@ -406,56 +344,3 @@ def _number_or(value: object, default: float) -> Any:
 
 def _nothing(row: Row) -> tuple[()]:
     return ()
-
-
-def _unwrap(column: Column) -> Any:
-    """A 0-d array is the scalar it holds."""
-    if isinstance(column, np.ndarray) and column.ndim == 0:
-        return column.item()
-    return column
-
-
-def _check_length(name: str, length: int, n: int) -> None:
-    if length != n:
-        raise ValueError(f"column {name!r} has {length} values for {n} rows")
-
-
-def _classify(name: str, column: Column, n: int) -> tuple[str, Any]:
-    """("numeric" | "categorical", values), ("absent", None) or ("mixed", None)."""
-    # The API's columns (learner.features.features_many) are floats, strs and lists of
-    # either: told apart by exact type first, a list in one pass, without a round trip
-    # through a numpy string array.
-    kind = column.__class__
-    if kind is float:
-        return "numeric", column
-    if kind is str:
-        return "categorical", column
-    if kind is list and column:
-        types = set(map(type, column))  # type: ignore[arg-type]
-        if types == {str}:
-            _check_length(name, len(column), n)  # type: ignore[arg-type]
-            return "categorical", column
-        if types == {float}:
-            _check_length(name, len(column), n)  # type: ignore[arg-type]
-            return "numeric", column  # made an array with the other columns
-    value: Any = _unwrap(column)
-    if value is None:
-        return "absent", None
-    if isinstance(value, str):
-        return "categorical", value
-    if isinstance(value, numbers.Real):
-        return "numeric", float(value)
-    if isinstance(value, numbers.Number):
-        return "mixed", None
-    array = np.asarray(value)
-    if array.ndim != 1:
-        raise ValueError(f"a column must be a scalar or one-dimensional, not {array.shape}")
-    _check_length(name, len(array), n)
-    if array.dtype.kind in "fiub":
-        return "numeric", array.astype(np.float64, copy=False)
-    # numpy turns ["a", 1.5] into unicode too: only all-str sequences are categorical.
-    if array.dtype.kind == "U" and (
-        isinstance(value, np.ndarray) or all(v.__class__ is str for v in value)
-    ):
-        return "categorical", array.tolist()
-    return "mixed", None

@@ -23,6 +23,7 @@ from guards.rollback import RollbackDecider
 from guards.settings import GuardSettings
 from learner import modelcodec
 from learner.aggregates import AggregateCache
+from learner.counters import QUARANTINED
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
 from learner.history import HistoryRecorder
@@ -118,7 +119,7 @@ class Learner:
             verdict = self.fraud.check(event, self.cache.get(user_key))
             self.cache.mark_dirty(user_key)
             if verdict is not None:
-                self.counts[f"quarantined_{verdict.rule}"] += 1
+                self.counts[f"{QUARANTINED}{verdict.rule}"] += 1
                 return verdict
         at = event.ts.timestamp()
         for example in self.joins.advance(self._watermark(partition, at)):
@@ -318,22 +319,22 @@ class Learner:
                 self.fraud = fraud
             else:
                 dropped.append("fraud")
-        for name, monitor in monitors.items():
-            fresh = self.monitors.get(name)
-            if fresh is None:
-                continue
-            if resumable(monitor, fresh):
-                self.monitors[name] = monitor
-            else:
-                fresh.n = getattr(monitor, "n", 0)
-                fresh.reset()  # warms up again from that count
-                dropped.append(f"drift:{name}")
-        for name, decider in deciders.items():
-            if name in self.deciders:
-                if resumable(decider, self.deciders[name]):
-                    self.deciders[name] = decider
-                else:
-                    dropped.append(f"rollback:{name}")
+        kinds: tuple[tuple[str, dict[str, Any], dict[str, Any]], ...] = (
+            ("drift", self.monitors, monitors),
+            ("rollback", self.deciders, deciders),
+        )
+        for kind, running, committed in kinds:
+            for name, guard in committed.items():
+                fresh = running.get(name)
+                if fresh is None:
+                    continue
+                if resumable(guard, fresh):
+                    running[name] = guard
+                    continue
+                dropped.append(f"{kind}:{name}")
+                if isinstance(fresh, DriftMonitor):
+                    fresh.n = getattr(guard, "n", 0)
+                    fresh.reset()  # warms up again from that count
         if dropped:
             log.warning(
                 "shard %s: guard state from other code or settings not resumed, started afresh: %s",

@@ -182,3 +182,49 @@ def _check(kind: str, name: str, spec: _Param, value: object) -> float | int | s
     if not math.isfinite(value) or (spec.minimum is not None and value < spec.minimum):
         raise ModelError(f"{where} must be a finite number >= {spec.minimum}, not {value!r}")
     return value if isinstance(spec.default, int) else float(value)
+
+
+def logreg_parts(model: Any) -> tuple[Any, Any] | None:
+    """(StandardScaler, LogisticRegression) when `model` is the pipeline "logreg" builds.
+
+    What `learner.linear.LinearScorer` reads to score it with numpy.
+    """
+    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
+        return None
+    union, logreg = model.steps.values()
+    if not isinstance(union, compose.TransformerUnion) or not _plain_logreg(logreg):
+        return None
+    branches = list(union.transformers.values())
+    if len(branches) != 2 or not all(isinstance(b, compose.Pipeline) for b in branches):
+        return None
+    numeric, categorical = (list(b.steps.values()) for b in branches)
+    if len(numeric) != 2 or len(categorical) != 2:
+        return None
+    select_numbers, scaler = numeric
+    select_strings, encoder = categorical
+    ok = (
+        _selects(select_numbers, numbers.Number)
+        and type(scaler) is preprocessing.StandardScaler
+        and scaler.with_std
+        and scaler.window_size is None
+        and _selects(select_strings, str)
+        and type(encoder) is preprocessing.OneHotEncoder
+        and encoder.categories is None
+        and not encoder.drop_first
+    )
+    return (scaler, logreg) if ok else None
+
+
+def _plain_logreg(logreg: Any) -> bool:
+    loss = getattr(logreg, "loss", None)
+    return (
+        type(logreg) is linear_model.LogisticRegression
+        and isinstance(loss, optim.losses.BinaryLoss)
+        # The probability is sigmoid(dot) only with BinaryLoss's own mean function.
+        and type(loss).mean_func is optim.losses.BinaryLoss.mean_func
+    )
+
+
+def _selects(step: Any, kind: type) -> bool:
+    # learner.models' SelectNumbers/SelectStrings subclass it with the same semantics.
+    return isinstance(step, compose.SelectType) and tuple(step.types) == (kind,)

@@ -22,6 +22,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from guards.settings import GuardSettings
 from learner import telemetry
 from learner.aggregates import AggregateCache
+from learner.counters import REJECTED
 from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -230,7 +231,7 @@ class ShardWorker(OperatorDuties):
             if isinstance(event, Rejection):
                 self._dead.send(record, rejection_headers(record, event))
                 learner.skip(record.partition, record.offset)
-                learner.counts[f"rejected_{event.reason}"] += 1
+                learner.counts[f"{REJECTED}{event.reason}"] += 1
                 telemetry.REJECTED.labels(shard, event.reason).inc()
                 continue
             types[event.type] += 1

@@ -19,6 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from guards import alertstore
+from learner.counters import QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
 from stream.kafka_local import answering
 from stream.settings import StreamSettings
@@ -152,15 +153,15 @@ def _shard(
             )
             for name, v in meta.get("variants", {}).items()
         ],
-        quarantined=_counts(counts, "quarantined_"),
-        rejected=_counts(counts, "rejected_"),
+        quarantined=_counts(counts, QUARANTINED),
+        rejected=_counts(counts, REJECTED),
         lineage=meta.get("lineage", {}),
         queued_commands=int(queued),
     )
 
 
 def _counts(counts: dict[str, int], prefix: str) -> dict[str, int]:
-    return {k[len(prefix) :]: n for k, n in sorted(counts.items()) if k.startswith(prefix) and n}
+    return {k: n for k, n in sorted(by_prefix(counts, prefix).items()) if n}
 
 
 def gather(settings: StreamSettings, *, n_alerts: int = 5, timeout_s: float = 2.0) -> Status:

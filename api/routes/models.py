@@ -8,7 +8,7 @@ from starlette.responses import Response
 from api.deps import Services, ServicesDep
 from api.loading import ShardModel
 from api.routes import json_response
-from learner.history import QUARANTINED
+from learner.counters import QUARANTINED, by_prefix
 
 router = APIRouter(tags=["operations"])
 
@@ -68,10 +68,6 @@ def _shard(services: Services, shard: ShardModel, now: float) -> dict[str, Any]:
         "partitions": meta.get("partitions"),
         "lineage": meta.get("lineage", {}),
         "lag": meta.get("lag", {}),
-        "quarantined": {
-            rule[len(QUARANTINED) :]: n
-            for rule, n in meta.get("counts", {}).items()
-            if rule.startswith(QUARANTINED)
-        },
+        "quarantined": by_prefix(meta.get("counts", {}), QUARANTINED),
         "variants": variants,
     }

@@ -152,6 +152,21 @@ def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, 
         learner.close()
 
 
+def confirm(driver: WebDriver, dialog: str, button: str, action: str, lineage: str) -> None:
+    """Confirm the open `dialog` with `button`; the page reports `action` done, and the
+    served lineage then shows `lineage`."""
+    until(driver, 5, "the confirmation", lambda d: shown(d, dialog))
+    driver.find_element(By.ID, button).click()
+    status = until(driver, 40, f"the {action}", answered(action))
+    assert status is not None and "done" in status, status
+    until(
+        driver,
+        15,
+        f"the lineage after the {action}",
+        lambda d: lineage in d.find_element(By.ID, "lineage").text,
+    )
+
+
 def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
     stack: tuple[ApiProcess, float], topics: StreamSettings, redis_client: redis.Redis
 ) -> None:
@@ -218,16 +233,7 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         # Restore it, with replay, after the confirmation; the served version changes.
         before = driver.find_element(By.ID, "version").get_attribute("data-version")
         row.find_element(By.CSS_SELECTOR, "button.restore").click()
-        until(driver, 5, "the confirmation", lambda d: shown(d, "restore-dialog"))
-        driver.find_element(By.ID, "restore-replay").click()
-        status = until(driver, 40, "the restore", answered("restore"))
-        assert status is not None and "done" in status, status
-        until(
-            driver,
-            15,
-            "the restored version",
-            lambda d: snapshot_id in d.find_element(By.ID, "lineage").text,
-        )
+        confirm(driver, "restore-dialog", "restore-replay", "restore", lineage=snapshot_id)
         after = driver.find_element(By.ID, "version").get_attribute("data-version")
         assert after and before and int(after) > int(before)
         served = httpx.get(f"{api.url}/models").json()["models"][0]
@@ -235,15 +241,8 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
 
         # Roll back to the last known good model (the snapshot just taken), confirmed.
         driver.find_element(By.ID, "rollback").click()
-        until(driver, 5, "the confirmation", lambda d: shown(d, "rollback-dialog"))
-        driver.find_element(By.ID, "rollback-confirm").click()
-        status = until(driver, 40, "the rollback", answered("roll back"))
-        assert status is not None and "done" in status, status
-        until(
-            driver,
-            15,
-            "the rolled back version",
-            lambda d: "rolled back from version" in d.find_element(By.ID, "lineage").text,
+        confirm(
+            driver, "rollback-dialog", "rollback-confirm", "roll back", "rolled back from version"
         )
         logs: list[dict[str, Any]] = driver.get_log("browser")  # type: ignore[no-untyped-call]
         # Script errors only: the refused forged calls above are logged as network errors.

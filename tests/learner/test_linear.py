@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from river import compose, linear_model, preprocessing
 
-from learner.linear import LinearScorer, rows_of
+from learner.columns import rows_of
+from learner.linear import LinearScorer
 from learner.models import build_model
 from tests.learner.test_models import CATEGORIES, NUMERIC, synthetic_stream
 

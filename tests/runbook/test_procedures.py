@@ -158,6 +158,18 @@ def _learned(meta: dict[str, Any]) -> dict[str, int]:
     return {name: v["n_learned"] for name, v in meta["variants"].items()}
 
 
+def _snapshot_mid_stream(
+    deployment: Deployment, records: list[SimRecord]
+) -> tuple[str, dict[int, int], dict[str, int]]:
+    """A learner takes FIRST records, a snapshot, then the rest: the snapshot id, the end
+    offsets and what each variant had learned by the end."""
+    deployment.start_learner()
+    deployment.feed(records[:FIRST])
+    snapshot_id = deployment.snapshot()
+    ends = deployment.feed(records[FIRST:])
+    return snapshot_id, ends, _learned(deployment.meta())
+
+
 def test_every_procedure_in_the_runbook_has_a_test() -> None:
     assert set(procedures()) == set(TESTED)
     assert all(name in globals() for name in TESTED.values())
@@ -166,11 +178,7 @@ def test_every_procedure_in_the_runbook_has_a_test() -> None:
 def test_restore_after_redis_loss_with_a_running_learner(
     deployment: Deployment, records: list[SimRecord]
 ) -> None:
-    deployment.start_learner()
-    deployment.feed(records[:FIRST])
-    snapshot_id = deployment.snapshot()
-    ends = deployment.feed(records[FIRST:])
-    before = _learned(deployment.meta())
+    snapshot_id, ends, before = _snapshot_mid_stream(deployment, records)
 
     deployment.lose_redis()
 
@@ -192,11 +200,7 @@ def test_restore_after_redis_loss_with_a_running_learner(
 def test_restore_after_redis_loss_without_learner(
     deployment: Deployment, records: list[SimRecord]
 ) -> None:
-    deployment.start_learner()
-    deployment.feed(records[:FIRST])
-    snapshot_id = deployment.snapshot()
-    ends = deployment.feed(records[FIRST:])
-    before = _learned(deployment.meta())
+    snapshot_id, ends, before = _snapshot_mid_stream(deployment, records)
     assert deployment.learner is not None
     deployment.learner.kill()  # the machine went down with Redis: no clean stop
     deployment.learner = None

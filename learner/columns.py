@@ -1,0 +1,88 @@
+"""Features as columns: one value for every row (a scalar) or one value a row.
+
+The API computes a request's features column by column (`learner.features.features_many`):
+the user's and the context's once, the candidates' as lists. `LinearScorer.score_columns`
+scores them as they are; anything else reads them as rows with `rows_of`.
+"""
+
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Column = float | str | None | Sequence[Any] | npt.NDArray[Any]
+"""A scalar (every row's value) or one value a row; None (or a None item): no such feature."""
+
+
+def rows_of(columns: Mapping[str, Column], n: int) -> list[dict[str, Any]]:
+    """The rows that `columns` describe (see `LinearScorer.score_columns`)."""
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, column in columns.items():
+        value = _unwrap(column)
+        if value is None:
+            continue
+        if isinstance(value, str | numbers.Number):
+            for row in rows:
+                row[name] = value
+            continue
+        values: Sequence[Any] = value.tolist() if isinstance(value, np.ndarray) else value
+        _check_length(name, len(values), n)
+        for row, value in zip(rows, values, strict=True):
+            if value is not None:
+                row[name] = value
+    return rows
+
+
+def _unwrap(column: Column) -> Any:
+    """A 0-d array is the scalar it holds."""
+    if isinstance(column, np.ndarray) and column.ndim == 0:
+        return column.item()
+    return column
+
+
+def _check_length(name: str, length: int, n: int) -> None:
+    if length != n:
+        raise ValueError(f"column {name!r} has {length} values for {n} rows")
+
+
+def classify(name: str, column: Column, n: int) -> tuple[str, Any]:
+    """("numeric" | "categorical", values), ("absent", None) or ("mixed", None)."""
+    # The API's columns (learner.features.features_many) are floats, strs and lists of
+    # either: told apart by exact type first, a list in one pass, without a round trip
+    # through a numpy string array.
+    kind = column.__class__
+    if kind is float:
+        return "numeric", column
+    if kind is str:
+        return "categorical", column
+    if kind is list and column:
+        types = set(map(type, column))  # type: ignore[arg-type]
+        if types == {str}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "categorical", column
+        if types == {float}:
+            _check_length(name, len(column), n)  # type: ignore[arg-type]
+            return "numeric", column  # made an array with the other columns
+    value: Any = _unwrap(column)
+    if value is None:
+        return "absent", None
+    if isinstance(value, str):
+        return "categorical", value
+    if isinstance(value, numbers.Real):
+        return "numeric", float(value)
+    if isinstance(value, numbers.Number):
+        return "mixed", None
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"a column must be a scalar or one-dimensional, not {array.shape}")
+    _check_length(name, len(array), n)
+    if array.dtype.kind in "fiub":
+        return "numeric", array.astype(np.float64, copy=False)
+    # numpy turns ["a", 1.5] into unicode too: only all-str sequences are categorical.
+    if array.dtype.kind == "U" and (
+        isinstance(value, np.ndarray) or all(v.__class__ is str for v in value)
+    ):
+        return "categorical", array.tolist()
+    return "mixed", None
