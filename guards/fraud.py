@@ -102,16 +102,18 @@ class FraudGuard:
         self.vocabulary: dict[str, set[str]] = {f: set() for f in self.settings.fraud_vocab_fields}
         self.vocab_impressions = 0
 
-    def check(self, event: Event, user: User) -> Verdict | None:
+    def check(self, event: Event, user: User, at: float | None = None) -> Verdict | None:
         """A verdict if `event` must be quarantined, else None; updates `user`'s `f:` fields.
 
         Call it for every event that is not a duplicate, in order, and persist
-        `user` whatever the verdict (a ban outlives the event that caused it).
+        `user` whatever the verdict (a ban outlives the event that caused it). `at` is
+        `event.ts` as a timestamp, when the caller has it already.
         """
         s = self.settings
         if not (s.guards_enabled and s.fraud_enabled):
             return None
-        at = event.ts.timestamp()
+        if at is None:
+            at = event.ts.timestamp()
         verdict, repeated = self._bot_rules(event, user, at)
         if verdict is not None:
             if at + s.fraud_ban_s > user.get("f:ban", -math.inf):

@@ -8,7 +8,9 @@ atomic publish writes them together with the offsets they reflect.
 
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+import msgspec
 import redis
 
 from learner.features import Aggregates
@@ -21,6 +23,44 @@ def decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, float]:
 
 def encode_hash(values: Mapping[str, float]) -> dict[str, str]:
     return {k: repr(v) for k, v in values.items()}
+
+
+# One HSET per hash through redis-py cost the learner more than learning did at a
+# publish of a few thousand hashes: formatting every float, packing every command and
+# parsing a QUEUED reply for each. One script call carries them all as a msgpack array
+# (one map per key, in KEYS order); Redis formats each double with %.17g, which reads
+# back (`float()`) as exactly the same double, as repr does.
+_WRITE_HASHES = """
+local rows = cmsgpack.unpack(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local args = {}
+  for name, value in pairs(rows[i]) do
+    args[#args + 1] = name
+    args[#args + 1] = string.format('%.17g', value)
+    -- unpack() is bounded by Lua's C stack (8,000 values): write wide hashes in parts.
+    if #args == 1000 then
+      redis.call('HSET', key, unpack(args))
+      args = {}
+    end
+  end
+  if #args > 0 then
+    redis.call('HSET', key, unpack(args))
+  end
+end
+return #KEYS
+"""
+
+
+class HashWriter:
+    """Writes many hashes of floats in one command, queued on a pipeline or transaction."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._script = client.register_script(_WRITE_HASHES)
+
+    def write(self, pipe: Any, hashes: Mapping[str, Mapping[str, float]]) -> None:
+        if hashes:
+            rows = msgspec.msgpack.encode(list(hashes.values()))
+            self._script(keys=list(hashes), args=[rows], client=pipe)
 
 
 class AggregateCache:

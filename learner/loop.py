@@ -34,11 +34,11 @@ from learner.models import build_model
 from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
 from learner.variant import Variant, p_true_of
-from stream.events import Event, Impression, Item, Labeled
+from stream.events import EVENT_TYPES, Event, Impression, Item, Labeled
 
 log = logging.getLogger("headrace.learner")
 
-_OUTCOMES = ("click", "add_to_cart", "purchase")
+_EVENT_COUNTER = {kind: f"event_{kind}" for kind in EVENT_TYPES}
 
 
 class Learner:
@@ -109,19 +109,19 @@ class Learner:
         Returns the fraud guard's verdict when the event is quarantined (not learned).
         """
         self.offsets[partition] = offset + 1
-        self.counts[f"event_{event.type}"] += 1
+        self.counts[_EVENT_COUNTER[event.type]] += 1
         if self.seen.check_and_add(event.event_id):
             self.counts["duplicate_event"] += 1
             return None
+        at = event.ts.timestamp()
         if self.fraud is not None:
             user_key = self.keys.user(event.user_id)
             # Marked dirty whatever the verdict: a ban is written by the event it blocks.
-            verdict = self.fraud.check(event, self.cache.get(user_key))
+            verdict = self.fraud.check(event, self.cache.get(user_key), at)
             self.cache.mark_dirty(user_key)
             if verdict is not None:
                 self.counts[f"{QUARANTINED}{verdict.rule}"] += 1
                 return verdict
-        at = event.ts.timestamp()
         for example in self.joins.advance(self._watermark(partition, at)):
             self._learn(example.features, example.label, example.ts)
         if isinstance(event, Labeled):

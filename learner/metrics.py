@@ -1,6 +1,7 @@
 """Progressive validation metrics: every example is scored before the model learns it."""
 
 import bisect
+import math
 from collections import deque
 from typing import Any
 
@@ -35,10 +36,13 @@ class ProgressiveMetrics:
         """
         label = p_true > 0.5 if y_pred is None else y_pred
         self.n += 1
-        self._cumulative.update(y_true, p_true, label)
+        # The loss and the histogram slot serve both the cumulative and the rolling values.
+        loss, slot = _log_loss(y_true, p_true), _slot(p_true)
+        self._cumulative.add(y_true, loss, slot, label, 1)
         if len(self._recent) == self.window:
-            self._rolling.revert(*self._recent.popleft())
-        self._rolling.update(y_true, p_true, label)
+            old_y, old_p, old_label = self._recent.popleft()
+            self._rolling.add(old_y, _log_loss(old_y, old_p), _slot(old_p), old_label, -1)
+        self._rolling.add(y_true, loss, slot, label, 1)
         self._recent.append((y_true, p_true, label))
 
     def report(self) -> dict[str, float]:
@@ -72,17 +76,20 @@ class _Trio:
         self._correct = 0
         self._total = 0
 
-    def update(self, y_true: bool, p_true: float, label: bool) -> None:
-        self.log_loss.update(y_true, p_true)
-        self._count(y_true, p_true, label, 1)
-
-    def revert(self, y_true: bool, p_true: float, label: bool) -> None:
-        self.log_loss.revert(y_true, p_true)
-        self._count(y_true, p_true, label, -1)
-
-    def _count(self, y_true: bool, p_true: float, label: bool, step: int) -> None:
-        # Slot k: p exceeds the k lowest thresholds (River compares p_true > t).
-        slot = bisect.bisect_left(_THRESHOLDS, p_true)
+    def add(self, y_true: bool, loss: float, slot: int, label: bool, step: int) -> None:
+        """Count an example (`step` 1) or take it back (-1): River's `LogLoss.update` and
+        `revert` (the running mean of `stats.Mean`, with its own formulas, so the rounding
+        is the same), and the counts."""
+        mean = self.log_loss._mean
+        if step > 0:
+            mean.n += 1.0
+            mean._mean += (1.0 / mean.n) * (loss - mean._mean)
+        else:
+            mean.n -= 1.0
+            if mean.n == 0:
+                mean._mean = 0.0
+            else:
+                mean._mean -= (1.0 / mean.n) * (loss - mean._mean)
         if y_true:
             self._positives[slot] += step
         else:
@@ -110,6 +117,17 @@ class _Trio:
             f"{prefix}roc_auc": self.roc_auc(),
             f"{prefix}accuracy": self._correct / self._total if self._total else 0.0,
         }
+
+
+def _log_loss(y_true: bool, p_true: float) -> float:
+    """River's `LogLoss._eval`: the probability clamped into (0, 1) first."""
+    p = max(min(p_true, 1 - 1e-15), 1e-15)
+    return -math.log(p) if y_true else -math.log(1 - p)
+
+
+def _slot(p_true: float) -> int:
+    """Slot k: p exceeds the k lowest thresholds (River compares p_true > t)."""
+    return bisect.bisect_left(_THRESHOLDS, p_true)
 
 
 # River's ROCAUC() defaults: ten thresholds spanning [0, 1], the ends nudged outwards.

@@ -20,7 +20,7 @@ import redis
 from guards import alertstore
 from guards.alerts import Alert
 from learner import history
-from learner.aggregates import encode_hash
+from learner.aggregates import HashWriter
 from learner.errors import FencedError
 from learner.joins import Pending
 from learner.keys import ShardKeys, versions_channel
@@ -67,6 +67,7 @@ class StateStore:
         self._client = client
         self.keys = keys
         self._lease_ttl_ms = lease_ttl_ms
+        self._hashes = HashWriter(client)
 
     def version(self) -> int:
         raw = self._client.hget(self.keys.state, "version")
@@ -119,8 +120,7 @@ class StateStore:
                 pipe.rpush(keys.seen, delta.seen_chunk)
                 if delta.seen_drop:
                     pipe.ltrim(keys.seen, delta.seen_drop, -1)
-            for key, values in delta.aggregates.items():
-                pipe.hset(key, mapping=encode_hash(values))
+            self._hashes.write(pipe, delta.aggregates)
             alertstore.append(pipe, keys.prefix, delta.alerts)
             if delta.history is not None:
                 history.append(pipe, keys, {**delta.history, "version": version}, delta.history_cap)

@@ -5,6 +5,7 @@ from typing import Any
 
 from learner import modelcodec
 from learner.metrics import ProgressiveMetrics
+from learner.progressive import LogregStep
 
 # What an untrained model (River returns {}) is taken to say: no preference.
 UNINFORMED = 0.5
@@ -26,6 +27,9 @@ class Variant:
         self.model = model
         self.metrics = metrics
         self.n_learned = n_learned
+        self._step: LogregStep | None = None
+        self._stepped: Any = None
+        """The model `_step` was made for: a rollback or a restore replaces `model`."""
 
     def learn(self, x: Mapping[str, float | str], y: bool) -> float:
         """Score `x` with the model as it is, then learn it; return the score (P(True)).
@@ -33,12 +37,18 @@ class Variant:
         The same steps, in the same order, as River's `evaluate.progressive_val_score`, so
         the metrics equal its results: a model with nothing to say ({}) is not scored.
         """
-        proba = self.model.predict_proba_one(x)
+        model = self.model
+        if model is not self._stepped:
+            self._step, self._stepped = LogregStep.of(model), model
+        if self._step is not None:
+            proba = self._step.learn(x, y)
+        else:
+            proba = model.predict_proba_one(x)
+            model.learn_one(x, y)
         p_true = p_true_of(proba)
         if proba:
             # River's predict_one: the first most probable label.
             self.metrics.update(y, p_true, bool(max(proba, key=proba.__getitem__)))
-        self.model.learn_one(x, y)
         self.n_learned += 1
         return p_true
 
@@ -51,12 +61,14 @@ class Variant:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["model"] = modelcodec.dumps(self.model)
+        del state["_step"], state["_stepped"]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
         state["model"] = modelcodec.loads(state["model"])
         self.__dict__.update(state)
+        self._step, self._stepped = None, None
 
     def __repr__(self) -> str:
         return f"Variant({self.name!r}, {self.kind!r}, n_learned={self.n_learned})"

@@ -1,0 +1,72 @@
+"""One progressive-validation step of the logistic pipeline, without the pipeline's plumbing.
+
+`Variant.learn` scores an example and then learns it. Through River's `Pipeline` that
+selects the numeric and the string features four times, merges two unions and walks
+two plans; the selections and the merges were a third of the learner's time. This
+step splits the example once and hands River's own `StandardScaler` and
+`LogisticRegression` exactly the dicts the pipeline would hand them (same keys, same
+order, same values), so every weight, mean and probability is bit for bit River's:
+
+- predict: the union puts the one-hot keys first (it merges its branches in reverse
+  order), then the scaled numbers (scaled with the statistics before this example);
+- learn: the scaler learns the numbers, then the union is computed again (with the
+  updated statistics) and the regression learns it.
+
+The scaler's three passes (scale, learn, scale again) run as one, in its own expressions.
+
+`tests/learner/test_progressive.py` checks it against the pipeline on random examples.
+"""
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from learner.models import logreg_parts
+
+
+class LogregStep:
+    """Predict-then-learn on the parts of a "logreg" pipeline; see the module docstring."""
+
+    __slots__ = ("_logreg", "_scaler")
+
+    def __init__(self, scaler: Any, logreg: Any) -> None:
+        self._scaler = scaler
+        self._logreg = logreg
+
+    @classmethod
+    def of(cls, model: Any) -> "LogregStep | None":
+        """The step for `model`, or None when it is not the pipeline "logreg" builds."""
+        parts = logreg_parts(model)
+        return cls(*parts) if parts is not None else None
+
+    def learn(self, x: Mapping[str, Any], y: bool) -> dict[bool, float]:
+        """River's `predict_proba_one(x)` before learning, then `learn_one(x, y)`."""
+        scaler = self._scaler
+        counts, means, variances = scaler.counts, scaler.means, scaler.vars
+        before: dict[str, Any] = {}
+        after: dict[str, Any] = {}
+        one_hot: dict[str, Any] = {}
+        for k, v in x.items():
+            cls = v.__class__
+            # SelectType(numbers.Number) and SelectType(str), decided by class first.
+            if cls is float or (cls is not str and isinstance(v, numbers.Number)):
+                # StandardScaler's transform_one, learn_one, transform_one, feature by
+                # feature (each feature's statistics are its own), in its own expressions.
+                var = variances[k]
+                before[k] = (v - means[k]) / var**0.5 if var else 0.0
+                counts[k] += 1
+                old_mean = means[k]
+                means[k] += (v - old_mean) / counts[k]
+                variances[k] += ((v - old_mean) * (v - means[k]) - variances[k]) / counts[k]
+                var = variances[k]
+                after[k] = (v - means[k]) / var**0.5 if var else 0.0
+            elif cls is str or isinstance(v, str):
+                # OneHotEncoder(drop_zeros=True): one key per string, value 1.
+                one_hot[f"{k}_{v}"] = 1
+        # The union merges its branches last to first: one-hot keys, then the numbers.
+        scored = dict(one_hot)
+        scored.update(before)
+        proba: dict[bool, float] = self._logreg.predict_proba_one(scored)
+        one_hot.update(after)
+        self._logreg.learn_one(one_hot, y)
+        return proba
