@@ -32,7 +32,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.learn import cleanup, committed, fresh  # noqa: E402
+from bench.learn import cleanup, committed, fresh, shipped_env  # noqa: E402
 from guards import alertstore  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from stream import control, stack  # noqa: E402
@@ -58,7 +58,7 @@ def rate(
     settings = fresh(base, partitions=3)
     send(settings, records)
     total = sum(end_offsets(settings).values())
-    proc = LearnerProcess(learner_env(settings, lease_ttl_ms=3000, **env), log)
+    proc = LearnerProcess(shipped_env(settings, **env), log)
     try:
         wait_until(lambda: committed(client, settings) > 0, 120, "the first commit")
         began, first = time.perf_counter(), committed(client, settings)

@@ -26,6 +26,7 @@ _SLOTS = 3  # impressions whose outcomes are tracked per user: bots buy 2 or 3 p
 _SLOT_ID = tuple(f"f:o{k}i" for k in range(_SLOTS))
 _SLOT_T = tuple(f"f:o{k}t" for k in range(_SLOTS))
 _SLOT_BITS = tuple(f"f:o{k}b" for k in range(_SLOTS))
+_MEMO_USERS = 100_000  # users whose cohort is remembered (a few MB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +63,27 @@ class Cohorts:
         # [time, recent impressions, recent positives, recent unflagged positives,
         #  long impressions, long unflagged positives]
         self.state = [[-math.inf, 0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(self._n)]
+        self._memo: dict[str, int] = {}
 
     def of(self, user_id: str) -> int:
-        digest = hashlib.blake2b(user_id.encode(), digest_size=8, key=self._key).digest()
-        return int.from_bytes(digest, "big") % self._n
+        cohort = self._memo.get(user_id)
+        if cohort is None:
+            # A keyed hash per positive and impression showed in the profile: users recur.
+            if len(self._memo) >= _MEMO_USERS:
+                self._memo.clear()
+            digest = hashlib.blake2b(user_id.encode(), digest_size=8, key=self._key).digest()
+            cohort = self._memo[user_id] = int.from_bytes(digest, "big") % self._n
+        return cohort
+
+    # The memo is derived: it is not part of the committed state.
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(self.__dict__)
+        state.pop("_memo", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._memo = {}
 
     def add(self, cohort: int, at: float, impressions: float, positives: float) -> list[float]:
         """Count an event (positives unflagged until `flag`); returns the cohort's counts."""

@@ -31,6 +31,7 @@ from learner.joins import Joins, Pending, encode_features
 from learner.keys import ShardKeys
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model
+from learner.progressive import predictor
 from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
 from learner.variant import Variant, p_true_of
@@ -85,6 +86,8 @@ class Learner:
                     self.deciders[name] = RollbackDecider(g)
         self.shadows: dict[str, Any] = {}
         """Per variant, the last-known-good model, scored on every example (never learning)."""
+        self._shadow_predictors: dict[str, tuple[Any, Any]] = {}
+        """Per variant, (the shadow, how to score it): `shadows` is replaced as a whole."""
         self.alerts: list[Alert] = []
         """Raised since the last publish; published with the state that raised them."""
         self.lag: dict[int, int] = {}
@@ -192,7 +195,11 @@ class Learner:
                 self.alerts.extend(monitor.update(loss, x, p, ts))
             shadow, decider = self.shadows.get(name), self.deciders.get(name)
             if shadow is not None and decider is not None:
-                shadow_loss = _log_loss(p_true_of(shadow.predict_proba_one(x)), y)
+                scored, predict = self._shadow_predictors.get(name, (None, None))
+                if scored is not shadow or predict is None:
+                    predict = predictor(shadow)
+                    self._shadow_predictors[name] = (shadow, predict)
+                shadow_loss = _log_loss(p_true_of(predict(x)), y)
                 decision = decider.update(loss, shadow_loss, variant.n_learned)
                 if decision is not None:
                     self.alerts.append(decision.alert(self.keys.shard, name, ts))

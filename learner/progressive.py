@@ -18,7 +18,7 @@ The scaler's three passes (scale, learn, scale again) run as one, in its own exp
 """
 
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from learner.models import logreg_parts
@@ -38,6 +38,22 @@ class LogregStep:
         """The step for `model`, or None when it is not the pipeline "logreg" builds."""
         parts = logreg_parts(model)
         return cls(*parts) if parts is not None else None
+
+    def predict(self, x: Mapping[str, Any]) -> dict[bool, float]:
+        """River's `predict_proba_one(x)`, without learning (a last-known-good shadow)."""
+        means, variances = self._scaler.means, self._scaler.vars
+        scaled: dict[str, Any] = {}
+        one_hot: dict[str, Any] = {}
+        for k, v in x.items():
+            cls = v.__class__
+            if cls is float or (cls is not str and isinstance(v, numbers.Number)):
+                var = variances[k]
+                scaled[k] = (v - means[k]) / var**0.5 if var else 0.0
+            elif cls is str or isinstance(v, str):
+                one_hot[f"{k}_{v}"] = 1
+        one_hot.update(scaled)
+        proba: dict[bool, float] = self._logreg.predict_proba_one(one_hot)
+        return proba
 
     def learn(self, x: Mapping[str, Any], y: bool) -> dict[bool, float]:
         """River's `predict_proba_one(x)` before learning, then `learn_one(x, y)`."""
@@ -70,3 +86,12 @@ class LogregStep:
         one_hot.update(after)
         self._logreg.learn_one(one_hot, y)
         return proba
+
+
+def predictor(model: Any) -> Callable[[Mapping[str, Any]], dict[Any, float]]:
+    """`model.predict_proba_one`, through the logistic step when `model` is a "logreg"."""
+    step = LogregStep.of(model)
+    predict: Callable[[Mapping[str, Any]], dict[Any, float]] = (
+        step.predict if step is not None else model.predict_proba_one
+    )
+    return predict

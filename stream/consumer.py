@@ -81,8 +81,14 @@ class ShardWorker(OperatorDuties):
             max_poll_records=settings.poll_max_records,
             fetch_max_wait_ms=50,
         )
+        # Every publish flushes the side topics before it commits, so their records may wait
+        # for it: large batches that fill slowly. With 5 ms and 16 KB batches, a bot attack's
+        # quarantined records started a batch (and woke the sender thread) every few records.
         self._producer = KafkaProducer(
-            bootstrap_servers=stream.kafka_bootstrap, client_id="headrace-learner-dlq", linger_ms=5
+            bootstrap_servers=stream.kafka_bootstrap,
+            client_id="headrace-learner-dlq",
+            linger_ms=200,
+            batch_size=512 * 1024,
         )
         self._dead = SideTopic(self._producer, stream.topic_dlq)
         self._quarantine = SideTopic(self._producer, stream.topic_quarantine)

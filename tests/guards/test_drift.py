@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from river import drift as river_drift
 from river import linear_model
 
 from guards.alerts import Alert
-from guards.drift import DriftMonitor, PopulationStability
+from guards.drift import KSWIN, DriftMonitor, PopulationStability
 from guards.settings import GuardSettings
 
 Example = tuple[dict[str, float], bool]
@@ -236,3 +237,19 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.drift_ph_threshold == 9.5
     with pytest.raises(ValidationError, match="drift_kswin_stat_size"):
         GuardSettings(drift_kswin_window=50, drift_kswin_stat_size=50)
+
+
+def test_kswin_decides_as_rivers_own_kswin() -> None:
+    """Same samples drawn, same KS statistic and p-value, same detections."""
+    rng = random.Random(5)
+    stream = [rng.gauss(0, 1) for _ in range(3_000)] + [rng.gauss(0.8, 1) for _ in range(3_000)]
+    ours = KSWIN(alpha=1e-3, window_size=100, stat_size=30, seed=3)
+    rivers = river_drift.KSWIN(alpha=1e-3, window_size=100, stat_size=30, seed=3)
+    detections = 0
+    for x in stream:
+        ours.update(x)
+        rivers.update(x)
+        assert ours.drift_detected == rivers.drift_detected
+        assert ours.p_value == rivers.p_value
+        detections += ours.drift_detected
+    assert detections >= 1
