@@ -11,7 +11,6 @@ picklable: the monitor is part of the learner's committed state.
 """
 
 import bisect
-import collections
 import itertools
 import math
 import warnings
@@ -40,7 +39,7 @@ class KSWIN(drift.KSWIN):  # type: ignore[misc]
     so is every other step, which is River's `update` as it is. Feed it finite numbers.
     """
 
-    window: collections.deque[Any]
+    window: deque[Any]
 
     def update(self, x: Any) -> None:
         if self.drift_detected:
@@ -62,7 +61,7 @@ class KSWIN(drift.KSWIN):  # type: ignore[misc]
             st, self.p_value = stats.ks_2samp(rnd_window, most_recent, method="auto", _no_deco=True)
         if self.p_value <= self.alpha and st > 0.1:
             self._drift_detected = True
-            self.window = collections.deque(most_recent, maxlen=self.window_size)
+            self.window = deque(most_recent, maxlen=self.window_size)
         else:
             self._drift_detected = False
 

@@ -26,7 +26,7 @@ _SLOTS = 3  # impressions whose outcomes are tracked per user: bots buy 2 or 3 p
 _SLOT_ID = tuple(f"f:o{k}i" for k in range(_SLOTS))
 _SLOT_T = tuple(f"f:o{k}t" for k in range(_SLOTS))
 _SLOT_BITS = tuple(f"f:o{k}b" for k in range(_SLOTS))
-_MEMO_USERS = 100_000  # users whose cohort is remembered (a few MB)
+_MEMO_USERS = 20_000  # users whose cohort is remembered (about 3 MB)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,19 +17,15 @@ from learner.features import Aggregates
 
 
 def decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, float]:
-    """A Redis hash of floats, as written by `encode_hash` (repr round-trips exactly)."""
+    """A Redis hash of floats, as `HashWriter` writes them (read back exactly)."""
     return {k.decode(): float(v) for k, v in raw.items()}
-
-
-def encode_hash(values: Mapping[str, float]) -> dict[str, str]:
-    return {k: repr(v) for k, v in values.items()}
 
 
 # One HSET per hash through redis-py cost the learner more than learning did at a
 # publish of a few thousand hashes: formatting every float, packing every command and
 # parsing a QUEUED reply for each. One script call carries them all as a msgpack array
 # (one map per key, in KEYS order); Redis formats each double with %.17g, which reads
-# back (`float()`) as exactly the same double, as repr does.
+# back (`float()`) as exactly the same double.
 _WRITE_HASHES = """
 local rows = cmsgpack.unpack(ARGV[1])
 for i, key in ipairs(KEYS) do

@@ -8,7 +8,6 @@ state continues exactly as one that never stopped.
 """
 
 import logging
-import math
 import pickle
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from learner.features import FeatureConfig, features, observe_impression, observ
 from learner.history import HistoryRecorder
 from learner.joins import Joins, Pending, encode_features
 from learner.keys import ShardKeys
-from learner.metrics import ProgressiveMetrics
+from learner.metrics import ProgressiveMetrics, log_loss
 from learner.models import build_model
 from learner.progressive import predictor
 from learner.settings import LearnerSettings
@@ -189,7 +188,7 @@ class Learner:
             p = variant.learn(x, y)
             if not self.monitors and not self.deciders:
                 continue
-            loss = _log_loss(p, y)
+            loss = log_loss(y, p)
             monitor = self.monitors.get(name)
             if monitor is not None:
                 self.alerts.extend(monitor.update(loss, x, p, ts))
@@ -199,7 +198,7 @@ class Learner:
                 if scored is not shadow or predict is None:
                     predict = predictor(shadow)
                     self._shadow_predictors[name] = (shadow, predict)
-                shadow_loss = _log_loss(p_true_of(predict(x)), y)
+                shadow_loss = log_loss(y, p_true_of(predict(x)))
                 decision = decider.update(loss, shadow_loss, variant.n_learned)
                 if decision is not None:
                     self.alerts.append(decision.alert(self.keys.shard, name, ts))
@@ -348,9 +347,3 @@ class Learner:
                 self.keys.shard,
                 ", ".join(dropped),
             )
-
-
-def _log_loss(p: float, y: bool) -> float:
-    """Per-example log loss, clipped as River's LogLoss clips it."""
-    p = min(max(p, 1e-15), 1 - 1e-15)
-    return -math.log(p if y else 1 - p)

@@ -37,11 +37,11 @@ class ProgressiveMetrics:
         label = p_true > 0.5 if y_pred is None else y_pred
         self.n += 1
         # The loss and the histogram slot serve both the cumulative and the rolling values.
-        loss, slot = _log_loss(y_true, p_true), _slot(p_true)
+        loss, slot = log_loss(y_true, p_true), _slot(p_true)
         self._cumulative.add(y_true, loss, slot, label, 1)
         if len(self._recent) == self.window:
             old_y, old_p, old_label = self._recent.popleft()
-            self._rolling.add(old_y, _log_loss(old_y, old_p), _slot(old_p), old_label, -1)
+            self._rolling.add(old_y, log_loss(old_y, old_p), _slot(old_p), old_label, -1)
         self._rolling.add(y_true, loss, slot, label, 1)
         self._recent.append((y_true, p_true, label))
 
@@ -119,8 +119,9 @@ class _Trio:
         }
 
 
-def _log_loss(y_true: bool, p_true: float) -> float:
-    """River's `LogLoss._eval`: the probability clamped into (0, 1) first."""
+def log_loss(y_true: bool, p_true: float) -> float:
+    """One example's log loss as River's `LogLoss` takes it: the probability clamped into
+    (0, 1) first."""
     p = max(min(p_true, 1 - 1e-15), 1e-15)
     return -math.log(p) if y_true else -math.log(1 - p)
 

@@ -11,7 +11,7 @@ from hiredis import ReplyError
 
 from api.online import OnlineAggregates, RedisHealth
 from api.resp import RespError, RespPipeline, pack
-from learner.aggregates import encode_hash
+from learner.aggregates import HashWriter
 from learner.features import ItemColumns
 from learner.keys import ShardKeys
 from stream.settings import StreamSettings
@@ -126,9 +126,14 @@ def test_aggregates_come_back_in_candidate_order_with_repeats(
     settings: StreamSettings, redis_client: redis.Redis
 ) -> None:
     keys = ShardKeys(settings.key_prefix, "main")
-    redis_client.hset(keys.user("u1"), mapping=encode_hash({"imp": 3.0}))
-    redis_client.hset(keys.item("a"), mapping=encode_hash({"imp": 1.0, "t": 5.5}))
-    redis_client.hset(keys.item("b"), mapping=encode_hash({"imp": 2.0}))
+    written = {
+        keys.user("u1"): {"imp": 3.0},
+        keys.item("a"): {"imp": 1.0, "t": 5.5},
+        keys.item("b"): {"imp": 2.0},
+    }
+    with redis_client.pipeline(transaction=True) as pipe:
+        HashWriter(redis_client).write(pipe, written)  # as the learner's publish writes them
+        pipe.execute()
     user, items = fetch(settings, keys, "u1", ["b", "a", "missing", "b"])
     assert user == {"imp": 3.0}
     assert items == ItemColumns.of([{"imp": 2.0}, {"imp": 1.0, "t": 5.5}, {}, {"imp": 2.0}])
