@@ -11,7 +11,7 @@ import logging
 import pickle
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from guards.alerts import Alert
@@ -84,9 +84,9 @@ class Learner:
                 if g.rollback_enabled:
                     self.deciders[name] = RollbackDecider(g)
         self.shadows: dict[str, Any] = {}
-        """Per variant, the last-known-good model, scored on every example (never learning)."""
-        self._shadow_predictors: dict[str, tuple[Any, Any]] = {}
-        """Per variant, (the shadow, how to score it): `shadows` is replaced as a whole."""
+        """Per variant, the last-known-good model, scored on every example (never learning);
+        set with `set_shadows`."""
+        self._shadow_predict: dict[str, Callable[[Mapping[str, Any]], dict[Any, float]]] = {}
         self.alerts: list[Alert] = []
         """Raised since the last publish; published with the state that raised them."""
         self.lag: dict[int, int] = {}
@@ -192,18 +192,19 @@ class Learner:
             monitor = self.monitors.get(name)
             if monitor is not None:
                 self.alerts.extend(monitor.update(loss, x, p, ts))
-            shadow, decider = self.shadows.get(name), self.deciders.get(name)
-            if shadow is not None and decider is not None:
-                scored, predict = self._shadow_predictors.get(name, (None, None))
-                if scored is not shadow or predict is None:
-                    predict = predictor(shadow)
-                    self._shadow_predictors[name] = (shadow, predict)
+            predict, decider = self._shadow_predict.get(name), self.deciders.get(name)
+            if predict is not None and decider is not None:
                 shadow_loss = log_loss(y, p_true_of(predict(x)))
                 decision = decider.update(loss, shadow_loss, variant.n_learned)
                 if decision is not None:
                     self.alerts.append(decision.alert(self.keys.shard, name, ts))
                     self.roll_back(name, decision.reason)
         self.counts["learned"] += 1
+
+    def set_shadows(self, models: Mapping[str, Any]) -> None:
+        """The last-known-good models of this learner's variants (others are ignored)."""
+        self.shadows = {n: m for n, m in models.items() if n in self.variants}
+        self._shadow_predict = {n: predictor(m) for n, m in self.shadows.items()}
 
     def roll_back(self, name: str, reason: str) -> None:
         """Serve the last-known-good model of variant `name` again; learning goes on from it."""

@@ -12,17 +12,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import redis
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import Message
 
 from guards.settings import GuardSettings
 from learner import telemetry
@@ -39,6 +32,7 @@ from stream.duties import OperatorDuties
 from stream.errors import StreamError
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
+from stream.reader import EventsReader
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
 from stream.shards import parse_shards
@@ -77,25 +71,11 @@ class ShardWorker(OperatorDuties):
         self.guards = guards
         self._last_snapshot = time.monotonic()
         self._snapshot_version = 0
-        # librdkafka (confluent-kafka) rather than kafka-python for the learner's own traffic:
-        # fetching and decoding a record cost 1.1 µs of CPU against 6.8 (bench/learn.py).
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": stream.kafka_bootstrap,
-                "group.id": settings.group_id,
-                "client.id": f"headrace-learner-{settings.shard}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-                # Records fetched ahead and held in memory (librdkafka's default: 64 MB; 16 MB
-                # already added 50 MB to the learner's resident memory). Under two fetches'
-                # worth (1 MB a partition each) the fetcher stalls: 4 MB cost 30 % of the
-                # rate, 8 MB nothing measurable.
-                "queued.max.messages.kbytes": 8 * 1024,
-                "on_commit": self._group_committed,
-                "logger": logging.getLogger("headrace.kafka"),
-            }
+        self._reader = EventsReader(
+            stream.kafka_bootstrap,
+            stream.topic_events,
+            settings.group_id,
+            f"headrace-learner-{settings.shard}",
         )
         self._producer = side_producer(stream.kafka_bootstrap, "headrace-learner-dlq")
         self._dead = SideTopic(self._producer, stream.topic_dlq)
@@ -120,11 +100,11 @@ class ShardWorker(OperatorDuties):
                     log.warning("shard %s: fenced, back to standby: %s", self.keys.shard, exc)
                 finally:
                     telemetry.ACTIVE.labels(self.keys.shard).set(0)
-                    self._consumer.unassign()
+                    self._reader.unassign()
                     self.learner = None
         finally:
             self.lease.release()
-            self._consumer.close()
+            self._reader.close()
             self._producer.flush(10)
 
     def _active(self, stop: threading.Event) -> None:
@@ -150,10 +130,7 @@ class ShardWorker(OperatorDuties):
         learner = self._load()
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
-        topic = self.stream.topic_events
-        self._consumer.assign(
-            [TopicPartition(topic, p, learner.offsets.get(p, OFFSET_BEGINNING)) for p in partitions]
-        )
+        self._reader.assign(partitions, learner.offsets)
         # Loading a large state can outlast the lease: renew before consuming.
         self._keep_lease()
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
@@ -171,7 +148,7 @@ class ShardWorker(OperatorDuties):
                     pending = 0
                 if self._command(command, learner):
                     return True
-            batch = self._poll()
+            batch = self._reader.poll(self.settings.poll_max_records)
             if batch:
                 pending += self._process(learner, batch)
             now = time.monotonic()
@@ -217,48 +194,21 @@ class ShardWorker(OperatorDuties):
         )
         return True
 
-    # -- snapshots and operator commands ----------------------------------
-
     def _partitions(self) -> tuple[list[int], int]:
         topic = self.stream.topic_events
-        available = self._topic_partitions(topic)
+        available = self._reader.partitions()
         deadline = time.monotonic() + 30
         while not available:
             if time.monotonic() > deadline:
                 raise StreamError(f"topic {topic} has no partitions (does it exist?)")
             time.sleep(0.2)
-            available = self._topic_partitions(topic)
+            available = self._reader.partitions()
         shards = parse_shards(self.stream.shards, len(available))
         if self.keys.shard not in shards:
             raise StreamError(
                 f"shard {self.keys.shard} is not in HEADRACE_SHARDS={self.stream.shards}"
             )
         return shards[self.keys.shard], len(available)
-
-    def _poll(self) -> list[Message]:
-        """What has arrived, up to `poll_max_records`; waits up to 100 ms for a first record.
-
-        `consume(n, timeout)` alone waits for all n records or the timeout: at 5,000
-        events/s that held every batch back 100 ms and doubled the published model's age.
-        """
-        most = self.settings.poll_max_records
-        batch = self._consumer.consume(most, timeout=0)
-        if batch:
-            return batch
-        first = self._consumer.poll(0.1)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(most - 1, timeout=0)] if most > 1 else [first]
-
-    def _topic_partitions(self, topic: str) -> list[int]:
-        try:
-            found = self._consumer.list_topics(topic, timeout=5).topics.get(topic)
-        except KafkaException as exc:
-            log.warning("shard %s: no metadata for %s: %s", self.keys.shard, topic, exc)
-            return []
-        if found is None or found.error is not None:
-            return []
-        return sorted(found.partitions)
 
     # -- work -------------------------------------------------------------
 
@@ -269,7 +219,7 @@ class ShardWorker(OperatorDuties):
             error = record.error()
             if error is None:
                 parsed.append((record, parse_event(record.value())))
-            else:  # not a record: a fetch error librdkafka reports in its place (and retries)
+            else:  # not a record: a fetch error reported in its place
                 log.warning("shard %s: %s", shard, error.str())
         learner.prefetch(e for _, e in parsed if not isinstance(e, Rejection))
         types: Counter[str] = Counter()
@@ -324,24 +274,13 @@ class ShardWorker(OperatorDuties):
             self._on_publish(self.version, learner)
         return self.version
 
-    def _commit_group(self, offsets: Mapping[int, int], wait: bool) -> None:
+    def _commit_group(self, offsets: dict[int, int], wait: bool) -> None:
         """Commit `offsets` to the consumer group, where standard lag tools look.
 
         The real offsets live in Redis with the state, so the group's commit runs
         behind the learning (async) except at a clean stop, which waits for it.
         """
-        commit = [TopicPartition(self.stream.topic_events, p, o) for p, o in offsets.items()]
-        try:
-            if wait:
-                self._consumer.commit(offsets=commit, asynchronous=False)
-            else:
-                self._consumer.commit(offsets=commit, asynchronous=True)
-        except Exception as exc:
-            log.warning("shard %s: group offset commit failed: %s", self.keys.shard, exc)
-
-    def _group_committed(self, error: KafkaError | None, offsets: list[TopicPartition]) -> None:
-        if error is not None:
-            log.warning("shard %s: group offset commit failed: %s", self.keys.shard, error.str())
+        self._reader.commit(offsets, wait)
 
     def _observe(self, learner: Learner, learned: int) -> None:
         shard = self.keys.shard
@@ -357,11 +296,9 @@ class ShardWorker(OperatorDuties):
 
     def _lag(self, learner: Learner) -> dict[int, int]:
         """Records behind each partition's end, from the ends the last fetches reported."""
-        lag: dict[int, int] = {}
-        for tp in self._consumer.assignment():
-            # The high watermark the last fetch of this partition reported; < 0: none yet.
-            _, end = self._consumer.get_watermark_offsets(tp, cached=True)
-            position = learner.offsets.get(tp.partition)
-            if end >= 0 and position is not None:
-                lag[tp.partition] = max(0, end - position)
-        return lag
+        positions = learner.offsets
+        return {
+            p: max(0, end - positions[p])
+            for p, end in self._reader.ends().items()
+            if p in positions
+        }

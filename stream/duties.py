@@ -41,8 +41,7 @@ class OperatorDuties:
         """The last-known-good models, for the rollback guard to score in shadow."""
         if self.snapshots is None or not learner.deciders:
             return
-        models = self.snapshots.last_known_good_models(self.keys.shard)
-        learner.shadows = {n: m for n, m in models.items() if n in learner.variants}
+        learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
 
     def _cold_start(self) -> Committed | None:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
@@ -69,8 +68,7 @@ class OperatorDuties:
     def _manual_rollback(self, learner: Learner, command: dict[str, Any]) -> dict[str, Any]:
         if not learner.shadows and self.snapshots is not None:
             # Loaded here too when the rollback guard is off and nothing scores in shadow.
-            models = self.snapshots.last_known_good_models(self.keys.shard)
-            learner.shadows = {n: m for n, m in models.items() if n in learner.variants}
+            learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
         wanted = command.get("variant") or list(learner.variants)
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         missing = [n for n in names if n not in learner.shadows]

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from stream.settings import StreamSettings
+from tests.support import own_topics
 
 
 @pytest.fixture(scope="session")
@@ -33,14 +34,7 @@ def unique() -> str:
 @pytest.fixture
 def settings(stack_settings: StreamSettings, unique: str) -> StreamSettings:
     """Stack settings with this test's own topics and Redis key prefix."""
-    return stack_settings.model_copy(
-        update={
-            "key_prefix": f"test:{unique}",
-            "topic_events": f"{unique}.events",
-            "topic_dlq": f"{unique}.events.dlq",
-            "topic_quarantine": f"{unique}.events.quarantine",
-        }
-    )
+    return own_topics(stack_settings, f"test:{unique}", unique)
 
 
 @pytest.fixture

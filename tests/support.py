@@ -1,6 +1,15 @@
 """Small helpers shared by test folders."""
 
 import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stream.settings import StreamSettings
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -9,3 +18,33 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def headrace(
+    env: Mapping[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`headrace *args` run by this interpreter in the project folder, output captured;
+    its exit code is the caller's to check."""
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=ROOT,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def own_topics(base: StreamSettings, key_prefix: str, name: str, **more: Any) -> StreamSettings:
+    """`base` with a Redis key prefix and topics (`name`.events, .dlq, .quarantine) of
+    a test's own."""
+    return base.model_copy(
+        update={
+            "key_prefix": key_prefix,
+            "topic_events": f"{name}.events",
+            "topic_dlq": f"{name}.events.dlq",
+            "topic_quarantine": f"{name}.events.quarantine",
+            **more,
+        }
+    )

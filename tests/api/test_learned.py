@@ -32,6 +32,7 @@ from stream.topics import ensure_topics
 from tests.api.conftest import running_app
 from tests.api.helpers import JOIN_WINDOW_S, chunks, direct_scores, request_body, roc_auc
 from tests.learner.harness import caught_up, end_offsets, send, wait_until
+from tests.support import own_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,19 +59,11 @@ class Trained:
 @pytest.fixture(scope="module")
 def trained(stack_settings: StreamSettings) -> Iterator[Trained]:
     unique = "t" + uuid.uuid4().hex[:12]
-    settings = stack_settings.model_copy(
-        update={
-            "key_prefix": f"test:{unique}",
-            "topic_events": f"{unique}.events",
-            "topic_dlq": f"{unique}.events.dlq",
-            "topic_quarantine": f"{unique}.events.quarantine",
-            # One partition: the learner then sees the stream in event-time order. With
-            # several, a catching-up consumer reads them in large uneven runs, and the
-            # impressions that land behind the watermark stay pending while their
-            # purchases are learned (a model trained on positives: see docs/api.md).
-            "partitions": 1,
-        }
-    )
+    # One partition: the learner then sees the stream in event-time order. With several,
+    # a catching-up consumer reads them in large uneven runs, and the impressions that
+    # land behind the watermark stay pending while their purchases are learned (a model
+    # trained on positives: see docs/api.md).
+    settings = own_topics(stack_settings, f"test:{unique}", unique, partitions=1)
     ensure_topics(settings)
     records = list(generate(CONFIG))
     send(settings, records)

@@ -27,6 +27,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
+from tests.support import own_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -129,14 +130,7 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
 def second_shard_settings(settings: StreamSettings) -> StreamSettings:
     """Another set of one-partition topics and keys (under this test's key prefix)."""
     name = settings.topic_events.removesuffix(".events") + "-b"
-    other = settings.model_copy(
-        update={
-            "key_prefix": f"{settings.key_prefix}:b",
-            "topic_events": f"{name}.events",
-            "topic_dlq": f"{name}.events.dlq",
-            "topic_quarantine": f"{name}.events.quarantine",
-        }
-    )
+    other = own_topics(settings, f"{settings.key_prefix}:b", name)
     ensure_topics(other)
     return other
 

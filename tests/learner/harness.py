@@ -22,8 +22,7 @@ from learner.state import StateStore
 from stream.producer import make_producer, publish
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, world
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -2,8 +2,6 @@
 and API, then checked for the outcome it promises."""
 
 import json
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +23,6 @@ from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate, world
 from tests.api.helpers import ApiProcess, request_body
 from tests.learner.harness import (
-    ROOT,
     LearnerProcess,
     caught_up,
     end_offsets,
@@ -37,6 +34,7 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.runbook.runbook import Shell, procedures
+from tests.support import headrace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -108,15 +106,7 @@ class Deployment:
         return ends
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "api.cli", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = headrace(self.env, *args)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

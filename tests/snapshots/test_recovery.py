@@ -6,8 +6,6 @@ free port), so that FLUSHALL wipes nothing but this test's state.
 
 import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +21,6 @@ from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.learner.harness import (
-    ROOT,
     LearnerProcess,
     caught_up,
     end_offsets,
@@ -35,7 +32,7 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.learner.test_exactly_once import assert_same_learning, reference_run
-from tests.support import free_port
+from tests.support import free_port, headrace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -83,18 +80,6 @@ def snapshot_env(
 
 def listed(snapshot_dir: Path) -> list[str]:
     return [i.snapshot_id for i in DirectoryStore(snapshot_dir, KEY.encode()).list()]
-
-
-def headrace(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_disaster_drill_flushall_and_kill_9_then_restart_from_the_newest_snapshot(

@@ -2,7 +2,6 @@
 current one, re-sign old files without touching what they hold."""
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,8 @@ from snapshots.errors import BadSignatureError, CorruptSnapshotError, MissingKey
 from snapshots.settings import SnapshotSettings
 from snapshots.store import DirectoryStore, save
 from tests.snapshots.test_codec import facts
+from tests.support import headrace
 
-ROOT = Path(__file__).resolve().parents[2]
 OLD = b"old-key-0123456789-abcdefghijklmnopq"
 NEW = b"new-key-9876543210-zyxwvutsrqponmlkj"
 BODY = b"the learner's state" * 100
@@ -86,15 +85,7 @@ def _cli(tmp_path: Path, *args: str, previous: bool = True) -> subprocess.Comple
         "HEADRACE_SNAPSHOT_DIR": str(tmp_path),
         **({"HEADRACE_SNAPSHOT_PREVIOUS_KEYS": OLD.decode()} if previous else {}),
     }
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", "snapshot", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return headrace(env, "snapshot", *args)
 
 
 def test_verify_and_resign_commands(tmp_path: Path) -> None:

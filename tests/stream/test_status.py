@@ -3,8 +3,6 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import redis
@@ -15,11 +13,9 @@ from stream.simulator import SimulatorConfig, generate
 from stream.status import gather, render
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import send
-from tests.support import free_port
+from tests.support import free_port, headrace
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(settings: StreamSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -33,15 +29,7 @@ def _cli(settings: StreamSettings, *args: str, **env: str) -> subprocess.Complet
             **env,
         }
     )
-    return subprocess.run(
-        [sys.executable, "-m", "api.cli", "status", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return headrace(environ, "status", *args)
 
 
 def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
