@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from guards.errors import AlertFormatError
 
-DETECTORS: Final = ("adwin", "page_hinkley", "kswin", "psi", "rollback")
+DETECTORS: Final = ("adwin", "page_hinkley", "auc_drop", "kswin", "psi", "rollback")
 """Values of `Alert.detector`."""
 
 
@@ -34,9 +34,9 @@ class Alert:
     variant: str
     """The variant of that model watched."""
     detector: str
-    """adwin, page_hinkley, kswin, psi or rollback."""
+    """adwin, page_hinkley, auc_drop, kswin, psi or rollback."""
     signal: str
-    """What was watched: `loss`, `prediction` or `feature:<name>`."""
+    """What was watched: `loss`, `ranking`, `prediction` or `feature:<name>`."""
     value: float
     """The figure that crossed the threshold (a mean loss, a PSI, a p-value ...)."""
     threshold: float

@@ -23,6 +23,7 @@ from scipy import stats
 
 from guards.alerts import Alert
 from guards.persisted import STATE_VERSION
+from guards.ranking import RankingDrop
 from guards.settings import GuardSettings
 
 _MISSING = "\x00missing"
@@ -199,9 +200,19 @@ class DriftMonitor:
             threshold=s.drift_ph_threshold,
             mode="up",
         )
+        self._ranking = RankingDrop(
+            s.drift_ranking_window,
+            s.drift_ranking_reference,
+            s.drift_ranking_every,
+            s.drift_ranking_min_drop,
+            s.drift_ranking_z,
+        )
 
-    def update(self, loss: float, x: Mapping[str, float | str], p: float, ts: float) -> list[Alert]:
-        """Account for one learned example: its log loss, its features, its prediction."""
+    def update(
+        self, loss: float, x: Mapping[str, float | str], p: float, ts: float, y: bool
+    ) -> list[Alert]:
+        """Account for one labelled example: its log loss, its features, the prediction
+        served for it and its label."""
         s = self.settings
         self.n += 1
         if not (s.guards_enabled and s.drift_enabled):
@@ -209,6 +220,8 @@ class DriftMonitor:
         # NaN or inf is a model that failed on this example: the worst loss, not a crash.
         loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
         alerts = self._loss(loss, ts)
+        if s.drift_ranking_enabled and self.n > self._armed_at:
+            alerts.extend(self._ranking_update(y, p, ts))
         if self.n <= self._inputs_from:
             return alerts
         if s.drift_kswin_enabled and self.n % s.drift_kswin_every == 0:
@@ -259,6 +272,22 @@ class DriftMonitor:
         # One drift, one alert: the model now learns the new concept and its loss falls again.
         self._rearm()
         return alerts
+
+    def _ranking_update(self, y: bool, p: float, ts: float) -> list[Alert]:
+        ranking = self._ranking
+        ranking.update(y, p)
+        if not ranking.drift_detected:
+            return []
+        s = self.settings
+        message = (
+            f"auc_drop: ROC AUC of the last {ranking.window} examples is "
+            f"{ranking.recent_auc:.3f}, down from {ranking.reference_auc:.3f} over the "
+            f"{ranking.reference} before them ({ranking.statistic:.1f} standard errors; "
+            f"alerts at a drop of {s.drift_ranking_min_drop} and {s.drift_ranking_z} of them)"
+        )
+        threshold = ranking.reference_auc - s.drift_ranking_min_drop
+        found = (ranking.recent_auc, threshold, ranking.window)
+        return [self._alert("auc_drop", "ranking", found, ts, message)]
 
     def _kswin_update(self, x: Mapping[str, float | str], ts: float) -> list[Alert]:
         s = self.settings

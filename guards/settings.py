@@ -71,6 +71,25 @@ class GuardSettings(BaseSettings):
     """Page-Hinkley's alarm level, in loss-scale units summed over blocks: a loss that doubles
     crosses it in about 9 blocks; on 10 x 200,000 clean examples it peaked at 1.9 to 3.2."""
 
+    drift_ranking_enabled: bool = True
+    """Watch the ROC AUC of the served predictions (guards/ranking.py): a drift that
+    reorders what shoppers buy shows there long before the log loss moves."""
+
+    drift_ranking_window: int = Field(default=1_000, ge=50)
+    """Recent examples whose AUC is compared with the reference's."""
+
+    drift_ranking_reference: int = Field(default=5_000, ge=50)
+    """Examples before the recent window that make the reference AUC."""
+
+    drift_ranking_every: int = Field(default=250, ge=1)
+    """Examples between two comparisons."""
+
+    drift_ranking_min_drop: float = Field(default=0.1, gt=0, lt=1)
+    """Least fall of the AUC that alerts ..."""
+
+    drift_ranking_z: float = Field(default=4.0, gt=0)
+    """... when it is also at least this many standard errors of the recent AUC."""
+
     drift_kswin_enabled: bool = True
     """KSWIN (two-sample Kolmogorov-Smirnov) on numeric input features."""
 

@@ -31,6 +31,12 @@ _PRICE_SUM = "psum"
 _PRICE_N = "pn"
 _CATEGORY_TOTAL = "cat"
 _CATEGORY = "cat:"
+_CLICK_TOTAL = "ck"
+_CLICK_CATEGORY = "ck:"
+# Pseudo-clicks spread over the categories (half a click each for a catalogue of about
+# eight), so that a shopper's first clicks move the estimate without dominating it.
+_CLICK_SHARE_PRIOR = 0.5
+_CLICK_SHARE_TOTAL = 4.0
 
 
 class ContextLike(Protocol):
@@ -102,6 +108,10 @@ def features(
     price_gap = log_price - user.get(_PRICE_SUM, 0.0) / price_n if price_n > 0 else 0.0
     cat_total = user.get(_CATEGORY_TOTAL, 0.0)
     cat_share = user.get(_CATEGORY + item.category, 0.0) / cat_total if cat_total > 0 else 0.0
+    click_share = math.log(
+        (user.get(_CLICK_CATEGORY + item.category, 0.0) + _CLICK_SHARE_PRIOR)
+        / (user.get(_CLICK_TOTAL, 0.0) + _CLICK_SHARE_TOTAL)
+    )
     query = context.query.lower()
     matches = item.category.lower() in query or (
         item.brand is not None and item.brand.lower() in query
@@ -110,12 +120,15 @@ def features(
         "price": item.price,
         "log_price": log_price,
         "position": float(context.position),
+        # Attention fades down a page fast at the top and slowly further down.
+        "log_position": math.log1p(context.position),
         "query_match": 1.0 if matches else 0.0,
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
         "u_price_gap": price_gap,
         "u_cat_share": cat_share,
+        "u_cat_click": click_share,
         "i_imp": math.log1p(i_imp),
         "i_ctr": _rate(i_clk, i_imp, _CTR_PRIOR),
         "i_cvr": _rate(i_pur, i_imp, _CVR_PRIOR),
@@ -196,6 +209,13 @@ def features_many(
     if cat_total > 0:
         for category in shares:
             shares[category] = user.get(_CATEGORY + category, 0.0) / cat_total
+    click_total = user.get(_CLICK_TOTAL, 0.0) + _CLICK_SHARE_TOTAL
+    click_shares = {
+        category: math.log(
+            (user.get(_CLICK_CATEGORY + category, 0.0) + _CLICK_SHARE_PRIOR) / click_total
+        )
+        for category in shares
+    }
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
         in_query[name] = name is not None and name.lower() in query
@@ -221,6 +241,7 @@ def features_many(
         "price": prices,
         "log_price": log_prices,
         "position": float(context.position),
+        "log_position": math.log1p(context.position),
         "query_match": [
             1.0 if in_query[category] or in_query[brand] else 0.0
             for category, brand in zip(categories, brands, strict=True)
@@ -232,6 +253,7 @@ def features_many(
             [lp - price_mean for lp in log_prices] if price_mean is not None else [0.0] * n
         ),
         "u_cat_share": [shares[category] for category in categories],
+        "u_cat_click": [click_shares[category] for category in categories],
         "i_imp": list(map(log1p, imps)),
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
@@ -274,7 +296,9 @@ def observe_outcome(
 ) -> None:
     """Count a click or purchase; with the item known, also the user's price level and tastes.
 
-    Price level and category affinity are long-run tastes and are not decayed.
+    Price level and category affinity are long-run tastes and are not decayed. Clicks by
+    category are counted apart as well: a shopper clicks far more than they buy, so the
+    click share of a category is the earliest estimate of their taste for it.
     """
     field = {"click": _CLICKS, "purchase": _PURCHASES}.get(kind)
     if field is None:
@@ -289,3 +313,7 @@ def observe_outcome(
         user[_CATEGORY_TOTAL] = user.get(_CATEGORY_TOTAL, 0.0) + 1.0
         key = _CATEGORY + item.category
         user[key] = user.get(key, 0.0) + 1.0
+        if kind == "click":
+            user[_CLICK_TOTAL] = user.get(_CLICK_TOTAL, 0.0) + 1.0
+            key = _CLICK_CATEGORY + item.category
+            user[key] = user.get(key, 0.0) + 1.0

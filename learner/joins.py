@@ -1,16 +1,26 @@
 """The label join: impressions wait for their outcome, in event time.
 
-An impression's features are taken when it is processed and held until the
-target outcome arrives (a positive) or the attribution window closes behind
-the event-time watermark (a negative). Closed impressions leave a tombstone
-for another window, so that a late or repeated outcome is recognised and
-counted rather than mistaken for an unknown one. Everything here is part of
-the committed state: `delta()` says what changed since the last publish.
+An impression's features (and what each variant predicted for it, which is
+what users were served) are taken when it is processed and held until the
+attribution window closes behind the event-time watermark. A target outcome
+inside the window marks it bought; the label is final only when the window
+closes, so every impression closes exactly once, positive or negative, in
+impression-time order. What is learned when (at the impression, at the
+outcome, at the close) is the delayed-feedback method's choice
+(`learner.feedback`), not the join's.
+
+A closed negative leaves a tombstone that keeps its features for another
+window: a purchase after the window still teaches the model (a correction)
+instead of being dropped. A closed positive keeps only its ids, so a repeated
+outcome is recognised and counted rather than mistaken for an unknown one.
+Everything here is part of the committed state: `delta()` says what changed
+since the last publish.
 """
 
+import dataclasses
 import heapq
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -30,11 +40,11 @@ def encode_features(x: Features) -> bytes:
 
 
 JOIN_COUNTERS: Final = (
-    "positive",  # target outcome matched a pending impression
-    "negative_window",  # no outcome within the window
+    "positive",  # closed with its target outcome inside the window
+    "negative_window",  # closed with no outcome within the window
     "negative_evicted",  # closed early because the pending buffer was full
-    "late_outcome",  # outcome for an impression already closed as negative
-    "duplicate_outcome",  # outcome for an impression already learned as positive
+    "late_outcome",  # outcome for an impression already closed as negative: a correction
+    "duplicate_outcome",  # outcome for an impression already bought
     "unknown_outcome",  # outcome for an impression never seen (or long forgotten)
     "duplicate_impression",
 )
@@ -54,12 +64,21 @@ class Pending:
     the example is learned."""
     category: str
     price: float
+    scores: dict[str, float] = field(default_factory=dict)
+    """Per variant, the probability it gave when the impression happened: what was served,
+    and what the progressive metrics score. Fake-negative methods weight by it too."""
+    bought: bool = False
+    """The target outcome came inside the window (the label is final at the close)."""
     seq: int = 0
     """Order in which the learner first held it; ties in time break by it, after a restart too."""
     closed: str = ""
     """'' while pending; 'positive' or 'negative' once closed (a tombstone)."""
     closed_at: float = 0.0
     """Watermark when it closed; the tombstone goes one window later."""
+    late: bool = False
+    """A closed negative whose outcome came after the window (its correction was learned)."""
+    guarded: bool = False
+    """Handed to the guards with the label known `guard_s` after it (`Joins.to_guard`)."""
 
     def encode(self) -> bytes:
         return msgspec.json.encode(
@@ -70,9 +89,13 @@ class Pending:
                 msgspec.Raw(self.features),
                 self.category,
                 self.price,
+                self.scores,
+                self.bought,
                 self.seq,
                 self.closed,
                 self.closed_at,
+                self.late,
+                self.guarded,
             ]
         )
 
@@ -81,22 +104,20 @@ class Pending:
         user_id, item_id, ts, features, *rest = orjson.loads(blob)
         return cls(impression_id, user_id, item_id, ts, encode_features(features), *rest)
 
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    """A training example the join released."""
-
-    features: Features
-    label: bool
-    ts: float
-    impression_id: str
+    def x(self) -> Features:
+        """The features, decoded."""
+        features: Features = orjson.loads(self.features)
+        return features
 
 
 class Joins:
     """Pending impressions by id, closed in event-time order."""
 
-    def __init__(self, window_s: float, max_pending: int) -> None:
+    def __init__(self, window_s: float, max_pending: int, guard_s: float | None = None) -> None:
         self.window_s = window_s
+        self.guard_s = guard_s if guard_s is not None and guard_s < window_s else None
+        """Elapsed event time after which an impression goes to the guards with the label
+        known by then; None: they get it at the close."""
         self.max_pending = max_pending
         self.counts: Counter[str] = Counter()
         self.watermark = float("-inf")
@@ -105,6 +126,7 @@ class Joins:
         # (time, seq, id): pending impressions by age; tombstones by the time they may go.
         self._pending_heap: list[tuple[float, int, str]] = []
         self._tomb_heap: list[tuple[float, int, str]] = []
+        self._guard_heap: list[tuple[float, int, str]] = []
         self.seq = 0
         self._latest: dict[tuple[str, str], str] = {}
         self._changed: set[str] = set()
@@ -113,8 +135,8 @@ class Joins:
         """Impressions still waiting (tombstones excluded)."""
         return self._open
 
-    def add(self, pending: Pending) -> list[Example]:
-        """Hold an impression; returns negatives closed to keep the buffer bounded."""
+    def add(self, pending: Pending) -> list[Pending]:
+        """Hold an impression; returns those closed early to keep the buffer bounded."""
         if pending.impression_id in self._entries:
             self.counts["duplicate_impression"] += 1
             return []
@@ -124,31 +146,44 @@ class Joins:
         self._open += 1
         self._latest[(pending.user_id, pending.item_id)] = pending.impression_id
         heapq.heappush(self._pending_heap, (pending.ts, pending.seq, pending.impression_id))
+        if self.guard_s is not None:
+            heapq.heappush(self._guard_heap, (pending.ts, pending.seq, pending.impression_id))
         self._changed.add(pending.impression_id)
-        released: list[Example] = []
+        released: list[Pending] = []
         while self._open > self.max_pending:
-            released.append(self._close_oldest("negative_evicted"))
+            released.append(self._close_oldest())
         return released
 
-    def outcome(self, user_id: str, item_id: str, impression_id: str | None) -> Example | None:
-        """A target outcome: the positive example it completes, if any (else it is counted)."""
+    def outcome(
+        self, user_id: str, item_id: str, impression_id: str | None
+    ) -> tuple[str, Pending | None]:
+        """A target outcome: ("bought", impression) inside the window, ("late", tombstone)
+        after it (the features are still there to learn a correction), else a counted
+        ("duplicate" | "unknown", None)."""
         if impression_id is None:
             impression_id = self._latest.get((user_id, item_id))
             if impression_id is None:
                 self.counts["unknown_outcome"] += 1
-                return None
+                return "unknown", None
         entry = self._entries.get(impression_id)
         if entry is None:
             self.counts["unknown_outcome"] += 1
-            return None
+            return "unknown", None
+        if entry.bought or entry.late or entry.closed == "positive":
+            self.counts["duplicate_outcome"] += 1
+            return "duplicate", None
+        self._changed.add(entry.impression_id)
         if entry.closed == "negative":
             self.counts["late_outcome"] += 1
-            return None
-        if entry.closed == "positive":
-            self.counts["duplicate_outcome"] += 1
-            return None
-        self.counts["positive"] += 1
-        return self._close(entry, "positive")
+            entry.late = True
+            return "late", entry
+        entry.bought = True
+        return "bought", entry
+
+    def drop_features(self, entry: Pending) -> None:
+        """A tombstone's features are no longer needed (its correction was learned)."""
+        entry.features = b"{}"
+        self._changed.add(entry.impression_id)
 
     def item_of(self, impression_id: str | None, user_id: str, item_id: str) -> Pending | None:
         """The impression (pending or tombstone) an outcome refers to, for its item facts."""
@@ -156,19 +191,19 @@ class Joins:
             impression_id = self._latest.get((user_id, item_id))
         return self._entries.get(impression_id) if impression_id is not None else None
 
-    def advance(self, ts: float) -> list[Example]:
-        """Move the watermark to event time `ts`; returns the negatives whose window closed."""
+    def advance(self, ts: float) -> list[Pending]:
+        """Move the watermark to event time `ts`; returns the impressions whose window
+        closed, oldest first, each with its final label (`closed`)."""
         if ts <= self.watermark:
             return []
         self.watermark = ts
-        released: list[Example] = []
+        released: list[Pending] = []
         horizon = ts - self.window_s
         while self._pending_heap and self._pending_heap[0][0] <= horizon:
             _, _, impression_id = heapq.heappop(self._pending_heap)
             entry = self._entries.get(impression_id)
             if entry is not None and not entry.closed:
-                self.counts["negative_window"] += 1
-                released.append(self._close(entry, "negative"))
+                released.append(self._close(entry, "negative_window"))
         while self._tomb_heap and self._tomb_heap[0][0] <= horizon:
             _, _, impression_id = heapq.heappop(self._tomb_heap)
             entry = self._entries.pop(impression_id, None)
@@ -177,26 +212,50 @@ class Joins:
                 self._changed.add(impression_id)
         return released
 
-    def _close_oldest(self, reason: str) -> Example:
+    def to_guard(self) -> list[Pending]:
+        """Pending impressions `guard_s` old by the watermark, oldest first, marked as
+        handed to the guards. Their label so far (`bought`) is what the guards judge: a
+        drift shows in minutes instead of a whole window later. Closed ones are left to
+        the close."""
+        due: list[Pending] = []
+        if self.guard_s is None:
+            return due
+        horizon = self.watermark - self.guard_s
+        heap = self._guard_heap
+        while heap and heap[0][0] <= horizon:
+            _, _, impression_id = heapq.heappop(heap)
+            entry = self._entries.get(impression_id)
+            if entry is not None and not entry.closed and not entry.guarded:
+                entry.guarded = True
+                self._changed.add(impression_id)
+                due.append(entry)
+        return due
+
+    def _close_oldest(self) -> Pending:
         while True:
             _, _, impression_id = heapq.heappop(self._pending_heap)
             entry = self._entries.get(impression_id)
             if entry is not None and not entry.closed:
-                self.counts[reason] += 1
-                return self._close(entry, "negative")
+                return self._close(entry, "negative_evicted")
 
-    def _close(self, entry: Pending, result: str) -> Example:
-        # A positive's slot in the pending heap is skipped lazily when it is popped.
+    def _close(self, entry: Pending, negative_reason: str) -> Pending:
+        """Close `entry` with its final label; the caller learns or scores it from the
+        returned object, whose features stay readable until the caller is done."""
+        result = "positive" if entry.bought else "negative"
+        self.counts["positive" if entry.bought else negative_reason] += 1
         entry.closed = result
         entry.closed_at = max(self.watermark, entry.ts)
         self._open -= 1
         self._changed.add(entry.impression_id)
         heapq.heappush(self._tomb_heap, (entry.closed_at, entry.seq, entry.impression_id))
-        features: Features = orjson.loads(entry.features)
-        example = Example(features, result == "positive", entry.ts, entry.impression_id)
-        # Features are no longer needed once learned; tombstones stay small.
-        entry.features = b"{}"
-        return example
+        if result == "positive":
+            # A positive's tombstone only recognises repeats: keep it small. The released
+            # object is a copy, so the caller still reads the features.
+            closed = dataclasses.replace(entry)
+            entry.features = b"{}"
+            entry.scores = {}
+            return closed
+        return entry
 
     def _forget_latest(self, entry: Pending) -> None:
         key = (entry.user_id, entry.item_id)
@@ -227,6 +286,7 @@ class Joins:
         self._entries = {}
         self._pending_heap = []
         self._tomb_heap = []
+        self._guard_heap = []
         self._latest = {}
         self._open = 0
         self.seq = seq
@@ -239,6 +299,9 @@ class Joins:
             else:
                 self._open += 1
                 self._pending_heap.append((entry.ts, entry.seq, entry.impression_id))
+                if self.guard_s is not None and not entry.guarded:
+                    self._guard_heap.append((entry.ts, entry.seq, entry.impression_id))
         heapq.heapify(self._pending_heap)
+        heapq.heapify(self._guard_heap)
         heapq.heapify(self._tomb_heap)
         self._changed.clear()

@@ -25,6 +25,7 @@ from learner.aggregates import AggregateCache
 from learner.counters import QUARANTINED
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
+from learner.feedback import DelayedFeedback
 from learner.history import HistoryRecorder
 from learner.joins import Joins, Pending, encode_features
 from learner.keys import ShardKeys
@@ -61,7 +62,8 @@ class Learner:
             )
             for name, kind in settings.variants.items()
         }
-        self.joins = Joins(settings.join_window_s, settings.max_pending)
+        self.joins = Joins(settings.join_window_s, settings.max_pending, settings.guard_delay_s)
+        self.feedback = DelayedFeedback(settings.delayed_feedback)
         self.seen = SeenIds(settings.dedup_capacity)
         self.counts: Counter[str] = Counter()
         self.offsets: dict[int, int] = {}
@@ -89,6 +91,9 @@ class Learner:
         self._shadow_predict: dict[str, Callable[[Mapping[str, Any]], dict[Any, float]]] = {}
         self.alerts: list[Alert] = []
         """Raised since the last publish; published with the state that raised them."""
+        self.ends: dict[int, int] = {}
+        """Each assigned partition's end offset, as the consumer last learned it: a
+        partition read short of its end holds the join's watermark back."""
         self.lag: dict[int, int] = {}
         """Records behind the end of each partition, as the consumer last saw it."""
         self.history = HistoryRecorder(settings.history_every_ms / 1000)
@@ -124,10 +129,14 @@ class Learner:
             if verdict is not None:
                 self.counts[f"{QUARANTINED}{verdict.rule}"] += 1
                 return verdict
-        for example in self.joins.advance(self._watermark(partition, at)):
-            self._learn(example.features, example.label, example.ts)
+        joins = self.joins
+        for closed in joins.advance(self._watermark(partition, at)):
+            self._close(closed)
+        if joins.guard_s is not None:
+            for entry in joins.to_guard():
+                self._guard_early(entry)
         if isinstance(event, Labeled):
-            self._learn(dict(event.features), event.label, at)
+            self._labeled(dict(event.features), event.label, at)
         elif isinstance(event, Impression):
             self._impression(event, at)
         else:
@@ -135,15 +144,30 @@ class Learner:
         return None
 
     def _watermark(self, partition: int, at: float) -> float:
-        """Event time that every partition seen has reached: the join closes windows by it.
+        """Event time below which no partition of the shard can still bring an impression.
 
-        A partition read ahead of the others (a consumer catching up reads them in long
-        runs) must not close the impressions of one still behind as negatives.
+        The join closes windows by it, so it must not depend on how the consumer
+        interleaves partitions: one read ahead of the others (a consumer catching up on a
+        backlog reads them in long runs) must not close the impressions of one still
+        behind. A partition with unread records (`ends`, from the consumer) holds the
+        watermark at its latest event time, or at -inf before its first record. A
+        partition read to its end brings only new events, which carry later times, so
+        it holds nothing back beyond `watermark_idle_s` behind the newest partition: a
+        quiet partition does not stall the others.
         """
         times = self.partition_time
         if at > times.get(partition, float("-inf")):
             times[partition] = at
-        return min(times.values())
+        offsets, behind = self.offsets, float("inf")
+        for p, end in self.ends.items():
+            if offsets.get(p, 0) < end:
+                t = times.get(p, float("-inf"))
+                if t < behind:
+                    behind = t
+        newest = max(times.values())
+        idle = newest - self.settings.watermark_idle_s
+        caught_up = max(min(times.values()), idle)
+        return min(behind, caught_up)
 
     def skip(self, partition: int, offset: int) -> None:
         """A record that teaches nothing (rejected, quarantined) is still done."""
@@ -153,6 +177,14 @@ class Learner:
         user_key, item_key = self.keys.user(event.user_id), self.keys.item(event.item_id)
         user, item_aggs = self.cache.get(user_key), self.cache.get(item_key)
         x = features(event.context, event.item, user, item_aggs, at, self.feature_config)
+        # What each variant says now is what users were served: the metrics score it when
+        # the label is final. A method that learns at once predicts in the same step.
+        feedback = self.feedback
+        if feedback.learns_at_impression:
+            scores = {n: v.learn(x, False, feedback.negative) for n, v in self.variants.items()}
+            self.counts["trained"] += 1
+        else:
+            scores = {n: v.predict(x) for n, v in self.variants.items()}
         pending = Pending(
             event.impression_id,
             event.user_id,
@@ -161,9 +193,10 @@ class Learner:
             encode_features(x),
             event.item.category,
             event.item.price,
+            scores,
         )
-        for example in self.joins.add(pending):
-            self._learn(example.features, example.label, example.ts)
+        for closed in self.joins.add(pending):
+            self._close(closed)
         observe_impression(user, item_aggs, at, self.feature_config)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
@@ -178,28 +211,87 @@ class Learner:
         observe_outcome(user, item_aggs, kind, item, at, self.feature_config)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
-        if kind == self.settings.target:
-            example = self.joins.outcome(user_id, item_id, impression_id)
-            if example is not None:
-                self._learn(example.features, example.label, example.ts)
+        if kind != self.settings.target:
+            return
+        state, entry = self.joins.outcome(user_id, item_id, impression_id)
+        if entry is None:
+            return
+        # A purchase inside the window waits for the close, unless the method learns it
+        # now; one after the window is a correction either way.
+        if state == "late" or self.feedback.learns_at_impression:
+            self._train_positive(entry)
+        if state == "late":
+            self.joins.drop_features(entry)
 
-    def _learn(self, x: Mapping[str, float | str], y: bool, ts: float) -> None:
+    def _train_positive(self, entry: Pending) -> None:
+        """Learn a held impression as a positive, weighted by what each variant served."""
+        x = entry.x()
+        for name, variant in self.variants.items():
+            variant.train(x, True, self.feedback.positive(self._served(entry, name, x)))
+        self.counts["trained"] += 1
+
+    def _close(self, entry: Pending) -> None:
+        """An impression's label is final: learn it if the method learns now, and score
+        the prediction that was served for it (the guards too, unless they judged it
+        already)."""
+        x = entry.x()
+        y = entry.closed == "positive"
+        learn = self.feedback.learns_at_close
+        guard = not entry.guarded
+        for name, variant in self.variants.items():
+            served = self._served(entry, name, x)
+            if learn:
+                variant.train(x, y)
+            variant.score(y, served)
+            if guard:
+                self._guard(name, variant, x, y, served, entry.ts)
+        if learn:
+            self.counts["trained"] += 1
+        self.counts["learned"] += 1
+
+    def _guard_early(self, entry: Pending) -> None:
+        """The guards judge what was served against the label known so far."""
+        x = entry.x()
+        for name, variant in self.variants.items():
+            self._guard(name, variant, x, entry.bought, self._served(entry, name, x), entry.ts)
+
+    def _served(self, entry: Pending, name: str, x: Mapping[str, float | str]) -> float:
+        served = entry.scores.get(name)
+        # A variant added since the impression was not served: what it says now.
+        return served if served is not None else self.variants[name].predict(x)
+
+    def _labeled(self, x: Mapping[str, float | str], y: bool, ts: float) -> None:
+        """A ready example: its label is known now, so it is scored and learned at once."""
         for name, variant in self.variants.items():
             p = variant.learn(x, y)
-            if not self.monitors and not self.deciders:
-                continue
-            loss = log_loss(y, p)
-            monitor = self.monitors.get(name)
-            if monitor is not None:
-                self.alerts.extend(monitor.update(loss, x, p, ts))
-            predict, decider = self._shadow_predict.get(name), self.deciders.get(name)
-            if predict is not None and decider is not None:
-                shadow_loss = log_loss(y, p_true_of(predict(x)))
-                decision = decider.update(loss, shadow_loss, variant.n_learned)
-                if decision is not None:
-                    self.alerts.append(decision.alert(self.keys.shard, name, ts))
-                    self.roll_back(name, decision.reason)
+            variant.score(y, p)
+            self._guard(name, variant, x, y, p, ts)
+        self.counts["trained"] += 1
         self.counts["learned"] += 1
+
+    def _guard(
+        self,
+        name: str,
+        variant: Variant,
+        x: Mapping[str, float | str],
+        y: bool,
+        p: float,
+        ts: float,
+    ) -> None:
+        """Drift and rollback guards on the prediction `p` served for an example labelled `y`."""
+        if not self.monitors and not self.deciders:
+            return
+        loss = log_loss(y, p)
+        monitor = self.monitors.get(name)
+        if monitor is not None:
+            self.alerts.extend(monitor.update(loss, x, p, ts, y))
+        predict, decider = self._shadow_predict.get(name), self.deciders.get(name)
+        if predict is not None and decider is not None:
+            shadow_loss = log_loss(y, p_true_of(predict(x)))
+            decision = decider.update(loss, shadow_loss, variant.n_learned)
+            if decision is not None:
+                self.alerts.append(decision.alert(self.keys.shard, name, ts))
+                self.roll_back(name, decision.reason)
 
     def set_shadows(self, models: Mapping[str, Any]) -> None:
         """The last-known-good models of this learner's variants (others are ignored)."""

@@ -113,11 +113,11 @@ _KINDS: dict[str, _Kind] = {
     "logreg": _Kind(
         _build_logreg,
         {
-            "lr": _Param(0.01, minimum=0.0),
+            "lr": _Param(0.1, minimum=0.0),
             "l2": _Param(0.0, minimum=0.0),
             "l1": _Param(0.0, minimum=0.0),
             "intercept_lr": _Param(0.01, minimum=0.0),
-            "optimizer": _Param("sgd", choices=("sgd", "adagrad", "adam")),
+            "optimizer": _Param("adagrad", choices=("sgd", "adagrad", "adam")),
         },
     ),
     "tree": _Kind(

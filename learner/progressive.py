@@ -55,8 +55,24 @@ class LogregStep:
         proba: dict[bool, float] = self._logreg.predict_proba_one(one_hot)
         return proba
 
-    def learn(self, x: Mapping[str, Any], y: bool) -> dict[bool, float]:
-        """River's `predict_proba_one(x)` before learning, then `learn_one(x, y)`."""
+    def learn(
+        self, x: Mapping[str, Any], y: bool, w: float | Callable[[float], float] = 1.0
+    ) -> dict[bool, float]:
+        """River's `predict_proba_one(x)` before learning, then `learn_one(x, y, w)`; a
+        callable `w` is given that prediction's P(True) and returns the weight."""
+        scored, learned = self._split(x, predict=True)
+        proba: dict[bool, float] = self._logreg.predict_proba_one(scored)
+        weight = w(float(proba.get(True, 0.0)) if proba else 0.5) if callable(w) else w
+        self._logreg.learn_one(learned, y, weight)
+        return proba
+
+    def train(self, x: Mapping[str, Any], y: bool, w: float = 1.0) -> None:
+        """River's `learn_one(x, y, w)`, without predicting first."""
+        _, learned = self._split(x, predict=False)
+        self._logreg.learn_one(learned, y, w)
+
+    def _split(self, x: Mapping[str, Any], predict: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(what predict_proba_one is given, what learn_one is given); the scaler learns."""
         scaler = self._scaler
         counts, means, variances = scaler.counts, scaler.means, scaler.vars
         before: dict[str, Any] = {}
@@ -69,7 +85,8 @@ class LogregStep:
                 # StandardScaler's transform_one, learn_one, transform_one, feature by
                 # feature (each feature's statistics are its own), in its own expressions.
                 var, mean = variances[k], means[k]
-                before[k] = (v - mean) / var**0.5 if var else 0.0
+                if predict:
+                    before[k] = (v - mean) / var**0.5 if var else 0.0
                 n = counts[k] + 1
                 counts[k] = n
                 new_mean = means[k] = mean + (v - mean) / n
@@ -79,12 +96,9 @@ class LogregStep:
                 # OneHotEncoder(drop_zeros=True): one key per string, value 1.
                 one_hot[f"{k}_{v}"] = 1
         # The union merges its branches last to first: one-hot keys, then the numbers.
-        scored = dict(one_hot)
-        scored.update(before)
-        proba: dict[bool, float] = self._logreg.predict_proba_one(scored)
+        scored = {**one_hot, **before} if predict else {}
         one_hot.update(after)
-        self._logreg.learn_one(one_hot, y)
-        return proba
+        return scored, one_hot
 
 
 def predictor(model: Any) -> Callable[[Mapping[str, Any]], dict[Any, float]]:

@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from learner.feedback import Method
+
 
 class LearnerSettings(BaseSettings):
     """How the learner joins labels, which models it trains, how often it publishes."""
@@ -22,6 +24,22 @@ class LearnerSettings(BaseSettings):
 
     join_window_s: float = Field(default=1800.0, gt=0)
     """Attribution window in event time: an impression with no outcome by then is a negative."""
+
+    delayed_feedback: Method = "fnw"
+    """How labels that arrive late are learned (docs/learner.md compares them): "window"
+    learns each impression when its window closes; "fnw" learns a weighted fake negative
+    at once and the purchase when it comes (Ktena et al., RecSys 2019)."""
+
+    guard_delay_s: float = Field(default=300.0, gt=0)
+    """The drift and rollback guards judge each impression's served prediction against the
+    label known this long (event time) after it, instead of waiting for the attribution
+    window: a drift shows minutes after it starts. Purchases that come later are missed
+    alike before and after a drift, so the comparison stays fair. At or above
+    join_window_s, the guards wait for the close like the metrics."""
+
+    watermark_idle_s: float = Field(default=60.0, gt=0)
+    """A partition read to its end holds the join's event-time watermark at most this far
+    behind the newest partition, so a quiet partition does not stall the others."""
 
     max_pending: int = Field(default=100_000, ge=1)
     """Most impressions awaiting their outcome; past it the oldest close as negatives."""

@@ -1,6 +1,6 @@
 """One named model of a shard, learning progressively: predict, score, then learn."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from learner import modelcodec
@@ -31,26 +31,43 @@ class Variant:
         self._stepped: Any = None
         """The model `_step` was made for: a rollback or a restore replaces `model`."""
 
-    def learn(self, x: Mapping[str, float | str], y: bool) -> float:
-        """Score `x` with the model as it is, then learn it; return the score (P(True)).
-
-        The same steps, in the same order, as River's `evaluate.progressive_val_score`, so
-        the metrics equal its results: a model with nothing to say ({}) is not scored.
+    def learn(
+        self,
+        x: Mapping[str, float | str],
+        y: bool,
+        w: float | Callable[[float], float] = 1.0,
+    ) -> float:
+        """Score `x` with the model as it is, then learn it with weight `w` (or `w(p)` of
+        that score, for weights that depend on the model's own estimate); return the score
+        (P(True)). Nothing is scored into the metrics: the caller scores the prediction
+        that was served (`score`), which may be an earlier one.
         """
         model = self.model
         if model is not self._stepped:
             self._step, self._stepped = LogregStep.of(model), model
         if self._step is not None:
-            proba = self._step.learn(x, y)
+            proba = self._step.learn(x, y, w)
         else:
             proba = model.predict_proba_one(x)
-            model.learn_one(x, y)
-        p_true = p_true_of(proba)
-        if proba:
-            # River's predict_one: the first most probable label.
-            self.metrics.update(y, p_true, bool(max(proba, key=proba.__getitem__)))
+            weight = w(p_true_of(proba)) if callable(w) else w
+            model.learn_one(x, y, w=weight)
         self.n_learned += 1
-        return p_true
+        return p_true_of(proba)
+
+    def train(self, x: Mapping[str, float | str], y: bool, w: float = 1.0) -> None:
+        """Learn `x` without scoring it first."""
+        model = self.model
+        if model is not self._stepped:
+            self._step, self._stepped = LogregStep.of(model), model
+        if self._step is not None:
+            self._step.train(x, y, w)
+        else:
+            model.learn_one(x, y, w=w)
+        self.n_learned += 1
+
+    def score(self, y: bool, p_true: float) -> None:
+        """Count the prediction `p_true` that was served for an example labelled `y`."""
+        self.metrics.update(y, p_true)
 
     def predict(self, x: Mapping[str, float | str]) -> float:
         """P(True) for `x`; a float even before the model has seen both classes."""

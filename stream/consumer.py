@@ -131,6 +131,9 @@ class ShardWorker(OperatorDuties):
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
         self._reader.assign(partitions, learner.offsets)
+        # Which partitions hold a backlog decides the join's watermark from the first
+        # record on (Learner._watermark): ask the broker before reading any.
+        learner.ends = self._reader.ends(fresh=True)
         # Loading a large state can outlast the lease: renew before consuming.
         self._keep_lease()
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
@@ -222,6 +225,7 @@ class ShardWorker(OperatorDuties):
             else:  # not a record: a fetch error reported in its place
                 log.warning("shard %s: %s", shard, error.str())
         learner.prefetch(e for _, e in parsed if not isinstance(e, Rejection))
+        learner.ends.update(self._reader.ends())
         types: Counter[str] = Counter()
         for record, event in parsed:
             partition, offset = record.partition(), record.offset()

@@ -79,11 +79,15 @@ class EventsReader:
             return []
         return [first, *self._consumer.consume(most - 1, timeout=0)] if most > 1 else [first]
 
-    def ends(self) -> dict[int, int]:
-        """Each assigned partition's end as the last fetch reported it (none before one)."""
+    def ends(self, fresh: bool = False) -> dict[int, int]:
+        """Each assigned partition's end: as the last fetch reported it (none before one),
+        or `fresh` from the broker (a round trip per partition)."""
         ends: dict[int, int] = {}
         for tp in self._consumer.assignment():
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if fresh:
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+            else:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             if high >= 0:
                 ends[tp.partition] = high
         return ends

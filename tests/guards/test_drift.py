@@ -68,7 +68,7 @@ def progressive(stream: Iterator[Example]) -> Iterator[tuple[float, dict[str, fl
 def monitor_alerts(monitor: DriftMonitor, stream: Iterator[Example]) -> list[Alert]:
     alerts: list[Alert] = []
     for i, (loss, x, p) in enumerate(progressive(stream)):
-        alerts.extend(monitor.update(loss, x, p, ts=float(i)))
+        alerts.extend(monitor.update(loss, x, p, ts=float(i), y=False))
     return alerts
 
 
@@ -125,13 +125,15 @@ def test_a_restored_monitor_raises_exactly_the_alerts_of_one_that_never_stopped(
     for _, x, _ in examples[16_000:]:
         x["x0"] += 1.5
     straight = DriftMonitor("main", "a", settings)
-    expected = [a for i, e in enumerate(examples) for a in straight.update(*e, ts=float(i))]
+    expected = [
+        a for i, e in enumerate(examples) for a in straight.update(*e, ts=float(i), y=False)
+    ]
     resumed = DriftMonitor("main", "a", settings)
     got = []
     for i, (loss, x, p) in enumerate(examples):
         if i in (2_999, 5_050, 12_345, 16_789):  # in warm-up, mid-block, around the changes
             resumed = pickle.loads(pickle.dumps(resumed))
-        got.extend(resumed.update(loss, x, p, ts=float(i)))
+        got.extend(resumed.update(loss, x, p, ts=float(i), y=False))
     assert {a.detector for a in expected} >= {"page_hinkley", "psi", "kswin"}
     assert got == expected
 
@@ -148,7 +150,7 @@ def test_an_input_shift_is_alerted_by_psi_and_kswin_for_that_feature() -> None:
         x = {name: rng.gauss(0.0, 1.0) for name in FEATURES}
         if i >= 20_000:
             x["x1"] = rng.gauss(1.0, 1.0)
-        alerts.extend(monitor.update(0.2, x, 0.05, ts=float(i)))
+        alerts.extend(monitor.update(0.2, x, 0.05, ts=float(i), y=False))
     psi = [a for a in alerts if a.detector == "psi"]
     assert [a.signal for a in psi] == ["feature:x1"]
     assert 20_000 < at(psi[0]) <= 24_000  # the first complete window after the shift
@@ -163,7 +165,7 @@ def test_a_falling_loss_raises_nothing() -> None:
     x = dict.fromkeys(FEATURES, 0.0)
     for i in range(20_000):
         # A model getting much better: detectors fire on the change, alerts do not.
-        assert monitor.update(0.4 if i < 8_000 else 0.1, x, 0.05, float(i)) == []
+        assert monitor.update(0.4 if i < 8_000 else 0.1, x, 0.05, float(i), False) == []
 
 
 def test_reset_warms_up_again_and_alert_ids_never_repeat() -> None:
@@ -177,7 +179,7 @@ def test_reset_warms_up_again_and_alert_ids_never_repeat() -> None:
             # A clean Bernoulli-like loss, then a jump to 5x: every round raises one alert.
             base = 3.0 if rng.random() < 0.05 else 0.05
             value = base * (5.0 if i >= 2_500 else 1.0)
-            got = monitor.update(value, x, 0.05, float(round_ * 4_000 + i))
+            got = monitor.update(value, x, 0.05, float(round_ * 4_000 + i), False)
             assert i >= 2_500 or got == []
             alerts.extend(got)
         monitor.reset()
@@ -191,10 +193,10 @@ def test_nan_and_infinite_losses_are_the_worst_loss_not_a_crash() -> None:
     monitor = DriftMonitor("main", "a", GuardSettings(drift_warmup=100, **SYNTHETIC))
     x = dict.fromkeys(FEATURES, 0.0)
     for i in range(200):
-        monitor.update(0.1, x, 0.05, float(i))
+        monitor.update(0.1, x, 0.05, float(i), False)
     alerts = []
     for i in range(200, 2_000):
-        alerts.extend(monitor.update(float("nan") if i % 2 else math.inf, x, 0.5, float(i)))
+        alerts.extend(monitor.update(float("nan") if i % 2 else math.inf, x, 0.5, float(i), False))
     assert [a.detector for a in alerts if a.signal == "loss"]
     assert all(math.isfinite(a.value) for a in alerts)
 
@@ -205,7 +207,7 @@ def test_switched_off_it_counts_but_never_alerts() -> None:
         monitor = DriftMonitor("main", "a", GuardSettings(drift_warmup=100, **off, **SYNTHETIC))
         x = dict.fromkeys(FEATURES, 0.0)
         for i in range(3_000):
-            assert monitor.update(0.05 if i < 1_000 else 4.0, x, 0.05, float(i)) == []
+            assert monitor.update(0.05 if i < 1_000 else 4.0, x, 0.05, float(i), False) == []
         assert monitor.n == 3_000
 
 

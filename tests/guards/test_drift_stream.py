@@ -51,11 +51,12 @@ def run_learner(
 
 
 def loss_alerts(client: redis.Redis, settings: StreamSettings) -> list[dict[str, Any]]:
+    """Alerts on how well the model does: its loss or its ranking."""
     every = alertstore.recent(client, settings.key_prefix, limit=alertstore.MAX_ALERTS)
-    return [a for a in every if a["signal"] == "loss"]
+    return [a for a in every if a["signal"] in ("loss", "ranking")]
 
 
-def test_a_concept_drift_is_alerted_by_the_loss_detectors_soon_after_it(
+def test_a_concept_drift_is_alerted_by_the_performance_detectors_soon_after_it(
     one_partition: StreamSettings, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     drift_at, step, bound = 70_000, 500, 6_000
@@ -82,12 +83,16 @@ def test_a_concept_drift_is_alerted_by_the_loss_detectors_soon_after_it(
     alerts = loss_alerts(redis_client, one_partition)
     assert alerts, f"no loss alert within {bound} events of the drift"
     first = alerts[0]
-    # Measured: alerted by 3,000 events after the drift (examples 40,502 -> 42,400 of the
-    # monitor: 1,898 learned examples; the progressive loss went from ~0.10 to ~0.15);
-    # offline, seed 4 took 2,847 examples. Bound: 6,000 events.
+    # Measured offline on the same order: the served predictions' AUC fell from 0.767 to
+    # 0.513 and the ranking guard alerted 4,355 events after the drift (the guards see an
+    # impression 300 s of event time after it, about 3,600 events); the log loss rose by
+    # a fifth, within its noise. Bound: 6,000 events.
     assert delay <= bound, delay
-    assert first["detector"] in ("page_hinkley", "adwin")
-    assert first["value"] > first["threshold"]
+    assert first["detector"] in ("page_hinkley", "adwin", "auc_drop")
+    if first["detector"] == "auc_drop":
+        assert first["value"] < first["threshold"]
+    else:
+        assert first["value"] > first["threshold"]
     # One drift, one alert (per detector): the detectors re-arm and the model re-learns.
     assert {a["id"].rsplit(":", 2)[1] for a in alerts} == {first["id"].rsplit(":", 2)[1]}
 
@@ -113,7 +118,7 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
         snapshot_dir=snapshots,
         snapshot_interval_s=2,
     )
-    assert [a for a in alerts if a["signal"] == "loss"] == []
+    assert [a for a in alerts if a["signal"] in ("loss", "ranking")] == []
     assert [a for a in alerts if a["detector"] == "rollback"] == []
     meta = store(redis_client, one_partition).load_meta()
     assert meta is not None

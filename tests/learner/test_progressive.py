@@ -73,6 +73,29 @@ def test_step_equals_predict_then_learn_through_the_pipeline(
 
 
 @settings(max_examples=100, deadline=None)
+@given(STREAMS, st.sampled_from(["sgd", "adagrad"]))
+def test_weighted_steps_equal_the_pipeline_with_the_same_weights(
+    stream: list[tuple[dict[str, Any], bool]], flavour: str
+) -> None:
+    """Delayed-feedback methods learn with weights, some from the model's own estimate
+    (fake negatives), some without predicting first (the window's close)."""
+    reference = build_model("logreg", {"optimizer": flavour})
+    stepped = build_model("logreg", {"optimizer": flavour})
+    step = LogregStep.of(stepped)
+    assert step is not None
+    for i, (x, y) in enumerate(stream):
+        if i % 3 == 0:
+            step.train(x, y, 1.5)
+            reference.learn_one(x, y, w=1.5)
+            continue
+        expected = reference.predict_proba_one(x)
+        p = expected.get(True, 0.0) if expected else 0.5
+        reference.learn_one(x, y, w=(1 - p) * (1 + p))
+        assert step.learn(x, y, lambda q: (1 - q) * (1 + q)) == expected
+    assert state(stepped) == state(reference)
+
+
+@settings(max_examples=100, deadline=None)
 @given(STREAMS, STREAMS)
 def test_predict_equals_the_pipelines_prediction_and_leaves_the_same_state(
     learned: list[tuple[dict[str, Any], bool]], scored: list[tuple[dict[str, Any], bool]]

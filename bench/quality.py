@@ -1,0 +1,373 @@
+"""Learning quality: what the learner learns from the simulator, against the best possible.
+
+    .venv/bin/python bench/quality.py [--seed 7] [--count 60000] [--drift-at 40000]
+
+Needs a Redis (the local stack: `headrace stack up`, or HEADRACE_REDIS_URL); the
+aggregates live there as they do in production, under a key prefix of their own that
+is deleted afterwards.
+
+The simulator's stream goes through the learner's own core (`learner.loop.Learner`, the
+code `headrace learn` runs for every record: fraud guard, features, join, delayed-feedback
+method, models, progressive metrics), once per delayed-feedback method, with the shipped
+settings otherwise. Then 1,000 storefront requests it never saw (`tests/heldout.py`) are
+scored. For each method and model kind it prints, side by side:
+
+- the held-out ROC AUC (expected under the hidden probabilities) and its ratio to the
+  hidden model's own on the same requests, the limit;
+- calibration: mean predicted probability over the mean hidden probability;
+- the progressive AUC the learner reports (what /models and the dashboard show) against
+  the held-out one;
+- with --drift-at: events after the drift until the held-out AUC on the new regime
+  first passes 0.5 (the new pattern moves the predictions) and until its ratio is back to
+  90 % of the ratio before the drift (recovery), from checkpoints every --every records.
+
+On the same examples with every label known at once (no delay at all), as anchors:
+River's bare logistic pipeline (`build_model("logreg")`, learn_one on each impression's
+features with its true label), and Vowpal Wabbit (`pip install vowpalwabbit`; skipped
+when absent) on raw fields with the interactions of MEASURED.md (`-q uc -q un -q ui`).
+"""
+
+import argparse
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from learner.aggregates import AggregateCache  # noqa: E402
+from learner.features import (  # noqa: E402
+    FeatureConfig,
+    Features,
+    features,
+    observe_impression,
+    observe_outcome,
+)
+from learner.feedback import METHODS  # noqa: E402
+from learner.keys import ShardKeys  # noqa: E402
+from learner.loop import Learner  # noqa: E402
+from learner.models import build_model  # noqa: E402
+from learner.settings import LearnerSettings  # noqa: E402
+from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
+from stream.settings import StreamSettings  # noqa: E402
+from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
+from stream.store_world import ShopRequest  # noqa: E402
+from tests.heldout import HeldOut, Quality, held_out, quality  # noqa: E402
+
+Score = Callable[[ShopRequest], np.ndarray]
+
+
+@dataclass
+class Row:
+    name: str
+    final: Quality
+    reported: float | None = None
+    reported_rolling: float | None = None
+    curve: list[tuple[int, Quality]] = field(default_factory=list)
+    learned: int = 0
+
+
+def learner_run(
+    client: redis.Redis,
+    records: list[SimRecord],
+    method: str,
+    kinds: list[str],
+    window_s: float,
+    checkpoints: Callable[[int], HeldOut | None],
+) -> tuple[Learner, dict[str, list[tuple[int, Quality]]]]:
+    """The stream through the learner's core on one partition; held-out curves per kind."""
+    prefix = f"bench-quality-{uuid.uuid4().hex[:8]}"
+    keys = ShardKeys(prefix, "main")
+    settings = LearnerSettings(
+        metrics_port=0,
+        variants={kind: kind for kind in kinds},
+        delayed_feedback=method,  # type: ignore[arg-type]
+        join_window_s=window_s,
+    )
+    learner = Learner(settings, keys, AggregateCache(client))
+    curves: dict[str, list[tuple[int, Quality]]] = {kind: [] for kind in kinds}
+    try:
+        for start in range(0, len(records), 500):
+            chunk = records[start : start + 500]
+            parsed = [parse_event(r.value) for r in chunk]
+            learner.prefetch(e for e in parsed if not isinstance(e, Rejection))
+            for offset, event in enumerate(parsed, start):
+                if isinstance(event, Rejection):
+                    learner.skip(0, offset)
+                else:
+                    learner.process(event, 0, offset)
+            data = checkpoints(start + len(chunk))
+            if data is not None:
+                at = records[start + len(chunk) - 1].ts_ms / 1000
+                for kind in kinds:
+                    curves[kind].append(
+                        (start + len(chunk), quality(data, learner_scorer(learner, kind, at)))
+                    )
+    finally:
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+            client.delete(key)
+    return learner, curves
+
+
+def learner_scorer(learner: Learner, kind: str, at: float) -> Score:
+    """The variant's P(purchase) for a request's candidates, from the learner's aggregates
+    as the API would read them once published."""
+    variant, cache, keys = learner.variants[kind], learner.cache, learner.keys
+    config = learner.feature_config
+
+    def score(request: ShopRequest) -> np.ndarray:
+        user = cache.get(keys.user(request.user_id))
+        return np.array(
+            [
+                variant.predict(
+                    features(
+                        request.context, c.item, user, cache.get(keys.item(c.item_id)), at, config
+                    )
+                )
+                for c in request.candidates
+            ]
+        )
+
+    return score
+
+
+Aggregates = dict[str, dict[str, float]]
+
+
+def replay(
+    records: Iterable[SimRecord], config: FeatureConfig
+) -> tuple[list[tuple[Features, bool]], Aggregates, Aggregates]:
+    """Each impression's features (the learner's, point in time) with its true label, and
+    the users' and items' aggregates at the end: what the learner computes, without it."""
+    users: Aggregates = {}
+    items: Aggregates = {}
+    shown: dict[str, Item] = {}
+    out: list[tuple[Features, bool]] = []
+    for record in records:
+        event = parse_event(record.value)
+        if isinstance(event, Rejection) or event.type == "labeled":
+            continue
+        at = event.ts.timestamp()
+        user = users.setdefault(event.user_id, {})
+        item_aggs = items.setdefault(event.item_id, {})
+        if isinstance(event, Impression):
+            x = features(event.context, event.item, user, item_aggs, at, config)
+            out.append((x, bool(record.will_purchase)))
+            observe_impression(user, item_aggs, at, config)
+            shown[event.impression_id] = event.item
+        else:
+            item = shown.get(event.impression_id or "")
+            observe_outcome(user, item_aggs, event.type, item, at, config)
+    return out, users, items
+
+
+def river_bare(data: list[tuple[Features, bool]]) -> Any:
+    model = build_model("logreg")
+    for x, y in data:
+        model.learn_one(x, y)
+    return model
+
+
+def vw_line(request_user: str, item_id: str, item: Item, ctx: Any, label: bool | None) -> str:
+    def clean(text: str) -> str:
+        return text.replace(" ", "_").replace("|", "_").replace(":", "_") or "none"
+
+    words = " ".join(clean(w) for w in ctx.query.split()) or "none"
+    head = "" if label is None else ("1 " if label else "-1 ")
+    return (
+        f"{head}|u {clean(request_user)} |i {clean(item_id)} c_{clean(item.category)} "
+        f"b_{clean(item.brand or 'none')} |c {words} d_{ctx.device} p_{ctx.page} "
+        f"|n position:{ctx.position} log_price:{math.log1p(item.price):.6f}"
+    )
+
+
+def vowpal(records: list[SimRecord], data: HeldOut) -> Quality | None:
+    try:
+        import vowpalwabbit
+    except ImportError:
+        return None
+    vw = vowpalwabbit.Workspace(
+        "--loss_function logistic --link logistic -q uc -q un -q ui --power_t 0.3 -l 0.3 "
+        "-b 22 --quiet"
+    )
+    for record in records:
+        event = parse_event(record.value)
+        if isinstance(event, Impression):
+            vw.learn(
+                vw_line(
+                    event.user_id,
+                    event.item_id,
+                    event.item,
+                    event.context,
+                    bool(record.will_purchase),
+                )
+            )
+
+    def score(request: ShopRequest) -> np.ndarray:
+        return np.array(
+            [
+                vw.predict(vw_line(request.user_id, c.item_id, c.item, request.context, None))
+                for c in request.candidates
+            ]
+        )
+
+    result = quality(data, score)
+    vw.finish()
+    return result
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def events_until(
+    curve: list[tuple[int, Quality]], drift_at: int, test: Callable[[Quality], bool]
+) -> str:
+    for n, q in curve:
+        if n > drift_at and test(q):
+            return f"{n - drift_at:,}"
+    return "never"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--count", type=int, default=60_000)
+    parser.add_argument("--n-users", type=int, default=2_000)
+    parser.add_argument("--n-items", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=1_000)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--kinds", default="logreg")
+    parser.add_argument("--window", type=float, default=LearnerSettings().join_window_s)
+    parser.add_argument("--drift-at", type=int, default=None)
+    parser.add_argument("--every", type=int, default=5_000, help="records between checkpoints")
+    parser.add_argument("--no-baselines", action="store_true")
+    args = parser.parse_args()
+
+    config = SimulatorConfig(
+        seed=args.seed,
+        count=args.count,
+        n_users=args.n_users,
+        n_items=args.n_items,
+        drift_at=args.drift_at,
+    )
+    records = list(generate(config))
+    drifted = args.drift_at is not None
+    final = held_out(config, args.requests, drifted=drifted)
+    before = held_out(config, max(200, args.requests // 4), seed=17) if drifted else None
+    after = held_out(config, max(200, args.requests // 4), seed=17, drifted=True)
+    early = held_out(config, max(200, args.requests // 4), seed=17)
+    impressions = sum(r.type == "impression" for r in records)
+    bought = sum(bool(r.will_purchase) for r in records if r.type == "impression")
+    print(
+        f"stream: seed {args.seed}, {len(records):,} records, {impressions:,} impressions, "
+        f"{bought / impressions:.1%} bought; window {args.window:.0f} s; held-out: "
+        f"{args.requests:,} requests of 10 candidates"
+        + (f"; drift after {args.drift_at:,} records" if drifted else "")
+    )
+
+    def checkpoints(n: int) -> HeldOut | None:
+        if n % args.every and n != len(records):
+            return None
+        if before is None:
+            return final if n == len(records) else early
+        return after if n > args.drift_at else before
+
+    client = redis.Redis.from_url(StreamSettings().redis_url)
+    rows: list[Row] = []
+    kinds = args.kinds.split(",")
+    for method in args.methods.split(","):
+        started = time.perf_counter()
+        learner, curves = learner_run(client, records, method, kinds, args.window, checkpoints)
+        elapsed = time.perf_counter() - started
+        end = records[-1].ts_ms / 1000
+        for kind in kinds:
+            report = learner.variants[kind].metrics.report()
+            rows.append(
+                Row(
+                    f"headrace {kind}, {method}",
+                    quality(final, learner_scorer(learner, kind, end)),
+                    report.get("roc_auc"),
+                    report.get("rolling_roc_auc"),
+                    curves[kind],
+                    learner.counts["learned"],
+                )
+            )
+        print(f"  {method}: {elapsed:.1f} s, counts {dict(learner.joins.counts)}")
+    if not args.no_baselines:
+        data, users, items = replay(records, FeatureConfig())
+        model = river_bare(data)
+        end = records[-1].ts_ms / 1000
+
+        def river_score(request: ShopRequest) -> np.ndarray:
+            user = users.get(request.user_id, {})
+            return np.array(
+                [
+                    float(
+                        model.predict_proba_one(
+                            features(
+                                request.context,
+                                c.item,
+                                user,
+                                items.get(c.item_id, {}),
+                                end,
+                                FeatureConfig(),
+                            )
+                        ).get(True, 0.0)
+                    )
+                    for c in request.candidates
+                ]
+            )
+
+        rows.append(Row("River logreg, labels at once", quality(final, river_score)))
+        rows[-1].learned = len(data)
+        vw = vowpal(records, final)
+        if vw is not None:
+            rows.append(Row("Vowpal Wabbit -q uc un ui, labels at once", vw))
+            rows[-1].learned = len(data)
+    hidden = rows[0].final.hidden_auc
+    print()
+    print(f"hidden model's held-out AUC: {hidden:.3f}")
+    header = (
+        "| model, method | held-out AUC | / hidden | calibration | reported AUC (cum / rolling)"
+        " | reported - held-out | examples |"
+    )
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        gap = None if row.reported is None else row.reported - row.final.auc
+        print(
+            f"| {row.name} | {row.final.auc:.3f} | {row.final.ratio:.3f} | "
+            f"{row.final.calibration:.2f} | {fmt(row.reported)} / {fmt(row.reported_rolling)} | "
+            f"{fmt(gap)} | {row.learned:,} |"
+        )
+    print()
+    print("held-out ratio to the hidden model's AUC (calibration), by records learned:")
+    for row in rows:
+        if row.curve:
+            points = ", ".join(f"{n // 1000}k {q.ratio:.3f} ({q.calibration:.2f})" for n, q in row.curve)
+            print(f"  {row.name}: {points}")
+    if drifted:
+        print()
+        print("| model, method | moves (AUC > 0.5 on the new regime) | recovers (90 % of ratio) |")
+        print("|---|---|---|")
+        for row in rows:
+            if not row.curve:
+                continue
+            pre = [q.ratio for n, q in row.curve if n <= args.drift_at]
+            target = 0.9 * pre[-1] if pre else 0.0
+            moves = events_until(row.curve, args.drift_at, lambda q: q.auc > 0.5)
+            recovers = events_until(row.curve, args.drift_at, lambda q, t=target: q.ratio >= t)
+            print(f"| {row.name} | {moves} | {recovers} |")
+
+
+if __name__ == "__main__":
+    main()
