@@ -327,6 +327,7 @@ class Learner:
                     "kind": v.kind,
                     "n_learned": v.n_learned,
                     "metrics": v.metrics.report(),
+                    "reliability": v.metrics.reliability(),
                 }
                 for name, v in self.variants.items()
             },

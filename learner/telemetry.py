@@ -1,5 +1,7 @@
 """The learner's Prometheus metrics (served by `headrace learn` on its own port)."""
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter(
@@ -44,3 +46,13 @@ ALERTS = Counter(
 ROLLBACKS = Counter(
     "headrace_learner_rollbacks_total", "Rollbacks to last known good", ["shard", "variant"]
 )
+
+
+def set_progressive(shard: str, variant: str, report: Mapping[str, float | int | None]) -> None:
+    """One variant's progressive metrics as gauges. An undefined value (None: an AUC of one
+    class) removes its series rather than leave the last defined value standing as current."""
+    for metric, value in report.items():
+        if value is None:
+            PROGRESSIVE.remove(shard, variant, metric)
+        else:
+            PROGRESSIVE.labels(shard, variant, metric).set(value)

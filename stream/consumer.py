@@ -293,8 +293,7 @@ class ShardWorker(OperatorDuties):
         for kind, count in learner.joins.counts.items():
             telemetry.JOINS.labels(shard, kind).set(count)
         for name, variant in learner.variants.items():
-            for metric, value in variant.metrics.report().items():
-                telemetry.PROGRESSIVE.labels(shard, name, metric).set(value)
+            telemetry.set_progressive(shard, name, variant.metrics.report())
         for partition, lag in learner.lag.items():
             telemetry.LAG.labels(shard, str(partition)).set(lag)
 

@@ -91,7 +91,7 @@ class Snapshots:
             offsets=dump.offsets,
             n_learned={name: v["n_learned"] for name, v in variants.items()},
             metrics={
-                name: {k: float(x) for k, x in v["metrics"].items() if math.isfinite(x)}
+                name: {k: float(x) for k, x in v["metrics"].items() if _finite(x)}
                 for name, v in variants.items()
             },
             last_known_good=self._passes_gate(keys.shard, variants),
@@ -110,7 +110,9 @@ class Snapshots:
         for name, variant in variants.items():
             if variant["n_learned"] < _MIN_LEARNED_FOR_LKG:
                 return False
-            loss = float(variant["metrics"].get("rolling_log_loss", math.inf))
+            # None: no example scored in the window yet, nothing to judge the model by.
+            loss = variant["metrics"].get("rolling_log_loss")
+            loss = math.inf if loss is None else float(loss)
             before = previous.header.metrics.get(name, {}) if previous is not None else {}
             if not passes_lkg_gate(
                 loss, before.get("rolling_log_loss"), self.settings.snapshot_lkg_margin
@@ -157,3 +159,8 @@ class Snapshots:
             client, keys, dump, lease_token=lease_token, offsets=offsets, lineage=lineage
         )
         return version, header
+
+
+def _finite(value: Any) -> bool:
+    """A number a snapshot header can hold (a metric may be None: undefined)."""
+    return isinstance(value, int | float) and math.isfinite(value)

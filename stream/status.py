@@ -25,7 +25,14 @@ from stream.kafka_local import answering
 from stream.settings import StreamSettings
 from stream.shards import shard_names
 
-_METRICS = ("rolling_log_loss", "log_loss", "rolling_roc_auc", "roc_auc")
+_METRICS = (
+    "rolling_log_loss",
+    "log_loss",
+    "rolling_roc_auc",
+    "roc_auc",
+    "rolling_calibration",
+    "calibration",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +156,7 @@ def _shard(
                 name,
                 str(v.get("kind", "?")),
                 int(v.get("n_learned", 0)),
-                {k: float(v.get("metrics", {})[k]) for k in _METRICS if k in v.get("metrics", {})},
+                _known(v.get("metrics", {})),
             )
             for name, v in meta.get("variants", {}).items()
         ],
@@ -207,9 +214,14 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def _pair(metrics: dict[str, float], rolling: str, total: str) -> str:
+def _known(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics shown, without the undefined ones (None: an AUC of one class)."""
+    return {k: float(metrics[k]) for k in _METRICS if metrics.get(k) is not None}
+
+
+def _pair(metrics: dict[str, float], rolling: str, total: str, digits: int = 4) -> str:
     def fmt(name: str) -> str:
-        return f"{metrics[name] + 0.0:.4f}" if name in metrics else "-"
+        return f"{metrics[name]:.{digits}f}" if name in metrics else "-"
 
     return f"{fmt(rolling)} / {fmt(total)}"
 
@@ -231,13 +243,15 @@ def _shard_lines(shard: ShardStatus) -> list[str]:
         f"lag {lag}, offsets {offsets}"
     )
     lines.append(
-        f"  {'variant':<14} {'kind':<8} {'learned':>9}  {'log loss roll/all':<17}  AUC roll/all"
+        f"  {'variant':<14} {'kind':<8} {'learned':>9}  {'log loss roll/all':<17}  "
+        f"{'AUC roll/all':<15}  calibration roll/all"
     )
     for v in shard.variants:
         lines.append(
             f"  {v.name:<14} {v.kind:<8} {v.n_learned:>9}  "
             f"{_pair(v.metrics, 'rolling_log_loss', 'log_loss'):<17}  "
-            f"{_pair(v.metrics, 'rolling_roc_auc', 'roc_auc')}"
+            f"{_pair(v.metrics, 'rolling_roc_auc', 'roc_auc', 3):<15}  "
+            f"{_pair(v.metrics, 'rolling_calibration', 'calibration', 2)}"
         )
     guarded = ", ".join(f"{k} {n}" for k, n in shard.quarantined.items()) or "none"
     dead = ", ".join(f"{k} {n}" for k, n in shard.rejected.items()) or "none"

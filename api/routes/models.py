@@ -15,7 +15,10 @@ router = APIRouter(tags=["operations"])
 
 @router.get(
     "/models",
-    summary="Every shard's variants: version, n learned, offsets, metrics, lineage, age, lag",
+    summary=(
+        "Every shard's variants: version, n learned, offsets, metrics, reliability, lineage, "
+        "age, lag"
+    ),
     response_class=Response,
     responses={
         200: {
@@ -50,6 +53,7 @@ def _shard(services: Services, shard: ShardModel, now: float) -> dict[str, Any]:
                 "kind": facts.get("kind"),
                 "n_learned": facts.get("n_learned"),
                 "metrics": facts.get("metrics", {}),
+                "reliability": facts.get("reliability", []),
                 "loaded": loaded is not None,
                 "scorer": None if loaded is None else "numpy" if loaded.scorer else "river",
                 "traffic_share": share,

@@ -1,4 +1,5 @@
-// Small canvas charts for the headrace dashboard: time series and a marker timeline.
+// Small canvas charts for the headrace dashboard: time series, a marker timeline and a
+// reliability diagram.
 //
 // A chart draws any number of points in time proportional to the points plus the pixel
 // width: the points are decimated per pixel column (first, min, max, last of the column),
@@ -217,6 +218,111 @@ const HeadraceCharts = (() => {
     }
   }
 
+  // Observed positive rate against mean predicted probability, one point per bin of a
+  // reliability table, over the diagonal a calibrated model follows. Only bins with at
+  // least `minCount` examples are drawn: the rate of a handful of examples is 0 or 1 and
+  // says nothing. Both axes share one scale, from 0 to just above the largest point: the
+  // store's probabilities are small, and a 0-to-1 square would crowd them into a corner.
+  class ReliabilityChart {
+    // series: [{ prefix, key, color }]: bin fields `${prefix}count`, `${prefix}mean_predicted`
+    // and `${prefix}observed_rate`; `key` names the canvas's data-<key>-points attribute.
+    constructor(canvas, series, minCount = 20) {
+      this.canvas = canvas;
+      this.series = series;
+      this.minCount = minCount;
+      this.bins = [];
+    }
+
+    setData(bins) {
+      this.bins = bins || [];
+    }
+
+    pointsOf(prefix) {
+      const points = [];
+      for (const b of this.bins) {
+        const x = b[`${prefix}mean_predicted`];
+        const y = b[`${prefix}observed_rate`];
+        if (b[`${prefix}count`] >= this.minCount && Number.isFinite(x) && Number.isFinite(y)) {
+          points.push({ x, y, n: b[`${prefix}count`] });
+        }
+      }
+      return points.sort((a, b) => a.x - b.x);
+    }
+
+    draw() {
+      const { ctx, width, height } = sizeCanvas(this.canvas);
+      const plotW = width - PAD.left - PAD.right;
+      const plotH = height - PAD.top - PAD.bottom;
+      const sets = this.series.map((s) => ({ ...s, points: this.pointsOf(s.prefix) }));
+      let total = 0;
+      for (const s of sets) {
+        this.canvas.setAttribute(`data-${s.key}-points`, String(s.points.length));
+        total += s.points.length;
+      }
+      this.canvas.dataset.points = String(total);
+      if (total === 0 || plotW < 10 || plotH < 10) {
+        ctx.fillStyle = AXIS;
+        ctx.font = "12px system-ui, sans-serif";
+        ctx.fillText("waiting for data…", PAD.left + 8, PAD.top + 16);
+        return;
+      }
+      let top = 0.01;
+      for (const s of sets) for (const p of s.points) top = Math.max(top, p.x, p.y);
+      const step = niceStep(top * 1.1, 4);
+      top = Math.min(1, Math.ceil((top * 1.1) / step) * step);
+      const xOf = (v) => PAD.left + (v / top) * plotW;
+      const yOf = (v) => PAD.top + plotH - (v / top) * plotH;
+
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.lineWidth = 1;
+      for (let v = 0; v <= top + step / 2; v += step) {
+        const y = Math.round(yOf(v)) + 0.5;
+        const x = Math.round(xOf(v)) + 0.5;
+        ctx.strokeStyle = GRID;
+        ctx.beginPath();
+        ctx.moveTo(PAD.left, y);
+        ctx.lineTo(PAD.left + plotW, y);
+        ctx.moveTo(x, PAD.top);
+        ctx.lineTo(x, PAD.top + plotH);
+        ctx.stroke();
+        ctx.fillStyle = AXIS;
+        ctx.textAlign = "right";
+        ctx.textBaseline = "middle";
+        ctx.fillText(formatValue(v, step), PAD.left - 6, y);
+        ctx.textAlign = "center";
+        ctx.textBaseline = "top";
+        ctx.fillText(formatValue(v, step), Math.min(width - 16, x), PAD.top + plotH + 4);
+      }
+      ctx.strokeStyle = AXIS;
+      ctx.setLineDash([4, 4]);
+      ctx.beginPath();
+      ctx.moveTo(xOf(0), yOf(0));
+      ctx.lineTo(xOf(top), yOf(top));
+      ctx.stroke();
+      ctx.setLineDash([]);
+
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(PAD.left, PAD.top, plotW, plotH);
+      ctx.clip();
+      for (const s of sets) {
+        ctx.strokeStyle = s.color;
+        ctx.fillStyle = s.color;
+        ctx.lineWidth = 1.5;
+        ctx.beginPath();
+        s.points.forEach((p, i) => (i ? ctx.lineTo(xOf(p.x), yOf(p.y)) : ctx.moveTo(xOf(p.x), yOf(p.y))));
+        ctx.stroke();
+        for (const p of s.points) {
+          // A bin's marker grows with its examples: a rate from ten examples is mostly noise.
+          ctx.beginPath();
+          ctx.arc(xOf(p.x), yOf(p.y), Math.min(6, 2 + Math.log10(p.n)), 0, 2 * Math.PI);
+          ctx.fill();
+        }
+      }
+      ctx.restore();
+    }
+  }
+
   // One row of markers over time, coloured by kind (the drift-alert timeline).
   function drawTimeline(canvas, events, x0, x1, colorOf) {
     const { ctx, width, height } = sizeCanvas(canvas);
@@ -243,5 +349,5 @@ const HeadraceCharts = (() => {
     }
   }
 
-  return { TimeChart, drawTimeline, formatTime, decimate };
+  return { TimeChart, ReliabilityChart, drawTimeline, formatTime, decimate };
 })();

@@ -113,9 +113,9 @@
         if (!state.variants.includes(name)) addVariant(name);
         values[`${name}.log_loss`] = v.log_loss;
         values[`${name}.rolling_log_loss`] = v.rolling_log_loss;
-        // River's ROC AUC is 0 until both classes were seen: not a value to draw.
-        values[`${name}.roc_auc`] = v.roc_auc || null;
-        values[`${name}.rolling_roc_auc`] = v.rolling_roc_auc || null;
+        // null while undefined (one class so far): a gap in the line, not a 0.
+        values[`${name}.roc_auc`] = v.roc_auc ?? null;
+        values[`${name}.rolling_roc_auc`] = v.rolling_roc_auc ?? null;
       }
       for (const key of Object.keys(values)) column(key);
       state.xs.push(p.ts);
@@ -136,6 +136,7 @@
     state.variants.push(name);
     const lossCanvas = el("canvas", { class: "chart", "data-points": "0", "data-variant": name, "data-metric": "log_loss" });
     const aucCanvas = el("canvas", { class: "chart", "data-points": "0", "data-variant": name, "data-metric": "roc_auc" });
+    const reliabilityCanvas = el("canvas", { class: "chart", "data-points": "0", "data-variant": name, "data-metric": "reliability" });
     const legend = () => el("div", { class: "legend" },
       el("span", {}, el("i", { style: { background: COLORS.rolling } }), "rolling window"),
       el("span", {}, el("i", { style: { background: COLORS.cumulative } }), "since the start"));
@@ -144,7 +145,11 @@
       el("h2", {}, `variant ${name} `, facts),
       el("div", { class: "charts" },
         el("figure", {}, el("figcaption", {}, "progressive log loss"), lossCanvas, legend()),
-        el("figure", {}, el("figcaption", {}, "progressive ROC AUC"), aucCanvas, legend())));
+        el("figure", {}, el("figcaption", {}, "progressive ROC AUC"), aucCanvas, legend()),
+        el("figure", {},
+          el("figcaption", {}, "reliability: observed rate against mean prediction, per bin " +
+            "of 20 examples or more (dashed: calibrated)"),
+          reliabilityCanvas, legend())));
     $("variants").append(card);
     state.variantCharts[name] = {
       facts,
@@ -156,6 +161,10 @@
         { key: `${name}.roc_auc`, label: "since the start", color: COLORS.cumulative },
         { key: `${name}.rolling_roc_auc`, label: "rolling", color: COLORS.rolling },
       ], { min: 0, max: 1 }),
+      reliability: new HeadraceCharts.ReliabilityChart(reliabilityCanvas, [
+        { prefix: "", key: "cumulative", color: COLORS.cumulative },
+        { prefix: "rolling_", key: "rolling", color: COLORS.rolling },
+      ]),
     };
   }
 
@@ -178,6 +187,7 @@
         chart.setMarkers(markers);
         chart.draw();
       }
+      charts.reliability.draw();
     }
     for (const chart of [rateChart, lagChart]) {
       chart.setData(xs, state.columns);
@@ -219,10 +229,15 @@
       const charts = state.variantCharts[v.name];
       if (!charts) continue;
       const m = v.metrics || {};
-      charts.facts.textContent = `(${v.kind}) · ${v.n_learned} learned · log loss ` +
+      charts.facts.textContent = `(${v.kind}) · ${v.n_learned} learned · rolling: log loss ` +
         `${formatNumber(m.rolling_log_loss, 4)} · AUC ${formatNumber(m.rolling_roc_auc, 3)}` +
+        ` · PR AUC ${formatNumber(m.rolling_pr_auc, 3)}` +
+        ` · calibration ${formatNumber(m.rolling_calibration, 2)}` +
+        ` · since the start: AUC ${formatNumber(m.roc_auc, 3)}` +
+        ` ± ${formatNumber(m.roc_auc_error, 4)}` +
         ` · traffic ${formatNumber((v.traffic_share || 0) * 100, 0)} %` +
         (v.shadow ? " · shadow" : "");
+      charts.reliability.setData(v.reliability || []);
     }
     showQuarantine(entry.quarantined || {});
   }

@@ -101,6 +101,21 @@ def points(driver: WebDriver, selector: str) -> tuple[int, float]:
     return int(canvas.get_attribute("data-points") or 0), float(last)
 
 
+MIN_BIN = 20
+"""The fewest examples a reliability bin needs to be drawn (chart.js's ReliabilityChart)."""
+
+
+def reliability_points(selector: str) -> Callable[[WebDriver], int | None]:
+    """The points the reliability chart drew since the start, once there are some."""
+
+    def check(driver: WebDriver) -> int | None:
+        canvas = driver.find_element(By.CSS_SELECTOR, selector)
+        drawn = int(canvas.get_attribute("data-cumulative-points") or 0)
+        return drawn or None
+
+    return check
+
+
 def shown(driver: WebDriver, element_id: str) -> bool:
     found = driver.find_elements(By.ID, element_id)
     return bool(found) and found[0].is_displayed()
@@ -203,6 +218,14 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         until(driver, 30, "the charts to move", lambda d: points(d, "#chart-rate") > first)
         variant = '#variants canvas[data-variant="main"][data-metric="log_loss"]'
         until(driver, 30, "the loss chart", lambda d: points(d, variant)[0] > 1)
+        # The reliability chart draws a point per bin of the served table with enough
+        # examples, since the start (and over the rolling window).
+        reliability = '#variants canvas[data-variant="main"][data-metric="reliability"]'
+        drawn = until(driver, 60, "the reliability chart", reliability_points(reliability))
+        served_bins = httpx.get(f"{api.url}/models").json()["models"][0]["variants"]
+        table = next(v["reliability"] for v in served_bins if v["name"] == "main")
+        # Counts only grow: the table served now has at least the bins drawn then.
+        assert drawn is not None and 0 < drawn <= sum(row["count"] >= MIN_BIN for row in table)
 
         # A drift alert raised after the drift point (event time) appears in the list.
         def alert_times(d: WebDriver) -> list[float]:

@@ -1,5 +1,6 @@
 """/predict, /models and /metrics on real published models (the learner's core, no Kafka)."""
 
+import itertools
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ from api.settings import ApiSettings
 from api.traffic import ShardRouter, TrafficSplit
 from learner import modelcodec
 from learner.features import FeatureConfig
+from learner.metrics import RELIABILITY_EDGES
 from stream.settings import StreamSettings
 from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
@@ -129,6 +131,19 @@ def test_models_lists_every_variant_with_its_facts(client: Any) -> None:
     assert "roc_auc" in variants["main"]["metrics"]
     # Only what is served or shadowed is deserialized.
     assert variants["tree"]["loaded"] is False
+    for variant in variants.values():
+        metrics, table = variant["metrics"], variant["reliability"]
+        assert [(row["lower"], row["upper"]) for row in table] == list(
+            itertools.pairwise(RELIABILITY_EDGES)
+        )
+        assert sum(row["count"] for row in table) == metrics["n"] > 0
+        assert sum(row["rolling_count"] for row in table) == metrics["rolling_n"] > 0
+        filled = [row for row in table if row["count"]]
+        assert all(row["lower"] <= row["mean_predicted"] <= row["upper"] for row in filled)
+        assert all(0.0 <= row["observed_rate"] <= 1.0 for row in filled)
+        assert all(row["observed_rate"] is None for row in table if not row["count"])
+        positives = sum(row["observed_rate"] * row["count"] for row in filled)
+        assert positives / metrics["n"] == pytest.approx(metrics["positive_rate"])
 
 
 def test_metrics_cover_requests_models_and_redis(client: Any) -> None:

@@ -26,6 +26,8 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
+from tests.learner.test_metrics import brute_roc_auc
+from tests.learner.test_variant import rivers_scores
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -139,7 +141,8 @@ def test_learning_labeled_events_matches_rivers_progressive_validation(
     ]
     send(one, records)
     ends = end_offsets(one)
-    proc = LearnerProcess(learner_env(one), tmp_path / "learner.log")
+    window = 500
+    proc = LearnerProcess(learner_env(one, metrics_window=window), tmp_path / "learner.log")
     try:
         wait_until(lambda: caught_up(redis_client, one, ends), 90, "the learner")
     finally:
@@ -148,15 +151,17 @@ def test_learning_labeled_events_matches_rivers_progressive_validation(
     assert meta is not None
     got = meta["variants"]["main"]["metrics"]
 
+    pairs = [({k: float(v) for k, v in x.items()}, bool(y)) for x, y in examples]
     expected = {}
-    for name, metric in (
-        ("log_loss", metrics.LogLoss()),
-        ("roc_auc", metrics.ROCAUC()),
-        ("accuracy", metrics.Accuracy()),
-    ):
-        pairs = [({k: float(v) for k, v in x.items()}, bool(y)) for x, y in examples]
+    for name, metric in (("log_loss", metrics.LogLoss()), ("accuracy", metrics.Accuracy())):
         result = evaluate.progressive_val_score(pairs, build_model("logreg"), metric)
         expected[name] = result.get()
     assert meta["variants"]["main"]["n_learned"] == len(examples)
     for name, value in expected.items():
         assert got[name] == value, name
+    # The ranking of the same predictions: exact over the window, bounded since the start.
+    scored = rivers_scores(pairs, build_model("logreg"))
+    assert got["rolling_roc_auc"] == pytest.approx(brute_roc_auc(scored[-window:]), abs=1e-12)
+    exact = brute_roc_auc(scored)
+    assert exact is not None
+    assert abs(got["roc_auc"] - exact) <= got["roc_auc_error"] <= 0.005

@@ -2,6 +2,7 @@
 its metrics score what it is told was served."""
 
 import pickle
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
@@ -11,14 +12,11 @@ from learner import modelcodec
 from learner.metrics import ProgressiveMetrics
 from learner.models import MODEL_KINDS, build_model
 from learner.variant import Variant, p_true_of
+from tests.learner.test_metrics import brute_roc_auc
 from tests.learner.test_models import synthetic_stream
 
 WINDOW = 250
-RIVER_METRICS: dict[str, type] = {
-    "log_loss": metrics.LogLoss,
-    "roc_auc": metrics.ROCAUC,
-    "accuracy": metrics.Accuracy,
-}
+RIVER_METRICS: dict[str, type] = {"log_loss": metrics.LogLoss, "accuracy": metrics.Accuracy}
 
 
 def fresh(kind: str) -> Variant:
@@ -43,6 +41,25 @@ def test_metrics_equal_progressive_val_score_to_the_last_digit(kind: str) -> Non
         assert report[key] == cumulative.get(), key
         assert report[f"rolling_{key}"] == rolling.get(), key
     assert variant.n_learned == len(data)
+    scored = rivers_scores(data, build_model(kind))
+    assert report["n"] == len(scored)
+    assert report["rolling_roc_auc"] == pytest.approx(brute_roc_auc(scored[-WINDOW:]), abs=1e-12)
+    exact, auc, error = brute_roc_auc(scored), report["roc_auc"], report["roc_auc_error"]
+    assert exact is not None and isinstance(auc, float) and isinstance(error, float)
+    assert abs(auc - exact) <= error <= 0.005
+
+
+def rivers_scores(
+    data: Iterable[tuple[Mapping[str, Any], bool]], model: Any
+) -> list[tuple[bool, float]]:
+    """(label, P(True)) of every example River's evaluator scores: predict, then learn."""
+    out = []
+    for x, y in data:
+        proba = model.predict_proba_one(x)
+        if proba:
+            out.append((y, float(proba.get(True, 0.0))))
+        model.learn_one(x, y)
+    return out
 
 
 def test_an_untrained_model_says_uninformed() -> None:

@@ -8,6 +8,9 @@ import pytest
 import redis
 
 from guards.alerts import Alert
+from learner.metrics import ProgressiveMetrics
+from learner.models import build_model
+from learner.variant import Variant
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate
 from stream.status import gather, render
@@ -42,6 +45,9 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
         settings, redis_client, {"main": "logreg", "tree": "tree"}, n_partitions=1, join_window_s=10
     )
     learner.process(records[:600])
+    learner.learner.variants["blank"] = Variant(
+        "blank", "logreg", build_model("logreg"), ProgressiveMetrics(10)
+    )
     learner.learner.counts["quarantined_rate_limit"] += 3
     alert = Alert(
         "main:tree:adwin:loss:1:2", 1767225600.0, "main", "tree", "adwin", "loss", 0.4, 0.2, 500,
@@ -65,6 +71,10 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
     assert f"shard main: learner {learner.lease.owner_id} (generation" in text
     assert "version 1, published" in text and "lag 400, offsets 0:600" in text
     assert f"tree           tree     {learned['tree']:>9}" in text
+    assert "AUC roll/all     calibration roll/all" in text
+    # A variant with nothing scored: its undefined values are left out, shown as "-".
+    assert next(v for v in shard.variants if v.name == "blank").metrics == {}
+    assert "blank          logreg           0  - / -              - / -            - / -" in text
     assert "quarantined: rate_limit 3" in text
     assert "main/tree adwin: adwin: the loss went up" in text
     assert len(text.splitlines()) < 25  # one screen
