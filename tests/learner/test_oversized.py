@@ -319,3 +319,43 @@ def check_copy(big: Big, copy: Any) -> None:
         assert copy.key == big.key, big.name
     # Cut no more than needed: within a few bytes of the topic's limit.
     assert batch_size(copy.key, copy.value, copy.headers) >= limit - 8, big.name
+
+
+def test_a_side_topic_that_takes_nothing_holds_the_offsets_not_the_process(
+    one_partition: StreamSettings, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    records = list(generate(SimulatorConfig(seed=18, count=1_000)))
+    send(one_partition, records[:500])
+    publish_one_by_one(one_partition, [Big("not JSON", b"u", b"{")])
+    send(one_partition, records[500:])
+    ends = end_offsets(one_partition)
+    port = free_port()
+    # A name the broker refuses outright: every dead letter fails (TOPIC_EXCEPTION).
+    env = learner_env(one_partition, topic_dlq="not a topic!", metrics_port=port)
+    broken = LearnerProcess(env, tmp_path / "learner.log")
+    try:
+        wait_until(
+            lambda: sum(errors(port).values()) >= 2, 60, "the learner to try the dead letter twice"
+        )
+        assert broken.proc.poll() is None  # still running: it starts over, it does not exit
+        assert committed_offsets(redis_client, one_partition).get(0, 0) <= 500
+    finally:
+        assert broken.stop() == 0
+    assert committed_offsets(redis_client, one_partition).get(0, 0) <= 500
+
+    fixed = LearnerProcess(learner_env(one_partition), tmp_path / "learner.log")
+    try:
+        wait_until(lambda: caught_up(redis_client, one_partition, ends), 60, "the fixed learner")
+    finally:
+        assert fixed.stop() == 0
+    dead = copies(everything(one_partition, one_partition.topic_dlq))
+    assert [r.value for r in dead[500]] == [b"{"]
+    counts = meta(redis_client, one_partition)["counts"]
+    assert sum(v for k, v in counts.items() if k.startswith("event_")) == len(records)
+
+
+def errors(port: int) -> dict[tuple[tuple[str, str], ...], float]:
+    try:
+        return metrics(port, "headrace_learner_side_errors")
+    except OSError:
+        return {}
