@@ -20,12 +20,16 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
     ResourceType,
 )
 
+from stream.events import MAX_EVENT_BYTES
 from stream.settings import StreamSettings
 
 KAFKA_DEFAULT_MAX_BYTES: Final = 1_048_588
 """Kafka's default `message.max.bytes` (and so every topic's `max.message.bytes`)."""
 
 _TIMEOUT_S: Final = 5.0
+
+_HEADERS_ROOM: Final = 4096
+"""Bytes a side record needs beside the copied value: headrace's headers and a user id."""
 
 log = logging.getLogger("headrace.learner")
 
@@ -66,6 +70,13 @@ def path_limits(settings: StreamSettings) -> PathLimits:
         settings.topic_quarantine,
         limits.quarantine,
     )
+    if min(limits.dlq, limits.quarantine) < MAX_EVENT_BYTES + _HEADERS_ROOM:
+        log.warning(
+            "the side topics take batches of %d bytes: copies of records within the event "
+            "contract's %d bytes may be cut to fit; give them a larger max.message.bytes",
+            min(limits.dlq, limits.quarantine),
+            MAX_EVENT_BYTES,
+        )
     return limits
 
 

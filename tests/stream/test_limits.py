@@ -1,5 +1,7 @@
 """The limits the learner reads from the broker, and the fetch sizes that follow from them."""
 
+import logging
+
 import pytest
 from confluent_kafka import Consumer
 
@@ -33,6 +35,22 @@ def test_settings_override_what_the_broker_says(settings: StreamSettings) -> Non
     limits = path_limits(pinned)
     assert (limits.events, limits.dlq, limits.quarantine) == (200_000_000, 4_000, 4_000)
     assert path_limits(settings).dlq == 12_345
+
+
+def test_side_topics_smaller_than_the_event_contract_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Both limits set: the broker is not asked.
+    pinned = StreamSettings(
+        kafka_bootstrap="127.0.0.1:1", side_max_message_bytes=20_000, events_max_message_bytes=1
+    )
+    with caplog.at_level(logging.WARNING, "headrace.learner"):
+        assert path_limits(pinned).dlq == 20_000
+    assert "copies of records within the event contract's 65536 bytes may be cut" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "headrace.learner"):
+        path_limits(pinned.model_copy(update={"side_max_message_bytes": 1_048_588}))
+    assert caplog.text == ""
 
 
 def test_an_unreachable_broker_leaves_kafkas_default() -> None:
