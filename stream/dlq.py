@@ -155,7 +155,8 @@ class SideTopic:
         self._sent: list[_Sent] = []
 
     def send(self, record: Message, headers: Headers) -> None:
-        # The original bytes go as they came, so the producer's bug can be replayed.
+        # The original bytes go as they came (cut only where the topic would refuse them),
+        # so the producer's bug can be replayed.
         value = record.value()
         size = len(value) if value is not None else 0
         headers = [*headers, ("original_size", str(size).encode())]

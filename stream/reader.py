@@ -26,7 +26,7 @@ _RECEIVE_MAX_BYTES: Final = 100_000_000
 """librdkafka's default `receive.message.max.bytes`, likewise."""
 _RESPONSE_SLACK: Final = 1 << 20
 """Room in a fetch response for its framing around the records (partitions, aborts)."""
-_MOST: Final = 2**31 - 1
+_INT32_MAX: Final = 2**31 - 1
 
 
 def fetch_sizes(max_record_bytes: int) -> dict[str, int]:
@@ -36,7 +36,7 @@ def fetch_sizes(max_record_bytes: int) -> dict[str, int]:
     than `receive.message.max.bytes` is dropped by librdkafka, which fetches it again, and
     again: the shard would stop at that record.
     """
-    fetch = min(max(_FETCH_MAX_BYTES, max_record_bytes), _MOST - _RESPONSE_SLACK)
+    fetch = min(max(_FETCH_MAX_BYTES, max_record_bytes), _INT32_MAX - _RESPONSE_SLACK)
     return {
         "fetch.max.bytes": fetch,
         "receive.message.max.bytes": max(_RECEIVE_MAX_BYTES, fetch + _RESPONSE_SLACK),
