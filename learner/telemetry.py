@@ -12,6 +12,21 @@ REJECTED = Counter(
     "Records sent to the dead-letter topic, by reason",
     ["shard", "reason"],
 )
+SIDE_TRUNCATED = Counter(
+    "headrace_learner_side_truncated_total",
+    "Records copied to a side topic cut to fit its max.message.bytes",
+    ["shard", "topic"],
+)
+SIDE_ERRORS = Counter(
+    "headrace_learner_side_errors_total",
+    "Records a side topic refused or did not acknowledge, by Kafka error",
+    ["shard", "topic", "error"],
+)
+SIDE_LOST = Counter(
+    "headrace_learner_side_lost_total",
+    "Records a side topic refused in every form: only the learner's log names them",
+    ["shard", "topic"],
+)
 LEARNED = Counter("headrace_learner_examples_total", "Examples learned", ["shard"])
 JOINS = Gauge("headrace_learner_joins", "Label-join outcomes so far, by kind", ["shard", "kind"])
 LAG = Gauge(

@@ -29,9 +29,10 @@ from learner.state import StateStore
 from stream import control
 from stream.dlq import SideTopic, rejection_headers, side_producer, verdict_headers
 from stream.duties import OperatorDuties
-from stream.errors import StreamError
+from stream.errors import PublishError, StreamError
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
+from stream.limits import path_limits
 from stream.reader import EventsReader
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
@@ -39,6 +40,9 @@ from stream.shards import parse_shards
 
 _CONTROL_EVERY_S = 0.05
 """How often the active learner looks for an operator's command (snapshot, restore, ...)."""
+
+_SIDE_RETRY_S = 5.0
+"""Pause before starting over from the published state when a side topic took no record."""
 
 log = logging.getLogger("headrace.learner")
 
@@ -71,15 +75,22 @@ class ShardWorker(OperatorDuties):
         self.guards = guards
         self._last_snapshot = time.monotonic()
         self._snapshot_version = 0
+        limits = path_limits(stream)
         self._reader = EventsReader(
             stream.kafka_bootstrap,
             stream.topic_events,
             settings.group_id,
             f"headrace-learner-{settings.shard}",
+            limits.events,
         )
-        self._producer = side_producer(stream.kafka_bootstrap, "headrace-learner-dlq")
-        self._dead = SideTopic(self._producer, stream.topic_dlq)
-        self._quarantine = SideTopic(self._producer, stream.topic_quarantine)
+        self._producer = side_producer(
+            stream.kafka_bootstrap, "headrace-learner-dlq", (limits.dlq, limits.quarantine)
+        )
+        side = _SideMetrics(settings.shard)
+        self._dead = SideTopic(self._producer, stream.topic_dlq, limits.dlq, side)
+        self._quarantine = SideTopic(
+            self._producer, stream.topic_quarantine, limits.quarantine, side
+        )
 
     # -- lifecycle --------------------------------------------------------
 
@@ -98,6 +109,17 @@ class ShardWorker(OperatorDuties):
                     self._active(stop)
                 except FencedError as exc:
                     log.warning("shard %s: fenced, back to standby: %s", self.keys.shard, exc)
+                except PublishError as exc:
+                    # Nothing was published past the unwritten records: start over from
+                    # the published state, which sends them again, rather than exit.
+                    log.error(
+                        "shard %s: %s; starting over from the published state in %.0f s",
+                        self.keys.shard,
+                        exc,
+                        _SIDE_RETRY_S,
+                    )
+                    self.lease.release()
+                    stop.wait(_SIDE_RETRY_S)
                 finally:
                     telemetry.ACTIVE.labels(self.keys.shard).set(0)
                     self._reader.unassign()
@@ -305,3 +327,19 @@ class ShardWorker(OperatorDuties):
             for p, end in self._reader.ends().items()
             if p in positions
         }
+
+
+class _SideMetrics:
+    """What became of the records sent aside, as the learner's metrics."""
+
+    def __init__(self, shard: str) -> None:
+        self.shard = shard
+
+    def truncated(self, topic: str) -> None:
+        telemetry.SIDE_TRUNCATED.labels(self.shard, topic).inc()
+
+    def refused(self, topic: str, error: str) -> None:
+        telemetry.SIDE_ERRORS.labels(self.shard, topic, error).inc()
+
+    def lost(self, topic: str) -> None:
+        telemetry.SIDE_LOST.labels(self.shard, topic).inc()

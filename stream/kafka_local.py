@@ -113,6 +113,9 @@ def server_properties(settings: StreamSettings, paths: KafkaPaths) -> str:
         "transaction.state.log.min.isr=1",
         "share.coordinator.state.topic.replication.factor=1",
         "share.coordinator.state.topic.min.isr=1",
+        # Kafka's default, stated: the largest record batch a topic takes unless it sets its
+        # own max.message.bytes. The learner reads both (stream/limits.py).
+        "message.max.bytes=1048588",
         # Fewer offset partitions make the first consumer group (in every test run) quicker.
         "offsets.topic.num.partitions=10",
         # Consumers join at once instead of waiting 3 s for more members.

@@ -7,6 +7,7 @@ with its state in Redis, and commits to the group only so that lag tools see it.
 """
 
 import logging
+from typing import Final
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -19,11 +20,40 @@ from confluent_kafka import (
 
 log = logging.getLogger("headrace.learner")
 
+_FETCH_MAX_BYTES: Final = 52_428_800
+"""librdkafka's default `fetch.max.bytes`, kept while no record batch is larger."""
+_RECEIVE_MAX_BYTES: Final = 100_000_000
+"""librdkafka's default `receive.message.max.bytes`, likewise."""
+_RESPONSE_SLACK: Final = 1 << 20
+"""Room in a fetch response for its framing around the records (partitions, aborts)."""
+_INT32_MAX: Final = 2**31 - 1
+
+
+def fetch_sizes(max_record_bytes: int) -> dict[str, int]:
+    """Fetch sizes that take in any record batch up to `max_record_bytes` (the topic's limit).
+
+    A broker sends a batch larger than `fetch.max.bytes` on its own; but a response larger
+    than `receive.message.max.bytes` is dropped by librdkafka, which fetches it again, and
+    again: the shard would stop at that record.
+    """
+    fetch = min(max(_FETCH_MAX_BYTES, max_record_bytes), _INT32_MAX - _RESPONSE_SLACK)
+    return {
+        "fetch.max.bytes": fetch,
+        "receive.message.max.bytes": max(_RECEIVE_MAX_BYTES, fetch + _RESPONSE_SLACK),
+    }
+
 
 class EventsReader:
     """Reads one topic's assigned partitions from given offsets; commits to a group."""
 
-    def __init__(self, bootstrap: str, topic: str, group_id: str, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        client_id: str,
+        max_record_bytes: int = _FETCH_MAX_BYTES,
+    ) -> None:
         self.topic = topic
         self._consumer = Consumer(
             {
@@ -41,6 +71,7 @@ class EventsReader:
                 "queued.max.messages.kbytes": 8 * 1024,
                 "on_commit": self._committed,
                 "logger": logging.getLogger("headrace.kafka"),
+                **fetch_sizes(max_record_bytes),
             }
         )
 

@@ -32,6 +32,13 @@ class StreamSettings(BaseSettings):
     topic_quarantine: str = "events.quarantine"
     """Events the fraud guard blocked, with the rule that blocked them."""
 
+    events_max_message_bytes: int | None = Field(default=None, ge=1)
+    """Largest record batch the events topic accepts; unset: the learner asks the broker."""
+
+    side_max_message_bytes: int | None = Field(default=None, ge=1)
+    """Largest record batch the dead-letter and quarantine topics accept; unset: the learner
+    asks the broker. A copy larger than this is cut to fit."""
+
     shards: str = "main=*"
     """Model shards over the partitions of the events topic: `main=*`, or e.g. `a=0,1;b=2`."""
 

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from kafka.admin import KafkaAdminClient, NewTopic
+
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,27 @@ def own_topics(base: StreamSettings, key_prefix: str, name: str, **more: Any) ->
             **more,
         }
     )
+
+
+def create_topic(
+    settings: StreamSettings,
+    name: str,
+    config: dict[str, str] | None = None,
+    partitions: int = 1,
+) -> str:
+    """Create topic `name` with topic configs `config` (e.g. max.message.bytes); return it."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=config or {},
+                )
+            ]
+        )
+    finally:
+        admin.close()
+    return name
