@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from learner.aggregates import AggregateCache  # noqa: E402
+from learner.joins import Pending  # noqa: E402
 from learner.keys import ShardKeys, versions_channel  # noqa: E402
 from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
@@ -140,18 +141,25 @@ def bare_rate(model: Any, examples: list[tuple[dict[str, float | str], bool]]) -
     return len(examples) / (time.process_time() - began)
 
 
+class _Examples(Learner):
+    """The learner's join, noting each example with its final label instead of scoring it."""
+
+    examples: list[tuple[dict[str, float | str], bool]]
+
+    def _close(self, entry: Pending) -> None:
+        self.examples.append((entry.x(), entry.closed == "positive"))
+
+    def _labeled(self, x: Mapping[str, float | str], y: bool, ts: float) -> None:
+        self.examples.append((dict(x), y))
+
+
 def bare_examples(
     records: list[SimRecord], client: redis.Redis
 ) -> list[tuple[dict[str, float | str], bool]]:
-    """Exactly the examples the stream defines (found by our join), in learning order."""
+    """Exactly the examples the stream defines (found by our join), in closing order."""
     keys = ShardKeys("bench-bare-" + uuid.uuid4().hex[:6], "main")
-    core = Learner(LearnerSettings(), keys, AggregateCache(client))
-    examples: list[tuple[dict[str, float | str], bool]] = []
-
-    def record(x: Mapping[str, float | str], y: bool, ts: float) -> None:
-        examples.append((dict(x), y))
-
-    core._learn = record  # type: ignore[method-assign]
+    core = _Examples(LearnerSettings(), keys, AggregateCache(client))
+    core.examples = []
     events = [
         e for e in map(parse_event, (r.value for r in records)) if not isinstance(e, Rejection)
     ]
@@ -160,7 +168,7 @@ def bare_examples(
         core.prefetch(batch)
         for offset, event in enumerate(batch, start):
             core.process(event, 0, offset)
-    return examples
+    return core.examples
 
 
 def end_to_end(

@@ -30,6 +30,7 @@ from river import metrics
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from guards.ranking import roc_auc  # noqa: E402
 from learner import ranking  # noqa: E402
 from learner.metrics import ProgressiveMetrics  # noqa: E402
 from stream.simulator import SimulatorConfig, generate  # noqa: E402
@@ -82,7 +83,7 @@ def main() -> None:
         )
 
     values = fed(pairs, 1_000).report()
-    exact_auc, exact_ap = ranking.roc_auc(y, p), ranking.average_precision(y, p)
+    exact_auc, exact_ap = roc_auc(y, p), ranking.average_precision(y, p)
     assert exact_auc is not None and exact_ap is not None
     river = metrics.ROCAUC()
     for label, prob in pairs:
@@ -100,7 +101,7 @@ def main() -> None:
     noise = np.random.default_rng(1).normal(0, 0.05, len(p))
     squeezed = 1 / (1 + np.exp(-(logit.mean() + 0.15 * (logit - logit.mean()) + noise)))
     values = fed(list(zip(y.tolist(), squeezed.tolist(), strict=True)), 1_000).report()
-    exact_auc = ranking.roc_auc(y, squeezed)
+    exact_auc = roc_auc(y, squeezed)
     auc, error = values["roc_auc"], values["roc_auc_error"]
     assert exact_auc is not None and isinstance(auc, float) and isinstance(error, float)
     low, high = np.percentile(squeezed, [5, 95])

@@ -15,7 +15,8 @@ scored. For each method and model kind it prints, side by side:
 - the held-out ROC AUC (expected under the hidden probabilities) and its ratio to the
   hidden model's own on the same requests, the limit;
 - calibration: mean predicted probability over the mean hidden probability;
-- the progressive AUC the learner reports (what /models and the dashboard show) against
+- the progressive AUC the learner reports (what /models and the dashboard show: since the
+  start, and over its rolling window) and how far the rolling one is from
   the held-out one;
 - with --drift-at: events after the drift until the held-out AUC on the new regime
   first passes 0.5 (the new pattern moves the predictions) and until its ratio is back to
@@ -28,6 +29,7 @@ when absent) on raw fields with the interactions of MEASURED.md (`-q uc -q un -q
 """
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -224,6 +226,14 @@ def vowpal(records: list[SimRecord], data: HeldOut) -> Quality | None:
     return result
 
 
+def _moved(q: Quality) -> bool:
+    return q.auc > 0.5
+
+
+def _recovered(target: float, q: Quality) -> bool:
+    return q.ratio >= target
+
+
 def fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -338,12 +348,12 @@ def main() -> None:
     print(f"hidden model's held-out AUC: {hidden:.3f}")
     header = (
         "| model, method | held-out AUC | / hidden | calibration | reported AUC (cum / rolling)"
-        " | reported - held-out | examples |"
+        " | rolling - held-out | examples |"
     )
     print(header)
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        gap = None if row.reported is None else row.reported - row.final.auc
+        gap = None if row.reported_rolling is None else row.reported_rolling - row.final.auc
         print(
             f"| {row.name} | {row.final.auc:.3f} | {row.final.ratio:.3f} | "
             f"{row.final.calibration:.2f} | {fmt(row.reported)} / {fmt(row.reported_rolling)} | "
@@ -353,7 +363,9 @@ def main() -> None:
     print("held-out ratio to the hidden model's AUC (calibration), by records learned:")
     for row in rows:
         if row.curve:
-            points = ", ".join(f"{n // 1000}k {q.ratio:.3f} ({q.calibration:.2f})" for n, q in row.curve)
+            points = ", ".join(
+                f"{n // 1000}k {q.ratio:.3f} ({q.calibration:.2f})" for n, q in row.curve
+            )
             print(f"  {row.name}: {points}")
     if drifted:
         print()
@@ -364,8 +376,8 @@ def main() -> None:
                 continue
             pre = [q.ratio for n, q in row.curve if n <= args.drift_at]
             target = 0.9 * pre[-1] if pre else 0.0
-            moves = events_until(row.curve, args.drift_at, lambda q: q.auc > 0.5)
-            recovers = events_until(row.curve, args.drift_at, lambda q, t=target: q.ratio >= t)
+            moves = events_until(row.curve, args.drift_at, _moved)
+            recovers = events_until(row.curve, args.drift_at, functools.partial(_recovered, target))
             print(f"| {row.name} | {moves} | {recovers} |")
 
 

@@ -11,9 +11,9 @@ on ranks only: a model that is merely miscalibrated does not trip it.
 """
 
 import math
-from collections import deque
 
 import numpy as np
+import numpy.typing as npt
 from scipy import stats
 
 
@@ -23,7 +23,12 @@ class RankingDrop:
     def __init__(self, window: int, reference: int, every: int, min_drop: float, z: float) -> None:
         self.window, self.reference, self.every = window, reference, every
         self.min_drop, self.z = min_drop, z
-        self._seen: deque[tuple[bool, float]] = deque(maxlen=window + reference)
+        # A ring of the last window + reference examples, oldest at `_next` once full.
+        size = window + reference
+        self._y = np.zeros(size, dtype=np.bool_)
+        self._p = np.zeros(size, dtype=np.float64)
+        self._next = 0
+        self._count = 0
         self._since = 0
         self.drift_detected = False
         self.recent_auc = math.nan
@@ -32,23 +37,27 @@ class RankingDrop:
 
     def reset(self) -> None:
         """Forget the stream: the next `window + reference` examples form a new yardstick."""
-        self._seen.clear()
-        self._since = 0
+        self._next = self._count = self._since = 0
 
     def update(self, y: bool, p: float) -> None:
         self.drift_detected = False
-        self._seen.append((y, p if math.isfinite(p) else 0.5))
+        size = len(self._p)
+        self._y[self._next] = y
+        self._p[self._next] = p if math.isfinite(p) else 0.5
+        self._next = (self._next + 1) % size
+        self._count = min(self._count + 1, size)
         self._since += 1
-        if self._since < self.every or len(self._seen) < self._seen.maxlen:  # type: ignore[operator]
+        if self._since < self.every or self._count < size:
             return
         self._since = 0
-        seen = np.array(self._seen, dtype=np.float64)
-        before, recent = seen[: self.reference], seen[self.reference :]
-        ref, cur = _auc(before), _auc(recent)
+        order = np.roll(np.arange(size), -self._next)  # oldest first
+        ys, ps = self._y[order], self._p[order]
+        ref = roc_auc(ys[: self.reference], ps[: self.reference])
+        cur = roc_auc(ys[self.reference :], ps[self.reference :])
         if ref is None or cur is None:
             return
-        positives = int(recent[:, 0].sum())
-        se = _hanley_mcneil(cur, positives, len(recent) - positives)
+        positives = int(ys[self.reference :].sum())
+        se = _hanley_mcneil(cur, positives, self.window - positives)
         self.recent_auc, self.reference_auc = cur, ref
         self.statistic = (ref - cur) / se if se > 0 else math.inf
         if ref - cur >= self.min_drop and self.statistic >= self.z:
@@ -56,14 +65,16 @@ class RankingDrop:
             self.reset()
 
 
-def _auc(rows: np.ndarray) -> float | None:
-    y = rows[:, 0] > 0.5
-    n_pos = int(y.sum())
-    n_neg = len(y) - n_pos
-    if n_pos == 0 or n_neg == 0:
+def roc_auc(y: npt.NDArray[np.bool_], p: npt.NDArray[np.float64]) -> float | None:
+    """Exact ROC AUC: the share of (positive, negative) pairs ranked right, ties counting half
+    (the Mann-Whitney U statistic over P·N); None with one class only."""
+    positives = int(y.sum())
+    negatives = len(y) - positives
+    if positives == 0 or negatives == 0:
         return None
-    ranks = stats.rankdata(rows[:, 1])
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    ranks = stats.rankdata(p)  # tied scores share their average rank: the half
+    u = float(ranks[y].sum()) - positives * (positives + 1) / 2
+    return u / (positives * negatives)
 
 
 def _hanley_mcneil(auc: float, n_pos: int, n_neg: int) -> float:

@@ -155,25 +155,31 @@ class Joins:
         return released
 
     def outcome(
-        self, user_id: str, item_id: str, impression_id: str | None
+        self, user_id: str, item_id: str, impression_id: str | None, at: float
     ) -> tuple[str, Pending | None]:
-        """A target outcome: ("bought", impression) inside the window, ("late", tombstone)
-        after it (the features are still there to learn a correction), else a counted
-        ("duplicate" | "unknown", None)."""
+        """A target outcome at event time `at`: ("bought", impression) inside the window,
+        ("late", impression or tombstone) after it (the features are still there to learn
+        a correction), else a counted ("duplicate" | "unknown", None).
+
+        Inside or after the window is decided by the outcome's own event time, not by how
+        far the watermark has come: the watermark depends on how the partitions were
+        read, the label must not. Likewise an outcome two windows after its impression is
+        unknown whether or not its tombstone is still there.
+        """
         if impression_id is None:
             impression_id = self._latest.get((user_id, item_id))
             if impression_id is None:
                 self.counts["unknown_outcome"] += 1
                 return "unknown", None
         entry = self._entries.get(impression_id)
-        if entry is None:
+        if entry is None or at >= entry.ts + 2 * self.window_s:
             self.counts["unknown_outcome"] += 1
             return "unknown", None
         if entry.bought or entry.late or entry.closed == "positive":
             self.counts["duplicate_outcome"] += 1
             return "duplicate", None
         self._changed.add(entry.impression_id)
-        if entry.closed == "negative":
+        if entry.closed == "negative" or at >= entry.ts + self.window_s:
             self.counts["late_outcome"] += 1
             entry.late = True
             return "late", entry
@@ -181,9 +187,11 @@ class Joins:
         return "bought", entry
 
     def drop_features(self, entry: Pending) -> None:
-        """A tombstone's features are no longer needed (its correction was learned)."""
-        entry.features = b"{}"
-        self._changed.add(entry.impression_id)
+        """A tombstone's features are no longer needed (its correction was learned); an
+        impression still open keeps them for its close, which then drops them."""
+        if entry.closed:
+            entry.features = b"{}"
+            self._changed.add(entry.impression_id)
 
     def item_of(self, impression_id: str | None, user_id: str, item_id: str) -> Pending | None:
         """The impression (pending or tombstone) an outcome refers to, for its item facts."""
@@ -248,9 +256,10 @@ class Joins:
         self._open -= 1
         self._changed.add(entry.impression_id)
         heapq.heappush(self._tomb_heap, (entry.closed_at, entry.seq, entry.impression_id))
-        if result == "positive":
-            # A positive's tombstone only recognises repeats: keep it small. The released
-            # object is a copy, so the caller still reads the features.
+        if result == "positive" or entry.late:
+            # A tombstone that only recognises repeats (a positive, or a negative whose late
+            # purchase was learned already) is kept small. The released object is a copy,
+            # so the caller still reads the features.
             closed = dataclasses.replace(entry)
             entry.features = b"{}"
             entry.scores = {}

@@ -213,7 +213,7 @@ class Learner:
         self.cache.mark_dirty(item_key)
         if kind != self.settings.target:
             return
-        state, entry = self.joins.outcome(user_id, item_id, impression_id)
+        state, entry = self.joins.outcome(user_id, item_id, impression_id, at)
         if entry is None:
             return
         # A purchase inside the window waits for the close, unless the method learns it

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from guards.ranking import roc_auc
 from learner import ranking
 
 log = logging.getLogger("headrace.learner")
@@ -160,7 +161,7 @@ class ProgressiveMetrics:
             "rolling_n": rolling_n,
             "rolling_log_loss": _finite(self._rolling_loss) if rolling_n else None,
             "rolling_accuracy": float((ys == labels).mean()) if rolling_n else None,
-            "rolling_roc_auc": ranking.roc_auc(ys, ps),
+            "rolling_roc_auc": roc_auc(ys, ps),
             "rolling_pr_auc": ranking.average_precision(ys, ps),
             "rolling_mean_prediction": rolling_mean,
             "rolling_positive_rate": rolling_rate,

@@ -1,27 +1,15 @@
 """Ranking and calibration numbers from scored examples: exact from arrays, bounded from bins.
 
-Every function returns None where the number is undefined (no examples, or a class
-missing): a 0 or a NaN would read as a value.
+The exact ROC AUC is `guards.ranking.roc_auc`, which the ranking guard shares. Every
+function returns None where the number is undefined (no examples, or a class missing): a
+0 or a NaN would read as a value.
 """
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import rankdata
 
 Floats = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
-
-
-def roc_auc(y: Bools, p: Floats) -> float | None:
-    """Exact ROC AUC: the share of (positive, negative) pairs ranked right, ties counting half
-    (the Mann-Whitney U statistic over P·N)."""
-    positives = int(y.sum())
-    negatives = len(y) - positives
-    if positives == 0 or negatives == 0:
-        return None
-    ranks = rankdata(p)  # tied scores share their average rank: the half
-    u = float(ranks[y].sum()) - positives * (positives + 1) / 2
-    return u / (positives * negatives)
 
 
 def average_precision(y: Bools, p: Floats) -> float | None:

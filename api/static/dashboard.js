@@ -23,6 +23,7 @@
     kswin: "#00838f",
     adwin: "#c62828",
     page_hinkley: "#ad1457",
+    auc_drop: "#283593",
   };
 
   const $ = (id) => document.getElementById(id);

@@ -39,8 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 JOIN_WINDOW_S = 300.0
 """Attribution window of the tests' learners. The simulator's purchases come 10 s to a few
 minutes after the impression; the default half hour would leave the last half hour of
-every test stream pending (its purchases learned, its negatives not yet), a model
-trained mostly on positives."""
+every short test stream pending, and its metrics unscored."""
 
 
 def recent_config(**overrides: Any) -> SimulatorConfig:

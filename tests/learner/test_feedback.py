@@ -15,6 +15,7 @@ import pytest
 import redis
 from river import evaluate, metrics
 
+import learner.features
 import learner.loop
 from learner.aggregates import AggregateCache
 from learner.features import Features
@@ -23,7 +24,16 @@ from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.models import build_model, logreg_parts
 from learner.settings import LearnerSettings
-from stream.events import Click, Context, Impression, Item, Purchase, Rejection, parse_event
+from stream.events import (
+    Click,
+    Context,
+    Event,
+    Impression,
+    Item,
+    Purchase,
+    Rejection,
+    parse_event,
+)
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate
 
@@ -44,7 +54,7 @@ class Timed(dict[str, Any]):
 def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[float, Features]]]:
     """Every impression's features as the learner computed them, in order."""
     seen: list[tuple[float, Features]] = []
-    compute = learner.loop.features
+    compute = learner.features.features
 
     def recording(*args: Any) -> Features:
         x = compute(*args)
@@ -170,7 +180,7 @@ def test_a_purchase_after_its_window_still_teaches_the_model(
     bought = Purchase(
         event_id="e3", ts=at(WINDOW_S + 60), user_id="u1", item_id="i1", impression_id="m1"
     )
-    events = [shown, later, bought]
+    events: list[Event] = [shown, later, bought]
     core.prefetch(events)
     for offset, event in enumerate(events[:2]):
         core.process(event, 0, offset)
