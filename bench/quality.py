@@ -45,6 +45,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from guards.settings import GuardSettings  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.features import (  # noqa: E402
     FeatureConfig,
@@ -94,7 +95,8 @@ def learner_run(
         delayed_feedback=method,  # type: ignore[arg-type]
         join_window_s=window_s,
     )
-    learner = Learner(settings, keys, AggregateCache(client))
+    # Guards on, as shipped: a drift alert makes the model re-learn faster.
+    learner = Learner(settings, keys, AggregateCache(client), GuardSettings())
     curves: dict[str, list[tuple[int, Quality]]] = {kind: [] for kind in kinds}
     try:
         for start in range(0, len(records), 500):

@@ -27,6 +27,9 @@ from guards.ranking import RankingDrop
 from guards.settings import GuardSettings
 
 _MISSING = "\x00missing"
+
+PERFORMANCE_SIGNALS = frozenset({"loss", "ranking"})
+"""Alert signals that say the model itself does worse (not only that its inputs moved)."""
 _MAX_CATEGORIES = 50
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from guards.alerts import Alert
-from guards.drift import DriftMonitor
+from guards.drift import PERFORMANCE_SIGNALS, DriftMonitor
 from guards.fraud import FraudGuard, Verdict
 from guards.persisted import resumable
 from guards.rollback import RollbackDecider
@@ -284,7 +284,13 @@ class Learner:
         loss = log_loss(y, p)
         monitor = self.monitors.get(name)
         if monitor is not None:
-            self.alerts.extend(monitor.update(loss, x, p, ts, y))
+            found = monitor.update(loss, x, p, ts, y)
+            if found:
+                self.alerts.extend(found)
+                # The model's performance fell: what it learned is of another regime, so its
+                # steps, grown small with all it saw, are made large again to re-learn fast.
+                if any(a.signal in PERFORMANCE_SIGNALS for a in found) and variant.adapt():
+                    self.counts["adapted"] += 1
         predict, decider = self._shadow_predict.get(name), self.deciders.get(name)
         if predict is not None and decider is not None:
             shadow_loss = log_loss(y, p_true_of(predict(x)))

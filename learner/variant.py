@@ -3,8 +3,11 @@
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from river import optim
+
 from learner import modelcodec
 from learner.metrics import ProgressiveMetrics
+from learner.models import logreg_parts
 from learner.progressive import LogregStep
 
 # What an untrained model (River returns {}) is taken to say: no preference.
@@ -64,6 +67,16 @@ class Variant:
         else:
             model.learn_one(x, y, w=w)
         self.n_learned += 1
+
+    def adapt(self) -> bool:
+        """Make the model's optimizer take full-size steps again (after a drift); True if
+        it keeps per-feature step sizes to forget (AdaGrad), else nothing changes."""
+        parts = logreg_parts(self.model)
+        optimizer = getattr(parts[1], "optimizer", None) if parts is not None else None
+        if not isinstance(optimizer, optim.AdaGrad):
+            return False
+        optimizer.g2.clear()
+        return True
 
     def score(self, y: bool, p_true: float) -> None:
         """Count the prediction `p_true` that was served for an example labelled `y`."""

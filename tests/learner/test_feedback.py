@@ -22,8 +22,10 @@ from learner.features import Features
 from learner.joins import Pending
 from learner.keys import ShardKeys
 from learner.loop import Learner
+from learner.metrics import ProgressiveMetrics
 from learner.models import build_model, logreg_parts
 from learner.settings import LearnerSettings
+from learner.variant import Variant
 from stream.events import (
     Click,
     Context,
@@ -36,6 +38,7 @@ from stream.events import (
 )
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate
+from tests.learner.test_models import synthetic_stream
 
 pytestmark = pytest.mark.integration
 
@@ -199,3 +202,17 @@ def test_a_purchase_after_its_window_still_teaches_the_model(
     core.process(bought.model_copy(update={"event_id": "e4"}), 0, 3)
     assert weights(core.variants["main"].model) == after
     assert core.joins.counts["duplicate_outcome"] == 1
+
+
+def test_a_performance_drift_alert_makes_the_optimizer_take_full_steps_again() -> None:
+    variant = Variant("main", "logreg", build_model("logreg"), ProgressiveMetrics(100))
+    for x, y in synthetic_stream(500, seed=3):
+        variant.learn(x, y)
+    parts = logreg_parts(variant.model)
+    assert parts is not None and parts[1].optimizer.g2
+    assert variant.adapt()
+    assert not parts[1].optimizer.g2
+    sgd = Variant(
+        "s", "logreg", build_model("logreg", {"optimizer": "sgd"}), ProgressiveMetrics(10)
+    )
+    assert not sgd.adapt()
