@@ -78,7 +78,9 @@ class Pending:
     late: bool = False
     """A closed negative whose outcome came after the window (its correction was learned)."""
     guarded: bool = False
-    """Handed to the guards with the label known `guard_s` after it (`Joins.to_guard`)."""
+    """Handed to the guards with the label known `guard_s` after it (`Joins.to_guard`).
+    Not stored: an open impression is guarded exactly when the watermark is `guard_s`
+    past it, so `load` derives it."""
 
     def encode(self) -> bytes:
         return msgspec.json.encode(
@@ -95,7 +97,6 @@ class Pending:
                 self.closed,
                 self.closed_at,
                 self.late,
-                self.guarded,
             ]
         )
 
@@ -235,7 +236,6 @@ class Joins:
             entry = self._entries.get(impression_id)
             if entry is not None and not entry.closed and not entry.guarded:
                 entry.guarded = True
-                self._changed.add(impression_id)
                 due.append(entry)
         return due
 
@@ -308,8 +308,10 @@ class Joins:
             else:
                 self._open += 1
                 self._pending_heap.append((entry.ts, entry.seq, entry.impression_id))
-                if self.guard_s is not None and not entry.guarded:
-                    self._guard_heap.append((entry.ts, entry.seq, entry.impression_id))
+                if self.guard_s is not None:
+                    entry.guarded = entry.ts <= watermark - self.guard_s
+                    if not entry.guarded:
+                        self._guard_heap.append((entry.ts, entry.seq, entry.impression_id))
         heapq.heapify(self._pending_heap)
         heapq.heapify(self._guard_heap)
         heapq.heapify(self._tomb_heap)

@@ -151,3 +151,24 @@ def test_delta_then_load_rebuilds_the_same_join() -> None:
     state, bought = restored.outcome("u1", "i3", "c", WINDOW + 5.5)
     assert state == "bought" and bought is not None and bought.scores == {"main": 0.25}
     assert restored.counts == {"duplicate_outcome": 1, "late_outcome": 1}
+
+
+def test_impressions_go_to_the_guards_once_guard_s_old_and_a_reload_knows_which_went() -> None:
+    joins = Joins(WINDOW, max_pending=10, guard_s=10.0)
+    joins.add(impression("a", 0.0))
+    joins.add(impression("b", 5.0, item="i2"))
+    joins.advance(12.0)
+    assert [e.impression_id for e in joins.to_guard()] == ["a"]
+    assert joins.to_guard() == []
+    upserts, _ = joins.delta()
+    restored = Joins(WINDOW, max_pending=10, guard_s=10.0)
+    restored.load({k: Pending.decode(k, v) for k, v in upserts.items()}, joins.seq, 12.0)
+    restored.advance(20.0)
+    assert [e.impression_id for e in restored.to_guard()] == ["b"]
+
+
+def test_guards_wait_for_the_close_when_their_delay_is_not_shorter_than_the_window() -> None:
+    joins = Joins(WINDOW, max_pending=10, guard_s=WINDOW)
+    joins.add(impression("a", 0.0))
+    joins.advance(WINDOW - 1)
+    assert joins.guard_s is None and joins.to_guard() == []
