@@ -1,8 +1,10 @@
 """What an operator asks of a shard (take a snapshot, restore one), from the API or the CLI.
 
 When a learner owns the shard, the request becomes a command it carries out
-between two polls, so nothing races its publishes. When none does, the
-caller takes the shard's lease for the moment it needs and acts itself.
+between two polls, so nothing races its publishes. When none does, a caller
+holding the learner's signing key (an operator's CLI) takes the shard's lease
+for the moment it needs and acts itself; a caller without it (the API, which
+holds verifying keys only) is refused: taking or restoring a snapshot signs.
 """
 
 from collections.abc import Callable
@@ -32,7 +34,9 @@ def take_snapshot(
         header = snapshots.take(client, keys)
         return {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
 
-    return _run(client, keys, "snapshot", {}, direct, timeout_s)
+    return _run(
+        client, keys, "snapshot", {}, direct, timeout_s, can_act=snapshots.signer is not None
+    )
 
 
 def restore_snapshot(
@@ -51,7 +55,10 @@ def restore_snapshot(
         )
         return {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
 
-    return _run(client, keys, "restore", {"snapshot": ref, "replay": replay}, direct, timeout_s)
+    args = {"snapshot": ref, "replay": replay}
+    return _run(
+        client, keys, "restore", args, direct, timeout_s, can_act=snapshots.signer is not None
+    )
 
 
 def _committed_offsets(client: redis.Redis, keys: ShardKeys) -> dict[int, int]:
@@ -66,7 +73,16 @@ def _run(
     args: dict[str, Any],
     direct: Callable[[str], dict[str, Any]],
     timeout_s: float,
+    *,
+    can_act: bool,
 ) -> dict[str, Any]:
+    if not can_act and not client.exists(keys.lease):
+        raise OperationError(
+            f"no learner owns shard {keys.shard}, and this process holds no signing key: "
+            f"the {op} is carried out by the running learner; start one (headrace learn), or "
+            "run `headrace snapshot` where HEADRACE_SIGNING_KEY_FILE is set",
+            "NoLearner",
+        )
     if client.exists(keys.lease):
         command_id = control.send(client, keys, op, **args)
         result = control.wait_result(client, keys, command_id, timeout_s)
