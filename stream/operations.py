@@ -16,6 +16,7 @@ import redis
 from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from snapshots.errors import SnapshotError
+from snapshots.store import load
 from stream import control
 from stream.errors import OperationError
 from stream.lease import Lease, default_owner_id
@@ -48,14 +49,22 @@ def restore_snapshot(
     replay: bool,
     timeout_s: float = 30,
 ) -> dict[str, Any]:
+    """Restore snapshot `ref` (an id, "latest" or "last_known_good") as a new version.
+
+    The snapshot is resolved and fully verified here first, with verifying keys alone: a
+    missing, foreign or tampered one is refused before any learner is asked (a
+    snapshots.errors.SnapshotError, not an OperationError)."""
+    snapshot_id = snapshots.resolve(ref, keys.shard)
+    load(snapshots.store, snapshot_id, snapshots.accepted, expect_model=keys.shard)
+
     def direct(token: str) -> dict[str, Any]:
         current = _committed_offsets(client, keys)
         version, header = snapshots.restore(
-            client, keys, ref, lease_token=token, replay=replay, current=current
+            client, keys, snapshot_id, lease_token=token, replay=replay, current=current
         )
         return {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
 
-    args = {"snapshot": ref, "replay": replay}
+    args = {"snapshot": snapshot_id, "replay": replay}
     return _run(
         client, keys, "restore", args, direct, timeout_s, can_act=snapshots.signer is not None
     )
