@@ -182,7 +182,7 @@ class SnapshotSettings(BaseSettings):
 
     snapshot_interval_s: float = Field(default=60.0, ge=0)
     """Seconds between two snapshots taken by the learner; 0 switches snapshots off
-    (then the learner runs without a key, and a cold start has nothing to restore)."""
+    (then a cold start has nothing to restore)."""
 
     snapshot_compression: Literal["zlib", "lzma"] = "zlib"
     """Compression of the body: zlib is fast, lzma smaller and several times slower."""

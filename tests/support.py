@@ -64,8 +64,11 @@ def verifier_env(env: Mapping[str, str]) -> dict[str, str]:
     """`env` for a process that only verifies (the API): the signing key swapped for its
     public key, unless HEADRACE_VERIFY_KEY is there already."""
     out = {k: v for k, v in env.items() if k not in _SIGNING_VARIABLES}
-    secret = env.get("HEADRACE_SIGNING_KEY")
     if "HEADRACE_VERIFY_KEY" not in out:
+        secret = env.get("HEADRACE_SIGNING_KEY")
+        path = env.get("HEADRACE_SIGNING_KEY_FILE")
+        if secret is None and path is not None:
+            secret = Path(path).read_text()
         key = SigningKey.parse(secret) if secret else signing_key()
         out["HEADRACE_VERIFY_KEY"] = key.public.text
     return out
