@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
 
 from stream import kafka_jars, localproc, stack
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
 
@@ -49,6 +51,7 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory) -> StreamSettings:
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         controller_port=controller_port,
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        redis_password=SecretStr("own-stack-password-0123456789abcdef"),
         kafka_heap="256m",
         partitions=2,
     )
@@ -126,7 +129,7 @@ def test_restart_keeps_topic_data_and_redis_state(
             future.get(timeout=10)
     finally:
         producer.close()
-    client: redis.Redis = redis.Redis.from_url(own_stack.redis_url)
+    client: redis.Redis = connect(own_stack)
     client.set("test-stack:restart", b"kept")
     client.close()
 
@@ -137,7 +140,7 @@ def test_restart_keeps_topic_data_and_redis_state(
     assert after.kafka.pid != running.kafka.pid
     assert after.topics_created == ()
     assert _consume_all(own_stack, topic, count) == {str(i) for i in range(count)}
-    client = redis.Redis.from_url(own_stack.redis_url)
+    client = connect(own_stack)
     try:
         assert client.get("test-stack:restart") == b"kept"
     finally:
