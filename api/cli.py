@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--current-key-only",
         action="store_true",
-        help="refuse files signed with a previous key (HEADRACE_SNAPSHOT_PREVIOUS_KEYS)",
+        help="refuse files signed with a previous key (HEADRACE_VERIFY_PREVIOUS_KEYS)",
     )
     verify.set_defaults(run=_snapshot_command("verify"))
     snap_commands.add_parser(

@@ -85,6 +85,7 @@ class Deployment:
             # first snapshot has learned enough to be last known good.
             join_window_s=20,
         )
+        del self.env["HEADRACE_SIGNING_KEY"]  # the file instead
         self.keys = ShardKeys(settings.key_prefix, "main")
         self.learner: LearnerProcess | None = None
         self.api: ApiProcess | None = None
