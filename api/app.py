@@ -104,8 +104,16 @@ def app_from_env() -> FastAPI:
 
 
 def _verify_keys() -> tuple[VerifyKey, ...]:
-    """HEADRACE_VERIFY_KEY and the previous keys; only the public half of a signing key."""
-    return SigningSettings().verify_keys()
+    """HEADRACE_VERIFY_KEY and the previous keys. A signing key in the environment is
+    refused, as `headrace serve` refuses it: were the API able to sign, taking it over
+    would forge state and snapshots too."""
+    signing = SigningSettings()
+    if signing.has_signer:
+        raise ValueError(
+            "the API must not hold the learner's signing key: unset HEADRACE_SIGNING_KEY and "
+            "HEADRACE_SIGNING_KEY_FILE; it verifies with HEADRACE_VERIFY_KEY"
+        )
+    return signing.verify_keys()
 
 
 def _build(

@@ -11,8 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.app import create_app
 from api.settings import ApiSettings
 from guards import alertstore
 from guards.alerts import Alert
@@ -195,6 +197,18 @@ def test_serve_refuses_to_start_with_the_signing_key(settings: StreamSettings) -
     assert done.returncode == 2
     assert "the API must not hold the learner's signing key" in done.stderr
     assert signing_key().text not in done.stderr + done.stdout
+
+
+def test_the_app_refuses_a_signing_key_in_its_environment(
+    settings: StreamSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_SIGNING_KEY", signing_key().text)
+    app = create_app(ApiSettings(), settings)  # verifying keys from the environment
+    with (
+        pytest.raises(ValueError, match="must not hold the learner's signing key"),
+        TestClient(app),
+    ):
+        pass
 
 
 def test_rollback_without_a_running_learner_is_a_conflict(

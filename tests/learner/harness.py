@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
@@ -123,8 +124,9 @@ def store(client: redis.Redis, settings: StreamSettings, shard: str = "main") ->
 
 
 def committed_offsets(client: redis.Redis, settings: StreamSettings) -> dict[int, int]:
-    state = store(client, settings).load()
-    return dict(state.offsets) if state is not None else {}
+    """The committed offsets (JSON, read as they are: whichever key signed the state)."""
+    raw = client.hget(ShardKeys(settings.key_prefix, "main").state, "offsets")
+    return {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw is not None else {}
 
 
 def caught_up(client: redis.Redis, settings: StreamSettings, ends: dict[int, int]) -> bool:

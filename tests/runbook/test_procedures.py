@@ -288,11 +288,13 @@ def test_rotate_the_signing_key(deployment: Deployment, records: list[SimRecord]
     api = deployment.start_api(shell.env)
     deployment.stop_learner()
     deployment.start_learner(shell.env)
+    _wait_active(deployment)
     wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 30, "the API")
 
     shell.run_next()
     deployment.stop_learner()  # "restart the learners"
     deployment.start_learner(shell.env)
+    _wait_active(deployment)
     deployment.feed(records[FIRST:])
     # The state in Redis verifies with the new key alone: nothing there needs the old one.
     raw = deployment.client.hgetall(deployment.keys.state)
@@ -321,6 +323,17 @@ def test_rotate_the_signing_key(deployment: Deployment, records: list[SimRecord]
     api = deployment.start_api(shell.env)
     wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 30, "the API")
     assert httpx.get(f"{api.url}/ready").json().get("refused") is None
+
+
+def _wait_active(deployment: Deployment) -> None:
+    """Until the learner just started owns the shard (and so handles SIGTERM)."""
+    assert deployment.learner is not None
+    mark = f":{deployment.learner.pid}:".encode()
+    wait_until(
+        lambda: mark in (deployment.client.get(deployment.keys.lease) or b""),
+        60,
+        "the restarted learner to take the shard",
+    )
 
 
 def test_rotate_the_admin_token(deployment: Deployment) -> None:
