@@ -15,7 +15,8 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import SecretStr
 
-from stream import kafka_jars, localproc, stack
+from stream import kafka_jars, localproc, redis_local, stack
+from stream.errors import StackError
 from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
@@ -188,3 +189,26 @@ def test_down_leaves_no_process_behind(running: StackStatus, own_stack: StreamSe
     again = stack.down(own_stack)
     assert again.kafka.action == again.redis.action == NOT_RUNNING
     assert not stack.status(own_stack).any_running
+
+
+def test_a_redis_without_a_password_is_never_started(tmp_path: Path) -> None:
+    settings = StreamSettings(
+        stack_dir=str(tmp_path),
+        redis_url=f"redis://127.0.0.1:{_free_ports(1)[0]}/0",
+        redis_password=None,
+    )
+    with pytest.raises(StackError, match="requires a password") as refused:
+        redis_local.start(settings)
+    assert "HEADRACE_REDIS_PASSWORD" in str(refused.value)
+    assert redis_local.running_pid(settings) is None
+
+
+def test_the_password_reaches_redis_in_a_file_only_its_owner_reads(
+    own_stack: StreamSettings, running: StackStatus
+) -> None:
+    config = Path(own_stack.stack_dir) / "redis.conf"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert running.redis.pid is not None
+    argv = Path(f"/proc/{running.redis.pid}/cmdline").read_bytes()
+    password = own_stack.redis_password_value
+    assert password is not None and password.encode() not in argv
