@@ -204,10 +204,3 @@ previous ones still accepted while a rotation is under way."""
 def as_tuple(keys: VerifyKeys) -> tuple[VerifyKey, ...]:
     return (keys,) if isinstance(keys, VerifyKey) else keys
 
-
-def signer_of(signature: bytes | memoryview, data: bytes, keys: VerifyKeys) -> VerifyKey | None:
-    """The accepted key under which `signature` of `data` verifies, or None."""
-    for key in as_tuple(keys):
-        if key.verify(signature, data):
-            return key
-    return None
