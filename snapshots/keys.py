@@ -203,4 +203,3 @@ previous ones still accepted while a rotation is under way."""
 
 def as_tuple(keys: VerifyKeys) -> tuple[VerifyKey, ...]:
     return (keys,) if isinstance(keys, VerifyKey) else keys
-
