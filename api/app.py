@@ -29,10 +29,13 @@ from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
 from api.traffic import TrafficSplit
-from snapshots.errors import MissingKeyError
-from snapshots.settings import SnapshotSettings
+from learner.signing import Seal
+from snapshots.keys import VerifyKey
+from snapshots.settings import SigningSettings, SnapshotSettings
+from snapshots.store import DirectoryStore
 from stream.producer import make_producer
 from stream.recovery import Snapshots
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 DESCRIPTION = """Scores candidate items for a user with the models the learner publishes.
@@ -45,16 +48,26 @@ def create_app(
     settings: ApiSettings,
     stream: StreamSettings | None = None,
     *,
+    verify_keys: tuple[VerifyKey, ...] | None = None,
+    snapshots: SnapshotSettings | None = None,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The API over the Redis and Kafka of `stream` (default: from the environment)."""
+    """The API over the Redis and Kafka of `stream` (default: from the environment).
+
+    `verify_keys` are the learner's public keys (default: HEADRACE_VERIFY_KEY and the
+    previous ones): the app verifies state and snapshots with them and never holds a
+    signing key, so it can neither forge state nor take or restore a snapshot itself."""
     stream = stream if stream is not None else StreamSettings()
     metrics = Metrics()
     decoder = RequestDecoder(settings.max_candidates)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services, closers = _build(settings, stream, metrics, decoder, clock)
+        keys = verify_keys if verify_keys is not None else _verify_keys()
+        snapshot_settings = snapshots if snapshots is not None else SnapshotSettings()
+        services, closers = _build(
+            settings, stream, keys, snapshot_settings, metrics, decoder, clock
+        )
         app.state.services = services
         try:
             yield
@@ -90,16 +103,33 @@ def app_from_env() -> FastAPI:
     return create_app(ApiSettings(), StreamSettings())
 
 
+def _verify_keys() -> tuple[VerifyKey, ...]:
+    """HEADRACE_VERIFY_KEY and the previous keys. A signing key in the environment is
+    refused, as `headrace serve` refuses it: were the API able to sign, taking it over
+    would forge state and snapshots too."""
+    signing = SigningSettings()
+    if signing.has_signer:
+        raise ValueError(
+            "the API must not hold the learner's signing key: unset HEADRACE_SIGNING_KEY and "
+            "HEADRACE_SIGNING_KEY_FILE; it verifies with HEADRACE_VERIFY_KEY"
+        )
+    return signing.verify_keys()
+
+
 def _build(
     settings: ApiSettings,
     stream: StreamSettings,
+    verify_keys: tuple[VerifyKey, ...],
+    snapshot_settings: SnapshotSettings,
     metrics: Metrics,
     decoder: RequestDecoder,
     clock: Callable[[], float],
 ) -> tuple[Services, list[Callable[[], None]]]:
-    requests_pipeline = RespPipeline(stream.redis_url, settings.redis_timeout_s)
-    state_client: redis.Redis = redis.Redis.from_url(
-        stream.redis_url,
+    requests_pipeline = RespPipeline(
+        stream.redis_url, settings.redis_timeout_s, password=stream.redis_password_value
+    )
+    state_client: redis.Redis = connect(
+        stream,
         socket_timeout=settings.model_load_timeout_s,
         socket_connect_timeout=min(settings.model_load_timeout_s, 2.0),
         # No retries: the holder polls again anyway, and must notice an outage at once.
@@ -117,6 +147,7 @@ def _build(
         stream.key_prefix,
         stream.shards,
         wanted,
+        Seal(verify_keys),
         metrics,
         health,
         poll_s=settings.model_poll_s,
@@ -148,8 +179,8 @@ def _build(
         key_digests=tuple(key_digest(k.get_secret_value()) for k in settings.api_keys),
         clock=clock,
         stream=stream,
-        redis=redis.Redis.from_url(stream.redis_url, socket_timeout=5),
-        snapshots=_snapshots(),
+        redis=connect(stream, socket_timeout=5),
+        snapshots=_snapshots(settings, snapshot_settings, verify_keys),
     )
     metrics.watch(
         lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],
@@ -163,12 +194,14 @@ def _build(
     return services, [*closers, services.redis.close]
 
 
-def _snapshots() -> Snapshots | None:
-    """The snapshot store, when a key is configured (else admin snapshot routes answer 503)."""
-    try:
-        return Snapshots.from_settings(SnapshotSettings())
-    except MissingKeyError:
+def _snapshots(
+    settings: ApiSettings, snapshot_settings: SnapshotSettings, verify_keys: tuple[VerifyKey, ...]
+) -> Snapshots | None:
+    """The snapshot store for the admin routes (None while they are off), verifying only."""
+    if not settings.admin_tokens():
         return None
+    store = DirectoryStore(snapshot_settings.snapshot_dir, verify_keys)
+    return Snapshots(snapshot_settings, store, verify_keys)
 
 
 def _openapi(app: FastAPI, decoder: RequestDecoder) -> dict[str, Any]:

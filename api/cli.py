@@ -19,6 +19,7 @@ from api.cli_errors import EXPECTED, one_line
 from stream.settings import StreamSettings
 
 if TYPE_CHECKING:
+    from snapshots.settings import SigningSettings
     from stream.recovery import Snapshots
 
 Command = Callable[[argparse.Namespace], int]
@@ -115,25 +116,36 @@ def _learn(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
     from guards.settings import GuardSettings
+    from learner.signing import Seal
+    from snapshots.settings import SigningSettings
+    from stream.redisconn import connect
 
+    signing = SigningSettings()
+    # No signing key, no learner: it signs every state it publishes.
+    seal = Seal(signing.verify_keys(), signing.signer())
+    client: redis.Redis = connect(stream)
     worker = ShardWorker(
-        stream, settings, client, snapshots=_snapshots_for_learner(), guards=GuardSettings()
+        stream,
+        settings,
+        client,
+        seal=seal,
+        snapshots=_snapshots_for_learner(signing),
+        guards=GuardSettings(),
     )
     worker.run(stop)
     return 0
 
 
-def _snapshots_for_learner() -> "Snapshots | None":
-    """Snapshots, unless switched off; without a signing key the learner refuses to start."""
+def _snapshots_for_learner(signing: "SigningSettings") -> "Snapshots | None":
+    """Snapshots, unless switched off."""
     from snapshots.settings import SnapshotSettings
     from stream.recovery import Snapshots
 
     settings = SnapshotSettings()
     if settings.snapshot_interval_s <= 0:
         return None
-    return Snapshots.from_settings(settings)
+    return Snapshots.from_settings(settings, signing)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -146,12 +158,25 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print("headrace: --workers must be at least 1", file=sys.stderr)
         return 2
+    from snapshots.settings import SigningSettings
+
     try:
         # Checked here, once, so a bad setting is one clear line rather than a worker crash.
         settings = ApiSettings()
         StreamSettings()
+        signing = SigningSettings()
+        signing.verify_keys()
     except ValidationError as exc:
         print(one_line(exc), file=sys.stderr)
+        return 2
+    if signing.has_signer:
+        # The API verifies; were it able to sign, taking it over would forge state too.
+        print(
+            "headrace: error: the API must not hold the learner's signing key (hint: unset "
+            "HEADRACE_SIGNING_KEY and HEADRACE_SIGNING_KEY_FILE for `headrace serve`; it "
+            "verifies with HEADRACE_VERIFY_KEY)",
+            file=sys.stderr,
+        )
         return 2
     uvicorn.run(
         "api.app:app_from_env",
@@ -189,20 +214,47 @@ def _positive_int(text: str) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    import redis
 
     from learner.keys import ShardKeys
     from learner.settings import LearnerSettings
     from stream.operations import roll_back
+    from stream.redisconn import connect
 
     stream = StreamSettings()
     keys = ShardKeys(stream.key_prefix, LearnerSettings().shard)
-    client = redis.Redis.from_url(stream.redis_url)
+    client = connect(stream)
     result = roll_back(client, keys, variant=args.variant, reason=args.reason)
     print(
         f"rolled back {', '.join(result['variants'])} of shard {keys.shard} to last known good "
         f"as version {result['version']}"
     )
+    return 0
+
+
+def _keys_generate(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from snapshots.keys import SigningKey
+
+    key = SigningKey.generate()
+    path = Path(args.file)
+    try:
+        # O_EXCL: never overwrite a key (state and snapshots signed with it would be orphaned).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"headrace: error: {path} exists; keys are never overwritten", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w") as out:
+        out.write(key.text + "\n")
+    print(key.public.text)
+    return 0
+
+
+def _keys_public(args: argparse.Namespace) -> int:
+    from snapshots.settings import SigningSettings
+
+    print(SigningSettings().signer().public.text)
     return 0
 
 
@@ -298,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--current-key-only",
         action="store_true",
-        help="refuse files signed with a previous key (HEADRACE_SNAPSHOT_PREVIOUS_KEYS)",
+        help="refuse files signed with a previous key (HEADRACE_VERIFY_PREVIOUS_KEYS)",
     )
     verify.set_defaults(run=_snapshot_command("verify"))
     snap_commands.add_parser(
@@ -311,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--no-wait", action="store_true", help="do not follow the replay")
     restore.set_defaults(run=_snapshot_command("restore"))
+
+    keys = commands.add_parser("keys", help="make the learner's signing key; print its public key")
+    key_commands = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    generate = key_commands.add_parser(
+        "generate", help="write a new Ed25519 signing key to FILE (0600); print its public key"
+    )
+    generate.add_argument("file", metavar="FILE")
+    generate.set_defaults(run=_keys_generate)
+    key_commands.add_parser(
+        "public",
+        help="print the public key of HEADRACE_SIGNING_KEY(_FILE), for HEADRACE_VERIFY_KEY",
+    ).set_defaults(run=_keys_public)
 
     rollback = commands.add_parser(
         "rollback", help="serve the last-known-good model again (the running learner acts)"

@@ -2,11 +2,12 @@
 
 from kafka.errors import KafkaError
 from pydantic import ValidationError
+from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from learner.errors import LearnerError, StateError
+from learner.errors import LearnerError, StateError, UnverifiedStateError
 from snapshots.errors import (
     BadSignatureError,
     MissingKeyError,
@@ -34,8 +35,16 @@ _KAFKA = (
 
 
 _SIGNATURE = (
-    "signed with another key? while rotating, set HEADRACE_SNAPSHOT_PREVIOUS_KEYS "
+    "signed with another key? while rotating, set HEADRACE_VERIFY_PREVIOUS_KEYS "
     "(docs/operations.md)"
+)
+_AUTH_HINT = (
+    "Redis requires a password: set HEADRACE_REDIS_PASSWORD (the local stack's is in "
+    "its folder, redis.password)"
+)
+_UNVERIFIED = (
+    "check HEADRACE_VERIFY_KEY; if nobody but the learner could have written it, `headrace "
+    'snapshot restore latest` replaces it (docs/operations.md, "What is trusted, and why")'
 )
 _NOT_FOUND = "`headrace snapshot list` shows the snapshots this key can verify"
 _BUSY = "`headrace status` shows which learner owns the shard and how far behind it is"
@@ -48,6 +57,8 @@ _BY_KIND = {
 
 
 def _hint(exc: BaseException) -> str | None:
+    if isinstance(exc, RedisAuthenticationError):
+        return _AUTH_HINT
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return _REDIS
     if isinstance(exc, KafkaError):
@@ -60,6 +71,8 @@ def _hint(exc: BaseException) -> str | None:
         return _NOT_FOUND
     if isinstance(exc, OperationError):
         return _BY_KIND.get(exc.kind)
+    if isinstance(exc, UnverifiedStateError):
+        return _UNVERIFIED
     if isinstance(exc, StateError):
         return "has a learner published this shard yet? `headrace status` shows the state"
     return None

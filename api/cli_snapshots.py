@@ -1,37 +1,43 @@
-"""`headrace snapshot list | create | verify | restore`: the operator's snapshot commands."""
+"""`headrace snapshot list | create | verify | resign | restore`: the operator's commands.
+
+`list` and `verify` need verifying keys only. `create` and `restore` ask the learner
+owning the shard; with none running they act here, which signs and so needs the
+learner's signing key (HEADRACE_SIGNING_KEY_FILE). `resign` signs too.
+"""
 
 import argparse
 import sys
 import time
 from pathlib import Path
 
+import orjson
 import redis
 
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
-from learner.state import StateStore
 from snapshots.codec import decode, read_header, signed_with
 from snapshots.codec import resign as resign_blob
-from snapshots.errors import SnapshotError, SnapshotNotFoundError
+from snapshots.errors import SnapshotError
+from snapshots.settings import SigningSettings, SnapshotSettings
 from snapshots.store import SUFFIX
 from stream.operations import restore_snapshot, take_snapshot
 from stream.recovery import Snapshots
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 
-def _context() -> tuple[redis.Redis, ShardKeys, Snapshots]:
-    from snapshots.settings import SnapshotSettings
+def _snapshots() -> Snapshots:
+    return Snapshots.from_settings(SnapshotSettings(), SigningSettings())
 
+
+def _context() -> tuple[redis.Redis, ShardKeys, Snapshots]:
     stream = StreamSettings()
     keys = ShardKeys(stream.key_prefix, LearnerSettings().shard)
-    client = redis.Redis.from_url(stream.redis_url)
-    return client, keys, Snapshots.from_settings(SnapshotSettings())
+    return connect(stream), keys, _snapshots()
 
 
 def list_(args: argparse.Namespace) -> int:
-    from snapshots.settings import SnapshotSettings
-
-    snapshots = Snapshots.from_settings(SnapshotSettings())
+    snapshots = _snapshots()
     infos = snapshots.store.list()
     print(f"{'snapshot':<48} {'version':>8} {'learned':>9} {'size':>9}  created (UTC)        lkg")
     for info in infos:
@@ -57,11 +63,9 @@ def create(args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from snapshots.settings import SnapshotSettings
-
-    settings = SnapshotSettings()
-    current = settings.signing_key()
-    keys = (current,) if args.current_key_only else settings.verification_keys()
+    accepted = SigningSettings().verify_keys()
+    current = accepted[0]
+    keys = (current,) if args.current_key_only else accepted
     refused = previous = 0
     files: list[Path] = [Path(f) for f in args.files]
     for path in tqdm(files, unit="file", disable=len(files) < 5, file=sys.stderr):
@@ -82,29 +86,39 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def resign(args: argparse.Namespace) -> int:
-    """Re-sign, with the current key, every snapshot of the store still signed with an old one."""
+    """Re-sign with the signing key every snapshot of the store signed otherwise: with a
+    previous key, or (format 1) with a legacy HMAC key of HEADRACE_SNAPSHOT_LEGACY_KEYS."""
     from tqdm import tqdm
 
-    from snapshots.settings import SnapshotSettings
-
     settings = SnapshotSettings()
-    snapshots = Snapshots.from_settings(settings)
-    infos = snapshots.store.list()
-    done = 0
-    for info in tqdm(infos, unit="file", disable=len(infos) < 5, file=sys.stderr):
+    signing = SigningSettings()
+    signer = signing.signer()
+    snapshots = Snapshots.from_settings(settings, signing)
+    listed = [i.snapshot_id for i in snapshots.store.list()]
+    # Files that do not list may be format 1 (legacy keys) or signed with no accepted key:
+    # resign_blob tells which, and refuses the latter.
+    others = [r.name[: -len(SUFFIX)] for r in snapshots.store.rejected()]
+    done = already = 0
+    ids = listed + others
+    for snapshot_id in tqdm(ids, unit="file", disable=len(ids) < 5, file=sys.stderr):
         try:
-            blob = snapshots.store.get(info.snapshot_id)
-        except SnapshotNotFoundError:
-            continue  # removed by retention while we went through the store
-        if signed_with(blob, snapshots.key):
+            blob = snapshots.store.get(snapshot_id)
+        except SnapshotError:
+            continue  # removed by retention while we went through the store, or a bad name
+        if signed_with(blob, signer.public):
+            already += 1
             continue
-        snapshots.store.put(info.snapshot_id, resign_blob(blob, snapshots.accepted, snapshots.key))
+        try:
+            again = resign_blob(blob, snapshots.accepted, signer, legacy=signing.legacy_keys())
+        except SnapshotError:
+            continue  # still refused: listed below with the reason
+        snapshots.store.put(snapshot_id, again)
         done += 1
     refused = snapshots.store.rejected()
     for rejected in refused:
         print(f"refused: {rejected.name}: {rejected.reason}", file=sys.stderr)
     print(
-        f"{done} re-signed, {len(infos) - done} already signed with the current key, "
+        f"{done} re-signed, {already} already signed with the current key, "
         f"{len(refused)} refused, in {settings.snapshot_dir}"
     )
     return 1 if refused else 0
@@ -130,7 +144,6 @@ def _follow_replay(client: redis.Redis, keys: ShardKeys, offsets: dict[int, int]
     from tqdm import tqdm
 
     stream = StreamSettings()
-    store = StateStore(client, keys, lease_ttl_ms=0)
     if not client.exists(keys.lease):
         print("no learner owns the shard: the replay starts when one does")
         return
@@ -146,10 +159,12 @@ def _follow_replay(client: redis.Redis, keys: ShardKeys, offsets: dict[int, int]
         done = 0
         while done < total:
             time.sleep(0.5)
-            state = store.load()
-            if state is None or not client.exists(keys.lease):
+            # The committed offsets only (JSON): following a replay deserializes nothing.
+            raw = client.hget(keys.state, "offsets")
+            if raw is None or not client.exists(keys.lease):
                 break
-            position = sum(min(state.offsets.get(p, 0), end) for p, end in ends.items())
+            committed = {int(p): int(o) for p, o in orjson.loads(raw).items()}
+            position = sum(min(committed.get(p, 0), end) for p, end in ends.items())
             bar.update(position - start - done)
             done = position - start
     if done < total:

@@ -37,7 +37,7 @@ class Services:
     redis: redis.Redis
     """A plain client for operator actions and alert reads (not the request path)."""
     snapshots: Snapshots | None
-    """None when no snapshot key is configured: the snapshot routes then answer 503."""
+    """The snapshot store, with verifying keys only; None while the admin routes are off."""
 
 
 async def get_services(request: Request) -> Services:

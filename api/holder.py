@@ -5,7 +5,8 @@ scores everything with what it found, so each response names exactly the version
 computed it. The thread listens on the versions channel and also checks every shard's
 version every `poll_s` (messages lost while it was away, Redis restarts), loads a newer
 state completely, then swaps the one reference. A version lower than the one served is
-never swapped in.
+never swapped in, and neither is one whose signature does not verify: the replica keeps
+serving what it has, and says why on /ready and in its metrics.
 """
 
 import contextlib
@@ -24,8 +25,9 @@ from api.loading import ShardModel, load_shard
 from api.online import RedisHealth
 from api.telemetry import Metrics
 from api.traffic import ShardRouter, shard_names
-from learner.errors import StateError
+from learner.errors import StateError, UnverifiedStateError
 from learner.keys import ShardKeys, versions_channel
+from learner.signing import Seal
 from stream.errors import StreamError
 
 log = logging.getLogger("headrace.api")
@@ -48,6 +50,7 @@ class ModelHolder:
         prefix: str,
         shard_spec: str,
         wanted: Callable[[list[str]], Iterable[str]],
+        seal: Seal,
         metrics: Metrics,
         health: RedisHealth,
         poll_s: float = 1.0,
@@ -58,11 +61,14 @@ class ModelHolder:
         self._spec = shard_spec
         self._keys = {name: ShardKeys(prefix, name) for name in shard_names(shard_spec)}
         self._wanted = wanted
+        self._seal = seal
         self._metrics = metrics
         self.health = health
         self._poll_s = poll_s
         self._clock = clock
         self._failed: dict[str, int] = {}
+        self.refused: dict[str, str] = {}
+        """Shard → why its newest version was refused (a signature that did not verify)."""
         self._frozen = False
         self.served = Served(router=ShardRouter(shard_spec, None))
         self._stop = threading.Event()
@@ -145,7 +151,15 @@ class ModelHolder:
     def _load(self, name: str, current: ShardModel | None, version: int) -> None:
         started = time.perf_counter()
         try:
-            loaded = load_shard(self._client, self._keys[name], current, self._wanted, self._clock)
+            loaded = load_shard(
+                self._client, self._keys[name], current, self._wanted, self._seal, self._clock
+            )
+        except UnverifiedStateError as exc:
+            self._failed[name] = version
+            self.refused[name] = str(exc)
+            self._metrics.unverified.labels(name).inc()
+            log.error("shard %s: not served, keeping what is served: %s", name, exc)
+            return
         except (StateError, ValueError, TypeError, KeyError) as exc:
             self._failed[name] = version
             self._metrics.load_errors.labels(name).inc()
@@ -155,6 +169,7 @@ class ModelHolder:
             return
         if loaded is None or loaded is current:
             return
+        self.refused.pop(name, None)
         self._metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self._swap(loaded)
 

@@ -4,9 +4,13 @@ The version, the meta and the model blobs come from ONE HGETALL of the state has
 learner writes them in one MULTI/EXEC, and Redis runs a command between transactions,
 never inside one, so what is read belongs to one publish: a version never names models
 it did not publish.
+
+Nothing is deserialized before the state's signature verified (learner/signing.py): the
+learner's key must have signed this prefix, shard and version, and each model blob is
+checked against its signed SHA-256 before it is unpickled. A blob whose signed digest is
+the one already loaded is not read again.
 """
 
-import hashlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +23,7 @@ from learner import modelcodec
 from learner.features import FeatureConfig
 from learner.keys import ShardKeys
 from learner.linear import LinearScorer
+from learner.signing import Seal, VerifiedState
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +34,8 @@ class LoadedVariant:
     kind: str
     model: Any
     scorer: LinearScorer | None
-    digest: bytes
-    """blake2b of the blob: an unchanged variant is not deserialized again."""
+    digest: str
+    """The blob's signed SHA-256: an unchanged variant is not deserialized again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +73,14 @@ def load_shard(
     keys: ShardKeys,
     previous: ShardModel | None,
     wanted: WantedVariants,
+    seal: Seal,
     clock: Callable[[], float] = time.time,
 ) -> ShardModel | None:
     """The shard's current state if newer than `previous`; else `previous` (or None).
 
-    Raises redis errors (the caller retries later) and learner.errors.StateError for a blob
-    that does not deserialize (the caller keeps serving `previous`).
+    Raises redis errors (the caller retries later), learner.errors.UnverifiedStateError for
+    state whose signature does not verify and learner.errors.StateError for a blob that
+    does not deserialize (the caller keeps serving `previous` in both cases).
     """
     raw: dict[bytes, bytes] = client.hgetall(keys.state)
     if not raw or b"version" not in raw or b"meta" not in raw:
@@ -81,17 +88,18 @@ def load_shard(
     version = int(raw[b"version"])
     if previous is not None and version <= previous.version:
         return previous
-    meta: dict[str, Any] = orjson.loads(raw[b"meta"])
+    state = seal.verify(raw, keys)
+    meta: dict[str, Any] = orjson.loads(state.field("meta"))
     names = list(meta.get("variants", {}))
     if not names:
         return previous
     variants: dict[str, LoadedVariant] = {}
     for name in dict.fromkeys([names[0], *wanted(names)]):
-        blob = raw.get(f"model:{name}".encode()) if name in meta["variants"] else None
-        if blob is None:
+        field = f"model:{name}"
+        if name not in meta["variants"] or state.digest(field) is None:
             continue
         old = previous.variants.get(name) if previous is not None else None
-        variants[name] = _variant(name, meta["variants"][name].get("kind", "?"), blob, old)
+        variants[name] = _variant(name, meta["variants"][name].get("kind", "?"), state, old)
     if names[0] not in variants:
         return previous
     return ShardModel(
@@ -107,9 +115,13 @@ def load_shard(
     )
 
 
-def _variant(name: str, kind: str, blob: bytes, old: LoadedVariant | None) -> LoadedVariant:
-    digest = hashlib.blake2b(blob, digest_size=16).digest()
+def _variant(
+    name: str, kind: str, state: VerifiedState, old: LoadedVariant | None
+) -> LoadedVariant:
+    field = f"model:{name}"
+    digest = state.digest(field)
     if old is not None and old.digest == digest:
         return old
-    model = modelcodec.loads(blob)
+    model = modelcodec.loads(state.field(field))  # checked against its signed digest first
+    assert digest is not None
     return LoadedVariant(name, kind, model, LinearScorer.from_model(model), digest)

@@ -11,7 +11,7 @@ other requests.
 Read-only commands only: a timeout or a broken connection fails every request waiting on
 it and drops the connection (the next request connects anew), so nothing is ever
 half-applied. Connection settings (host, port, unix socket, TLS, AUTH, database) come
-from the Redis URL, parsed by redis-py.
+from the Redis URL, parsed by redis-py; the password from it or HEADRACE_REDIS_PASSWORD.
 """
 
 import asyncio
@@ -82,8 +82,10 @@ def _expire(future: "asyncio.Future[list[Any]]") -> None:
 class RespPipeline:
     """Sends batches of commands on one shared connection; each caller gets its replies."""
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, *, password: str | None = None) -> None:
         self._params = parse_url(url)
+        if password is not None and self._params.get("password") is None:
+            self._params["password"] = password
         self._timeout = timeout_s
         self._conn: _Replies | None = None
         self._connecting: asyncio.Lock | None = None

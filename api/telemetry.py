@@ -76,6 +76,12 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.unverified = Counter(
+            "headrace_api_model_unverified_total",
+            "Versions refused before deserialization: their signature did not verify",
+            ["model"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "headrace_api_redis_errors_total",
             "Failed Redis calls, by what made them",

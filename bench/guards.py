@@ -36,6 +36,7 @@ from bench.learn import cleanup, committed, fresh, shipped_env  # noqa: E402
 from guards import alertstore  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from stream import control, stack  # noqa: E402
+from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from tests.guards.poison import LKG_AT, POISONED_ENV, poison  # noqa: E402
@@ -47,8 +48,6 @@ from tests.learner.harness import (  # noqa: E402
     send,
     wait_until,
 )
-
-_KEY = "bench-guards-signing-key-0123456789abcdef"
 
 
 def rate(
@@ -78,7 +77,7 @@ def cost(base: StreamSettings, client: redis.Redis, n: int, rounds: int, log: Pa
     # on, the rollback guard scores the last-known-good shadow on every example.
     folder = Path(tempfile.mkdtemp(prefix="headrace-bench-guards-"))
     try:
-        snap = {"snapshot_key": _KEY, "snapshot_interval_s": 5}
+        snap = {"snapshot_interval_s": 5}
         ons: list[float] = []
         offs: list[float] = []
         # Alternated, so load from elsewhere on the machine falls on both alike.
@@ -175,7 +174,6 @@ def rollback_delay(base: StreamSettings, client: redis.Redis, step: int, log: Pa
     try:
         env = {
             **POISONED_ENV,
-            "snapshot_key": _KEY,
             "snapshot_dir": folder,
             "snapshot_interval_s": 3600,  # only the one taken at LKG_AT
         }
@@ -202,7 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     base = StreamSettings()
     print(stack.up(base))
-    client = redis.Redis.from_url(base.redis_url)
+    client = connect(base)
     name = f"headrace-bench-guards-{uuid.uuid4().hex[:6]}.log"
     log = Path(os.environ.get("TMPDIR", "/tmp")) / name
     if "cost" not in args.skip:

@@ -45,6 +45,7 @@ from learner.state import StateStore  # noqa: E402
 from stream import stack  # noqa: E402
 from stream.events import Rejection, parse_event  # noqa: E402
 from stream.producer import make_producer, publish  # noqa: E402
+from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
@@ -328,7 +329,7 @@ def main() -> None:
     args = parser.parse_args()
     base = StreamSettings()
     print(stack.up(base))
-    client = redis.Redis.from_url(base.redis_url)
+    client = connect(base)
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "headrace-bench-learn.log"
     if "throughput" not in args.skip:
         throughput(base, client, args.events, log)

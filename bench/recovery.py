@@ -25,20 +25,18 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pydantic import SecretStr  # noqa: E402
 
 from bench.learn import cleanup, committed, fresh  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
-from snapshots.settings import SnapshotSettings  # noqa: E402
+from snapshots.settings import SigningSettings, SnapshotSettings  # noqa: E402
 from stream import stack  # noqa: E402
 from stream.producer import make_producer, publish  # noqa: E402
 from stream.recovery import Snapshots  # noqa: E402
+from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.simulator import SimulatorConfig, generate  # noqa: E402
 from tests.learner.harness import end_offsets, learner_env  # noqa: E402
-from tests.support import free_port  # noqa: E402
-
-KEY = "bench-recovery-signing-key-0123456789abcdef"
+from tests.support import free_port, signing_key  # noqa: E402
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -71,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     base = StreamSettings()
     print(stack.up(base))
-    client = redis.Redis.from_url(base.redis_url)
+    client = connect(base)
     settings = fresh(base, partitions=3)
     keys = ShardKeys(settings.key_prefix, "main")
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "headrace-bench-recovery.log"
@@ -81,7 +79,6 @@ def main() -> None:
         env = learner_env(
             settings,
             lease_ttl_ms=3000,
-            snapshot_key=KEY,
             snapshot_dir=snapshot_dir,
             snapshot_interval_s=3600,
         )
@@ -96,7 +93,8 @@ def main() -> None:
             learner.terminate()  # a clean stop publishes and takes a snapshot
             learner.wait()
             snapshots = Snapshots.from_settings(
-                SnapshotSettings(snapshot_key=SecretStr(KEY), snapshot_dir=Path(snapshot_dir))
+                SnapshotSettings(snapshot_dir=Path(snapshot_dir)),
+                SigningSettings(verify_key=signing_key().public.text),
             )
             header = snapshots.store.list()[-1].header
 

@@ -17,6 +17,7 @@ memory before and after.
 
 import argparse
 import resource
+import secrets
 import shutil
 import subprocess
 import sys
@@ -31,25 +32,29 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import numpy as np
 import orjson
 import redis
+from pydantic import SecretStr
 
 from bench.serve_load import Result, python_load, wrk_load
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
+from learner.signing import Seal
 from learner.state import StateStore
+from snapshots.keys import SigningKey
 from stream import redis_local
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate, world
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def train(stream: StreamSettings, config: SimulatorConfig) -> int:
+def train(stream: StreamSettings, config: SimulatorConfig, signer: SigningKey) -> int:
     """The learner's core over `config`'s stream, published once (no Kafka needed)."""
-    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
+    client: redis.Redis = connect(stream)
     keys = ShardKeys(stream.key_prefix, "main")
     learner = Learner(LearnerSettings(join_window_s=300.0), keys, AggregateCache(client))
     learner.topology = {"partitions": [0], "n_partitions": 1}
@@ -61,7 +66,8 @@ def train(stream: StreamSettings, config: SimulatorConfig) -> int:
         learner.process(event, 0, offset)
     lease = Lease(client, keys, 60_000)
     assert lease.try_acquire() and lease.token is not None
-    version = StateStore(client, keys, 60_000).publish(lease.token, learner.delta())
+    store = StateStore(client, keys, 60_000, Seal.of(signer))
+    version = store.publish(lease.token, learner.delta())
     lease.release()
     client.close()
     return version
@@ -194,8 +200,12 @@ def main() -> None:
     sizes = [int(k) for k in args.candidates.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
     stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{next_port()}/0", stack_dir=str(tmp), key_prefix="bench"
+        redis_url=f"redis://127.0.0.1:{next_port()}/0",
+        redis_password=SecretStr(secrets.token_urlsafe(32)),
+        stack_dir=str(tmp),
+        key_prefix="bench",
     )
+    signer = SigningKey.generate()
     start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
     config = SimulatorConfig(
         seed=3, count=args.events, n_users=2_000, n_items=max(sizes) * 2, start=start_at
@@ -204,7 +214,7 @@ def main() -> None:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         began = time.perf_counter()
-        version = train(stream, config)
+        version = train(stream, config, signer)
         print(
             f"model version {version} trained on {args.events:,} records "
             f"in {time.perf_counter() - began:.1f} s; logs in {tmp}"
@@ -212,6 +222,8 @@ def main() -> None:
         env = {
             "PATH": "/usr/bin:/bin",
             "HEADRACE_REDIS_URL": stream.redis_url,
+            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
+            "HEADRACE_VERIFY_KEY": signer.public.text,
             "HEADRACE_KEY_PREFIX": stream.key_prefix,
             "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
         }

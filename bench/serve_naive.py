@@ -24,6 +24,7 @@ from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
 from learner.variant import p_true_of
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 
@@ -50,7 +51,7 @@ class NaiveRequest(BaseModel):
 
 def create() -> FastAPI:
     stream = StreamSettings()
-    client: redis.Redis = redis.Redis.from_url(stream.redis_url)
+    client: redis.Redis = connect(stream)
     keys = ShardKeys(stream.key_prefix, "main")
     state = client.hmget(keys.state, ["version", "meta", "model:main"])
     version, meta, model = int(state[0]), orjson.loads(state[1]), modelcodec.loads(state[2])

@@ -28,3 +28,15 @@ class FencedError(LearnerError):
         self.shard = shard
         self.generation = generation
         self.current_generation = current_generation
+
+
+class UnverifiedStateError(StateError):
+    """Shard state in Redis whose signature does not verify: refused before anything in it
+    is deserialized (written by something other than the learner, or under another key)."""
+
+    def __init__(self, shard: str, version: int | None, why: str) -> None:
+        at = f"version {version}" if version is not None else "the state"
+        super().__init__(f"shard {shard}: {at} in Redis refused before deserialization: {why}")
+        self.shard = shard
+        self.version = version
+        self.why = why

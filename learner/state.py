@@ -6,6 +6,9 @@ joins, the new event-id hashes, the changed online aggregates, the offsets
 they all reflect, a version that only grows, the alerts raised and a point
 of the metrics history. If the lease changed hands
 since this learner took it, EXEC fails and nothing is written.
+
+The state hash is signed as it is written and verified as it is read (learner/signing.py):
+a `Committed` only ever holds bytes the learner's key signed for this shard and version.
 """
 
 import time
@@ -24,6 +27,8 @@ from learner.aggregates import HashWriter
 from learner.errors import FencedError
 from learner.joins import Pending
 from learner.keys import ShardKeys, versions_channel
+from learner.signing import SIG_FIELD, Seal
+from snapshots.keys import VerifyKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,8 @@ class Committed:
     models: dict[str, bytes]
     pending: dict[str, Pending]
     seen_chunks: list[bytes]
+    signed_by: VerifyKey | None = None
+    """The key whose signature the state verified under."""
 
 
 @dataclass(slots=True)
@@ -63,11 +70,14 @@ class Delta:
 class StateStore:
     """Reads and publishes one shard's state."""
 
-    def __init__(self, client: redis.Redis, keys: ShardKeys, lease_ttl_ms: int) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: ShardKeys, lease_ttl_ms: int, seal: Seal | None = None
+    ) -> None:
         self._client = client
         self.keys = keys
         self._lease_ttl_ms = lease_ttl_ms
         self._hashes = HashWriter(client)
+        self._seal = seal if seal is not None else Seal(())
 
     def version(self) -> int:
         raw = self._client.hget(self.keys.state, "version")
@@ -78,25 +88,32 @@ class StateStore:
         return orjson.loads(raw) if raw is not None else None
 
     def load(self) -> Committed | None:
-        """The committed state, or None when this shard has never published."""
+        """The committed state, or None when this shard has never published.
+
+        learner.errors.UnverifiedStateError, before anything is deserialized, when the
+        state's signature does not verify under an accepted key."""
         raw = self._client.hgetall(self.keys.state)
         if not raw:
             return None
+        state = self._seal.verify(raw, self.keys)
         pending_raw = self._client.hgetall(self.keys.pending)
         seen = self._client.lrange(self.keys.seen, 0, -1)
         models = {
-            k[len(b"model:") :].decode(): v for k, v in raw.items() if k.startswith(b"model:")
+            name[len("model:") :]: state.field(name)
+            for name in state.digests
+            if name.startswith("model:")
         }
-        offsets = {int(p): int(o) for p, o in orjson.loads(raw[b"offsets"]).items()}
+        offsets = {int(p): int(o) for p, o in orjson.loads(state.field("offsets")).items()}
         pending = {k.decode(): Pending.decode(k.decode(), v) for k, v in pending_raw.items()}
         return Committed(
-            version=int(raw[b"version"]),
+            version=state.version,
             offsets=offsets,
-            meta=orjson.loads(raw[b"meta"]),
-            core=raw[b"core"],
+            meta=orjson.loads(state.field("meta")),
+            core=state.field("core"),
             models=models,
             pending=pending,
             seen_chunks=list(seen),
+            signed_by=state.signed_by,
         )
 
     def publish(self, lease_token: str, delta: Delta) -> int:
@@ -104,13 +121,14 @@ class StateStore:
         keys = self.keys
         with fenced_version(self._client, keys, lease_token, "publish") as (pipe, version):
             meta = {**delta.meta, "version": version, "published_at": time.time()}
-            fields: dict[str, bytes | str | int] = {
-                "version": version,
+            fields: dict[str, bytes] = {
+                "version": str(version).encode(),
                 "offsets": orjson.dumps({str(p): o for p, o in delta.offsets.items()}),
                 "meta": orjson.dumps(meta),
                 "core": delta.core,
             }
             fields.update({f"model:{name}": blob for name, blob in delta.models.items()})
+            fields[SIG_FIELD] = self._seal.seal(keys, version, fields)
             pipe.hset(keys.state, mapping=fields)
             if delta.pending_upserts:
                 pipe.hset(keys.pending, mapping=delta.pending_upserts)

@@ -5,6 +5,10 @@ offsets), the pending joins, the seen event ids and every online aggregate
 of the shard, so that a restore into an empty Redis computes exactly the
 same features. Reading needs no writer meanwhile: the learner dumps right
 after its own publish, or the caller holds the shard's lease.
+
+A dump holds only state whose signature verified (nothing a Redis writer planted is
+ever signed into a snapshot), and writing one back signs it again for its new version:
+both need the learner's keys (learner/signing.py).
 """
 
 import pickle
@@ -17,6 +21,7 @@ import redis
 
 from learner.errors import StateError
 from learner.keys import ShardKeys
+from learner.signing import SIG_FIELD, Seal
 from learner.state import fenced_version
 
 _BATCH = 500
@@ -55,13 +60,13 @@ class ShardDump:
         return cls(state, pending, seen, aggregates)
 
 
-def dump_shard(client: redis.Redis, keys: ShardKeys) -> ShardDump:
-    """Read everything the shard has committed."""
+def dump_shard(client: redis.Redis, keys: ShardKeys, seal: Seal) -> ShardDump:
+    """Read everything the shard has committed; the state hash's signature verified."""
     state = client.hgetall(keys.state)
     if not state:
         raise StateError(f"shard {keys.shard} has no committed state to dump")
     dump = ShardDump(
-        state=dict(state),
+        state=seal.verify(state, keys).fields(),
         pending=dict(client.hgetall(keys.pending)),
         seen=list(client.lrange(keys.seen, 0, -1)),
     )
@@ -81,6 +86,7 @@ def write_shard(
     client: redis.Redis,
     keys: ShardKeys,
     dump: ShardDump,
+    seal: Seal,
     *,
     lease_token: str,
     offsets: dict[int, int],
@@ -97,9 +103,13 @@ def write_shard(
             "lineage": lineage,
             "published_at": time.time(),
         }
-        state = {**dump.state, b"version": str(version).encode()}
-        state[b"meta"] = orjson.dumps(meta)
-        state[b"offsets"] = offsets_json
+        # The snapshot's signature vouched for the dump; this one vouches for the new version.
+        fields = {k.decode(): v for k, v in dump.state.items() if k != SIG_FIELD.encode()}
+        fields["version"] = str(version).encode()
+        fields["meta"] = orjson.dumps(meta)
+        fields["offsets"] = offsets_json
+        fields[SIG_FIELD] = seal.seal(keys, version, fields)
+        state = {k.encode(): v for k, v in fields.items()}
         pipe.delete(keys.state, keys.pending, keys.seen, *old_aggregates)
         pipe.hset(keys.state, mapping=state)
         if dump.pending:

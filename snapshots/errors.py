@@ -10,15 +10,32 @@ class SnapshotError(Exception):
 
 
 class MissingKeyError(SnapshotError):
-    """No signing key is configured, so snapshots can be neither written nor verified."""
+    """A key this process needs is not configured: nothing is signed or verified without."""
 
     def __init__(self, detail: str = "") -> None:
         message = (
-            "no snapshot signing key: set HEADRACE_SNAPSHOT_KEY (32 bytes or more), or "
-            "HEADRACE_SNAPSHOT_DEV_KEY=true for the fixed development key; "
-            "no unsigned snapshots in production"
+            "no verifying key: set HEADRACE_VERIFY_KEY (the learner's public key; "
+            "`headrace keys public` prints it), or give the learner HEADRACE_SIGNING_KEY_FILE"
+        )
+        super().__init__(detail or message)
+
+
+class NoSigningKeyError(MissingKeyError):
+    """This process holds no signing key, so it can verify but not sign."""
+
+    def __init__(self, detail: str = "") -> None:
+        message = (
+            "no signing key: set HEADRACE_SIGNING_KEY_FILE or HEADRACE_SIGNING_KEY (the "
+            "learner's Ed25519 key; `headrace keys generate FILE` makes one); no unsigned "
+            "state or snapshots"
         )
         super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class WeakKeyError(SnapshotError, ValueError):
+    """A key that is malformed, too short, typed rather than generated, or publicly known.
+
+    A ValueError too, so a settings validator that meets one reports the setting."""
 
 
 class InvalidSnapshotIdError(SnapshotError):
@@ -78,6 +95,15 @@ class WrongModelError(SnapshotRefusedError):
     """An authentic snapshot, but of another model or variant than the one expected."""
 
     reason = "wrong model"
+
+
+class LegacySnapshotError(SnapshotRefusedError):
+    """A format-1 snapshot, signed with a shared HMAC key that readers held too.
+
+    Anyone who held that key could have forged it, so it is restored only after an
+    operator re-signed it (`headrace snapshot resign` with HEADRACE_SNAPSHOT_LEGACY_KEYS)."""
+
+    reason = "legacy HMAC signature"
 
 
 class IncompatibleVersionError(SnapshotRefusedError):

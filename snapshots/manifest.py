@@ -15,7 +15,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from snapshots.errors import InvalidSnapshotIdError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Ed25519-signed (format 1 was HMAC-signed: see snapshots/codec.py)."""
 WHOLE_SHARD = "*"
 """The variant of a snapshot that holds every variant of its shard."""
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-from snapshots.codec import Keys, decode, peek, read_header
+from snapshots.codec import decode, peek, read_header
 from snapshots.errors import CorruptSnapshotError, SnapshotError, SnapshotNotFoundError
+from snapshots.keys import VerifyKeys
 from snapshots.manifest import SnapshotHeader, SnapshotInfo, validate_snapshot_id
-from snapshots.settings import SnapshotSettings
 
 SUFFIX = ".snap"
 LKG_SUFFIX = ".lkg"
@@ -61,15 +61,11 @@ class DirectoryStore:
     opened on the folder once older than `stale_after_s`.
     """
 
-    def __init__(self, path: str | Path, key: Keys, stale_after_s: float = 3600.0) -> None:
+    def __init__(self, path: str | Path, key: VerifyKeys, stale_after_s: float = 3600.0) -> None:
         self.root = Path(path)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._key = key
         self.clean_temp_files(stale_after_s)
-
-    @classmethod
-    def from_settings(cls, settings: SnapshotSettings) -> "DirectoryStore":
-        return cls(settings.snapshot_dir, settings.verification_keys())
 
     def _path(self, snapshot_id: str, suffix: str = SUFFIX) -> Path:
         return self.root / f"{validate_snapshot_id(snapshot_id)}{suffix}"
@@ -175,7 +171,7 @@ def last_known_good(store: SnapshotStore, model: str | None = None) -> SnapshotI
     return max(infos, key=_age, default=None)
 
 
-def save(store: SnapshotStore, blob: bytes, key: Keys) -> SnapshotHeader:
+def save(store: SnapshotStore, blob: bytes, key: VerifyKeys) -> SnapshotHeader:
     """Store an encoded snapshot under the id its own signed header names."""
     header = read_header(blob, key)
     store.put(header.snapshot_id, blob)
@@ -185,7 +181,7 @@ def save(store: SnapshotStore, blob: bytes, key: Keys) -> SnapshotHeader:
 def load(
     store: SnapshotStore,
     snapshot_id: str,
-    key: Keys,
+    key: VerifyKeys,
     expect_model: str | None = None,
     expect_variant: str | None = None,
     *,

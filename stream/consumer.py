@@ -25,6 +25,7 @@ from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
+from learner.signing import Seal
 from learner.state import StateStore
 from stream import control
 from stream.dlq import SideTopic, rejection_headers, side_producer, verdict_headers
@@ -56,6 +57,7 @@ class ShardWorker(OperatorDuties):
         settings: LearnerSettings,
         client: redis.Redis,
         *,
+        seal: Seal,
         owner_id: str | None = None,
         on_publish: Callable[[int, Learner], None] | None = None,
         snapshots: Snapshots | None = None,
@@ -66,8 +68,10 @@ class ShardWorker(OperatorDuties):
         self.client = client
         self.keys = ShardKeys(stream.key_prefix, settings.shard)
         self.lease = Lease(client, self.keys, settings.lease_ttl_ms, owner_id)
-        self.store = StateStore(client, self.keys, settings.lease_ttl_ms)
+        self.seal = seal
+        self.store = StateStore(client, self.keys, settings.lease_ttl_ms, seal)
         self.learner: Learner | None = None
+        self._resign = False
         self.version = 0
         self._last_learned = 0
         self._on_publish = on_publish
@@ -142,6 +146,10 @@ class ShardWorker(OperatorDuties):
         if committed is not None:
             learner.restore(committed)
             self.version = committed.version
+            # Signed with a key retired by a rotation: sign it anew at once, so readers can
+            # drop the old key without waiting for traffic.
+            signer = self.seal.signer
+            self._resign = signer is not None and committed.signed_by != signer.public
         self.learner = learner
         self._last_learned = learner.counts["learned"]
         self._load_shadows(learner)
@@ -158,6 +166,9 @@ class ShardWorker(OperatorDuties):
         learner.ends = self._reader.ends(fresh=True)
         # Loading a large state can outlast the lease: renew before consuming.
         self._keep_lease()
+        if self._resign:
+            self.publish()
+            self._resign = False
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
         pending = 0
         last_publish = last_renew = last_control = time.monotonic()

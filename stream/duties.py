@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.state import Committed, StateStore
@@ -110,7 +111,9 @@ class OperatorDuties:
         reload = False
         try:
             if self.snapshots is None:
-                raise SnapshotError("snapshots are off for this learner (no HEADRACE_SNAPSHOT_KEY)")
+                raise SnapshotError(
+                    "snapshots are off for this learner (HEADRACE_SNAPSHOT_INTERVAL_S=0)"
+                )
             if op == "snapshot":
                 header = self._snapshot()
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
@@ -131,7 +134,8 @@ class OperatorDuties:
                 result = self._manual_rollback(learner, command)
             else:
                 result = {"ok": False, "error": f"unknown command {op!r}", "kind": "BadCommand"}
-        except SnapshotError as exc:
+        except (SnapshotError, LearnerError) as exc:
+            # LearnerError: e.g. state in Redis that no longer verifies is never snapshotted.
             result = {"ok": False, "error": str(exc), "kind": type(exc).__name__}
         control.put_result(self.client, self.keys, command_id, result)
         log.info(

@@ -1,8 +1,10 @@
 """What an operator asks of a shard (take a snapshot, restore one), from the API or the CLI.
 
 When a learner owns the shard, the request becomes a command it carries out
-between two polls, so nothing races its publishes. When none does, the
-caller takes the shard's lease for the moment it needs and acts itself.
+between two polls, so nothing races its publishes. When none does, a caller
+holding the learner's signing key (an operator's CLI) takes the shard's lease
+for the moment it needs and acts itself; a caller without it (the API, which
+holds verifying keys only) is refused: taking or restoring a snapshot signs.
 """
 
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import redis
 from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from snapshots.errors import SnapshotError
+from snapshots.store import load
 from stream import control
 from stream.errors import OperationError
 from stream.lease import Lease, default_owner_id
@@ -32,7 +35,9 @@ def take_snapshot(
         header = snapshots.take(client, keys)
         return {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
 
-    return _run(client, keys, "snapshot", {}, direct, timeout_s)
+    return _run(
+        client, keys, "snapshot", {}, direct, timeout_s, can_act=snapshots.signer is not None
+    )
 
 
 def restore_snapshot(
@@ -44,14 +49,25 @@ def restore_snapshot(
     replay: bool,
     timeout_s: float = 30,
 ) -> dict[str, Any]:
+    """Restore snapshot `ref` (an id, "latest" or "last_known_good") as a new version.
+
+    The snapshot is resolved and fully verified here first, with verifying keys alone: a
+    missing, foreign or tampered one is refused before any learner is asked (a
+    snapshots.errors.SnapshotError, not an OperationError)."""
+    snapshot_id = snapshots.resolve(ref, keys.shard)
+    load(snapshots.store, snapshot_id, snapshots.accepted, expect_model=keys.shard)
+
     def direct(token: str) -> dict[str, Any]:
         current = _committed_offsets(client, keys)
         version, header = snapshots.restore(
-            client, keys, ref, lease_token=token, replay=replay, current=current
+            client, keys, snapshot_id, lease_token=token, replay=replay, current=current
         )
         return {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
 
-    return _run(client, keys, "restore", {"snapshot": ref, "replay": replay}, direct, timeout_s)
+    args = {"snapshot": snapshot_id, "replay": replay}
+    return _run(
+        client, keys, "restore", args, direct, timeout_s, can_act=snapshots.signer is not None
+    )
 
 
 def _committed_offsets(client: redis.Redis, keys: ShardKeys) -> dict[int, int]:
@@ -66,7 +82,16 @@ def _run(
     args: dict[str, Any],
     direct: Callable[[str], dict[str, Any]],
     timeout_s: float,
+    *,
+    can_act: bool,
 ) -> dict[str, Any]:
+    if not can_act and not client.exists(keys.lease):
+        raise OperationError(
+            f"no learner owns shard {keys.shard}, and this process holds no signing key: "
+            f"the {op} is carried out by the running learner; start one (headrace learn), or "
+            "run `headrace snapshot` where HEADRACE_SIGNING_KEY_FILE is set",
+            "NoLearner",
+        )
     if client.exists(keys.lease):
         command_id = control.send(client, keys, op, **args)
         result = control.wait_result(client, keys, command_id, timeout_s)

@@ -3,7 +3,10 @@
 `Snapshotter.take` runs in the owning learner right after a publish, so the
 state it reads is exactly the state and offsets of that one moment.
 `restore` verifies a snapshot before anything in it is deserialized, then
-writes it as a new version, fenced by the caller's lease.
+writes it as a new version, signed again and fenced by the caller's lease.
+Both sign, so both need the learner's private key: a process holding only
+verifying keys (the API) lists and verifies snapshots, and leaves taking and
+restoring them to the learner (stream/operations.py).
 """
 
 import math
@@ -14,12 +17,14 @@ from typing import Any
 import redis
 
 from learner.keys import ShardKeys
+from learner.signing import Seal
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
-from snapshots.errors import SnapshotNotFoundError
+from snapshots.errors import NoSigningKeyError, SnapshotNotFoundError
+from snapshots.keys import SigningKey, VerifyKey
 from snapshots.manifest import SnapshotFacts, SnapshotHeader, passes_lkg_gate
 from snapshots.retention import RetentionPolicy, apply
-from snapshots.settings import SnapshotSettings
+from snapshots.settings import SigningSettings, SnapshotSettings
 from snapshots.store import DirectoryStore, last_known_good, latest, load, save
 
 LATEST = "latest"
@@ -30,24 +35,31 @@ _MIN_LEARNED_FOR_LKG = 100
 
 @dataclass
 class Snapshots:
-    """The snapshot store, its key and its policy, as one learner or operator uses them."""
+    """The snapshot store, the keys and the policy, as one learner or operator uses them."""
 
     settings: SnapshotSettings
     store: DirectoryStore
-    key: bytes
-    """The key new snapshots are signed with."""
-    accepted: tuple[bytes, ...] = ()
-    """The keys snapshots are verified with (the signing key, then previous ones)."""
-
-    def __post_init__(self) -> None:
-        if not self.accepted:
-            self.accepted = (self.key,)
+    accepted: tuple[VerifyKey, ...]
+    """The keys snapshots and state are verified with (the current one, then previous ones)."""
+    signer: SigningKey | None = None
+    """The key new snapshots and restored state are signed with; None in a process that
+    only verifies (the API): it cannot take or restore a snapshot by itself."""
 
     @classmethod
-    def from_settings(cls, settings: SnapshotSettings) -> "Snapshots":
-        """Raises snapshots.errors.MissingKeyError when no key (and no dev flag) is set."""
-        accepted = settings.verification_keys()
-        return cls(settings, DirectoryStore(settings.snapshot_dir, accepted), accepted[0], accepted)
+    def from_settings(cls, settings: SnapshotSettings, signing: SigningSettings) -> "Snapshots":
+        """MissingKeyError when no verifying key (nor signing key) is configured."""
+        accepted = signing.verify_keys()
+        signer = signing.signer() if signing.has_signer else None
+        return cls(settings, DirectoryStore(settings.snapshot_dir, accepted), accepted, signer)
+
+    @property
+    def seal(self) -> Seal:
+        return Seal(self.accepted, self.signer)
+
+    def _signer(self, action: str) -> SigningKey:
+        if self.signer is None:
+            raise NoSigningKeyError(f"needed to {action}")
+        return self.signer
 
     def resolve(self, ref: str, model: str) -> str:
         """A snapshot id from an id, "latest" or "last_known_good"."""
@@ -81,7 +93,8 @@ class Snapshots:
 
     def take(self, client: redis.Redis, keys: ShardKeys) -> SnapshotHeader:
         """Snapshot the shard's committed state now; mark it last known good if it passes."""
-        dump = dump_shard(client, keys)
+        signer = self._signer("sign a snapshot")
+        dump = dump_shard(client, keys, self.seal)
         meta = dump.meta
         variants = meta["variants"]
         facts = SnapshotFacts(
@@ -97,9 +110,9 @@ class Snapshots:
             last_known_good=self._passes_gate(keys.shard, variants),
         )
         blob = encode(
-            facts, dump.to_bytes(), self.key, compression=self.settings.snapshot_compression
+            facts, dump.to_bytes(), signer, compression=self.settings.snapshot_compression
         )
-        header = save(self.store, blob, self.key)
+        header = save(self.store, blob, signer.public)
         if header.last_known_good:
             self.store.mark_last_known_good(header.snapshot_id)
         apply(self.store, RetentionPolicy.from_settings(self.settings))
@@ -137,6 +150,7 @@ class Snapshots:
         since are learned again; without it, from `current` (the events since are
         skipped, and the lineage says which).
         """
+        self._signer("sign the restored state")
         snapshot_id = self.resolve(ref, keys.shard)
         header, body = load(self.store, snapshot_id, self.accepted, expect_model=keys.shard)
         dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
@@ -156,7 +170,7 @@ class Snapshots:
             }
             offsets = {**offsets, **current}
         version = write_shard(
-            client, keys, dump, lease_token=lease_token, offsets=offsets, lineage=lineage
+            client, keys, dump, self.seal, lease_token=lease_token, offsets=offsets, lineage=lineage
         )
         return version, header
 

@@ -1,9 +1,13 @@
 """One local redis-server (Debian's package) with its append-only file on, without Docker.
 
 Data (the AOF) in `<stack_dir>/redis`, output in `<stack_dir>/logs/redis.log`,
-pid in `<stack_dir>/redis.pid`. Bound to 127.0.0.1 only.
+pid in `<stack_dir>/redis.pid`. Bound to 127.0.0.1 only, and it requires a password
+(HEADRACE_REDIS_PASSWORD): whoever can write to Redis can change what the models learn
+from, so no local process gets in without it. The password reaches the server in a
+config file readable by its owner only, never on a command line.
 """
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -37,12 +41,16 @@ class RedisPaths:
     data: Path
     log: Path
     pid_file: Path
+    config: Path
 
     @classmethod
     def of(cls, settings: StreamSettings) -> "RedisPaths":
         root = Path(settings.stack_dir).expanduser().resolve()
         return cls(
-            data=root / "redis", log=root / "logs" / "redis.log", pid_file=root / "redis.pid"
+            data=root / "redis",
+            log=root / "logs" / "redis.log",
+            pid_file=root / "redis.pid",
+            config=root / "redis.conf",
         )
 
 
@@ -66,6 +74,29 @@ def check_server() -> str:
             "run scripts/bootstrap, or apt-get install redis-server",
         )
     return server
+
+
+def check_password(settings: StreamSettings) -> str:
+    password = settings.redis_password_value
+    if not password:
+        raise StackError(
+            "the local Redis requires a password, and none is set",
+            "set HEADRACE_REDIS_PASSWORD (scripts/demo and scripts/test generate one into "
+            "the stack folder: redis.password)",
+        )
+    if any(ch in password for ch in "\r\n\"' "):
+        raise StackError(
+            "HEADRACE_REDIS_PASSWORD has spaces, quotes or line breaks",
+            "use a generated one: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'",
+        )
+    return password
+
+
+def _write_config(path: Path, password: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"requirepass {password}\n")
+    path.chmod(0o600)
 
 
 def check_port(settings: StreamSettings) -> None:
@@ -98,13 +129,22 @@ def _is_ours(pid: int, paths: RedisPaths) -> bool:
 
 
 def answering(settings: StreamSettings, timeout: float = 1.0) -> bool:
-    """True when the server answers PING."""
+    """True when the server answers an authenticated PING."""
+    try:
+        return _ping(settings, timeout)
+    except redis.AuthenticationError:
+        return False
+
+
+def _ping(settings: StreamSettings, timeout: float) -> bool:
+    """Whether an authenticated PING is answered; AuthenticationError when it is refused."""
     host, port = settings.redis_host_port
     if not tcp_open(host, port, timeout):
         return False
     client = redis.Redis(
         host=host,
         port=port,
+        password=settings.redis_password_value,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One attempt per probe: the caller's loop does the retrying.
@@ -112,6 +152,8 @@ def answering(settings: StreamSettings, timeout: float = 1.0) -> bool:
     )
     try:
         return bool(client.ping())
+    except redis.AuthenticationError:
+        raise
     except redis.RedisError:
         return False
     finally:
@@ -124,11 +166,14 @@ def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
     if (pid := running_pid(settings)) is not None:
         raise StackError(f"Redis already runs with pid {pid}", "headrace stack down stops it")
     server = check_server()
+    password = check_password(settings)
     check_port(settings)
     _, port = settings.redis_host_port
     paths.data.mkdir(parents=True, exist_ok=True)
+    _write_config(paths.config, password)
     argv = [
         server,
+        str(paths.config),
         "--bind",
         "127.0.0.1",
         "--port",
@@ -173,8 +218,15 @@ def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int
                 f"{log_tail(paths.log, since=since)}",
                 f"full log: {paths.log}",
             )
-        if answering(settings):
-            return
+        try:
+            if _ping(settings, 1.0):
+                return
+        except redis.AuthenticationError as exc:
+            raise StackError(
+                f"Redis on {address(settings)} refuses the password: {exc}",
+                "HEADRACE_REDIS_PASSWORD differs from the one it was started with; "
+                "`headrace stack down`, then up again",
+            ) from None
         if time.monotonic() >= deadline:
             raise StackError(
                 f"redis-server (pid {pid}) did not answer PING on {address(settings)} "

@@ -3,22 +3,29 @@
 Built by each composition root (CLI command, test fixture), never at import time.
 """
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class StreamSettings(BaseSettings):
     """Where Kafka and Redis are, what the topics are called, where the local stack lives."""
 
-    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="HEADRACE_", extra="ignore", hide_input_in_errors=True
+    )
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers, comma separated (host:port)."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """Redis holding the model state, online features, leases and alerts."""
+    """Redis holding the model state, online features, leases and alerts. An ACL user and
+    its password may be in it (redis://user:password@host:port/0); it is never printed."""
+
+    redis_password: SecretStr | None = None
+    """Password Redis requires (HEADRACE_REDIS_PASSWORD), unless the URL carries one. The
+    local stack's Redis requires it too (`requirepass`)."""
 
     key_prefix: str = "headrace"
     """Prefix of every Redis key headrace writes; deployments (or tests) can share a Redis."""
@@ -56,6 +63,29 @@ class StreamSettings(BaseSettings):
 
     kafka_heap: str = "512m"
     """Java heap (-Xmx) of the local broker."""
+
+    @field_validator("redis_password", mode="before")
+    @classmethod
+    def _empty_password_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def redis_password_value(self) -> str | None:
+        """The password to authenticate with: the URL's own, else HEADRACE_REDIS_PASSWORD."""
+        own = urlsplit(self.redis_url).password
+        if own is not None:
+            return own
+        return self.redis_password.get_secret_value() if self.redis_password else None
+
+    @property
+    def redis_url_shown(self) -> str:
+        """The Redis URL with any password in it masked: safe for logs and status."""
+        parts = urlsplit(self.redis_url)
+        if parts.password is None:
+            return self.redis_url
+        user = parts.username or ""
+        netloc = f"{user}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @property
     def kafka_host_port(self) -> tuple[str, int]:

@@ -131,6 +131,7 @@ def _check_prerequisites(
         kafka_local.check_ports(settings)
     if start_redis:
         redis_local.check_server()
+        redis_local.check_password(settings)
         redis_local.check_port(settings)
 
 

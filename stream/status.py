@@ -22,6 +22,7 @@ from guards import alertstore
 from learner.counters import QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
 from stream.kafka_local import answering
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.shards import shard_names
 
@@ -76,6 +77,8 @@ class Status:
     kafka_bootstrap: str
     kafka_up: bool
     topic: str
+    redis_error: str = ""
+    """Why Redis did not answer, when it did not (a refused password, ...)."""
     shards: list[ShardStatus] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -83,7 +86,8 @@ class Status:
     def problem(self) -> str | None:
         """What makes the stack unusable, or None."""
         if not self.redis_up:
-            return f"Redis at {self.redis_url} does not answer"
+            why = f" ({self.redis_error})" if self.redis_error else ""
+            return f"Redis at {self.redis_url} does not answer{why}"
         if not self.kafka_up:
             return f"Kafka at {self.kafka_bootstrap} does not answer"
         return None
@@ -92,11 +96,14 @@ class Status:
         return orjson.dumps(asdict(self), option=orjson.OPT_NON_STR_KEYS | orjson.OPT_INDENT_2)
 
 
-def redis_answers(client: redis.Redis) -> bool:
+def redis_problem(client: redis.Redis) -> str | None:
+    """None when Redis answers PING; else why not, with a hint for a refused password."""
     try:
-        return bool(client.ping())
+        return None if client.ping() else "no answer"
+    except redis.AuthenticationError as exc:
+        return f"{exc}: set HEADRACE_REDIS_PASSWORD to the password it requires"
     except redis.RedisError:
-        return False
+        return ""
 
 
 def end_offsets(settings: StreamSettings, timeout_s: float = 3.0) -> dict[int, int] | None:
@@ -174,19 +181,22 @@ def _counts(counts: dict[str, int], prefix: str) -> dict[str, int]:
 def gather(settings: StreamSettings, *, n_alerts: int = 5, timeout_s: float = 2.0) -> Status:
     """Read the deployment's state; unreachable services are reported, never raised."""
     now = time.time()
-    client: redis.Redis = redis.Redis.from_url(
-        settings.redis_url,
+    client: redis.Redis = connect(
+        settings,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),  # a status answers now: no retries with backoff
     )
     try:
         kafka_up = answering(settings, timeout=timeout_s)
+        problem = redis_problem(client)
         status = Status(
             at=now,
             prefix=settings.key_prefix,
-            redis_url=settings.redis_url,
-            redis_up=redis_answers(client),
+            # Never the password, whether in the URL or not.
+            redis_url=settings.redis_url_shown,
+            redis_up=problem is None,
+            redis_error=problem or "",
             kafka_bootstrap=settings.kafka_bootstrap,
             kafka_up=kafka_up,
             topic=settings.topic_events,

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from tests.support import own_topics
 
@@ -39,7 +40,7 @@ def settings(stack_settings: StreamSettings, unique: str) -> StreamSettings:
 
 @pytest.fixture
 def redis_client(settings: StreamSettings) -> Iterator[redis.Redis]:
-    client: redis.Redis = redis.Redis.from_url(settings.redis_url)
+    client: redis.Redis = connect(settings)
     yield client
     keys = list(client.scan_iter(match=f"{settings.key_prefix}:*", count=1000))
     if keys:

@@ -51,10 +51,29 @@ def test_apps_wait_for_kafka_and_redis(services: dict[str, Any]) -> None:
 
 def test_redis_keeps_an_append_only_file_on_a_volume(services: dict[str, Any]) -> None:
     redis = services["redis"]
-    words = _words(redis["command"])
+    words = " ".join(_words(redis["command"])).split()
     assert words[words.index("--appendonly") + 1] == "yes"
     assert any(str(volume).endswith(":/data") for volume in redis["volumes"])
     assert _words(redis["healthcheck"]["test"])[-2:] == ["redis-cli", "ping"]
+
+
+def test_redis_requires_the_password_every_app_is_given(services: dict[str, Any]) -> None:
+    redis = services["redis"]
+    words = " ".join(_words(redis["command"])).split()
+    assert words[words.index("--requirepass") + 1] == '"$$HEADRACE_REDIS_PASSWORD"'
+    assert "HEADRACE_REDIS_PASSWORD:?" in str(redis["environment"]["HEADRACE_REDIS_PASSWORD"])
+    assert redis["environment"]["REDISCLI_AUTH"]  # the health check's ping authenticates
+    for name in ("learn", "serve"):
+        assert services[name]["environment"]["HEADRACE_REDIS_PASSWORD"], name
+
+
+def test_only_the_learner_gets_the_signing_key(services: dict[str, Any]) -> None:
+    learn = services["learn"]["environment"]
+    assert "HEADRACE_SIGNING_KEY:?" in str(learn["HEADRACE_SIGNING_KEY"])
+    for name in ("serve", "simulate"):
+        env = services[name]["environment"]
+        assert "HEADRACE_SIGNING_KEY" not in env and "HEADRACE_SIGNING_KEY_FILE" not in env
+        assert env["HEADRACE_VERIFY_KEY"], name
 
 
 def test_kafka_runs_in_kraft_mode(services: dict[str, Any]) -> None:

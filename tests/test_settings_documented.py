@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings
 from api.settings import ApiSettings
 from guards.settings import GuardSettings
 from learner.settings import LearnerSettings
-from snapshots.settings import SnapshotSettings
+from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,7 +16,15 @@ DOCS = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "do
 
 
 @pytest.mark.parametrize(
-    "settings", [StreamSettings, LearnerSettings, ApiSettings, SnapshotSettings, GuardSettings]
+    "settings",
+    [
+        StreamSettings,
+        LearnerSettings,
+        ApiSettings,
+        SnapshotSettings,
+        SigningSettings,
+        GuardSettings,
+    ],
 )
 def test_every_setting_is_documented(settings: type[BaseSettings]) -> None:
     prefix = settings.model_config.get("env_prefix", "")

@@ -1,10 +1,11 @@
 """Operator routes: list, take and restore snapshots; roll back. Behind the admin token.
 
 Without HEADRACE_ADMIN_TOKEN they are off (404). The token is compared in
-constant time; a missing one is 401, a wrong one 403. The work is done by the
-shard's owning learner (or under the shard's lease when none runs): see
-stream/operations.py. Handlers are plain functions: FastAPI runs them in its
-thread pool, so waiting for a learner never blocks the event loop.
+constant time; a missing one is 401, a wrong one 403. Taking and restoring a
+snapshot signs, and the API holds no signing key: the shard's owning learner does
+that work (stream/operations.py); with no learner running the API answers 409.
+Handlers are plain functions: FastAPI runs them in its thread pool, so waiting for a
+learner never blocks the event loop.
 """
 
 import hashlib
@@ -79,7 +80,7 @@ class SnapshotRequest(BaseModel):
 
 def _snapshots(services: Services) -> Snapshots:
     if services.snapshots is None:
-        raise UnavailableError("snapshots are not configured: set HEADRACE_SNAPSHOT_KEY")
+        raise UnavailableError("snapshots are not configured: set HEADRACE_ADMIN_TOKEN")
     return services.snapshots
 
 

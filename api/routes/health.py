@@ -17,6 +17,7 @@ _READY_SCHEMA: dict[str, Any] = {
         "ready": {"type": "boolean"},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "models": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "refused": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "required": ["ready", "reasons", "models"],
 }
@@ -43,15 +44,18 @@ def not_ready_reasons(services: Services) -> list[str]:
     served = services.holder.served
     if served.router is None or not served.router.routable:
         reasons.append("the shard layout is unknown until a learner publishes")
+    refused = services.holder.refused
     for name in services.holder.shard_names:
         if name not in served.shards:
-            reasons.append(f"shard {name}: no model loaded yet")
+            why = refused.get(name)
+            reasons.append(why if why is not None else f"shard {name}: no model loaded yet")
     return reasons
 
 
 @router.get(
     "/ready",
-    summary="A model is loaded for every shard and Redis answers",
+    summary="A model is loaded for every shard and Redis answers; `refused` names versions "
+    "whose signature did not verify",
     response_class=Response,
     responses={
         200: _json("Ready to serve", _READY_SCHEMA),
@@ -61,7 +65,10 @@ def not_ready_reasons(services: Services) -> list[str]:
 async def ready(services: ServicesDep) -> Response:
     reasons = not_ready_reasons(services)
     versions = {name: m.version for name, m in services.holder.served.shards.items()}
-    body = {"ready": not reasons, "reasons": reasons, "models": versions}
+    body: dict[str, Any] = {"ready": not reasons, "reasons": reasons, "models": versions}
+    if services.holder.refused:
+        # Still serving the last good version (so ready), but someone must look.
+        body["refused"] = dict(services.holder.refused)
     return json_response(body, 503 if reasons else 200)
 
 

@@ -11,9 +11,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.simulator import SimulatorConfig, generate
 from tests.api.helpers import InProcessLearner
+from tests.support import signing_key
 
 SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)
 """A quick stream: enough for a model with an opinion, in well under a second."""
@@ -40,8 +42,9 @@ def running_app(
     clock: Callable[[], float] = time.time,
     wait_ready: bool = True,
 ) -> Iterator[TestClient]:
-    """The app in-process with its lifespan (background threads and all) running."""
-    app = create_app(api, stream, clock=clock)
+    """The app in-process with its lifespan (background threads and all) running; it
+    verifies with the tests' public key and holds no signing key, as `headrace serve`."""
+    app = create_app(api, stream, verify_keys=(signing_key().public,), clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
         if wait_ready:
             wait_for_ready(client)
@@ -63,7 +66,7 @@ def shared_settings(stack_settings: StreamSettings) -> Iterator[StreamSettings]:
         update={"key_prefix": f"test:{'m' + uuid.uuid4().hex[:12]}"}
     )
     yield settings
-    client: redis.Redis = redis.Redis.from_url(settings.redis_url)
+    client: redis.Redis = connect(settings)
     keys = list(client.scan_iter(match=f"{settings.key_prefix}:*", count=1000))
     if keys:
         client.delete(*keys)
@@ -73,7 +76,7 @@ def shared_settings(stack_settings: StreamSettings) -> Iterator[StreamSettings]:
 @pytest.fixture(scope="module")
 def client(shared_settings: StreamSettings) -> Iterator[TestClient]:
     """The app (50 candidates, 64 KiB bodies at most) over a model trained on SMALL, ready."""
-    redis_client: redis.Redis = redis.Redis.from_url(shared_settings.redis_url)
+    redis_client: redis.Redis = connect(shared_settings)
     trained = InProcessLearner(shared_settings, redis_client, {"main": "logreg", "tree": "tree"})
     trained.process(generate(SMALL))
     trained.publish()

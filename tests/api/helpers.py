@@ -32,7 +32,7 @@ from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig
 from stream.store_world import ShopRequest
 from tests.learner.harness import learner_env
-from tests.support import free_port
+from tests.support import free_port, learner_seal, verifier_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,7 +83,7 @@ class InProcessLearner:
             "partitions": list(range(n_partitions)),
             "n_partitions": n_partitions,
         }
-        self.store = StateStore(client, self.keys, 60_000)
+        self.store = StateStore(client, self.keys, 60_000, learner_seal())
         self.lease = Lease(client, self.keys, 60_000)
         assert self.lease.try_acquire()
         self.offset = 0
@@ -169,8 +169,9 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
 
 
 def api_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
-    """The environment of a `headrace serve` subprocess: the learner's, plus `overrides`."""
-    return learner_env(settings, **overrides)
+    """The environment of a `headrace serve` subprocess: the learner's without its signing
+    key (the public key instead), plus `overrides`."""
+    return verifier_env(learner_env(settings, **overrides))
 
 
 class ApiProcess:

@@ -1,36 +1,76 @@
-"""Admin and drift routes, against the real Redis: tokens, snapshots, restore, alerts."""
+"""Admin and drift routes, against the real Redis: tokens, snapshots, restore, alerts.
+
+The API holds no signing key: taking and restoring snapshots is the learner's work,
+so those tests run a real learner (ShardWorker) that owns the shard."""
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 import redis
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.app import create_app
 from api.settings import ApiSettings
 from guards import alertstore
 from guards.alerts import Alert
 from learner.keys import ShardKeys
+from learner.settings import LearnerSettings
 from learner.state import StateStore
+from snapshots.settings import SigningSettings, SnapshotSettings
+from stream.consumer import ShardWorker
+from stream.recovery import Snapshots
 from stream.settings import StreamSettings
 from stream.simulator import generate
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner
+from tests.learner.harness import caught_up, end_offsets, send, wait_until
+from tests.support import headrace, learner_seal, signer_env, signing_key, stack_env
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "operator-token-0123456789abcdef"
-KEY = "snapshot-key-for-the-admin-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 def snapshot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
     monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path / "snapshots"))
     return tmp_path / "snapshots"
+
+
+@pytest.fixture
+def owned(topics: StreamSettings, redis_client: redis.Redis, snapshot_env: Path) -> Iterator[None]:
+    """A real learner owning the shard, caught up with SMALL: it takes and restores."""
+    send(topics, generate(SMALL))
+    learner_settings = LearnerSettings(
+        metrics_port=0, lease_ttl_ms=20_000, group_id=topics.key_prefix, poll_max_records=500
+    )
+    snapshots = Snapshots.from_settings(
+        SnapshotSettings(snapshot_dir=snapshot_env, snapshot_interval_s=3600),
+        _signing(),
+    )
+    worker = ShardWorker(
+        topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        ends = end_offsets(topics)
+        wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+def _signing() -> SigningSettings:
+    return SigningSettings(signing_key=SecretStr(signing_key().text))
 
 
 @pytest.fixture
@@ -64,10 +104,7 @@ def test_admin_token_missing_is_401_and_wrong_is_403(
 
 
 def test_snapshot_then_restore_without_replay_is_served_as_a_new_version(
-    settings: StreamSettings,
-    redis_client: redis.Redis,
-    trained: InProcessLearner,
-    snapshot_env: Path,
+    settings: StreamSettings, redis_client: redis.Redis, owned: None
 ) -> None:
     store = StateStore(redis_client, ShardKeys(settings.key_prefix, "main"), 0)
     with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
@@ -111,7 +148,7 @@ def test_snapshot_then_restore_without_replay_is_served_as_a_new_version(
 )
 def test_restore_refuses_bad_and_unknown_ids(
     settings: StreamSettings,
-    trained: InProcessLearner,
+    owned: None,
     snapshot_env: Path,
     snapshot: str,
     status: int,
@@ -124,7 +161,7 @@ def test_restore_refuses_bad_and_unknown_ids(
 
 
 def test_restore_refuses_a_tampered_snapshot_before_loading_it(
-    settings: StreamSettings, trained: InProcessLearner, snapshot_env: Path
+    settings: StreamSettings, owned: None, snapshot_env: Path
 ) -> None:
     with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
         snapshot_id = client.post("/admin/snapshots", headers=AUTH).json()["snapshot_id"]
@@ -135,6 +172,43 @@ def test_restore_refuses_a_tampered_snapshot_before_loading_it(
         response = client.post("/admin/restore", headers=AUTH, json={"snapshot": snapshot_id})
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "snapshot_refused"
+
+
+def test_the_api_holds_no_signing_key_and_takes_no_snapshot_by_itself(
+    settings: StreamSettings, trained: InProcessLearner, snapshot_env: Path
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        services = client.app.state.services  # type: ignore[attr-defined]
+        assert services.snapshots.signer is None
+        for path, body in (("/admin/snapshots", {}), ("/admin/restore", {"snapshot": "latest"})):
+            response = client.post(path, headers=AUTH, json=body)
+            if path == "/admin/restore":
+                # Nothing to restore either way; checked before any learner is asked.
+                assert response.status_code == 404, response.text
+                continue
+            assert response.status_code == 409, response.text
+            assert "holds no signing key" in response.json()["error"]["message"]
+    assert not list(snapshot_env.glob("*.snap"))
+
+
+def test_serve_refuses_to_start_with_the_signing_key(settings: StreamSettings) -> None:
+    env = {"PATH": "/usr/bin:/bin", **stack_env(settings), **signer_env()}
+    done = headrace(env, "serve", "--port", "1")
+    assert done.returncode == 2
+    assert "the API must not hold the learner's signing key" in done.stderr
+    assert signing_key().text not in done.stderr + done.stdout
+
+
+def test_the_app_refuses_a_signing_key_in_its_environment(
+    settings: StreamSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HEADRACE_SIGNING_KEY", signing_key().text)
+    app = create_app(ApiSettings(), settings)  # verifying keys from the environment
+    with (
+        pytest.raises(ValueError, match="must not hold the learner's signing key"),
+        TestClient(app),
+    ):
+        pass
 
 
 def test_rollback_without_a_running_learner_is_a_conflict(

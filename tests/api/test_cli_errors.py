@@ -8,9 +8,9 @@ import redis
 
 from api.cli import main
 from stream.settings import StreamSettings
-from tests.support import free_port
+from tests.support import free_port, signing_key
 
-KEY = "cli-errors-test-signing-key-0123456789abcdef"
+KEY = signing_key().text
 
 
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -31,18 +31,29 @@ def test_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_a_bad_setting(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", "too-short")
+    monkeypatch.setenv("HEADRACE_VERIFY_PREVIOUS_KEYS", "dG9vLXNob3J0")  # "too-short"
     assert main(["snapshot", "list"]) == 2
     line = _one_line(capsys)
-    assert "HEADRACE_SNAPSHOT_KEY shorter than 32 bytes" in line and "too-short" not in line
+    assert "shorter than 32 bytes" in line and "dG9vLXNob3J0" not in line
     assert "(hint: " in line
+
+
+@pytest.mark.integration
+def test_a_wrong_redis_password(
+    settings: StreamSettings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HEADRACE_KEY_PREFIX", settings.key_prefix)
+    monkeypatch.setenv("HEADRACE_REDIS_PASSWORD", "not-the-password-0123456789")
+    assert main(["rollback"]) == 1
+    line = _one_line(capsys)
+    assert "HEADRACE_REDIS_PASSWORD" in line and "not-the-password" not in line
 
 
 def test_redis_unreachable(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("HEADRACE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
+    monkeypatch.setenv("HEADRACE_SIGNING_KEY", KEY)
     monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path))
     assert main(["snapshot", "create"]) == 1
     line = _one_line(capsys)
@@ -71,7 +82,7 @@ def test_restoring_a_snapshot_that_does_not_exist(
     tmp_path: Path,
 ) -> None:
     monkeypatch.setenv("HEADRACE_KEY_PREFIX", settings.key_prefix)
-    monkeypatch.setenv("HEADRACE_SNAPSHOT_KEY", KEY)
+    monkeypatch.setenv("HEADRACE_SIGNING_KEY", KEY)
     monkeypatch.setenv("HEADRACE_SNAPSHOT_DIR", str(tmp_path))
     assert main(["snapshot", "restore", "latest", "--no-wait"]) == 1
     line = _one_line(capsys)

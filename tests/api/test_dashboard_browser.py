@@ -42,7 +42,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 TOKEN = "dashboard-operator-token-0123456789"
-KEY = "dashboard-test-snapshot-key-0123456789abcdef"
 ARTIFACTS = ROOT / "artifacts"
 
 COUNT, DRIFT_AT, RATE = 24_000, 10_000, 1_200
@@ -142,7 +141,7 @@ def drift_time(config: SimulatorConfig) -> float:
 @pytest.fixture
 def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, float]]:
     """Learner, API and simulator running; yields the API and the drift's event time."""
-    snapshots = {"snapshot_key": KEY, "snapshot_dir": tmp_path / "snapshots"}
+    snapshots = {"snapshot_dir": tmp_path / "snapshots"}
     # Snapshots on (the learner takes the page's), none of its own during the test.
     learner_settings = {**snapshots, **GUARDS, "snapshot_interval_s": 3600}
     learner = LearnerProcess(learner_env(topics, **learner_settings), tmp_path / "learn.log")

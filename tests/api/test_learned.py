@@ -26,13 +26,14 @@ from learner.features import FeatureConfig
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate, world
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app
 from tests.api.helpers import JOIN_WINDOW_S, chunks, direct_scores, request_body, roc_auc
 from tests.learner.harness import caught_up, end_offsets, send, wait_until
-from tests.support import own_topics
+from tests.support import learner_seal, own_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,7 +68,7 @@ def trained(stack_settings: StreamSettings) -> Iterator[Trained]:
     ensure_topics(settings)
     records = list(generate(CONFIG))
     send(settings, records)
-    client: redis.Redis = redis.Redis.from_url(settings.redis_url)
+    client: redis.Redis = connect(settings)
     learner_settings = LearnerSettings(
         metrics_port=0,
         # Nobody takes over here: a long lease keeps a slow publish (the tree) from
@@ -78,7 +79,7 @@ def trained(stack_settings: StreamSettings) -> Iterator[Trained]:
         join_window_s=JOIN_WINDOW_S,
         variants={"main": "logreg", "tree": "tree"},
     )
-    worker = ShardWorker(settings, learner_settings, client)
+    worker = ShardWorker(settings, learner_settings, client, seal=learner_seal())
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

@@ -25,6 +25,7 @@ import redis
 from learner.keys import versions_channel
 from stream import redis_local
 from stream.producer import make_producer, publish
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.simulator import generate, world
 from tests.api.conftest import SMALL
@@ -185,7 +186,7 @@ def test_redis_restart_under_load(tmp_path: Path, stack_settings: StreamSettings
     redis_local.start(own)
     api: ApiProcess | None = None
     try:
-        client: redis.Redis = redis.Redis.from_url(own.redis_url)
+        client: redis.Redis = connect(own)
         trained = InProcessLearner(own, client)
         trained.process(generate(SMALL))
         trained.publish()

@@ -42,7 +42,7 @@ def test_the_document_describes_the_msgspec_request_and_response() -> None:
 
 # The document of an app built like the `client` fixture's (building one connects nowhere).
 # The live alert stream never ends (a property run would hang on it), and the admin routes
-# are covered case by case in test_admin.py (they need a token and a snapshot key).
+# are covered case by case in test_admin.py (they need a token and a learner).
 schema = schemathesis.openapi.from_dict(create_app(CLIENT_API, StreamSettings()).openapi()).exclude(
     path_regex="^/(admin|drift/alerts/stream)"
 )

@@ -18,6 +18,7 @@ from stream.settings import StreamSettings
 from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner, direct_scores, request_body
+from tests.support import learner_seal
 
 pytestmark = pytest.mark.integration
 
@@ -219,15 +220,26 @@ def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
     body = request_body(shop_requests(1, k=3)[0])
     with running_app(ApiSettings(), settings) as client:
         assert client.post("/predict", json=body).json()["version"] == 1
-        # A corrupt publish (written around the learner, as a broken writer would).
+        # A corrupt publish written around the learner: refused, its signature does not fit.
         redis_client.hset(learner.keys.state, mapping={"version": 2, "model:main": b"garbage"})
         time.sleep(1.5)
         assert client.post("/predict", json=body).json()["version"] == 1
         metrics = client.get("/metrics").text
+        assert 'headrace_api_model_unverified_total{model="main"} 1.0' in metrics
+        # A signed blob that does not deserialize (a learner's bug): skipped all the same.
+        fields = {k.decode(): v for k, v in redis_client.hgetall(learner.keys.state).items()} | {
+            "version": b"3",
+            "model:main": b"garbage",
+        }
+        fields["sig"] = learner_seal().seal(learner.keys, 3, fields)
+        redis_client.hset(learner.keys.state, mapping=fields)
+        time.sleep(1.5)
+        assert client.post("/predict", json=body).json()["version"] == 1
+        metrics = client.get("/metrics").text
         assert 'headrace_api_model_load_errors_total{model="main"} 1.0' in metrics
-        assert learner.publish() == 3
+        assert learner.publish() == 4
         deadline = time.monotonic() + 3
-        while client.post("/predict", json=body).json()["version"] != 3:
+        while client.post("/predict", json=body).json()["version"] != 4:
             assert time.monotonic() < deadline, "the next good version was not served"
             time.sleep(0.02)
 

@@ -25,7 +25,7 @@ def test_concurrent_callers_each_get_their_own_replies(
     keys = [f"{settings.key_prefix}:k{i}" for i in range(200)]
     for i, key in enumerate(keys):
         redis_client.hset(key, mapping={"i": str(i)})
-    pipeline = RespPipeline(settings.redis_url, 2.0)
+    pipeline = RespPipeline(settings.redis_url, 2.0, password=settings.redis_password_value)
 
     async def one(i: int) -> list[Any]:
         # Batches of different sizes interleave on the one connection.
@@ -47,7 +47,7 @@ def test_error_replies_are_values_not_failures(
     settings: StreamSettings, redis_client: redis.Redis
 ) -> None:
     redis_client.set(f"{settings.key_prefix}:plain", "x")
-    pipeline = RespPipeline(settings.redis_url, 2.0)
+    pipeline = RespPipeline(settings.redis_url, 2.0, password=settings.redis_password_value)
 
     async def main() -> list[object]:
         packed = pack("HGETALL", f"{settings.key_prefix}:plain") + pack("PING")
@@ -64,10 +64,14 @@ def test_error_replies_are_values_not_failures(
 def test_the_database_of_the_url_is_selected(
     settings: StreamSettings, redis_client: redis.Redis
 ) -> None:
-    other: redis.Redis = redis.Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/5")
+    other: redis.Redis = redis.Redis.from_url(
+        settings.redis_url.rsplit("/", 1)[0] + "/5", password=settings.redis_password_value
+    )
     key = f"{settings.key_prefix}:in-db-5"
     other.hset(key, mapping={"a": "1"})
-    pipeline = RespPipeline(settings.redis_url.rsplit("/", 1)[0] + "/5", 2.0)
+    pipeline = RespPipeline(
+        settings.redis_url.rsplit("/", 1)[0] + "/5", 2.0, password=settings.redis_password_value
+    )
 
     async def main() -> list[object]:
         try:
@@ -108,7 +112,7 @@ def fetch(
     """What the API reads for one request: the user's hash and the items' columns."""
     health = RedisHealth()
     health.up()
-    pipeline = RespPipeline(settings.redis_url, 2.0)
+    pipeline = RespPipeline(settings.redis_url, 2.0, password=settings.redis_password_value)
     online = OnlineAggregates(pipeline, health)
 
     async def main() -> tuple[dict[str, float], ItemColumns] | None:

@@ -27,7 +27,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
-from tests.support import own_topics
+from tests.support import own_topics, signing_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -108,13 +108,11 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
     # Snapshots every 2 s, so last-known-good models exist and are scored in shadow.
     records = list(generate(SimulatorConfig(seed=5, count=200_000)))
     snapshots = tmp_path / "snapshots"
-    key = "clean-stream-test-signing-key-0123456789"
     alerts = run_learner(
         one_partition,
         redis_client,
         records,
         tmp_path / "learner.log",
-        snapshot_key=key,
         snapshot_dir=snapshots,
         snapshot_interval_s=2,
     )
@@ -127,7 +125,7 @@ def test_a_clean_stream_of_200k_events_raises_no_loss_alert_and_no_rollback(
     # The shadow was compared over most of the stream: a last-known-good snapshot was
     # taken in its first half. (How many follow depends on the gate and the machine's
     # pace; the store's loss level creeps up as its aggregates fill.)
-    good = [i for i in DirectoryStore(snapshots, key.encode()).list() if i.last_known_good]
+    good = [i for i in DirectoryStore(snapshots, signing_key().public).list() if i.last_known_good]
     assert good
     assert min(sum(i.header.offsets.values()) for i in good) <= len(records) // 2
 

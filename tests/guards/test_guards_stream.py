@@ -60,7 +60,6 @@ def test_an_operator_rollback_serves_the_last_known_good_model_with_its_reason(
     records = list(generate(SimulatorConfig(seed=8, count=12_000)))
     env = learner_env(
         topics,
-        snapshot_key="rollback-test-signing-key-0123456789abcdef",
         snapshot_dir=str(tmp_path / "snapshots"),
         snapshot_interval_s=0.5,
     )

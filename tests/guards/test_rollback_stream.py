@@ -29,8 +29,6 @@ from tests.learner.harness import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-_KEY = "rollback-stream-test-signing-key-0123456789"
-
 
 def learn(settings: StreamSettings, client: redis.Redis, records: list[SimRecord]) -> None:
     send(settings, records)
@@ -55,7 +53,6 @@ def test_poisoning_the_fraud_rules_miss_is_rolled_back_to_last_known_good(
     env = learner_env(
         one_partition,
         **POISONED_ENV,
-        snapshot_key=_KEY,
         snapshot_dir=tmp_path / "snapshots",
         snapshot_interval_s=3600,  # one snapshot, taken on command below
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
@@ -22,7 +23,7 @@ from learner.state import StateStore
 from stream.producer import make_producer, publish
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, world
-from tests.support import ROOT
+from tests.support import ROOT, learner_seal, signer_env, stack_env
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -53,11 +54,10 @@ def end_offsets(settings: StreamSettings) -> dict[int, int]:
 
 def learner_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
+    env.update(stack_env(settings))
+    env.update(signer_env())
     env.update(
         {
-            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "HEADRACE_REDIS_URL": settings.redis_url,
-            "HEADRACE_KEY_PREFIX": settings.key_prefix,
             "HEADRACE_TOPIC_EVENTS": settings.topic_events,
             "HEADRACE_TOPIC_DLQ": settings.topic_dlq,
             "HEADRACE_TOPIC_QUARANTINE": settings.topic_quarantine,
@@ -118,12 +118,15 @@ class LearnerProcess:
 
 
 def store(client: redis.Redis, settings: StreamSettings, shard: str = "main") -> StateStore:
-    return StateStore(client, ShardKeys(settings.key_prefix, shard), lease_ttl_ms=1500)
+    return StateStore(
+        client, ShardKeys(settings.key_prefix, shard), lease_ttl_ms=1500, seal=learner_seal()
+    )
 
 
 def committed_offsets(client: redis.Redis, settings: StreamSettings) -> dict[int, int]:
-    state = store(client, settings).load()
-    return dict(state.offsets) if state is not None else {}
+    """The committed offsets (JSON, read as they are: whichever key signed the state)."""
+    raw = client.hget(ShardKeys(settings.key_prefix, "main").state, "offsets")
+    return {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw is not None else {}
 
 
 def caught_up(client: redis.Redis, settings: StreamSettings, ends: dict[int, int]) -> bool:

@@ -34,6 +34,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
+from tests.support import learner_seal
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,7 +64,7 @@ def reference_run(settings: StreamSettings, client: redis.Redis) -> StreamSettin
     ref = settings.model_copy(update={"key_prefix": settings.key_prefix + ":ref"})
     learner_settings = LearnerSettings(metrics_port=0, lease_ttl_ms=1500, group_id=ref.key_prefix)
     # The same guards as `headrace learn`: their state must replay exactly too.
-    worker = ShardWorker(ref, learner_settings, client, guards=GuardSettings())
+    worker = ShardWorker(ref, learner_settings, client, seal=learner_seal(), guards=GuardSettings())
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

@@ -15,9 +15,11 @@ import redis
 from api.traffic import TrafficSplit
 from learner import modelcodec
 from learner.keys import ShardKeys
+from learner.signing import Seal
 from learner.statedump import ShardDump
 from snapshots.codec import decode, signed_with
 from snapshots.errors import BadSignatureError
+from snapshots.keys import VerifyKey
 from snapshots.store import DirectoryStore, load
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate, world
@@ -34,14 +36,13 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.runbook.runbook import Shell, procedures
-from tests.support import headrace
+from tests.support import headrace, signing_key, verifier_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONFIG = SimulatorConfig(seed=33, count=4_000, n_users=200, n_items=80)
 FIRST = 2_000
 """Events learned before the snapshot; the rest come after it."""
-KEY = "r" * 8 + "-runbook-test-signing-key-0123456789abcdef"
 ADMIN_TOKEN = "first-admin-token-4f9c2a7e1b"
 
 TESTED = {
@@ -50,7 +51,7 @@ TESTED = {
     "restore-after-bad-model": "test_restore_after_a_bad_model",
     "manual-rollback": "test_manual_rollback",
     "replay-from-snapshot": "test_replay_from_a_snapshot",
-    "rotate-snapshot-key": "test_rotate_the_snapshot_key",
+    "rotate-signing-key": "test_rotate_the_signing_key",
     "rotate-admin-token": "test_rotate_the_admin_token",
     "add-variant": "test_add_a_variant_then_shift_traffic",
     "shift-traffic": "test_add_a_variant_then_shift_traffic",
@@ -70,9 +71,13 @@ class Deployment:
         self.client = client
         self.tmp = tmp
         self.snapshot_dir = tmp / "snapshots"
+        # The signing key in a file, as in production; the API gets the public key only.
+        self.key_file = tmp / "signing.key"
+        self.key_file.write_text(signing_key().text + "\n")
+        self.key_file.chmod(0o600)
         self.env = learner_env(
             settings,
-            snapshot_key=KEY,
+            signing_key_file=str(self.key_file),
             snapshot_dir=str(self.snapshot_dir),
             snapshot_interval_s=3600,
             admin_token=ADMIN_TOKEN,
@@ -80,6 +85,7 @@ class Deployment:
             # first snapshot has learned enough to be last known good.
             join_window_s=20,
         )
+        del self.env["HEADRACE_SIGNING_KEY"]  # the file instead
         self.keys = ShardKeys(settings.key_prefix, "main")
         self.learner: LearnerProcess | None = None
         self.api: ApiProcess | None = None
@@ -95,7 +101,7 @@ class Deployment:
     def start_api(self, env: dict[str, str]) -> ApiProcess:
         if self.api is not None:
             self.api.close()
-        self.api = ApiProcess(env, self.tmp / "api.log")
+        self.api = ApiProcess(verifier_env(env), self.tmp / "api.log")
         self.api.wait_listening()
         return self.api
 
@@ -211,7 +217,7 @@ def test_restore_after_a_bad_model(deployment: Deployment, records: list[SimReco
     deployment.start_learner()
     deployment.feed(records[:FIRST])
     snapshot_id = deployment.snapshot()
-    good = DirectoryStore(deployment.snapshot_dir, KEY.encode()).list()
+    good = DirectoryStore(deployment.snapshot_dir, signing_key().public).list()
     assert [i.snapshot_id for i in good if i.last_known_good] == [snapshot_id]
     ends = deployment.feed(records[FIRST:])  # the events that made the model bad
 
@@ -239,7 +245,8 @@ def test_manual_rollback(deployment: Deployment, records: list[SimRecord]) -> No
     assert lineage["rolled_back_variant"] == "main"
     assert lineage["reason"] == "labels from a broken producer"
     # The served model is the last-known-good snapshot's again.
-    _, body = load(DirectoryStore(deployment.snapshot_dir, KEY.encode()), snapshot_id, KEY.encode())
+    public = signing_key().public
+    _, body = load(DirectoryStore(deployment.snapshot_dir, public), snapshot_id, public)
     good = modelcodec.loads(ShardDump.from_bytes(body).state[b"model:main"])
     probe = probe_rows(CONFIG)
     expected = [float(good.predict_proba_one(dict(x)).get(True, 0.0)) for x in probe]
@@ -266,39 +273,67 @@ def test_replay_from_a_snapshot(deployment: Deployment, records: list[SimRecord]
     assert predictions(deployment.client, deployment.settings, probe) == predicted
 
 
-def test_rotate_the_snapshot_key(deployment: Deployment, records: list[SimRecord]) -> None:
+def test_rotate_the_signing_key(deployment: Deployment, records: list[SimRecord]) -> None:
+    old = signing_key().public
     deployment.start_learner()
     deployment.feed(records[:FIRST])
     deployment.snapshot()
-    deployment.feed(records[FIRST:])
-    deployment.snapshot()
-    shell = deployment.shell("rotate-snapshot-key")
+    deployment.start_api(deployment.env)
+    shell = deployment.shell("rotate-signing-key")
 
     shell.run_next()
-    new_key = shell.env["HEADRACE_SNAPSHOT_KEY"]
-    assert new_key != KEY and shell.env["HEADRACE_SNAPSHOT_PREVIOUS_KEYS"] == KEY
-    deployment.stop_learner()  # "restart them one by one"
-    old = sorted(
-        i.snapshot_id for i in DirectoryStore(deployment.snapshot_dir, KEY.encode()).list()
-    )
+    new = VerifyKey.parse(shell.env["HEADRACE_VERIFY_KEY"])
+    assert new != old and shell.env["HEADRACE_VERIFY_PREVIOUS_KEYS"] == old.text
+    # "restart them one by one": the API first, then the learner; it still signs as before.
+    api = deployment.start_api(shell.env)
+    deployment.stop_learner()
     deployment.start_learner(shell.env)
+    _wait_active(deployment)
+    wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 30, "the API")
+
+    shell.run_next()
+    deployment.stop_learner()  # "restart the learners"
+    deployment.start_learner(shell.env)
+    _wait_active(deployment)
+    deployment.feed(records[FIRST:])
+    # The state in Redis verifies with the new key alone: nothing there needs the old one.
+    raw = deployment.client.hgetall(deployment.keys.state)
+    assert Seal((new,)).verify(raw, deployment.keys).signed_by == new
+    before = sorted(
+        i.snapshot_id for i in DirectoryStore(deployment.snapshot_dir, (new, old)).list()
+    )
 
     out = shell.run_next().stdout
     created = out.split()[1]
-    assert created not in old
-    assert f"{len(old)} re-signed, 1 already signed with the current key, 0 refused" in out
-    assert f"{len(old) + 1} verified, 0 refused" in out
+    assert created not in before
+    assert f"{len(before)} re-signed, 1 already signed with the current key, 0 refused" in out
+    assert f"{len(before) + 1} verified, 0 refused" in out
 
     listing = shell.run_next().stdout
     shell.finished()
-    assert "HEADRACE_SNAPSHOT_PREVIOUS_KEYS" not in shell.env
-    assert all(snapshot_id in listing for snapshot_id in [*old, created])
+    assert "HEADRACE_VERIFY_PREVIOUS_KEYS" not in shell.env
+    assert all(snapshot_id in listing for snapshot_id in [*before, created])
     for path in deployment.snapshot_dir.glob("*.snap"):
         blob = path.read_bytes()
-        assert signed_with(blob, new_key.encode())
-        decode(blob, new_key.encode())
+        assert signed_with(blob, new)
+        decode(blob, new)
         with pytest.raises(BadSignatureError):
-            decode(blob, KEY.encode())
+            decode(blob, old)
+    # "restart again": an API that knows only the new key serves the current state.
+    api = deployment.start_api(shell.env)
+    wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 30, "the API")
+    assert httpx.get(f"{api.url}/ready").json().get("refused") is None
+
+
+def _wait_active(deployment: Deployment) -> None:
+    """Until the learner just started owns the shard (and so handles SIGTERM)."""
+    assert deployment.learner is not None
+    mark = f":{deployment.learner.pid}:".encode()
+    wait_until(
+        lambda: mark in (deployment.client.get(deployment.keys.lease) or b""),
+        60,
+        "the restarted learner to take the shard",
+    )
 
 
 def test_rotate_the_admin_token(deployment: Deployment) -> None:

@@ -1,7 +1,8 @@
 """The snapshot format: round trips, and every refusal raising its own error, unpickling nothing.
 
-`assemble` re-implements the documented byte layout independently of the codec,
-so these tests also pin the format: a signed file built from the spec decodes.
+`assemble` re-implements the documented byte layout independently of the codec (with
+`cryptography`'s Ed25519 directly), so these tests also pin the format: a signed file
+built from the spec decodes.
 """
 
 import ast
@@ -17,26 +18,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from snapshots import codec
-from snapshots.codec import SnapshotCodec, decode, encode, peek, read_header
+from snapshots.codec import decode, encode, peek, read_header
 from snapshots.errors import (
     BadSignatureError,
     CorruptSnapshotError,
     IncompatibleVersionError,
+    LegacySnapshotError,
     MissingKeyError,
     SnapshotRefusedError,
     TruncatedSnapshotError,
     UnsignedSnapshotError,
     WrongModelError,
 )
+from snapshots.keys import SigningKey
 from snapshots.manifest import Compression, Libraries, SnapshotFacts, runtime_libraries
-from snapshots.settings import DEV_KEY, SnapshotSettings
+from snapshots.settings import SnapshotSettings
 
-KEY = b"test-key-0123456789-abcdefghijklmnop"
-OTHER_KEY = b"another-key-0123456789-abcdefghijkl"
+SIGNER = SigningKey.generate()
+KEY = SIGNER.public
+OTHER = SigningKey.generate()
 MAGIC = b"\x89HRS\r\n\x1a\n"
+SIG = 64
 
 
 def facts(**changes: Any) -> SnapshotFacts:
@@ -65,7 +71,7 @@ class Evil:
         return _plant, (str(self.marker),)
 
 
-def restore(blob: bytes, key: bytes = KEY, expect_model: str | None = None) -> object:
+def restore(blob: bytes, key: Any = KEY, expect_model: str | None = None) -> object:
     """What a caller does: decode, then (only then) unpickle."""
     _, body = decode(blob, key, expect_model)
     return pickle.loads(body)
@@ -74,19 +80,40 @@ def restore(blob: bytes, key: bytes = KEY, expect_model: str | None = None) -> o
 def split(blob: bytes) -> tuple[int, dict[str, Any], bytes]:
     _, version, header_len, body_len = struct.unpack_from(">8sHIQ", blob)
     header = json.loads(blob[22 : 22 + header_len])
-    start = 22 + header_len + 32
+    start = 22 + header_len + SIG
     return version, header, blob[start : start + body_len]
 
 
-def assemble(key: bytes, version: int, header: dict[str, Any], body: bytes) -> bytes:
+def _private(key: SigningKey) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(_seed(key))
+
+
+def _seed(key: SigningKey) -> bytes:
+    import base64
+
+    text = key.text
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def assemble(key: SigningKey, version: int, header: dict[str, Any], body: bytes) -> bytes:
+    private = _private(key)
     header_json = json.dumps(header, separators=(",", ":")).encode()
     out = MAGIC + struct.pack(">HIQ", version, len(header_json), len(body)) + header_json
+    out += private.sign(b"headrace-snapshot-header\x00" + out)
+    out += body
+    return out + private.sign(b"headrace-snapshot-file\x00" + out)
+
+
+def assemble_legacy(key: bytes, header: dict[str, Any], body: bytes) -> bytes:
+    """A format-1 file: the same layout with HMAC-SHA256 tags (what headrace wrote before)."""
+    header_json = json.dumps(header | {"format_version": 1}, separators=(",", ":")).encode()
+    out = MAGIC + struct.pack(">HIQ", 1, len(header_json), len(body)) + header_json
     out += hmac.new(key, b"headrace-snapshot-header\x00" + out, hashlib.sha256).digest()
     out += body
     return out + hmac.new(key, b"headrace-snapshot-file\x00" + out, hashlib.sha256).digest()
 
 
-def resign(blob: bytes, key: bytes = KEY, **header_changes: Any) -> bytes:
+def resign(blob: bytes, key: SigningKey = SIGNER, **header_changes: Any) -> bytes:
     version, header, body = split(blob)
     return assemble(key, version, header | header_changes, body)
 
@@ -98,13 +125,13 @@ def marker(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def evil_blob(marker: Path) -> bytes:
-    return encode(facts(), pickle.dumps(Evil(marker)), KEY)
+    return encode(facts(), pickle.dumps(Evil(marker)), SIGNER)
 
 
 def test_round_trip() -> None:
     body = pickle.dumps({"weights": list(range(1000))})
     given = facts(last_known_good=True)
-    blob = encode(given, body, KEY)
+    blob = encode(given, body, SIGNER)
     header, decoded = decode(blob, KEY, expect_model="main", expect_variant="b")
     assert decoded == body
     assert header.snapshot_id == given.snapshot_id and header.created_at == given.created_at
@@ -119,26 +146,26 @@ def test_round_trip() -> None:
 @pytest.mark.parametrize("compression", ["zlib", "lzma"])
 @pytest.mark.parametrize("body", [b"", b"x", bytes(range(256)) * 4000])
 def test_round_trip_compressions(compression: Compression, body: bytes) -> None:
-    blob = encode(facts(), body, KEY, compression=compression)
+    blob = encode(facts(), body, SIGNER, compression=compression)
     header, decoded = decode(blob, KEY)
     assert decoded == body and header.compression == compression
 
 
 def test_non_finite_metrics_survive() -> None:
-    blob = encode(facts(metrics={"a": {"log_loss": float("inf")}}), b"", KEY)
+    blob = encode(facts(metrics={"a": {"log_loss": float("inf")}}), b"", SIGNER)
     assert decode(blob, KEY)[0].metrics["a"]["log_loss"] == float("inf")
 
 
 def test_layout_matches_the_documented_spec() -> None:
-    blob = encode(facts(), b"state", KEY)
+    blob = encode(facts(), b"state", SIGNER)
     version, header, body = split(blob)
-    assert blob.startswith(MAGIC) and version == 1
+    assert blob.startswith(MAGIC) and version == 2
     assert zlib.decompress(body) == b"state"
-    assert assemble(KEY, version, header, body) == blob
+    assert assemble(SIGNER, version, header, body) == blob  # Ed25519 is deterministic
 
 
 def test_read_header_reads_only_the_prefix() -> None:
-    blob = encode(facts(), bytes(100_000), KEY)
+    blob = encode(facts(), bytes(100_000), SIGNER)
     file = io.BytesIO(blob)
     header, size = peek(file, KEY)
     assert header == decode(blob, KEY)[0] and size == len(blob)
@@ -148,7 +175,7 @@ def test_read_header_reads_only_the_prefix() -> None:
     with pytest.raises(TruncatedSnapshotError):
         read_header(prefix[:-1], KEY)
     with pytest.raises(BadSignatureError):
-        read_header(prefix, OTHER_KEY)
+        read_header(prefix, OTHER.public)
 
 
 def _flip(blob: bytes, at: int) -> bytes:
@@ -161,11 +188,11 @@ def _header_at(blob: bytes) -> int:
 
 def _body_at(blob: bytes) -> int:
     header_len: int = struct.unpack_from(">I", blob, 10)[0]
-    return 22 + header_len + 32 + 1
+    return 22 + header_len + SIG + 1
 
 
 def _other_model(blob: bytes) -> bytes:
-    return encode(facts(model="other"), split(blob)[2], KEY)
+    return encode(facts(model="other"), split(blob)[2], SIGNER)
 
 
 # (case, how to spoil a valid snapshot, the one error class it must raise)
@@ -174,15 +201,15 @@ SPOILED: list[tuple[str, Callable[[bytes], bytes], type[SnapshotRefusedError]]] 
     ("preamble version flipped", lambda b: _flip(b, 9), BadSignatureError),
     ("body byte flipped", lambda b: _flip(b, _body_at(b)), BadSignatureError),
     ("signature flipped", lambda b: _flip(b, len(b) - 1), BadSignatureError),
-    ("signed with another key", lambda b: resign(b, OTHER_KEY), BadSignatureError),
-    ("signature stripped", lambda b: b[:-32], UnsignedSnapshotError),
-    ("signature zeroed", lambda b: b[:-32] + bytes(32), UnsignedSnapshotError),
+    ("signed with another key", lambda b: resign(b, OTHER), BadSignatureError),
+    ("signature stripped", lambda b: b[:-SIG], UnsignedSnapshotError),
+    ("signature zeroed", lambda b: b[:-SIG] + bytes(SIG), UnsignedSnapshotError),
     ("empty file", lambda b: b"", TruncatedSnapshotError),
     ("cut in the magic", lambda b: b[:3], TruncatedSnapshotError),
     ("cut in the preamble", lambda b: b[:15], TruncatedSnapshotError),
     ("cut in the header", lambda b: b[:60], TruncatedSnapshotError),
     ("cut in the body", lambda b: b[: _body_at(b)], TruncatedSnapshotError),
-    ("cut before the signature", lambda b: b[:-33], TruncatedSnapshotError),
+    ("cut before the signature", lambda b: b[: -SIG - 1], TruncatedSnapshotError),
     ("cut in the signature", lambda b: b[:-1], TruncatedSnapshotError),
     ("garbage", lambda b: b"PK\x03\x04" + bytes(range(256)) * 8, CorruptSnapshotError),
     ("short garbage", lambda b: b"hello", CorruptSnapshotError),
@@ -191,13 +218,13 @@ SPOILED: list[tuple[str, Callable[[bytes], bytes], type[SnapshotRefusedError]]] 
     ("signed, header not a header", lambda b: resign(b, model=None), CorruptSnapshotError),
     (
         "signed, header format disagrees",
-        lambda b: resign(b, format_version=2),
+        lambda b: resign(b, format_version=1),
         CorruptSnapshotError,
     ),
     ("signed, lengths disagree", lambda b: resign(b, raw_length=1), CorruptSnapshotError),
     (
         "signed, newer format version",
-        lambda b: assemble(KEY, 2, {"v2": "a header v1 cannot parse"}, b"..."),
+        lambda b: assemble(SIGNER, 3, {"v3": "a header v2 cannot parse"}, b"..."),
         IncompatibleVersionError,
     ),
     (
@@ -206,6 +233,11 @@ SPOILED: list[tuple[str, Callable[[bytes], bytes], type[SnapshotRefusedError]]] 
         IncompatibleVersionError,
     ),
     ("another model's snapshot", _other_model, WrongModelError),
+    (
+        "format 1, HMAC under a key readers held",
+        lambda b: assemble_legacy(b"legacy-hmac-key-0123456789-abcdefgh", split(b)[1], split(b)[2]),
+        LegacySnapshotError,
+    ),
 ]
 
 
@@ -244,18 +276,18 @@ def test_the_snapshots_package_never_imports_a_deserializer() -> None:
 
 
 def test_expected_variant() -> None:
-    whole = encode(facts(), b"", KEY)
+    whole = encode(facts(), b"", SIGNER)
     assert decode(whole, KEY, expect_variant="a")[0].variant == "*"
     with pytest.raises(WrongModelError):
         decode(whole, KEY, expect_variant="c")
-    one = encode(facts(variant="a", variants=("a",), n_learned={}, metrics={}), b"", KEY)
+    one = encode(facts(variant="a", variants=("a",), n_learned={}, metrics={}), b"", SIGNER)
     with pytest.raises(WrongModelError):
         decode(one, KEY, expect_variant="b")
 
 
 def test_library_check_can_be_overridden_by_an_operator() -> None:
     old = Libraries(headrace="0.1.0", river="0.19.0", python="3.11.1")
-    blob = encode(facts(), b"x", KEY, libraries=old)
+    blob = encode(facts(), b"x", SIGNER, libraries=old)
     with pytest.raises(IncompatibleVersionError, match=r"river 0\.19\.0"):
         decode(blob, KEY)
     assert decode(blob, KEY, check_libraries=False)[1] == b"x"
@@ -267,76 +299,13 @@ def test_model_names_must_be_safe_in_ids(model: str) -> None:
         facts(model=model)
 
 
-def test_empty_key_is_missing() -> None:
+def test_no_key_verifies_nothing() -> None:
     with pytest.raises(MissingKeyError):
-        encode(facts(), b"", b"")
-    with pytest.raises(MissingKeyError):
-        decode(encode(facts(), b"", KEY), b"")
-    with pytest.raises(MissingKeyError):
-        SnapshotCodec(b"")
+        decode(encode(facts(), b"", SIGNER), ())
 
 
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("HEADRACE_SNAPSHOT_KEY", "HEADRACE_SNAPSHOT_DEV_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
-
-def test_no_key_no_codec(clean_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(MissingKeyError, match="no unsigned snapshots in production"):
-        SnapshotCodec.from_settings(SnapshotSettings())
-    clean_env.setenv("HEADRACE_SNAPSHOT_KEY", "")
-    with pytest.raises(MissingKeyError):
-        SnapshotCodec.from_settings(SnapshotSettings())
-
-
-def test_dev_key_only_with_the_explicit_flag(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("HEADRACE_SNAPSHOT_DEV_KEY", "true")
-    assert SnapshotCodec.from_settings(SnapshotSettings()).key == DEV_KEY
-
-
-def test_key_from_the_environment_round_trips(clean_env: pytest.MonkeyPatch) -> None:
-    clean_env.setenv("HEADRACE_SNAPSHOT_KEY", KEY.decode())
+def test_settings_defaults() -> None:
     settings = SnapshotSettings()
-    assert KEY.decode() not in repr(settings)
-    snapshot_codec = SnapshotCodec.from_settings(settings)
-    assert KEY.decode() not in repr(snapshot_codec)
-    blob = snapshot_codec.encode(facts(), b"state")
-    assert snapshot_codec.decode(blob, "main")[1] == b"state"
-    assert snapshot_codec.read_header(blob).model == "main"
-
-
-@pytest.mark.parametrize(
-    "key",
-    [
-        "too-short-0123456789",
-        "changeme",
-        "changeme-please-0123456789-abcdefghij",
-        "CHANGE_ME_TO_A_REAL_SNAPSHOT_KEY_0123",
-        "your-key-goes-here-0123456789abcdefg",
-        "a" * 64,
-        "abababababababababababababababababab",
-        DEV_KEY.decode(),
-    ],
-)
-def test_weak_keys_refused_outside_development(clean_env: pytest.MonkeyPatch, key: str) -> None:
-    with pytest.raises(ValidationError, match="HEADRACE_SNAPSHOT_KEY"):
-        SnapshotSettings(snapshot_key=SecretStr(key))
-    clean_env.setenv("HEADRACE_SNAPSHOT_KEY", key)
-    with pytest.raises(ValidationError) as refused:
-        SnapshotSettings()
-    assert "input_value" not in str(refused.value)  # the refusal does not echo the key to logs
-
-
-def test_weak_key_only_warns_in_development(clean_env: pytest.MonkeyPatch) -> None:
-    with pytest.warns(UserWarning, match="development only"):
-        settings = SnapshotSettings(snapshot_key=SecretStr("changeme"), snapshot_dev_key=True)
-    assert settings.signing_key() == b"changeme"
-
-
-def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
-    settings = SnapshotSettings(snapshot_key=SecretStr(KEY.decode()))
     assert str(settings.snapshot_dir) == "snapshots-data"
     assert settings.snapshot_interval_s == 60
     assert (settings.snapshot_keep_last, settings.snapshot_keep_daily_days) == (10, 7)

@@ -17,6 +17,7 @@ import redis
 from learner.keys import ShardKeys
 from snapshots.store import DirectoryStore
 from stream import redis_local
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
@@ -32,12 +33,11 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.learner.test_exactly_once import assert_same_learning, reference_run
-from tests.support import free_port, headrace
+from tests.support import free_port, headrace, signing_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONFIG = SimulatorConfig(seed=21, count=20_000, n_users=300, n_items=100)
-KEY = "k" * 16 + "-recovery-test-signing-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,6 @@ def snapshot_env(
 ) -> dict[str, str]:
     return learner_env(
         settings,
-        snapshot_key=KEY,
         snapshot_dir=str(snapshot_dir),
         snapshot_interval_s=overrides.pop("snapshot_interval_s", 1),
         **overrides,
@@ -79,7 +78,7 @@ def snapshot_env(
 
 
 def listed(snapshot_dir: Path) -> list[str]:
-    return [i.snapshot_id for i in DirectoryStore(snapshot_dir, KEY.encode()).list()]
+    return [i.snapshot_id for i in DirectoryStore(snapshot_dir, signing_key().public).list()]
 
 
 def test_disaster_drill_flushall_and_kill_9_then_restart_from_the_newest_snapshot(
@@ -90,7 +89,7 @@ def test_disaster_drill_flushall_and_kill_9_then_restart_from_the_newest_snapsho
 ) -> None:
     settings = own_redis.model_copy(update={"partitions": 1})
     ensure_topics(settings)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = connect(settings)
     snapshot_dir = tmp_path / "snapshots"
     env = snapshot_env(settings, snapshot_dir)
     learner = LearnerProcess(env, tmp_path / "learner.log")
@@ -203,14 +202,14 @@ def test_a_learner_killed_while_snapshotting_leaves_no_partial_snapshot(
         wait_until(lambda: len(listed(snapshot_dir)) >= 1, 60, "a snapshot")
         time.sleep(rng.uniform(0.05, 0.5))
         learner.kill()
-    store_ = DirectoryStore(snapshot_dir, KEY.encode())
+    store_ = DirectoryStore(snapshot_dir, signing_key().public)
     assert store_.rejected() == []
     files = sorted(p.name for p in snapshot_dir.iterdir())
     visible = [f for f in files if f.endswith(".snap") and not f.startswith(".")]
     # A kill mid-write can only leave a hidden temp file, which is never listed.
     assert all(f.startswith(".") or f.endswith((".snap", ".lkg")) for f in files)
     assert sorted(listed(snapshot_dir)) == sorted(f.removesuffix(".snap") for f in visible)
-    env_cli = dict(os.environ, HEADRACE_SNAPSHOT_KEY=KEY)
+    env_cli = dict(os.environ, HEADRACE_VERIFY_KEY=signing_key().public.text)
     checked = headrace(env_cli, "snapshot", "verify", *(str(snapshot_dir / f) for f in visible))
     assert checked.returncode == 0, checked.stdout
 

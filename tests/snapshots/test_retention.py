@@ -9,6 +9,7 @@ import pytest
 from snapshots import retention
 from snapshots.codec import encode
 from snapshots.errors import SnapshotNotFoundError
+from snapshots.keys import SigningKey
 from snapshots.manifest import (
     SnapshotFacts,
     SnapshotHeader,
@@ -21,7 +22,8 @@ from snapshots.retention import RetentionPolicy, to_delete
 from snapshots.store import DirectoryStore, save
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
-KEY = b"test-key-0123456789-abcdefghijklmnop"
+SIGNER = SigningKey.generate()
+KEY = SIGNER.public
 
 
 def at(text: str) -> datetime:
@@ -194,7 +196,7 @@ def test_apply_on_a_directory(tmp_path: Path) -> None:
         facts = SnapshotFacts(
             model="main", variants=("a",), version=10 - minute, offsets={}, created_at=created
         )
-        save(store, encode(facts, b"", KEY), KEY)
+        save(store, encode(facts, b"", SIGNER), KEY)
     deleted = retention.apply(store, RetentionPolicy(keep_last=2, keep_daily_days=1), NOW)
     assert len(deleted) == 3
     assert [i.header.version for i in store.list()] == [9, 10]

@@ -19,10 +19,12 @@ from snapshots.errors import (
     SnapshotNotFoundError,
     TruncatedSnapshotError,
 )
+from snapshots.keys import SigningKey
 from snapshots.manifest import SnapshotFacts
 from snapshots.store import DirectoryStore, SnapshotStore, last_known_good, latest, load, save
 
-KEY = b"test-key-0123456789-abcdefghijklmnop"
+SIGNER = SigningKey.generate()
+KEY = SIGNER.public
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
@@ -35,7 +37,7 @@ def snapshot(version: int = 1, model: str = "main", body: bytes = b"state", **kw
         created_at=T0 + timedelta(minutes=version),
         **kw,
     )
-    return encode(facts, body, KEY)
+    return encode(facts, body, SIGNER)
 
 
 @pytest.fixture
@@ -135,7 +137,8 @@ from pathlib import Path
 from snapshots.store import DirectoryStore
 
 root, ready, blob = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]).read_bytes()
-store = DirectoryStore(root, b"child-key-never-used-for-writing-0123")
+from snapshots.keys import SigningKey
+store = DirectoryStore(root, SigningKey.generate().public)
 
 def stall(fd):
     ready.write_text("written, not yet renamed")
@@ -221,5 +224,5 @@ def test_listing_reads_headers_not_bodies(store: DirectoryStore) -> None:
 
 def test_listing_under_another_key_shows_nothing(store: DirectoryStore) -> None:
     save(store, snapshot(), KEY)
-    other = DirectoryStore(store.root, b"another-key-0123456789-abcdefghijkl")
+    other = DirectoryStore(store.root, SigningKey.generate().public)
     assert other.list() == [] and "bad signature" in other.rejected()[0].reason

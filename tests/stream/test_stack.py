@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from pydantic import SecretStr
 
-from stream import kafka_jars, localproc, stack
+from stream import kafka_jars, localproc, redis_local, stack
+from stream.errors import StackError
+from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
 
@@ -49,6 +52,7 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory) -> StreamSettings:
         kafka_bootstrap=f"127.0.0.1:{kafka_port}",
         controller_port=controller_port,
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        redis_password=SecretStr("own-stack-password-0123456789abcdef"),
         kafka_heap="256m",
         partitions=2,
     )
@@ -126,7 +130,7 @@ def test_restart_keeps_topic_data_and_redis_state(
             future.get(timeout=10)
     finally:
         producer.close()
-    client: redis.Redis = redis.Redis.from_url(own_stack.redis_url)
+    client: redis.Redis = connect(own_stack)
     client.set("test-stack:restart", b"kept")
     client.close()
 
@@ -137,7 +141,7 @@ def test_restart_keeps_topic_data_and_redis_state(
     assert after.kafka.pid != running.kafka.pid
     assert after.topics_created == ()
     assert _consume_all(own_stack, topic, count) == {str(i) for i in range(count)}
-    client = redis.Redis.from_url(own_stack.redis_url)
+    client = connect(own_stack)
     try:
         assert client.get("test-stack:restart") == b"kept"
     finally:
@@ -185,3 +189,26 @@ def test_down_leaves_no_process_behind(running: StackStatus, own_stack: StreamSe
     again = stack.down(own_stack)
     assert again.kafka.action == again.redis.action == NOT_RUNNING
     assert not stack.status(own_stack).any_running
+
+
+def test_a_redis_without_a_password_is_never_started(tmp_path: Path) -> None:
+    settings = StreamSettings(
+        stack_dir=str(tmp_path),
+        redis_url=f"redis://127.0.0.1:{_free_ports(1)[0]}/0",
+        redis_password=None,
+    )
+    with pytest.raises(StackError, match="requires a password") as refused:
+        redis_local.start(settings)
+    assert "HEADRACE_REDIS_PASSWORD" in str(refused.value)
+    assert redis_local.running_pid(settings) is None
+
+
+def test_the_password_reaches_redis_in_a_file_only_its_owner_reads(
+    own_stack: StreamSettings, running: StackStatus
+) -> None:
+    config = Path(own_stack.stack_dir) / "redis.conf"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert running.redis.pid is not None
+    argv = Path(f"/proc/{running.redis.pid}/cmdline").read_bytes()
+    password = own_stack.redis_password_value
+    assert password is not None and password.encode() not in argv

@@ -16,22 +16,15 @@ from stream.simulator import SimulatorConfig, generate
 from stream.status import gather, render
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import send
-from tests.support import free_port, headrace
+from tests.support import free_port, headrace, stack_env
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(settings: StreamSettings, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
-    environ.update(
-        {
-            "HEADRACE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "HEADRACE_REDIS_URL": settings.redis_url,
-            "HEADRACE_KEY_PREFIX": settings.key_prefix,
-            "HEADRACE_TOPIC_EVENTS": settings.topic_events,
-            **env,
-        }
-    )
+    environ.update(stack_env(settings))
+    environ.update({"HEADRACE_TOPIC_EVENTS": settings.topic_events, **env})
     return headrace(environ, "status", *args)
 
 
@@ -102,6 +95,25 @@ def test_redis_down_is_one_line_and_a_hint(topics: StreamSettings) -> None:
     assert shown.stdout == ""
     (line,) = shown.stderr.splitlines()
     assert line.startswith(f"headrace: error: Redis at {url} does not answer (hint: ")
+
+
+def test_status_never_prints_the_redis_password(
+    topics: StreamSettings, redis_client: redis.Redis
+) -> None:
+    password = topics.redis_password_value
+    assert password
+    host, port = topics.redis_host_port
+    in_url = f"redis://headrace-user:{password}@{host}:{port}/0"
+    # The URL's password is tried as the default user's (an ACL user would be set up so).
+    shown = _cli(topics, "--json", HEADRACE_REDIS_URL=in_url.replace("headrace-user", ""))
+    assert password not in shown.stdout + shown.stderr
+    assert f'"redis_url": "redis://:***@{host}:{port}/0"' in shown.stdout
+    wrong = _cli(topics, HEADRACE_REDIS_PASSWORD="not-the-password-0123456789")
+    assert wrong.returncode == 1
+    assert password not in wrong.stdout + wrong.stderr
+    assert "not-the-password" not in wrong.stdout + wrong.stderr
+    (line,) = wrong.stderr.splitlines()
+    assert "set HEADRACE_REDIS_PASSWORD to the password it requires" in line
 
 
 def test_kafka_down_shows_what_redis_knows_and_fails(
