@@ -79,7 +79,7 @@ def shipped_env(settings: StreamSettings, **overrides: object) -> dict[str, str]
     them; a benchmark measures the learner with its defaults.
     """
     env = learner_env(settings, **overrides)
-    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS"):
+    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS", "JOIN_WINDOW_S"):
         if name.lower() not in overrides:
             del env[f"HEADRACE_{name}"]
     return env

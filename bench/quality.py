@@ -60,6 +60,7 @@ from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
+from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from stream.store_world import ShopRequest  # noqa: E402
@@ -293,7 +294,7 @@ def main() -> None:
             return final if n == len(records) else early
         return after if n > args.drift_at else before
 
-    client = redis.Redis.from_url(StreamSettings().redis_url)
+    client = connect(StreamSettings())
     rows: list[Row] = []
     kinds = args.kinds.split(",")
     for method in args.methods.split(","):

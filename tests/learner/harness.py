@@ -25,6 +25,10 @@ from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, world
 from tests.support import ROOT, learner_seal, signer_env, stack_env
 
+TEST_JOIN_WINDOW_S = 300.0
+"""The attribution window of the tests' learners. Test streams span minutes of event time:
+with the shipped half hour nothing would close, so nothing would be scored."""
+
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
@@ -69,6 +73,7 @@ def learner_env(settings: StreamSettings, **overrides: object) -> dict[str, str]
             "HEADRACE_GROUP_ID": f"{settings.key_prefix}-learners",
             # Tests that need snapshots switch them on with a key of their own.
             "HEADRACE_SNAPSHOT_INTERVAL_S": "0",
+            "HEADRACE_JOIN_WINDOW_S": str(TEST_JOIN_WINDOW_S),
         }
     )
     env.update({f"HEADRACE_{k.upper()}": str(v) for k, v in overrides.items()})

@@ -24,6 +24,7 @@ from stream.consumer import ShardWorker
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, generate
 from tests.learner.harness import (
+    TEST_JOIN_WINDOW_S,
     LearnerProcess,
     caught_up,
     end_offsets,
@@ -62,7 +63,12 @@ def processes(tmp_path: Path) -> Iterator[list[LearnerProcess]]:
 def reference_run(settings: StreamSettings, client: redis.Redis) -> StreamSettings:
     """The same stream through a learner that never stops, under its own key prefix."""
     ref = settings.model_copy(update={"key_prefix": settings.key_prefix + ":ref"})
-    learner_settings = LearnerSettings(metrics_port=0, lease_ttl_ms=1500, group_id=ref.key_prefix)
+    learner_settings = LearnerSettings(
+        metrics_port=0,
+        lease_ttl_ms=1500,
+        group_id=ref.key_prefix,
+        join_window_s=TEST_JOIN_WINDOW_S,
+    )
     # The same guards as `headrace learn`: their state must replay exactly too.
     worker = ShardWorker(ref, learner_settings, client, seal=learner_seal(), guards=GuardSettings())
     stop = threading.Event()

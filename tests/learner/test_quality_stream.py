@@ -41,7 +41,7 @@ CONFIG = SimulatorConfig(seed=3, count=60_000)
 def shipped_env(settings: StreamSettings) -> dict[str, str]:
     """A learner on `settings`' topics and keys, otherwise exactly as it ships."""
     env = learner_env(settings)
-    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS"):
+    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS", "JOIN_WINDOW_S"):
         del env[f"HEADRACE_{name}"]
     return env
 
