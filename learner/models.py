@@ -13,6 +13,7 @@ from typing import Any
 from river import compose, linear_model, optim, preprocessing, tree
 
 from learner.errors import ModelError
+from learner.factorization import FMClassifier
 
 # Numeric features keep their names; categorical ones get this suffix in the tree, so a
 # feature that is a number in one event and a string in another becomes two features
@@ -103,6 +104,30 @@ def _build_tree(p: Mapping[str, Any]) -> Any:
     return compose.Pipeline(typed, model)
 
 
+def _build_fm(p: Mapping[str, Any]) -> Any:
+    scaled = SelectNumbers() | preprocessing.StandardScaler()
+    strings: Any = SelectStrings()
+    if p["buckets"]:
+        # One latent vector per distinct value would grow the published state with every
+        # new shopper and item; hashed into buckets it stops at `buckets` vectors. River's
+        # hasher is seeded, so the learner and every restart hash alike.
+        strings |= preprocessing.FeatureHasher(
+            n_features=p["buckets"], seed=0, alternate_sign=False
+        )
+    model = FMClassifier(
+        n_factors=p["n_factors"],
+        weight_optimizer=optim.SGD(p["lr"]),
+        latent_optimizer=optim.SGD(p["latent_lr"]),
+        l2_weight=p["l2"],
+        l2_latent=p["l2_latent"],
+        intercept_lr=p["intercept_lr"],
+        # Seeded: a learner that replays the stream from the start draws the same latents.
+        latent_initializer=optim.initializers.Normal(sigma=p["init_std"], seed=p["seed"]),
+        seed=p["seed"],
+    )
+    return compose.Pipeline(scaled + strings, model)
+
+
 @dataclass(frozen=True)
 class _Kind:
     build: Callable[[Mapping[str, Any]], Any]
@@ -129,6 +154,20 @@ _KINDS: dict[str, _Kind] = {
             "leaf_prediction": _Param("nba", choices=("nba", "mc", "nb")),
             "max_size_mib": _Param(64.0, minimum=1.0),
             "memory_estimate_period": _Param(100_000, minimum=1),
+        },
+    ),
+    "fm": _Kind(
+        _build_fm,
+        {
+            "n_factors": _Param(4, minimum=1),
+            "lr": _Param(0.005, minimum=0.0),
+            "latent_lr": _Param(0.005, minimum=0.0),
+            "intercept_lr": _Param(0.01, minimum=0.0),
+            "l2": _Param(0.0, minimum=0.0),
+            "l2_latent": _Param(0.001, minimum=0.0),
+            "init_std": _Param(0.05, minimum=0.0),
+            "buckets": _Param(1 << 15, minimum=0),
+            "seed": _Param(0, minimum=0),
         },
     ),
 }
