@@ -14,6 +14,7 @@ from river import compose, linear_model, optim, preprocessing, tree
 
 from learner.errors import ModelError
 from learner.factorization import FMClassifier
+from learner.hooks import build_hooked, is_hook
 
 # Numeric features keep their names; categorical ones get this suffix in the tree, so a
 # feature that is a number in one event and a string in another becomes two features
@@ -176,12 +177,20 @@ MODEL_KINDS: tuple[str, ...] = tuple(_KINDS)
 
 
 def model_params(kind: str) -> dict[str, float | int | str]:
-    """The parameters `kind` accepts, with their defaults."""
+    """The parameters `kind` accepts, with their defaults (a model function's: none known)."""
+    if is_hook(kind):
+        return {}
     return {name: spec.default for name, spec in _kind(kind).params.items()}
 
 
 def build_model(kind: str, params: Mapping[str, object] | None = None) -> Any:
-    """A fresh, untrained River pipeline of `kind`, with `params` over the defaults."""
+    """A fresh, untrained River model of `kind`, with `params` over the defaults.
+
+    `kind` is a built-in kind (MODEL_KINDS) or a model function, `module:function`
+    (learner/hooks.py), which gets `params` as its keyword arguments.
+    """
+    if is_hook(kind):
+        return build_hooked(kind, params)
     spec = _kind(kind)
     given = dict(params or {})
     unknown = sorted(set(given) - set(spec.params))
@@ -196,12 +205,23 @@ def build_model(kind: str, params: Mapping[str, object] | None = None) -> Any:
     return spec.build(resolved)
 
 
+def check_variants(variants: Mapping[str, str]) -> None:
+    """Build every variant's model once, so that a bad kind stops a learner as it starts
+    (a standby would otherwise find out only when it takes over)."""
+    for name, kind in variants.items():
+        try:
+            build_model(kind)
+        except ModelError as exc:
+            raise ModelError(f"variant {name!r}: {exc}") from exc
+
+
 def _kind(kind: str) -> _Kind:
     try:
         return _KINDS[kind]
     except KeyError:
         raise ModelError(
-            f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}"
+            f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}, "
+            "or a model function written module:function"
         ) from None
 
 
