@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, forest, linear_model, optim, preprocessing
+from river import compose, linear_model, optim, preprocessing
 
 from learner.errors import ModelError
 from learner.factorization import FMClassifier
+from learner.forest import ARFClassifier
 from learner.hooks import build_hooked, is_hook
 
 # The shopper's and the item's ids (`features()`). A tree cannot use them (a split on one
@@ -92,17 +93,19 @@ def _build_tree(p: Mapping[str, Any]) -> Any:
     typed = SelectNumbers() + (SelectStrings() | compose.Suffixer(TREE_CATEGORICAL_SUFFIX))
     # A small adaptive random forest of Hoeffding trees rather than one tree: on the
     # simulator's stream its held-out AUC beat the single tree's (docs/learner.md, "Model
-    # kinds"), it ranks from the first few thousand examples, and each member is replaced
-    # when a drift detector says it has gone stale. Seeded, so a replay grows the same trees.
-    model = forest.ARFClassifier(
+    # kinds"), it ranks from its first few hundred examples, and each member is replaced
+    # when a drift detector says it has gone stale. Seeded, and deterministic with it
+    # (learner/forest.py), so a replay or a restore grows the same trees.
+    model = ARFClassifier(
         n_models=p["n_models"],
         grace_period=p["grace_period"],
         max_depth=p["max_depth"],
         delta=p["delta"],
-        # "mc": a leaf's own share of purchases. "nba" picks per leaf whichever of that and
-        # naive Bayes was more often right, and at 5% positives the majority class always
-        # is: the same predictions, for the cost of keeping naive Bayes up to date.
-        leaf_prediction=p["leaf_prediction"],
+        # A leaf's own share of purchases. "nba" picks per leaf whichever of that and naive
+        # Bayes was more often right, and at 5% positives the majority class always is:
+        # the same predictions, for the cost of keeping naive Bayes up to date. Naive
+        # Bayes leaves ("nb") rank worse and their probabilities are far off.
+        leaf_prediction="mc",
         # The caps that keep the published state small are structural and deterministic:
         # binary splits (a 50-value category would otherwise split 50 ways, and every unseen
         # value adds a branch) and max_depth (at most 2**max_depth leaves a tree; leaves at
@@ -169,7 +172,6 @@ _KINDS: dict[str, _Kind] = {
             "grace_period": _Param(50, minimum=1),
             "max_depth": _Param(8, minimum=1),
             "delta": _Param(0.01, minimum=0.0),
-            "leaf_prediction": _Param("mc", choices=("nba", "mc", "nb")),
             "max_size_mib": _Param(64.0, minimum=1.0),
             "memory_estimate_period": _Param(100_000, minimum=1),
             "seed": _Param(0, minimum=0),
