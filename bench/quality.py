@@ -122,7 +122,7 @@ GRIDS: dict[str, list[tuple[str, Factory]]] = {
         ("fm latent_lr=0.02", kind("fm", latent_lr=0.02)),
         ("fm latent_lr=0.05", kind("fm", latent_lr=0.05)),
         ("fm lr=0.01 latent_lr=0.01", kind("fm", lr=0.01, latent_lr=0.01)),
-        ("fm n_factors=4", kind("fm", n_factors=4)),
+        ("fm n_factors=8", kind("fm", n_factors=8)),
         ("fm n_factors=16", kind("fm", n_factors=16)),
         ("fm init_std=0.01", kind("fm", init_std=0.01)),
         ("fm init_std=0.1", kind("fm", init_std=0.1)),

@@ -1,7 +1,9 @@
-"""River pipelines by name: `build_model("logreg", {"lr": 0.05})`.
+"""River pipelines by name: `build_model("logreg", {"lr": 0.05})`, or an operator's own
+model function: `build_model("yarnshop.models:crossed_logreg")` (learner/hooks.py).
 
 Feature dicts map dynamic names to floats (numeric) or strings (categorical),
-so every pipeline splits the features by value type, never by name.
+so every pipeline splits the features by value type, never by name (but for the
+shopper's and the item's ids, which the tree drops).
 """
 
 import math
