@@ -100,6 +100,7 @@ def _learn(args: argparse.Namespace) -> int:
     import redis
     from prometheus_client import start_http_server
 
+    from learner.models import check_variants
     from learner.settings import LearnerSettings
     from stream.consumer import ShardWorker
 
@@ -111,6 +112,7 @@ def _learn(args: argparse.Namespace) -> int:
     gc.freeze()
     stream = StreamSettings()
     settings = LearnerSettings()
+    check_variants(settings.variants)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr=settings.metrics_host)
     stop = threading.Event()

@@ -7,7 +7,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from learner.errors import LearnerError, StateError, UnverifiedStateError
+from learner.errors import LearnerError, ModelError, StateError, UnverifiedStateError
 from snapshots.errors import (
     BadSignatureError,
     MissingKeyError,
@@ -73,6 +73,11 @@ def _hint(exc: BaseException) -> str | None:
         return _BY_KIND.get(exc.kind)
     if isinstance(exc, UnverifiedStateError):
         return _UNVERIFIED
+    if isinstance(exc, ModelError):
+        return (
+            "HEADRACE_VARIANTS gives each variant a kind: logreg, tree, fm, or a model "
+            "function module:function (docs/learner.md)"
+        )
     if isinstance(exc, StateError):
         return "has a learner published this shard yet? `headrace status` shows the state"
     return None

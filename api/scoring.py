@@ -19,6 +19,16 @@ from learner.variant import p_true_of
 
 Scores = npt.NDArray[np.float64]
 
+NUMPY_LINEAR = "numpy-linear"
+"""The scorer of the logistic pipeline, whatever kind built it: `LinearScorer`."""
+RIVER = "river"
+"""The scorer of every other model: River's own predict_proba_one, row by row."""
+
+
+def scorer_name(variant: LoadedVariant) -> str:
+    """Which scorer answers for `variant` (GET /models says it)."""
+    return NUMPY_LINEAR if variant.scorer is not None else RIVER
+
 
 def score_rows(variant: LoadedVariant, rows: Sequence[Features]) -> Scores:
     """P(purchase) of each row, as the learner's `Variant.predict` would give it."""

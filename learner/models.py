@@ -1,7 +1,9 @@
-"""River pipelines by name: `build_model("logreg", {"lr": 0.05})`.
+"""River pipelines by name: `build_model("logreg", {"lr": 0.05})`, or an operator's own
+model function: `build_model("yarnshop.models:crossed_logreg")` (learner/hooks.py).
 
 Feature dicts map dynamic names to floats (numeric) or strings (categorical),
-so every pipeline splits the features by value type, never by name.
+so every pipeline splits the features by value type, never by name (but for the
+shopper's and the item's ids, which the tree drops).
 """
 
 import math
@@ -10,9 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import compose, linear_model, optim, preprocessing, tree
+from river import compose, linear_model, optim, preprocessing
 
 from learner.errors import ModelError
+from learner.factorization import FMClassifier
+from learner.forest import ARFClassifier
+from learner.hooks import build_hooked, is_hook
+
+# The shopper's and the item's ids (`features()`). A tree cannot use them (a split on one
+# shopper out of millions teaches nothing) and each of its active leaves would keep a count
+# per id and class: a state that grows with the number of shoppers. The tree drops them.
+ID_FEATURES = ("user_id", "item_id")
 
 # Numeric features keep their names; categorical ones get this suffix in the tree, so a
 # feature that is a number in one event and a string in another becomes two features
@@ -99,24 +109,61 @@ def _build_logreg(p: Mapping[str, Any]) -> Any:
 
 def _build_tree(p: Mapping[str, Any]) -> Any:
     typed = SelectNumbers() + (SelectStrings() | compose.Suffixer(TREE_CATEGORICAL_SUFFIX))
-    model = tree.HoeffdingTreeClassifier(
+    # A small adaptive random forest of Hoeffding trees rather than one tree: on the
+    # simulator's stream its held-out AUC beat the single tree's (docs/learner.md, "Model
+    # kinds"), it ranks from its first few hundred examples, and each member is replaced
+    # when a drift detector says it has gone stale. Seeded, and deterministic with it
+    # (learner/forest.py), so a replay or a restore grows the same trees.
+    model = ARFClassifier(
+        n_models=p["n_models"],
         grace_period=p["grace_period"],
         max_depth=p["max_depth"],
         delta=p["delta"],
-        leaf_prediction=p["leaf_prediction"],
+        # A leaf's own share of purchases. "nba" picks per leaf whichever of that and naive
+        # Bayes was more often right, and at 5% positives the majority class always is:
+        # the same predictions, for the cost of keeping naive Bayes up to date. Naive
+        # Bayes leaves ("nb") rank worse and their probabilities are far off.
+        leaf_prediction="mc",
         # The caps that keep the published state small are structural and deterministic:
         # binary splits (a 50-value category would otherwise split 50 ways, and every unseen
-        # value adds a branch) and max_depth (at most 2**max_depth leaves; leaves at the
-        # depth limit stop learning and drop their splitters).
+        # value adds a branch) and max_depth (at most 2**max_depth leaves a tree; leaves at
+        # the depth limit stop learning and drop their splitters). A forest holds at most
+        # 2 * n_models trees: each member and, while its warning detector is on, the
+        # background tree that may replace it.
         binary_split=True,
-        # River's memory check is only a backstop for unbounded feature sets. It measures
-        # in-memory object sizes, which a pickle round trip does not preserve (shared
-        # floats are duplicated, dicts and lists are resized), so when it bites a restored
-        # tree may deactivate other leaves than the tree that never stopped.
+        # River's memory check (per tree) is only a backstop for unbounded feature sets. It
+        # measures in-memory object sizes, which a pickle round trip does not preserve
+        # (shared floats are duplicated, dicts and lists are resized), so when it bites a
+        # restored tree may deactivate other leaves than the tree that never stopped.
         max_size=p["max_size_mib"],
         memory_estimate_period=p["memory_estimate_period"],
+        seed=p["seed"],
     )
-    return compose.Pipeline(typed, model)
+    return compose.Pipeline(compose.Discard(*ID_FEATURES), typed, model)
+
+
+def _build_fm(p: Mapping[str, Any]) -> Any:
+    scaled = SelectNumbers() | preprocessing.StandardScaler()
+    strings: Any = SelectStrings()
+    if p["buckets"]:
+        # One latent vector per distinct value would grow the published state with every
+        # new shopper and item; hashed into buckets it stops at `buckets` vectors. River's
+        # hasher is seeded, so the learner and every restart hash alike.
+        strings |= preprocessing.FeatureHasher(
+            n_features=p["buckets"], seed=0, alternate_sign=False
+        )
+    model = FMClassifier(
+        n_factors=p["n_factors"],
+        weight_optimizer=optim.SGD(p["lr"]),
+        latent_optimizer=optim.SGD(p["latent_lr"]),
+        l2_weight=p["l2"],
+        l2_latent=p["l2_latent"],
+        intercept_lr=p["intercept_lr"],
+        # Seeded: a learner that replays the stream from the start draws the same latents.
+        latent_initializer=optim.initializers.Normal(sigma=p["init_std"], seed=p["seed"]),
+        seed=p["seed"],
+    )
+    return compose.Pipeline(scaled + strings, model)
 
 
 @dataclass(frozen=True)
@@ -139,12 +186,27 @@ _KINDS: dict[str, _Kind] = {
     "tree": _Kind(
         _build_tree,
         {
-            "grace_period": _Param(200, minimum=1),
+            "n_models": _Param(3, minimum=1),
+            "grace_period": _Param(50, minimum=1),
             "max_depth": _Param(8, minimum=1),
-            "delta": _Param(1e-7, minimum=0.0),
-            "leaf_prediction": _Param("nba", choices=("nba", "mc", "nb")),
+            "delta": _Param(0.01, minimum=0.0),
             "max_size_mib": _Param(64.0, minimum=1.0),
             "memory_estimate_period": _Param(100_000, minimum=1),
+            "seed": _Param(0, minimum=0),
+        },
+    ),
+    "fm": _Kind(
+        _build_fm,
+        {
+            "n_factors": _Param(4, minimum=1),
+            "lr": _Param(0.005, minimum=0.0),
+            "latent_lr": _Param(0.005, minimum=0.0),
+            "intercept_lr": _Param(0.01, minimum=0.0),
+            "l2": _Param(0.0, minimum=0.0),
+            "l2_latent": _Param(0.001, minimum=0.0),
+            "init_std": _Param(0.05, minimum=0.0),
+            "buckets": _Param(1 << 15, minimum=0),
+            "seed": _Param(0, minimum=0),
         },
     ),
 }
@@ -153,12 +215,20 @@ MODEL_KINDS: tuple[str, ...] = tuple(_KINDS)
 
 
 def model_params(kind: str) -> dict[str, float | int | str]:
-    """The parameters `kind` accepts, with their defaults."""
+    """The parameters `kind` accepts, with their defaults (a model function's: none known)."""
+    if is_hook(kind):
+        return {}
     return {name: spec.default for name, spec in _kind(kind).params.items()}
 
 
 def build_model(kind: str, params: Mapping[str, object] | None = None) -> Any:
-    """A fresh, untrained River pipeline of `kind`, with `params` over the defaults."""
+    """A fresh, untrained River model of `kind`, with `params` over the defaults.
+
+    `kind` is a built-in kind (MODEL_KINDS) or a model function, `module:function`
+    (learner/hooks.py), which gets `params` as its keyword arguments.
+    """
+    if is_hook(kind):
+        return build_hooked(kind, params)
     spec = _kind(kind)
     given = dict(params or {})
     unknown = sorted(set(given) - set(spec.params))
@@ -173,12 +243,23 @@ def build_model(kind: str, params: Mapping[str, object] | None = None) -> Any:
     return spec.build(resolved)
 
 
+def check_variants(variants: Mapping[str, str]) -> None:
+    """Build every variant's model once, so that a bad kind stops a learner as it starts
+    (a standby would otherwise find out only when it takes over)."""
+    for name, kind in variants.items():
+        try:
+            build_model(kind)
+        except ModelError as exc:
+            raise ModelError(f"variant {name!r}: {exc}") from exc
+
+
 def _kind(kind: str) -> _Kind:
     try:
         return _KINDS[kind]
     except KeyError:
         raise ModelError(
-            f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}"
+            f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}, "
+            "or a model function written module:function"
         ) from None
 
 

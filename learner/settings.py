@@ -17,7 +17,8 @@ class LearnerSettings(BaseSettings):
     """Which shard of HEADRACE_SHARDS this learner serves (its model's name)."""
 
     variants: dict[str, str] = {"main": "logreg"}
-    """Variant name → model kind (logreg, tree), as JSON: '{"a": "logreg", "b": "tree"}'."""
+    """Variant name → model kind (logreg, tree, fm, or a model function module:function),
+    as JSON: '{"a": "logreg", "b": "tree"}'."""
 
     target: Literal["purchase", "click"] = "purchase"
     """The outcome that makes an impression a positive example."""

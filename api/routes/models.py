@@ -8,6 +8,7 @@ from starlette.responses import Response
 from api.deps import Services, ServicesDep
 from api.loading import ShardModel
 from api.routes import json_response
+from api.scoring import scorer_name
 from learner.counters import QUARANTINED, by_prefix
 
 router = APIRouter(tags=["operations"])
@@ -55,7 +56,7 @@ def _shard(services: Services, shard: ShardModel, now: float) -> dict[str, Any]:
                 "metrics": facts.get("metrics", {}),
                 "reliability": facts.get("reliability", []),
                 "loaded": loaded is not None,
-                "scorer": None if loaded is None else "numpy" if loaded.scorer else "river",
+                "scorer": None if loaded is None else scorer_name(loaded),
                 "traffic_share": share,
                 "shadow": name == shadow,
                 "default": name == shard.default_variant,

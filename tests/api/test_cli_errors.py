@@ -1,6 +1,7 @@
 """Every failing `headrace` command says what went wrong in one line, with a hint, and exits
 non-zero."""
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,21 @@ def test_restoring_a_snapshot_that_does_not_exist(
     assert main(["snapshot", "restore", "latest", "--no-wait"]) == 1
     line = _one_line(capsys)
     assert "not found" in line and "`headrace snapshot list`" in line
+
+
+def test_a_variant_whose_model_function_cannot_be_imported(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The learner refuses to start, before it waits for the shard's lease."""
+    monkeypatch.setenv("HEADRACE_VARIANTS", '{"main": "logreg", "x": "no_such_package.m:build"}')
+    monkeypatch.setenv("HEADRACE_METRICS_PORT", "0")
+    monkeypatch.setenv("HEADRACE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    threshold = gc.get_threshold()
+    try:
+        assert main(["learn"]) == 1
+    finally:  # the learner tunes the collector for its own process
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    line = _one_line(capsys)
+    assert "variant 'x': no_such_package.m:build: cannot import no_such_package" in line
+    assert "(hint: HEADRACE_VARIANTS" in line

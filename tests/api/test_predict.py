@@ -126,7 +126,7 @@ def test_models_lists_every_variant_with_its_facts(client: Any) -> None:
     assert "lineage" in shard
     variants = {v["name"]: v for v in shard["variants"]}
     assert set(variants) == {"main", "tree"}
-    assert variants["main"]["kind"] == "logreg" and variants["main"]["scorer"] == "numpy"
+    assert variants["main"]["kind"] == "logreg" and variants["main"]["scorer"] == "numpy-linear"
     assert variants["main"]["n_learned"] > 1000
     assert variants["main"]["traffic_share"] == 1.0 and variants["tree"]["traffic_share"] == 0.0
     assert "roc_auc" in variants["main"]["metrics"]

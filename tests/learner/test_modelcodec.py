@@ -18,7 +18,7 @@ from river.tree.utils import calculate_object_size
 
 from learner import modelcodec
 from learner.errors import StateError
-from learner.models import MODEL_KINDS, build_model
+from learner.models import MODEL_KINDS, build_model, model_params
 from tests.learner.test_models import NUMERIC, Features, synthetic_stream
 
 PROBE = [x for x, _ in synthetic_stream(400, seed=99)]
@@ -66,13 +66,22 @@ def test_a_round_trip_leaves_the_original_untouched(kind: str) -> None:
     assert predictions(model, PROBE) == before
 
 
-def test_the_tree_saves_no_random_generator_state() -> None:
+def trees(model: Any) -> list[Any]:
+    """The forest's member trees, and the background trees that may replace them."""
+    forest = model["ARFClassifier"]
+    return [*forest.models, *(t for t in forest._background if t is not None)]
+
+
+def test_the_tree_saves_no_random_generator_state_but_its_seeded_own() -> None:
     tree = trained("tree", 4000)
     blob = modelcodec.dumps(tree, compress=False)
     plain = pickle.dumps(tree, protocol=pickle.HIGHEST_PROTOCOL)
     # Each generator pickles to ~3.8 kB; the rest of a Gaussian to ~100 bytes.
     assert len(blob) * 10 < len(plain)
-    assert b"Random" not in blob
+    # The forest's own generator is seeded (its bagging weights, its features per split):
+    # kept, so a restored forest grows as the original would.
+    restored = modelcodec.loads(blob)
+    assert restored["ARFClassifier"]._rng.getstate() == tree["ARFClassifier"]._rng.getstate()
 
 
 def test_the_loaded_tree_has_the_in_memory_size_of_a_plainly_unpickled_one() -> None:
@@ -84,43 +93,60 @@ def test_the_loaded_tree_has_the_in_memory_size_of_a_plainly_unpickled_one() -> 
 
 
 def test_the_tree_state_stays_under_the_bound_its_caps_imply() -> None:
-    """The default tree's caps bound its state by the features it sees, not by time.
+    """The default forest's caps bound its state by the features it sees, not by time.
 
     With binary splits and max_depth d, leaves at depth d stop learning and drop their
-    splitters, so at most 2**(d-1) leaves are active and 2**d exist. An active leaf
-    holds a GaussianSplitter per numeric feature (two Gaussians: ~540 bytes alone, 600
-    budgeted) and, per categorical feature, a count per value and class (~18 bytes,
+    splitters, so at most 2**(d-1) leaves of a tree are active and 2**d exist. An active
+    leaf holds a GaussianSplitter per numeric feature (two Gaussians: ~540 bytes alone,
+    600 budgeted) and, per categorical feature, a count per value and class (~18 bytes,
     40 budgeted); an inactive leaf holds only its class counts (~400 bytes alone, 500
-    budgeted). The number of distinct categorical values is the one term the tree does
-    not cap: this stream sends up to 1,000 unseen values per categorical feature.
+    budgeted). A forest holds at most two trees per member (the member, and the
+    background tree that may replace it) and two drift detectors each (10 kB budgeted).
+    The number of distinct categorical values is the one term the trees do not cap: this
+    stream sends up to 1,000 unseen values per categorical feature.
     """
     depth = 8
     numeric = len(NUMERIC) + 1  # and "size", when it is a number
     values: set[tuple[str, str]] = set()
     tree = build_model("tree")
-    model = tree["HoeffdingTreeClassifier"]
+    members = model_params("tree")["n_models"]
+    assert isinstance(members, int)
     for i, (x, y) in enumerate(synthetic_stream(30_000, seed=4)):
         tree.learn_one(x, y)
         values.update((k, v) for k, v in x.items() if isinstance(v, str))
         if i % 5000 == 4999:
+            grown = trees(tree)
+            assert len(grown) <= 2 * members
             active_leaf = 600 * numeric + 40 * 2 * len(values) + 600
-            bound = 2 ** (depth - 1) * active_leaf + 2**depth * 500 + 20_000
+            per_tree = 2 ** (depth - 1) * active_leaf + 2**depth * 500
+            bound = len(grown) * per_tree + members * 10_000 + 20_000
             assert len(modelcodec.dumps(tree, compress=False)) < bound
-            assert model._n_active_leaves <= 2 ** (depth - 1)
-            assert model.n_leaves <= 2**depth
+            for member in grown:
+                assert member._n_active_leaves <= 2 ** (depth - 1)
+                assert member.n_leaves <= 2**depth
 
 
 def test_a_shallow_tree_stops_growing() -> None:
     tree = build_model("tree", {"max_depth": 3, "grace_period": 50})
-    model = tree["HoeffdingTreeClassifier"]
     sizes = []
     for i, (x, y) in enumerate(synthetic_stream(12_000, seed=5)):
         tree.learn_one(x, y)
         if i % 3000 == 2999:
             sizes.append(len(modelcodec.dumps(tree, compress=False)))
-    assert model.n_leaves <= 8
-    assert model._n_active_leaves <= 4
-    assert max(sizes) < 40_000
+    for member in trees(tree):
+        assert member.n_leaves <= 8
+        assert member._n_active_leaves <= 4
+    assert max(sizes) < 40_000 * 2 * len(tree["ARFClassifier"].models)
+
+
+def test_the_tree_keeps_nothing_per_shopper_or_item() -> None:
+    """The ids name millions of values: a forest that counted them per leaf would grow
+    with every new shopper."""
+    plain, with_ids = build_model("tree"), build_model("tree")
+    for i, (x, y) in enumerate(synthetic_stream(4000, seed=6)):
+        plain.learn_one(x, y)
+        with_ids.learn_one({**x, "user_id": f"u{i}", "item_id": f"i{i}"}, y)
+    assert modelcodec.dumps(with_ids) == modelcodec.dumps(plain)
 
 
 def test_a_seeded_distribution_keeps_its_generator() -> None:

@@ -46,8 +46,8 @@ def synthetic_stream(n: int, seed: int = 0) -> list[tuple[Features, bool]]:
     return out
 
 
-def test_the_kinds_are_logreg_and_tree() -> None:
-    assert set(MODEL_KINDS) >= {"logreg", "tree"}
+def test_the_kinds_are_logreg_tree_and_fm() -> None:
+    assert set(MODEL_KINDS) >= {"logreg", "tree", "fm"}
 
 
 def test_an_unknown_kind_names_the_known_ones() -> None:
@@ -76,6 +76,12 @@ def test_an_unknown_parameter_names_the_known_ones() -> None:
         ("tree", {"max_depth": 0}),
         ("tree", {"grace_period": None}),
         ("tree", {"leaf_prediction": "vote"}),
+        ("tree", {"n_models": 0}),
+        ("fm", {"n_factors": 0}),
+        ("fm", {"buckets": -1}),
+        ("fm", {"buckets": 2.5}),
+        ("fm", {"init_std": -0.1}),
+        ("fm", {"seed": "x"}),
     ],
 )
 def test_bad_parameters_are_model_errors(kind: str, params: dict[str, object]) -> None:
@@ -89,10 +95,12 @@ def test_parameters_reach_river() -> None:
     assert type(final.optimizer).__name__ == "AdaGrad"
     assert final.optimizer.learning_rate == 0.2
     assert final.l2 == 0.001
-    tree = build_model("tree", {"max_depth": 5.0, "grace_period": 50})["HoeffdingTreeClassifier"]
-    assert (tree.max_depth, tree.grace_period) == (5, 50)
+    tree = build_model("tree", {"max_depth": 5.0, "grace_period": 20})["ARFClassifier"]
+    assert (tree.max_depth, tree.grace_period, tree.n_models) == (5, 20, 3)
     assert isinstance(tree.max_depth, int)
-    assert tree.binary_split
+    assert tree.binary_split and tree.leaf_prediction == "mc"
+    fm = build_model("fm", {"n_factors": 3, "latent_lr": 0.2, "buckets": 0})["FMClassifier"]
+    assert (fm.n_factors, fm.latent_optimizer.learning_rate) == (3, 0.2)
 
 
 def test_defaults_are_listed_and_used() -> None:
