@@ -230,7 +230,7 @@ def _shape(cls: type[BaseModel]) -> _Shape:
 def _strings(model: BaseModel) -> int:
     """JSON strings (keys and string values) the fields `model` was given were written as.
 
-    About 1 us an event: set operations on the fields pydantic says were sent."""
+    Set operations on the fields pydantic says were sent: under 2 us an event."""
     shape = _SHAPES.get(type(model))
     if shape is None:
         shape = _SHAPES[type(model)] = _shape(type(model))

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import redis
 
+from api.alertfeed import Subscriber
 from guards import alertstore
 from guards.alerts import Alert
 from stream.settings import StreamSettings
@@ -157,5 +158,17 @@ def test_a_stream_resumes_after_its_last_event_id(
             await asyncio.to_thread(_raise, redis_client, settings, 5)
             caught_up = await Stream.open(client, s, last_id=got[0][0])
             assert [m for _, m in await caught_up.alerts(1)] == ["alert 5"]
+
+    asyncio.run(run())
+
+
+def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for() -> None:
+    async def run() -> None:
+        subscriber = Subscriber("1-0", queue_size=2)
+        for n in range(3):
+            subscriber.offer((f"{n + 2}-0", {"message": f"alert {n}"}))
+        # The reader never blocks on a slow client: it marks it, and its stream ends.
+        assert subscriber.dropped
+        assert subscriber.queue.qsize() == 2
 
     asyncio.run(run())
