@@ -1,12 +1,12 @@
 """Operator routes: list, take and restore snapshots; roll back. Behind the admin token.
 
 Without HEADRACE_ADMIN_TOKEN they are off (404). The token is compared in
-constant time; a missing one is 401, a wrong one 403. The token is checked before a byte
-of the body is read, and a body over ADMIN_MAX_BODY_BYTES is refused (413) unparsed. An
-unknown model is 404. The work is done by the
-shard's owning learner (or under the shard's lease when none runs): see
-stream/operations.py. Handlers are plain functions: FastAPI runs them in its
-thread pool, so waiting for a learner never blocks the event loop.
+constant time; a missing one is 401, a wrong one 403. It is checked before a byte of the
+body is read (`AdminRoute`), and a body over ADMIN_MAX_BODY_BYTES is refused (413)
+unparsed. An unknown model is 404. The work is done by the shard's owning learner (or
+under the shard's lease when none runs): see stream/operations.py. Handlers are plain
+functions: FastAPI runs them in its thread pool, so waiting for a learner never blocks
+the event loop.
 """
 
 import hashlib
