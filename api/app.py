@@ -18,6 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import errors
+from api.alertfeed import AlertFeed
 from api.deps import Services, key_digest
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher
@@ -29,6 +30,7 @@ from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
 from api.traffic import TrafficSplit
+from guards.alertstore import alerts_key
 from learner.signing import Seal
 from snapshots.keys import VerifyKey
 from snapshots.settings import SigningSettings, SnapshotSettings
@@ -72,6 +74,7 @@ def create_app(
         try:
             yield
         finally:
+            await services.alerts.close()
             for close in closers:
                 close()
 
@@ -168,6 +171,7 @@ def _build(
         clock,
         shadow=Shadow(shadow, settings.shadow_rate) if shadow else None,
         publish_by_default=settings.publish_impressions,
+        max_impressions=settings.max_impressions,
     )
     services = Services(
         settings=settings,
@@ -181,6 +185,12 @@ def _build(
         stream=stream,
         redis=connect(stream, socket_timeout=5),
         snapshots=_snapshots(settings, snapshot_settings, verify_keys),
+        alerts=AlertFeed(
+            stream.redis_url,
+            alerts_key(stream.key_prefix),
+            settings.max_alert_streams,
+            password=stream.redis_password_value,
+        ),
     )
     metrics.watch(
         lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],

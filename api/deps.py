@@ -9,6 +9,7 @@ from typing import Annotated
 import redis
 from fastapi import Depends, Request
 
+from api.alertfeed import AlertFeed
 from api.errors import BodyTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
 from api.holder import ModelHolder
 from api.online import RedisHealth
@@ -38,6 +39,8 @@ class Services:
     """A plain client for operator actions and alert reads (not the request path)."""
     snapshots: Snapshots | None
     """The snapshot store, with verifying keys only; None while the admin routes are off."""
+    alerts: AlertFeed
+    """The live alert streams' one shared reader."""
 
 
 async def get_services(request: Request) -> Services:
@@ -52,31 +55,75 @@ def key_digest(key: str | bytes) -> bytes:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
 
 
-def authorize(request: Request, services: Services) -> None:
-    """Accept the request when no keys are configured or it carries one of them."""
-    digests = services.key_digests
-    if not digests:
-        return
+def _presented_key(request: Request) -> str | None:
     given = request.headers.get("x-api-key")
     if given is None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else None
-    if not given:
-        raise UnauthorizedError("an API key is required (X-API-Key or Authorization: Bearer)")
+    return given or None
+
+
+def _matches(given: str, digests: tuple[bytes, ...]) -> bool:
     digest = key_digest(given)
-    # Every key is compared, in constant time, whichever matches.
+    # Every digest is compared, in constant time, whichever matches.
     matched = False
     for accepted in digests:
         matched |= hmac.compare_digest(digest, accepted)
-    if not matched:
+    return matched
+
+
+def authorize(request: Request, services: Services) -> bool:
+    """Accept the request when no keys are configured or it carries one of them.
+
+    True when the caller proved a key: only such a caller may ask for impressions."""
+    digests = services.key_digests
+    if not digests:
+        return False
+    given = _presented_key(request)
+    if given is None:
+        raise UnauthorizedError("an API key is required (X-API-Key or Authorization: Bearer)")
+    if not _matches(given, digests):
         raise UnauthorizedError("the API key is not valid")
+    return True
+
+
+async def authorize_reader(request: Request, services: ServicesDep) -> Services:
+    """The operator's read routes (alerts, metrics history): an API key or an admin token.
+
+    Open when no API keys are configured, as /predict is; the admin token is accepted too,
+    so the dashboard reads with the token the operator typed."""
+    digests = services.key_digests
+    if not digests:
+        return services
+    given = _presented_key(request)
+    if given is None:
+        raise UnauthorizedError("an API key or the admin token is required")
+    admin = tuple(key_digest(t) for t in services.settings.admin_tokens())
+    # Both sets are compared, so the time taken does not say which kind nearly matched.
+    if not (_matches(given, digests) | _matches(given, admin)):
+        raise UnauthorizedError("the key is not valid")
+    return services
+
+
+ReaderDep = Annotated[Services, Depends(authorize_reader)]
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON: `application/json` or `application/*+json`.
+
+    A missing Content-Type is refused too: a browser's cross-site form or no-cors fetch can
+    only send text/plain, form or multipart bodies, so it never gets past this check."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        raise UnsupportedMediaTypeError("send the body as application/json (no Content-Type)")
+    essence = content_type.partition(";")[0].strip().lower()
+    kind, _, subtype = essence.partition("/")
+    if kind != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise UnsupportedMediaTypeError(f"send application/json, not {content_type[:100]!r}")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    content_type = request.headers.get("content-type")
-    if content_type is not None and "json" not in content_type.lower():
-        raise UnsupportedMediaTypeError(f"send application/json, not {content_type[:100]!r}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"the body is {declared} bytes; the limit is {limit}")

@@ -57,6 +57,13 @@ class InvalidRequestError(ApiError):
         return cls(text, field=match.group(1) if match else "$")
 
 
+class InvalidHeaderError(ApiError):
+    """A request header the route reads is malformed; `field` names the header."""
+
+    status = 400
+    code = "invalid_header"
+
+
 class BodyTooLargeError(ApiError):
     status = 413
     code = "body_too_large"
@@ -127,6 +134,16 @@ class RefusedError(ApiError):
 class UnavailableError(ApiError):
     status = 503
     code = "unavailable"
+
+
+class TooManyStreamsError(ApiError):
+    """Every live alert stream of this worker is taken (HEADRACE_MAX_ALERT_STREAMS)."""
+
+    status = 503
+    code = "too_many_streams"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
 
 
 def from_domain(exc: Exception) -> ApiError:

@@ -55,6 +55,7 @@ class Predictor:
         *,
         shadow: Shadow | None = None,
         publish_by_default: bool = False,
+        max_impressions: int = 100,
     ) -> None:
         self.holder = holder
         self.online = online
@@ -64,6 +65,7 @@ class Predictor:
         self.clock = clock
         self.shadow = shadow
         self.publish_by_default = publish_by_default
+        self.max_impressions = max_impressions
 
     async def predict(self, request: PredictRequest) -> Prediction:
         served = self.holder.served
@@ -107,8 +109,12 @@ class Predictor:
         self.metrics.candidates.observe(len(candidates))
         publish = request.publish_impressions
         if publish or (publish is None and self.publish_by_default):
-            returned = [candidates[i] for i in order]
-            self.publisher.offer(ImpressionBatch(request.user_id, context, returned, ids, at))
+            cap = self.max_impressions
+            if len(ids) > cap:
+                self.metrics.impressions_dropped.labels("request_cap").inc(len(ids) - cap)
+            returned = [candidates[i] for i in order[:cap]]
+            batch = ImpressionBatch(request.user_id, context, returned, ids[:cap], at)
+            self.publisher.offer(batch)
         after = self._shadow_work(shard, variant, columns, scores)
         return Prediction(request_id, body, degraded, after)
 

@@ -20,7 +20,10 @@ MIN_TOKEN_CHARS = 16
 class ApiSettings(BaseSettings):
     """How the API listens, what it accepts, how it splits traffic, how it watches models."""
 
-    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+    # A refused token or key must not be printed back in the error that refuses it.
+    model_config = SettingsConfigDict(
+        env_prefix="HEADRACE_", extra="ignore", hide_input_in_errors=True
+    )
 
     host: str = "127.0.0.1"
     """Address `headrace serve` binds to (0.0.0.0 in a container)."""
@@ -46,14 +49,24 @@ class ApiSettings(BaseSettings):
 
     publish_impressions: bool = False
     """Publish an `impression` event per returned candidate to the events topic by default
-    (a request's `publish_impressions` overrides it)."""
+    (a request's `publish_impressions: false` turns it off). Off, only an authenticated
+    caller (HEADRACE_API_KEYS) may ask for it with `publish_impressions: true`."""
+
+    max_impressions: int = Field(default=100, ge=1, le=100_000)
+    """Most impressions one response publishes: the first this many returned candidates
+    (best first with top_k); the rest are counted as dropped (`request_cap`)."""
 
     impression_queue_size: int = Field(default=10_000, ge=1)
     """Most requests whose impressions may wait for Kafka; past it they are dropped, counted."""
 
     api_keys: Annotated[list[SecretStr], NoDecode] = []
-    """Keys accepted by /predict (X-API-Key or Authorization: Bearer), comma separated. Empty:
-    /predict is open."""
+    """Keys accepted by /predict, /drift/* and /dashboard/history (X-API-Key or
+    Authorization: Bearer), comma separated; each at least 16 characters, not a
+    placeholder. Empty: those routes are open, and no caller may publish impressions."""
+
+    max_alert_streams: int = Field(default=100, ge=1, le=100_000)
+    """Live alert streams (/drift/alerts/stream) one worker serves at once; one more is
+    answered 503 with Retry-After. They share one Redis reader."""
 
     model_poll_s: float = Field(default=1.0, gt=0.0, le=60.0)
     """Seconds between version checks besides the versions channel (missed messages, Redis
@@ -97,8 +110,8 @@ class ApiSettings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _check_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if any(not key.get_secret_value() for key in value):
-            raise ValueError("an API key must not be empty")
+        for key in value:
+            _check_token("api_keys", key.get_secret_value())
         return value
 
     @field_validator("admin_token", mode="before")

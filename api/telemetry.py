@@ -18,6 +18,10 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05
 # series would grow with every publish (several a second).
 _VERSIONS_KEPT = 3
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods that get a label value of their own; any other a client sends counts as "other"
+(the HTTP parser takes any token as a method: each would be a new series)."""
+
 ModelFacts = Callable[[], Iterable[tuple[str, int, float]]]
 """(model, version, published_at) of every loaded model."""
 
@@ -211,5 +215,7 @@ class LatencyMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope["method"]
+            if method not in _METHODS:
+                method = "other"
             self.metrics.latency.labels(path, method).observe(time.perf_counter() - started)
             self.metrics.responses.labels(path, method, str(status)).inc()

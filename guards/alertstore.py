@@ -14,6 +14,11 @@ from guards.alerts import Alert
 
 MAX_ALERTS = 10_000
 
+PAGE = 200
+"""Entries one read of `recent` takes: a filter reads page after page, newest first."""
+
+_MAX_PART = 2**64 - 1
+
 
 def alerts_key(prefix: str) -> str:
     return f"{prefix}:alerts"
@@ -30,8 +35,20 @@ def append(pipe: Any, prefix: str, alerts: list[Alert]) -> None:
         )
 
 
-def _decode(entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+def decode(entries: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Stream entries as Redis returns them, as (entry id, alert)."""
     return [(entry_id.decode(), orjson.loads(fields[b"alert"])) for entry_id, fields in entries]
+
+
+def parse_id(text: str) -> tuple[int, int]:
+    """An entry id `<ms>-<seq>` (e.g. a Last-Event-ID); ValueError for anything else."""
+    ms, dash, seq = text.partition("-")
+    if not (dash and ms.isascii() and ms.isdigit() and seq.isascii() and seq.isdigit()):
+        raise ValueError(f"not an alert id (<ms>-<seq>): {text[:60]!r}")
+    parts = int(ms), int(seq)
+    if max(parts) > _MAX_PART:
+        raise ValueError(f"alert id out of range: {text[:60]!r}")
+    return parts
 
 
 def recent(
@@ -43,23 +60,27 @@ def recent(
     variant: str | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """The newest alerts (oldest first), filtered by event time, model and variant."""
+    """The newest alerts (oldest first), filtered by event time, model and variant.
+
+    Read newest first, a page at a time, until `limit` alerts match: without a filter one
+    read of `limit` entries, with one only as far back as the matches go."""
     found: list[dict[str, Any]] = []
-    for entry_id, alert in _decode(client.xrevrange(alerts_key(prefix), count=MAX_ALERTS)):
-        if since is not None and alert["ts"] < since:
-            continue
-        if (model and alert["model"] != model) or (variant and alert["variant"] != variant):
-            continue
-        found.append({"stream_id": entry_id, **alert})
-        if len(found) >= limit:
+    key = alerts_key(prefix)
+    filtered = since is not None or model or variant
+    page = PAGE if filtered else limit
+    upper = "+"
+    while len(found) < limit:
+        entries = decode(client.xrevrange(key, max=upper, count=page))
+        for entry_id, alert in entries:
+            if since is not None and alert["ts"] < since:
+                continue
+            if (model and alert["model"] != model) or (variant and alert["variant"] != variant):
+                continue
+            found.append({"stream_id": entry_id, **alert})
+            if len(found) >= limit:
+                break
+        if len(entries) < page:
             break
+        upper = "(" + entries[-1][0]
     found.reverse()
     return found
-
-
-def after(
-    client: redis.Redis, prefix: str, last_id: str, block_ms: int
-) -> list[tuple[str, dict[str, Any]]]:
-    """Alerts appended after `last_id` ("$": from now), waiting up to `block_ms` for one."""
-    reply = client.xread({alerts_key(prefix): last_id}, block=block_ms, count=100)
-    return _decode(reply[0][1]) if reply else []

@@ -11,6 +11,7 @@ storm, purchases without impressions) also quarantine the user for
 
 import hashlib
 import math
+import os
 import zlib
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -57,7 +58,13 @@ class Cohorts:
     """
 
     def __init__(self, s: GuardSettings) -> None:
-        self._key = hashlib.blake2b(s.fraud_flip_salt.encode(), digest_size=16).digest()
+        salt = s.fraud_flip_salt
+        # A drawn key is part of the pickled state: the committed guard keeps its cohorts.
+        self._key = (
+            os.urandom(16)
+            if salt is None
+            else hashlib.blake2b(salt.get_secret_value().encode(), digest_size=16).digest()
+        )
         self._n = s.fraud_flip_cohorts
         self._short, self._long = s.fraud_flip_short_half_life_s, s.fraud_flip_long_half_life_s
         # [time, recent impressions, recent positives, recent unflagged positives,

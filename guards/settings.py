@@ -8,7 +8,7 @@ synthetic streams (tests/guards).
 
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guards.errors import GuardConfigError
@@ -17,7 +17,10 @@ from guards.errors import GuardConfigError
 class GuardSettings(BaseSettings):
     """Thresholds of every guard rule and detector."""
 
-    model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
+    # The salt is a key: an error that refuses it must not print it.
+    model_config = SettingsConfigDict(
+        env_prefix="HEADRACE_", extra="ignore", hide_input_in_errors=True
+    )
 
     guards_enabled: bool = True
     """Master switch: off, no rule quarantines, no detector alerts, no rollback is decided."""
@@ -228,8 +231,11 @@ class GuardSettings(BaseSettings):
     small enough (1/16 of the traffic) that a few dozen accounts move their rate. A device
     cohort would dilute them among a third of the store and quarantine a third of its sales."""
 
-    fraud_flip_salt: str = "headrace"
-    """Key of the cohort hash; set your own so an attacker cannot grind ids into one cohort."""
+    fraud_flip_salt: SecretStr | None = None
+    """Key of the cohort hash, so an attacker cannot grind user ids into one cohort. Unset: a
+    new guard draws a random key, kept in its committed state (restarts, takeovers, restores
+    and replays from a snapshot keep their cohorts). Set it (16+ characters) for the same
+    cohorts in independent learners, e.g. two runs from scratch that must decide alike."""
 
     fraud_flip_short_half_life_s: float = Field(default=900.0, gt=0)
     """Half-life of the recent rate (event time, 15 min)."""
@@ -279,6 +285,13 @@ class GuardSettings(BaseSettings):
 
     rollback_cooldown: int = Field(default=20_000, ge=0)
     """Examples after a decision before the next one (kept across reset: no flapping)."""
+
+    @field_validator("fraud_flip_salt")
+    @classmethod
+    def _check_salt(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("fraud_flip_salt must have at least 16 characters")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -1,26 +1,31 @@
 """Operator routes: list, take and restore snapshots; roll back. Behind the admin token.
 
 Without HEADRACE_ADMIN_TOKEN they are off (404). The token is compared in
-constant time; a missing one is 401, a wrong one 403. Taking and restoring a
-snapshot signs, and the API holds no signing key: the shard's owning learner does
-that work (stream/operations.py); with no learner running the API answers 409.
-Handlers are plain functions: FastAPI runs them in its thread pool, so waiting for a
-learner never blocks the event loop.
+constant time; a missing one is 401, a wrong one 403. It is checked before a byte of the
+body is read (`AdminRoute`), and a body over ADMIN_MAX_BODY_BYTES is refused (413)
+unparsed. An unknown model is 404. Taking and restoring a snapshot signs, and the API
+holds no signing key: the shard's owning learner does that work
+(stream/operations.py); with no learner running the API answers 409. Handlers are plain
+functions: FastAPI runs them in its thread pool, so waiting for a learner never blocks
+the event loop.
 """
 
 import hashlib
 import hmac
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
+from starlette.types import Message
 
-from api.deps import Services, ServicesDep
+from api.deps import Services, ServicesDep, read_body, require_json
 from api.errors import (
     AdminOffError,
-    ApiError,
     ForbiddenError,
+    NotFoundError,
     UnauthorizedError,
     UnavailableError,
     from_domain,
@@ -49,7 +54,45 @@ def require_admin(request: Request, services: ServicesDep) -> Services:
 
 
 AdminDep = Annotated[Services, Depends(require_admin)]
-router = APIRouter(prefix="/admin", tags=["admin"])
+
+ADMIN_MAX_BODY_BYTES = 16 * 1024
+"""Largest admin body: a snapshot id, a variant, a reason of 500 characters fit many times."""
+
+
+class AdminRoute(APIRoute):
+    """Checks the admin token, then reads at most ADMIN_MAX_BODY_BYTES, before FastAPI parses.
+
+    FastAPI reads and parses a route's body before it resolves any dependency, so a
+    token dependency alone would let anyone make the API read and parse any body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            require_admin(request, request.app.state.services)
+            body = await read_body(request, ADMIN_MAX_BODY_BYTES)
+            if body:
+                require_json(request)
+            return await handler(Request(request.scope, _replay(body, request)))
+
+        return guarded
+
+
+def _replay(body: bytes, request: Request) -> Callable[[], Coroutine[Any, Any, Message]]:
+    """A `receive` that hands over the body already read, then waits as the original does."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await request.receive()
+
+    return receive
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], route_class=AdminRoute)
 
 
 class RestoreRequest(BaseModel):
@@ -88,7 +131,7 @@ def _keys(services: Services, model: str | None) -> ShardKeys:
     names = services.holder.shard_names
     name = model or names[0]
     if name not in names:
-        raise ApiError(f"unknown model {name!r}; models: {', '.join(names)}")
+        raise NotFoundError(f"unknown model {name!r}; models: {', '.join(names)}")
     return ShardKeys(services.stream.key_prefix, name)
 
 

@@ -2,7 +2,8 @@
 
 The page is static HTML, JavaScript and CSS shipped in the package (api/static); it reads
 the API's own JSON routes: /models, /dashboard/history, /drift/alerts and its live stream,
-and the admin routes with a token the operator types in. No third-party code, nothing
+and the admin routes with a token the operator types in. With HEADRACE_API_KEYS set, the
+history and the alerts need that token too (or an API key). No third-party code, nothing
 inline: the Content-Security-Policy allows this origin's files only.
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from api.deps import ServicesDep
+from api.deps import ReaderDep
 from api.errors import InvalidRequestError, NotFoundError
 from api.routes import json_response
 from learner import history
@@ -65,12 +66,13 @@ def page() -> Response:
             "events_per_s, lag, quarantined per rule, per-variant log loss and ROC AUC",
             "content": {"application/json": {"schema": _POINTS_SCHEMA}},
         },
+        401: {"description": "API keys are configured and the request has none, or a wrong one"},
         404: {"description": "No such model (shard)"},
         422: {"description": "A bad query parameter"},
     },
 )
 def points(
-    services: ServicesDep,
+    services: ReaderDep,
     model: str | None = Query(default=None, max_length=64, description="the shard; default first"),
     after: str | None = Query(
         default=None,

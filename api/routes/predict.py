@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 
-from api.deps import ServicesDep, authorize, read_body
+from api.deps import ServicesDep, authorize, read_body, require_json
+from api.errors import ForbiddenError
 from api.schemas import schema_ref
 
 
@@ -40,6 +41,7 @@ router = APIRouter(tags=["predict"])
             "content": {"application/json": {"schema": schema_ref("PredictResponse")}},
         },
         401: _error("No API key, or a wrong one (when keys are configured)"),
+        403: _error("publish_impressions asked for without an API key"),
         413: _error("The body exceeds the configured byte limit"),
         415: _error("The body is not declared as JSON"),
         422: _error("The body is not valid JSON, or does not fit the schema (see field)"),
@@ -48,9 +50,16 @@ router = APIRouter(tags=["predict"])
 )
 async def predict(request: Request, services: ServicesDep) -> Response:
     # A plain call, not a second dependency: FastAPI's resolution costs more than the check.
-    authorize(request, services)
+    authenticated = authorize(request, services)
+    require_json(request)
     body = await read_body(request, services.settings.max_body_bytes)
     decoded = services.decoder.decode(body)
+    if decoded.publish_impressions and not (authenticated or services.settings.publish_impressions):
+        # Impressions become training data: an anonymous caller must not write it.
+        raise ForbiddenError(
+            "publish_impressions needs an API key (HEADRACE_API_KEYS); "
+            "or the server publishes them for every request (HEADRACE_PUBLISH_IMPRESSIONS)"
+        )
     prediction = await services.predictor.predict(decoded)
     headers = {"X-Request-ID": prediction.request_id}
     if prediction.degraded:

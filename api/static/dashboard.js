@@ -1,6 +1,8 @@
 // The headrace dashboard: polls /models and /dashboard/history every second, follows
 // /drift/alerts/stream (server-sent events), and, once the server accepted the admin
 // token the operator typed, lists snapshots and offers snapshot, restore and rollback.
+// With API keys on the server, the history and the alerts need that token too: every
+// read sends it, so the live alerts are read with fetch (EventSource sends no headers).
 //
 // Everything shown is put in the page as text (textContent, never innerHTML): alert
 // messages and names come from the stream and are not trusted.
@@ -11,6 +13,7 @@
   const MAX_POINTS = 20000;
   const MAX_ALERTS_LISTED = 50;
   const TOKEN_KEY = "headrace.adminToken";
+  const RECONNECT_MS = 2000;
   const COLORS = {
     rolling: "#2463eb",
     cumulative: "#9aa4b8",
@@ -305,12 +308,13 @@
   async function loadHistory() {
     const params = new URLSearchParams({ model: state.model });
     if (state.lastId) params.set("after", state.lastId);
-    const body = await fetchJSON(`/dashboard/history?${params}`);
+    const body = await fetchJSON(`/dashboard/history?${params}`, { headers: readHeaders() });
     addPoints(body.points);
   }
 
   async function loadAlerts() {
-    const body = await fetchJSON(`/drift/alerts?limit=1000&model=${encodeURIComponent(state.model)}`);
+    const url = `/drift/alerts?limit=1000&model=${encodeURIComponent(state.model)}`;
+    const body = await fetchJSON(url, { headers: readHeaders() });
     mergeAlerts(body.alerts);
   }
 
@@ -323,13 +327,56 @@
     showAlerts();
   }
 
-  function followAlerts() {
-    const source = new EventSource("/drift/alerts/stream");
-    source.addEventListener("alert", (event) => {
-      const alert = JSON.parse(event.data);
-      alert.stream_id = event.lastEventId;
-      mergeAlerts([alert]);
-    });
+  // Server-sent events, read as EventSource would: reconnect after a drop or a refusal
+  // (a full server, a missing key), resuming after the last alert received.
+  async function followAlerts() {
+    let lastId = null;
+    for (;;) {
+      try {
+        const headers = readHeaders();
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const response = await fetch("/drift/alerts/stream", { headers });
+        if (response.ok && response.body) {
+          const reader = response.body.getReader();
+          const decoder = new TextDecoder();
+          let buffer = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += decoder.decode(value, { stream: true });
+            let end;
+            while ((end = buffer.indexOf("\n\n")) >= 0) {
+              const message = parseEvent(buffer.slice(0, end));
+              buffer = buffer.slice(end + 2);
+              if (message.id) lastId = message.id;
+              if (message.event === "alert" && message.data) {
+                const alert = JSON.parse(message.data);
+                alert.stream_id = message.id;
+                mergeAlerts([alert]);
+              }
+            }
+          }
+        }
+      } catch (_) {
+        // The API went away or the connection dropped: connect again below.
+      }
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
+    }
+  }
+
+  function parseEvent(block) {
+    const message = { id: null, event: "message", data: "" };
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "id") message.id = value;
+      else if (field === "event") message.event = value;
+      else if (field === "data") message.data += (message.data ? "\n" : "") + value;
+    }
+    return message;
   }
 
   async function tick() {
@@ -343,7 +390,9 @@
       $("status").textContent = `updated ${new Date().toTimeString().slice(0, 8)}`;
       $("status").className = "muted";
     } catch (err) {
-      $("status").textContent = `cannot reach the API: ${err.message}`;
+      $("status").textContent = err.status === 401
+        ? "this API has keys: type the admin token to read its history and alerts"
+        : `cannot reach the API: ${err.message}`;
       $("status").className = "error";
     } finally {
       state.polling = false;
@@ -354,6 +403,10 @@
 
   function authHeaders() {
     return { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json" };
+  }
+
+  function readHeaders() {
+    return state.token ? { Authorization: `Bearer ${state.token}` } : {};
   }
 
   async function admin(path, method = "GET", body = undefined) {
@@ -383,6 +436,8 @@
       $("token-status").className = "ok";
       setAdmin(true);
       await loadSnapshots();
+      // The alerts listed so far may have been refused without the token.
+      if (state.model) await loadAlerts().catch(() => {});
     } catch (err) {
       sessionStorage.removeItem(TOKEN_KEY);
       state.token = null;

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.app import create_app
+from api.routes.admin import ADMIN_MAX_BODY_BYTES
 from api.settings import ApiSettings
 from guards import alertstore
 from guards.alerts import Alert
@@ -271,3 +273,123 @@ def test_the_live_stream_delivers_new_alerts_in_order(
                 if len(received) == 3:
                     break
         assert received == ["loss up at 10", "loss up at 11", "loss up at 12"]
+
+
+def test_the_token_is_checked_before_the_body_is_read(
+    settings: StreamSettings, trained: InProcessLearner, snapshot_env: Path
+) -> None:
+    json_type = {"content-type": "application/json"}
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        # FastAPI parses a route's body before its dependencies: this used to be a 422.
+        for headers, status in (({}, 401), ({"Authorization": "Bearer " + "x" * 32}, 403)):
+            refused = client.post("/admin/restore", content=b"{" * 1000, headers=headers)
+            assert refused.status_code == status, refused.text
+        # With the token, a body is read up to a small limit, never past it.
+        big = b" " * (ADMIN_MAX_BODY_BYTES + 1)
+        response = client.post("/admin/restore", content=big, headers={**AUTH, **json_type})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(64):
+                yield b" " * 1024
+
+        response = client.post("/admin/rollback", content=chunks(), headers={**AUTH, **json_type})
+        assert response.status_code == 413
+        as_text = {**AUTH, "content-type": "text/plain"}
+        assert client.post("/admin/rollback", content=b"{}", headers=as_text).status_code == 415
+        # What fits goes on to the route as before.
+        refused = client.post("/admin/restore", headers=AUTH, json={"snapshot": ""})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["field"] == "$.body.snapshot"
+        assert client.post("/admin/snapshots", headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/snapshots", {"model": "nope"}),
+        ("/admin/restore", {"snapshot": "latest", "model": "nope"}),
+        ("/admin/rollback", {"model": "nope"}),
+    ],
+)
+def test_an_unknown_model_is_404(
+    settings: StreamSettings,
+    trained: InProcessLearner,
+    snapshot_env: Path,
+    path: str,
+    body: dict[str, str],
+) -> None:
+    with running_app(ApiSettings(admin_token=SecretStr(TOKEN)), settings) as client:
+        response = client.post(path, headers=AUTH, json=body)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "not_found"
+        assert "nope" in response.json()["error"]["message"]
+
+
+class CountingRedis:
+    """The real client, counting the stream entries its XREVRANGE calls return."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.entries = 0
+
+    def xrevrange(self, *args: Any, **kwargs: Any) -> Any:
+        found = self.client.xrevrange(*args, **kwargs)
+        self.entries += len(found)
+        return found
+
+
+def test_the_newest_alerts_are_read_without_reading_them_all(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    pipe = redis_client.pipeline()
+    alertstore.append(pipe, settings.key_prefix, [_alert(n) for n in range(3_000)])
+    alertstore.append(pipe, settings.key_prefix, [_alert(3_000, "tree")])
+    alertstore.append(pipe, settings.key_prefix, [_alert(n) for n in range(3_001, 3_300)])
+    pipe.execute()
+    counting = CountingRedis(redis_client)
+    client = cast(redis.Redis, counting)
+
+    newest = alertstore.recent(client, settings.key_prefix, limit=1)
+    assert [a["message"] for a in newest] == ["loss up at 3299"]
+    assert counting.entries == 1
+
+    counting.entries = 0
+    tree = alertstore.recent(client, settings.key_prefix, variant="tree", limit=1)
+    assert [a["message"] for a in tree] == ["loss up at 3000"]
+    assert counting.entries <= 2 * alertstore.PAGE
+
+    counting.entries = 0
+    recent = alertstore.recent(client, settings.key_prefix, variant="main", limit=500)
+    wanted = [*range(2_799, 3_000), *range(3_001, 3_300)]
+    assert [a["message"] for a in recent] == [f"loss up at {n}" for n in wanted]
+    assert counting.entries < 1_000
+
+
+def test_a_bad_last_event_id_is_400_before_the_stream_starts(
+    settings: StreamSettings, trained: InProcessLearner
+) -> None:
+    with running_app(ApiSettings(), settings) as client:
+        for bad in ("garbage", "$", "12", "1-2-3", "-1-0", "١٢-3".encode(), f"{2**64}-0"):
+            response = client.get("/drift/alerts/stream", headers={"Last-Event-ID": bad})
+            assert response.status_code == 400, bad
+            assert response.json()["error"]["code"] == "invalid_header"
+            assert response.json()["error"]["field"] == "Last-Event-ID"
+
+
+def test_with_api_keys_alerts_and_history_need_a_key_or_the_admin_token(
+    settings: StreamSettings, trained: InProcessLearner
+) -> None:
+    key = "storefront-key-0123456789abc"
+    api = ApiSettings(api_keys=[SecretStr(key)], admin_token=SecretStr(TOKEN))
+    with running_app(api, settings) as client:
+        for path in ("/drift/alerts", "/dashboard/history", "/drift/alerts/stream"):
+            assert client.get(path).status_code == 401, path
+            wrong = {"X-API-Key": "not-the-key-0123456789"}
+            assert client.get(path, headers=wrong).status_code == 401, path
+        for path in ("/drift/alerts", "/dashboard/history"):
+            assert client.get(path, headers={"X-API-Key": key}).status_code == 200, path
+            assert client.get(path, headers=AUTH).status_code == 200, path
+        for path in ("/models", "/health", "/ready", "/metrics", "/dashboard"):
+            assert client.get(path).status_code == 200, path

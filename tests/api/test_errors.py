@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
 
@@ -123,11 +124,49 @@ def test_a_lying_content_length_does_not_get_past_the_limit(client: Any) -> None
     assert response.status_code < 500
 
 
-def test_a_body_that_is_not_json_by_type_is_415(client: Any) -> None:
-    response = client.post(
-        "/predict", content=orjson.dumps(good()), headers={"content-type": "text/plain"}
-    )
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        # What a browser's cross-site form or no-cors fetch can send: none says JSON...
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        # ... though its parameters may: the media type is what counts.
+        "text/plain; charset=json",
+        "text/json",
+        None,
+    ],
+)
+def test_a_body_that_is_not_declared_as_json_is_415(client: Any, content_type: str | None) -> None:
+    body = orjson.dumps(good())
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post("/predict", content=body, headers=headers)
     assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON; charset=utf-8", "application/vnd.shop+json"],
+)
+def test_json_media_types_are_accepted(client: Any, content_type: str) -> None:
+    response = client.post(
+        "/predict", content=orjson.dumps(good()), headers={"content-type": content_type}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_unknown_methods_are_one_metrics_label(client: Any) -> None:
+    for method in ("PROPFIND", "BREW", "X-" + "A" * 40):
+        assert_error(client.request(method, "/predict"), 405, "method_not_allowed")
+    metrics = client.get("/metrics").text
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "headrace_api_responses"
+        for sample in family.samples
+    }
+    assert "other" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
 
 
 def test_unknown_routes_and_methods_answer_in_the_same_shape(client: Any) -> None:

@@ -2,6 +2,7 @@
 
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
+from pydantic import SecretStr
 
 from api.impressions import ImpressionBatch, ImpressionPublisher, events
 from api.schemas import Candidate, Context
@@ -101,39 +103,102 @@ def test_kafka_away_drops_and_counts() -> None:
         publisher.stop(timeout=5)
 
 
-@pytest.mark.integration
-def test_predict_publishes_the_returned_candidates_to_kafka(
-    topics: StreamSettings, redis_client: redis.Redis
-) -> None:
-    trained = InProcessLearner(topics, redis_client)
-    trained.process(generate(SMALL.model_copy(update={"count": 3000})))
-    trained.publish()
-    request = world(SMALL).request_for(5, np.random.default_rng(0), k=8)
-    with running_app(ApiSettings(), topics) as client:
-        quiet = client.post("/predict", json=request_body(request)).json()
-        loud = client.post(
-            "/predict", json=request_body(request, top_k=3, publish_impressions=True)
-        )
-        assert loud.status_code == 200
-        returned = loud.json()["scores"]
-    trained.close()
+KEY = "storefront-key-0123456789abc"
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture
+def trained(topics: StreamSettings, redis_client: redis.Redis) -> Iterator[StreamSettings]:
+    """A published model over this test's own topics."""
+    learner = InProcessLearner(topics, redis_client)
+    learner.process(generate(SMALL.model_copy(update={"count": 3000})))
+    learner.publish()
+    yield topics
+    learner.close()
+
+
+def published(topics: StreamSettings, expected: int) -> dict[str, tuple[bytes, Impression]]:
+    """Every impression on the events topic, by impression id, once `expected` are there."""
     consumer = KafkaConsumer(
         bootstrap_servers=topics.kafka_bootstrap,
         auto_offset_reset="earliest",
-        consumer_timeout_ms=5_000,
+        consumer_timeout_ms=2_000,
     )
     partitions = consumer.partitions_for_topic(topics.topic_events) or set()
     consumer.assign([TopicPartition(topics.topic_events, p) for p in partitions])
-    seen: dict[str, Any] = {}
+    seen: dict[str, tuple[bytes, Impression]] = {}
+    deadline = time.monotonic() + 20
+    while len(seen) < expected and time.monotonic() < deadline:
+        for record in consumer:
+            event = parse_event(record.value)
+            assert isinstance(event, Impression)
+            seen[event.impression_id] = (record.key, event)
+    # Whatever else arrives within the consumer's timeout is counted too.
     for record in consumer:
         event = parse_event(record.value)
         assert isinstance(event, Impression)
-        assert record.key == request.user_id.encode()
-        seen[event.impression_id] = event
+        seen[event.impression_id] = (record.key, event)
     consumer.close()
+    return seen
+
+
+def request(k: int) -> Any:
+    return world(SMALL).request_for(5, np.random.default_rng(0), k=k)
+
+
+@pytest.mark.integration
+def test_an_authenticated_caller_publishes_the_returned_candidates(
+    trained: StreamSettings,
+) -> None:
+    shown = request(8)
+    with running_app(ApiSettings(api_keys=[SecretStr(KEY)]), trained) as client:
+        quiet = client.post("/predict", json=request_body(shown), headers=AUTH).json()
+        loud = client.post(
+            "/predict",
+            json=request_body(shown, top_k=3, publish_impressions=True),
+            headers=AUTH,
+        )
+        assert loud.status_code == 200
+        returned = loud.json()["scores"]
+    seen = published(trained, 3)
     assert set(seen) == {s["impression_id"] for s in returned}
     assert not {s["impression_id"] for s in quiet["scores"]} & set(seen)
     for score in returned:
-        assert seen[score["impression_id"]].item_id == score["item_id"]
-    # The context the candidates were scored in, as sent.
-    assert seen[returned[0]["impression_id"]].context == request.context
+        key, event = seen[score["impression_id"]]
+        assert key == shown.user_id.encode()
+        assert event.item_id == score["item_id"]
+        # The context the candidates were scored in, as sent.
+        assert event.context == shown.context
+
+
+@pytest.mark.integration
+def test_an_anonymous_caller_cannot_publish_impressions(trained: StreamSettings) -> None:
+    body = request_body(request(8), publish_impressions=True)
+    with running_app(ApiSettings(), trained) as client:
+        refused = client.post("/predict", json=body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["code"] == "forbidden"
+        assert "API key" in refused.json()["error"]["message"]
+        assert client.post("/predict", json={**body, "publish_impressions": False}).is_success
+        assert client.post("/predict", json={**body, "publish_impressions": None}).is_success
+    assert published(trained, 0) == {}
+
+
+@pytest.mark.integration
+def test_the_server_setting_publishes_at_most_max_impressions_a_response(
+    trained: StreamSettings,
+) -> None:
+    api = ApiSettings(publish_impressions=True, max_impressions=3)
+    with running_app(api, trained) as client:
+        # Anyone may send the flag the server already applies, or turn it off.
+        everything = client.post("/predict", json=request_body(request(8))).json()["scores"]
+        explicit = request_body(request(8), publish_impressions=True)
+        assert client.post("/predict", json=explicit).status_code == 200
+        off = request_body(request(8), publish_impressions=False)
+        assert client.post("/predict", json=off).status_code == 200
+        metrics = client.get("/metrics").text
+    seen = published(trained, 6)
+    # The first three returned candidates of each of the two publishing responses.
+    assert len(seen) == 6
+    assert {s["impression_id"] for s in everything[:3]} <= set(seen)
+    assert 'headrace_api_impressions_dropped_total{reason="request_cap"} 10.0' in metrics

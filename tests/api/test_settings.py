@@ -3,6 +3,7 @@
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from api.cli_errors import one_line
 from api.settings import ApiSettings
 
 
@@ -30,9 +31,9 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_secrets_do_not_show_in_reprs() -> None:
     settings = ApiSettings(
-        api_keys=[SecretStr("a-very-secret-api-key")], admin_token=SecretStr("Zq8-v3RtY1pLm0Xw4s")
+        api_keys=[SecretStr("a-very-private-api-key")], admin_token=SecretStr("Zq8-v3RtY1pLm0Xw4s")
     )
-    assert "a-very-secret-api-key" not in repr(settings)
+    assert "a-very-private-api-key" not in repr(settings)
     assert "Zq8-v3RtY1pLm0Xw4s" not in repr(settings)
 
 
@@ -82,9 +83,31 @@ def test_bad_traffic_splits_are_refused(traffic: dict[str, float]) -> None:
         ApiSettings(traffic=traffic)
 
 
-def test_empty_api_keys_are_refused() -> None:
-    with pytest.raises(ValidationError):
-        ApiSettings(api_keys=[SecretStr("")])
+@pytest.mark.parametrize(
+    "key", ["", "k1", "short-key-12", "changeme-changeme-0001", "x" * 40, "storefront-example-key"]
+)
+def test_weak_api_keys_are_refused(key: str) -> None:
+    with pytest.raises(ValidationError, match="api_keys"):
+        ApiSettings(api_keys=[SecretStr("a-strong-first-key-0123"), SecretStr(key)])
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("HEADRACE_ADMIN_TOKEN", "hunter2-changeme"),
+        ("HEADRACE_ADMIN_TOKEN", "hunter2-Q"),
+        ("HEADRACE_API_KEYS", "valid-storefront-key-0123,hunter2-Q"),
+        ("HEADRACE_ADMIN_PREVIOUS_TOKENS", "hunter2-placeholder"),
+    ],
+)
+def test_a_refused_secret_is_not_echoed_in_the_error(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        ApiSettings()
+    assert "hunter2" not in str(refused.value)
+    assert "hunter2" not in one_line(refused.value)  # what `headrace serve` prints
 
 
 def test_serve_refuses_bad_settings_before_starting(

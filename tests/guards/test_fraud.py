@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from guards.fraud import FraudGuard, Verdict
 from guards.settings import GuardSettings
@@ -26,6 +27,7 @@ from stream.events import (
 from stream.simulator import SimulatorConfig, generate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SALT = "cohort-salt-of-the-tests-0123456789"
 _ids = iter(range(10**9))
 
 
@@ -279,10 +281,11 @@ def _redis_round_trip(users: dict[str, dict[str, float]]) -> dict[str, dict[str,
 def test_a_restored_guard_gives_exactly_the_verdicts_of_one_that_never_stopped() -> None:
     events = _simulated(SimulatorConfig(seed=5, count=40_000, attack_at=10_000, labeled_rate=0.05))
     users: dict[str, dict[str, float]] = {}
-    straight = guard()
+    # Two guards built apart: only a configured salt gives them the same cohorts.
+    straight = guard(fraud_flip_salt=SALT)
     expected = [straight.check(e, users.setdefault(e.user_id, {})) for e, _ in events]
     store: dict[str, dict[str, float]] = {}
-    resumed = guard()
+    resumed = guard(fraud_flip_salt=SALT)
     got: list[Verdict | None] = []
     for i, (event, _) in enumerate(events):
         if i in (5_000, 12_345, 30_000):
@@ -291,6 +294,25 @@ def test_a_restored_guard_gives_exactly_the_verdicts_of_one_that_never_stopped()
     assert sum(v is not None for v in expected) > 1_000
     assert got == expected
     assert len(pickle.dumps(resumed)) < 5_000  # global state stays small
+
+
+def test_cohorts_are_keyed_by_a_secret_of_the_guard_unless_a_salt_is_set() -> None:
+    users = [f"u{k}" for k in range(200)]
+    first, second = guard(), guard()
+    # Without a salt each guard draws its key: nobody can tell which ids share a cohort.
+    assert [first.cohorts.of(u) for u in users] != [second.cohorts.of(u) for u in users]
+    # The key is part of the state the learner commits: a restored guard keeps its cohorts.
+    restored = pickle.loads(pickle.dumps(first))
+    assert [restored.cohorts.of(u) for u in users] == [first.cohorts.of(u) for u in users]
+    salted = [guard(fraud_flip_salt=SALT) for _ in range(2)]
+    assert [salted[0].cohorts.of(u) for u in users] == [salted[1].cohorts.of(u) for u in users]
+
+
+def test_a_short_salt_is_refused_without_being_echoed() -> None:
+    with pytest.raises(ValueError, match="fraud_flip_salt") as refused:
+        GuardSettings(fraud_flip_salt=SecretStr("hunter2-salt"))
+    assert "hunter2" not in str(refused.value)
+    assert "hunter2" not in repr(GuardSettings(fraud_flip_salt=SecretStr(SALT + "hunter2")))
 
 
 @pytest.mark.slow

@@ -363,6 +363,108 @@ def test_several_problems_are_all_named() -> None:
         assert field in detail
 
 
+# --- repeated keys --------------------------------------------------------------------
+
+
+def _repeat(record: bytes, key: str, value: str, spelled: str | None = None) -> bytes:
+    """`record` with `"key": value` written again right after its first `"key": ...`."""
+    at = record.index(b'"%s"' % key.encode())
+    again = b'"%s": %s, ' % ((spelled or key).encode(), value.encode())
+    return record[:at] + again + record[at:]
+
+
+@pytest.mark.parametrize(
+    ("event_type", "key", "value", "spelled"),
+    [
+        ("click", "user_id", '"u99999"', None),
+        ("click", "type", '"purchase"', None),
+        ("impression", "price", "0.5", None),  # inside `item`
+        ("impression", "query", '"cheap"', None),  # inside `context`
+        ("purchase", "impression_id", "null", None),
+        ("labeled", "user_id", '"u2"', "user_\\u0069d"),  # the same key, escaped
+        ("impression", "item_id", '"i1"', 'item_id" '),  # whitespace before the colon
+    ],
+)
+def test_a_repeated_key_is_rejected_and_named(
+    event_type: str, key: str, value: str, spelled: str | None
+) -> None:
+    record = raw(EXAMPLES[event_type])
+    assert not isinstance(parse_event(record), Rejection)
+    if spelled == 'item_id" ':
+        repeated = record.replace(b'"item_id": ', b'"item_id" : "i1", "item_id"   : ', 1)
+    else:
+        repeated = _repeat(record, key, value, spelled)
+    rejection = rejected(repeated)
+    assert rejection.reason == "schema"
+    assert rejection.detail.startswith(f"{key}: duplicate key")
+
+
+def _first_value(obj: Any, key: str) -> Any:
+    """The value of the first `key` in `obj`, in document order."""
+    for name, value in obj.items():
+        if name == key:
+            return value
+        if isinstance(value, dict):
+            found = _first_value(value, key)
+            if found is not _MISSING:
+                return found
+    return _MISSING
+
+
+_MISSING = object()
+
+
+def test_a_repeated_feature_name_is_rejected() -> None:
+    record = raw(EXAMPLES["labeled"])
+    name = next(iter(EXAMPLES["labeled"]["features"]))
+    rejection = rejected(_repeat(record, name, '"other"'))
+    assert rejection.detail.startswith(f"{name}: duplicate key")
+
+
+@pytest.mark.parametrize(
+    "dump",
+    [
+        lambda e: json.dumps(e).encode(),
+        lambda e: json.dumps(e, separators=(",", ":")).encode(),
+        lambda e: json.dumps(e, indent=2, ensure_ascii=False).encode(),
+        lambda e: json.dumps(e, separators=(" ,\t", "\n :  "), ensure_ascii=False).encode(),
+    ],
+)
+@pytest.mark.parametrize("text", ["plain text", 'escaped "text", \\ é: {1}'])
+@pytest.mark.parametrize("event_type", EVENT_TYPES)
+def test_records_without_repeats_are_accepted_however_written(
+    event_type: str, text: str, dump: Any
+) -> None:
+    example = variant(event_type, user_id=text)
+    if event_type == "impression":
+        example["context"]["query"] = text
+        example["item"]["brand"] = None
+    parsed = parse_event(dump(example))
+    assert not isinstance(parsed, Rejection), parsed
+    assert parsed.user_id == text
+
+
+def test_every_field_written_once_or_repeated_is_told_apart() -> None:
+    """Each field of simulated events repeated in turn: every copy is caught, by the fast
+    count on plain records and by the full read on escaped ones."""
+    from stream.simulator import SimulatorConfig, generate
+
+    by_type: dict[str, list[bytes]] = {t: [] for t in EVENT_TYPES}
+    for r in generate(SimulatorConfig(seed=8, count=3_000)):
+        by_type[json.loads(r.value)["type"]].append(r.value)
+    by_type["labeled"].append(json.dumps(EXAMPLES["labeled"], separators=(",", ":")).encode())
+    records = [r for found in by_type.values() for r in found[:30]]
+    assert {json.loads(r)["type"] for r in records} == set(EVENT_TYPES)
+    for record in records:
+        assert not isinstance(parse_event(record), Rejection), record
+        escaped = json.dumps(json.loads(record), ensure_ascii=True).replace("_", "\\u005f")
+        assert not isinstance(parse_event(escaped.encode()), Rejection), escaped
+        for key in re.findall(rb'"([a-z_]+)":', record):
+            value = json.dumps(_first_value(json.loads(record), key.decode()))
+            rejection = rejected(_repeat(record, key.decode(), value))
+            assert rejection.detail.startswith(f"{key.decode()}: duplicate key"), rejection
+
+
 # --- JSON Schema -----------------------------------------------------------------
 
 
