@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 QUARANTINED = "quarantined_"
 REJECTED = "rejected_"
+MISROUTED = "misrouted"
+"""Events on another partition than Kafka's default partitioner gives their user_id."""
 
 
 def by_prefix(counts: Mapping[str, int], prefix: str) -> dict[str, int]:

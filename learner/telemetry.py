@@ -27,6 +27,11 @@ SIDE_LOST = Counter(
     "Records a side topic refused in every form: only the learner's log names them",
     ["shard", "topic"],
 )
+MISROUTED = Counter(
+    "headrace_learner_misrouted_total",
+    "Events on another partition than Kafka's default (murmur2) partitioner gives their user_id",
+    ["shard"],
+)
 LEARNED = Counter("headrace_learner_examples_total", "Examples learned", ["shard"])
 JOINS = Gauge("headrace_learner_joins", "Label-join outcomes so far, by kind", ["shard", "kind"])
 LAG = Gauge(

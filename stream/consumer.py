@@ -20,7 +20,7 @@ from confluent_kafka import Message
 from guards.settings import GuardSettings
 from learner import telemetry
 from learner.aggregates import AggregateCache
-from learner.counters import REJECTED
+from learner.counters import MISROUTED, REJECTED
 from learner.errors import FencedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -37,7 +37,7 @@ from stream.limits import path_limits
 from stream.reader import EventsReader
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
-from stream.shards import parse_shards
+from stream.shards import RoutingCheck, parse_shards
 
 _CONTROL_EVERY_S = 0.05
 """How often the active learner looks for an operator's command (snapshot, restore, ...)."""
@@ -79,6 +79,7 @@ class ShardWorker(OperatorDuties):
         self.guards = guards
         self._last_snapshot = time.monotonic()
         self._snapshot_version = 0
+        self._routing: RoutingCheck | None = None
         limits = path_limits(stream)
         self._reader = EventsReader(
             stream.kafka_bootstrap,
@@ -160,6 +161,8 @@ class ShardWorker(OperatorDuties):
         learner = self._load()
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
+        if self._routing is None or self._routing.n_partitions != n_partitions:
+            self._routing = RoutingCheck(n_partitions)
         self._reader.assign(partitions, learner.offsets)
         # Which partitions hold a backlog decides the join's watermark from the first
         # record on (Learner._watermark): ask the broker before reading any.
@@ -260,6 +263,8 @@ class ShardWorker(OperatorDuties):
         learner.prefetch(e for _, e in parsed if not isinstance(e, Rejection))
         learner.ends.update(self._reader.ends())
         types: Counter[str] = Counter()
+        routing = self._routing
+        misrouted = 0
         for record, event in parsed:
             partition, offset = record.partition(), record.offset()
             assert partition is not None and offset is not None  # a record, not an error
@@ -270,6 +275,8 @@ class ShardWorker(OperatorDuties):
                 telemetry.REJECTED.labels(shard, event.reason).inc()
                 continue
             types[event.type] += 1
+            if routing is not None and routing.misrouted(event.user_id, partition):
+                misrouted += 1
             verdict = learner.process(event, partition, offset)
             if verdict is not None:
                 self._quarantine.send(record, verdict_headers(record, verdict))
@@ -277,6 +284,9 @@ class ShardWorker(OperatorDuties):
         # Once a batch: a labelled child lookup per event showed in the profile.
         for kind, count in types.items():
             telemetry.EVENTS.labels(shard, kind).inc(count)
+        if misrouted:
+            learner.counts[MISROUTED] += misrouted
+            telemetry.MISROUTED.labels(shard).inc(misrouted)
         return len(parsed)
 
     def publish(self, final: bool = False) -> int:

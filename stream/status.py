@@ -19,7 +19,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from guards import alertstore
-from learner.counters import QUARANTINED, REJECTED, by_prefix
+from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
 from stream.kafka_local import answering
 from stream.redisconn import connect
@@ -60,6 +60,8 @@ class ShardStatus:
     variants: list[VariantStatus]
     quarantined: dict[str, int]
     rejected: dict[str, int]
+    misrouted: int
+    """Events on another partition than Kafka's default partitioner gives their user_id."""
     lineage: dict[str, Any]
     queued_commands: int
 
@@ -169,6 +171,7 @@ def _shard(
         ],
         quarantined=_counts(counts, QUARANTINED),
         rejected=_counts(counts, REJECTED),
+        misrouted=int(counts.get(MISROUTED, 0)),
         lineage=meta.get("lineage", {}),
         queued_commands=int(queued),
     )
@@ -265,7 +268,7 @@ def _shard_lines(shard: ShardStatus) -> list[str]:
         )
     guarded = ", ".join(f"{k} {n}" for k, n in shard.quarantined.items()) or "none"
     dead = ", ".join(f"{k} {n}" for k, n in shard.rejected.items()) or "none"
-    lines.append(f"  quarantined: {guarded}; dead letters: {dead}")
+    lines.append(f"  quarantined: {guarded}; dead letters: {dead}; misrouted: {shard.misrouted}")
     lineage = shard.lineage
     if lineage.get("restored_from"):
         how = "with replay" if lineage.get("replay") else "without replay"

@@ -42,6 +42,7 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
         "blank", "logreg", build_model("logreg"), ProgressiveMetrics(10)
     )
     learner.learner.counts["quarantined_rate_limit"] += 3
+    learner.learner.counts["misrouted"] += 2
     alert = Alert(
         "main:tree:adwin:loss:1:2", 1767225600.0, "main", "tree", "adwin", "loss", 0.4, 0.2, 500,
         "adwin: the loss went up",
@@ -58,6 +59,7 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
     assert learned == {n: v.n_learned for n, v in learner.learner.variants.items()}
     assert learned["main"] > 0
     assert shard.quarantined == {"rate_limit": 3}
+    assert shard.misrouted == 2
     assert [a["id"] for a in status.alerts] == [alert.id]
 
     text = render(status)
@@ -68,7 +70,7 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
     # A variant with nothing scored: its undefined values are left out, shown as "-".
     assert next(v for v in shard.variants if v.name == "blank").metrics == {}
     assert "blank          logreg           0  - / -              - / -            - / -" in text
-    assert "quarantined: rate_limit 3" in text
+    assert "quarantined: rate_limit 3; dead letters: none; misrouted: 2" in text
     assert "main/tree adwin: adwin: the loss went up" in text
     assert len(text.splitlines()) < 25  # one screen
 
@@ -76,6 +78,7 @@ def test_a_learning_shard_its_lag_variants_quarantine_and_alerts(
     assert shown.returncode == 0, shown.stderr
     facts = json.loads(shown.stdout)
     assert facts["shards"][0]["lag"] == {"0": 400}
+    assert facts["shards"][0]["misrouted"] == 2
     assert facts["alerts"][0]["message"] == "adwin: the loss went up"
     learner.close()
 
