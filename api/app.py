@@ -194,8 +194,13 @@ def _build(
     )
     metrics.watch(
         lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],
-        lambda: health.ok and len(holder.served.shards) == len(holder.shard_names),
+        lambda: (
+            health.ok
+            and len(holder.served.shards) == len(holder.shard_names)
+            and not holder.missing
+        ),
         lambda: health.ok,
+        lambda: list(holder.missing),
         clock,
     )
     holder.start()

@@ -7,6 +7,12 @@ version every `poll_s` (messages lost while it was away, Redis restarts), loads 
 state completely, then swaps the one reference. A version lower than the one served is
 never swapped in, and neither is one whose signature does not verify: the replica keeps
 serving what it has, and says why on /ready and in its metrics.
+
+The same poll notices a shard whose state hash is gone while this replica serves a model
+of it (FLUSHALL, a Redis that came back empty, a wrong key prefix): the replica keeps
+serving from memory, but /ready fails and says so, since the online aggregates are gone
+too. The state that appears next is followed whatever its version: the old one is gone,
+and what a learner or a restore writes now is the state that is really there.
 """
 
 import contextlib
@@ -69,6 +75,8 @@ class ModelHolder:
         self._failed: dict[str, int] = {}
         self.refused: dict[str, str] = {}
         """Shard → why its newest version was refused (a signature that did not verify)."""
+        self.missing: dict[str, str] = {}
+        """Shard → why its served model has no state behind it in Redis any more."""
         self._frozen = False
         self.served = Served(router=ShardRouter(shard_spec, None))
         self._stop = threading.Event()
@@ -142,17 +150,44 @@ class ModelHolder:
         self.health.up()
         for name, raw in zip(names, versions, strict=True):
             current = self.served.shards.get(name)
-            if raw is None or (current is not None and int(raw) <= current.version):
+            if raw is None:
+                if current is not None:
+                    self._gone(name, current)
+                continue
+            lost = name in self.missing
+            if current is not None and int(raw) <= current.version and not lost:
                 continue
             if self._failed.get(name) == int(raw):
                 continue  # this version's blobs did not load; wait for the next one
-            self._load(name, current, int(raw))
+            self._load(name, current, int(raw), any_version=lost)
 
-    def _load(self, name: str, current: ShardModel | None, version: int) -> None:
+    def _gone(self, name: str, current: ShardModel) -> None:
+        if name not in self.missing:
+            log.error(
+                "shard %s: its state is gone from Redis; serving version %d from memory",
+                name,
+                current.version,
+            )
+        self.missing[name] = (
+            f"shard {name}: its state is gone from Redis ({self._keys[name].state} missing); "
+            f"serving version {current.version} from memory, without online features"
+        )
+        # Whatever is published next is new state, even with a number seen before.
+        self._failed.pop(name, None)
+
+    def _load(
+        self, name: str, current: ShardModel | None, version: int, any_version: bool = False
+    ) -> None:
         started = time.perf_counter()
         try:
             loaded = load_shard(
-                self._client, self._keys[name], current, self._wanted, self._seal, self._clock
+                self._client,
+                self._keys[name],
+                current,
+                self._wanted,
+                self._seal,
+                self._clock,
+                any_version=any_version,
             )
         except UnverifiedStateError as exc:
             self._failed[name] = version
@@ -170,6 +205,8 @@ class ModelHolder:
         if loaded is None or loaded is current:
             return
         self.refused.pop(name, None)
+        if self.missing.pop(name, None) is not None:
+            log.info("shard %s: state is back in Redis at version %d", name, loaded.version)
         self._metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self._swap(loaded)
 

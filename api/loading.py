@@ -75,8 +75,12 @@ def load_shard(
     wanted: WantedVariants,
     seal: Seal,
     clock: Callable[[], float] = time.time,
+    any_version: bool = False,
 ) -> ShardModel | None:
     """The shard's current state if newer than `previous`; else `previous` (or None).
+
+    With `any_version` the state is taken whatever its version (the state `previous` came
+    from is gone from Redis); `previous` still spares deserializing unchanged blobs.
 
     Raises redis errors (the caller retries later), learner.errors.UnverifiedStateError for
     state whose signature does not verify and learner.errors.StateError for a blob that
@@ -86,7 +90,7 @@ def load_shard(
     if not raw or b"version" not in raw or b"meta" not in raw:
         return previous
     version = int(raw[b"version"])
-    if previous is not None and version <= previous.version:
+    if previous is not None and version <= previous.version and not any_version:
         return previous
     state = seal.verify(raw, keys)
     meta: dict[str, Any] = orjson.loads(state.field("meta"))

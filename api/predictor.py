@@ -74,11 +74,14 @@ class Predictor:
         candidates = request.candidates
         item_ids = [c.item_id for c in candidates]
         fetched = await self.online.fetch(shard.keys, request.user_id, item_ids)
-        degraded = fetched is None
+        # With the shard's state gone from Redis its aggregates went with it: what was
+        # fetched is empty, not what the model learned from (the holder's poll says so).
+        degraded = fetched is None or shard.shard in self.holder.missing
         user: Aggregates
         items: ItemColumns
-        if fetched is None:
+        if degraded:
             self.metrics.degraded.inc()
+        if fetched is None:
             user, items = {}, ItemColumns.unknown(len(candidates))
         else:
             user, items = fetched

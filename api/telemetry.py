@@ -56,7 +56,7 @@ class Metrics:
         )
         self.degraded = Counter(
             "headrace_api_degraded_predictions_total",
-            "Requests scored from empty aggregates because Redis was unavailable",
+            "Requests scored from empty aggregates: Redis unavailable or the state gone from it",
             registry=r,
         )
         self.fallbacks = Counter(
@@ -147,12 +147,14 @@ class Metrics:
         facts: ModelFacts,
         ready: Callable[[], bool],
         redis_up: Callable[[], bool],
+        missing: Callable[[], Iterable[str]] = tuple,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """Report the models of this (latest) lifespan at scrape time."""
+        """Report the models of this (latest) lifespan at scrape time; `missing` names the
+        shards served from memory whose state is gone from Redis."""
         if self._state is not None:
             self.registry.unregister(self._state)
-        self._state = _StateCollector(facts, ready, redis_up, clock)
+        self._state = _StateCollector(facts, ready, redis_up, missing, clock)
         self.registry.register(self._state)
 
 
@@ -164,9 +166,11 @@ class _StateCollector(Collector):
         facts: ModelFacts,
         ready: Callable[[], bool],
         redis_up: Callable[[], bool],
+        missing: Callable[[], Iterable[str]],
         clock: Callable[[], float],
     ) -> None:
         self._facts, self._ready, self._redis_up, self._clock = facts, ready, redis_up, clock
+        self._missing = missing
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         version = GaugeMetricFamily(
@@ -177,15 +181,27 @@ class _StateCollector(Collector):
             "Now minus the served version's publish time",
             labels=["model"],
         )
+        missing = GaugeMetricFamily(
+            "headrace_api_state_missing",
+            "1 while the served model's state is gone from Redis (served from memory)",
+            labels=["model"],
+        )
         now = self._clock()
+        gone = set(self._missing())
         for model, number, published_at in self._facts():
             version.add_metric([model], number)
             age.add_metric([model], max(0.0, now - published_at))
+            missing.add_metric([model], model in gone)
         yield version
         yield age
+        yield missing
+        redis_up = self._redis_up()
         yield GaugeMetricFamily("headrace_api_ready", "1 when /ready is 200", value=self._ready())
+        yield GaugeMetricFamily("headrace_api_redis_up", "1 when Redis answers", value=redis_up)
         yield GaugeMetricFamily(
-            "headrace_api_redis_up", "1 when Redis answers", value=self._redis_up()
+            "headrace_api_degraded",
+            "1 while models are served from memory without Redis or their state in it",
+            value=not redis_up or bool(gone),
         )
 
 

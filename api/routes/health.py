@@ -15,11 +15,12 @@ _READY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "ready": {"type": "boolean"},
+        "degraded": {"type": "boolean"},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "models": {"type": "object", "additionalProperties": {"type": "integer"}},
         "refused": {"type": "object", "additionalProperties": {"type": "string"}},
     },
-    "required": ["ready", "reasons", "models"],
+    "required": ["ready", "degraded", "reasons", "models"],
 }
 
 
@@ -49,13 +50,24 @@ def not_ready_reasons(services: Services) -> list[str]:
         if name not in served.shards:
             why = refused.get(name)
             reasons.append(why if why is not None else f"shard {name}: no model loaded yet")
+    missing = services.holder.missing
+    for name in services.holder.shard_names:
+        if (gone := missing.get(name)) is not None:
+            reasons.append(gone)
     return reasons
+
+
+def degraded(services: Services) -> bool:
+    """Models are answered from memory without what Redis should hold for them."""
+    holder = services.holder
+    return bool(holder.served.shards) and (not services.health.ok or bool(holder.missing))
 
 
 @router.get(
     "/ready",
-    summary="A model is loaded for every shard and Redis answers; `refused` names versions "
-    "whose signature did not verify",
+    summary="A model is loaded for every shard, Redis answers and still holds every shard's "
+    "state; `degraded` says models are served from memory without it; `refused` names "
+    "versions whose signature did not verify",
     response_class=Response,
     responses={
         200: _json("Ready to serve", _READY_SCHEMA),
@@ -65,7 +77,12 @@ def not_ready_reasons(services: Services) -> list[str]:
 async def ready(services: ServicesDep) -> Response:
     reasons = not_ready_reasons(services)
     versions = {name: m.version for name, m in services.holder.served.shards.items()}
-    body: dict[str, Any] = {"ready": not reasons, "reasons": reasons, "models": versions}
+    body: dict[str, Any] = {
+        "ready": not reasons,
+        "degraded": degraded(services),
+        "reasons": reasons,
+        "models": versions,
+    }
     if services.holder.refused:
         # Still serving the last good version (so ready), but someone must look.
         body["refused"] = dict(services.holder.refused)

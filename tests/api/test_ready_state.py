@@ -1,0 +1,113 @@
+"""/ready follows the state that is really in Redis, not only whether Redis answers.
+
+A running API process serves a published model; the test's keys are deleted (what a
+FLUSHALL or a Redis that came back empty does to this deployment, without touching the
+other tests' keys in the shared Redis): /ready turns 503 and says why, the body and the
+metrics say degraded, /predict still answers from memory and says it is degraded. A
+learner publishing again, at a version lower than the one served, brings it back.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+import redis
+
+from stream.settings import StreamSettings
+from stream.simulator import generate, world
+from tests.api.conftest import SMALL
+from tests.api.helpers import ApiProcess, InProcessLearner, api_env, request_body
+
+pytestmark = pytest.mark.integration
+
+JSON = {"content-type": "application/json"}
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return got
+
+
+def metric(url: str, line_start: str) -> float:
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {line_start} in /metrics")
+
+
+@pytest.fixture
+def served(
+    settings: StreamSettings, redis_client: redis.Redis, tmp_path: Path
+) -> Iterator[tuple[InProcessLearner, ApiProcess]]:
+    learner = InProcessLearner(settings, redis_client)
+    learner.process(generate(SMALL))
+    learner.publish()
+    assert learner.publish() == 2
+    api = ApiProcess(api_env(settings, model_poll_s=0.2), tmp_path / "api.log")
+    try:
+        api.wait_listening()
+        wait_for(lambda: httpx.get(f"{api.url}/ready").status_code == 200, "ready")
+        yield learner, api
+    finally:
+        api.close()
+        learner.close()
+
+
+def test_ready_fails_while_the_state_is_gone_and_recovers_when_published_again(
+    settings: StreamSettings,
+    redis_client: redis.Redis,
+    served: tuple[InProcessLearner, ApiProcess],
+) -> None:
+    learner, api = served
+    body = orjson.dumps(request_body(world(SMALL).request_for(1, np.random.default_rng(1), k=5)))
+    ready = httpx.get(f"{api.url}/ready").json()
+    assert ready == {"ready": True, "degraded": False, "reasons": [], "models": {"main": 2}}
+    answer = httpx.post(f"{api.url}/predict", content=body, headers=JSON).json()
+    assert answer["degraded"] is False
+    assert metric(api.url, "headrace_api_degraded") == 0.0
+
+    # Only this test's keys: the Redis is shared with every other test.
+    keys = list(redis_client.scan_iter(match=f"{settings.key_prefix}:*", count=1000))
+    assert keys
+    redis_client.delete(*keys)
+
+    gone = wait_for(
+        lambda: (r := httpx.get(f"{api.url}/ready")).status_code == 503 and r,
+        "/ready to notice the state is gone",
+    )
+    ready = gone.json()
+    assert ready["ready"] is False
+    assert ready["degraded"] is True
+    assert ready["models"] == {"main": 2}  # still served from memory
+    assert any("state is gone from Redis" in reason for reason in ready["reasons"])
+    answer = httpx.post(f"{api.url}/predict", content=body, headers=JSON)
+    assert answer.status_code == 200
+    assert answer.json()["version"] == 2
+    assert answer.json()["degraded"] is True
+    assert answer.headers["X-Headrace-Degraded"]
+    assert metric(api.url, "headrace_api_degraded") == 1.0
+    assert metric(api.url, 'headrace_api_state_missing{model="main"}') == 1.0
+    assert metric(api.url, "headrace_api_ready") == 0.0
+
+    # The lease went with the state: the learner takes it again and publishes, and the
+    # numbering starts over. The replica follows it: it is the state that is there now.
+    assert learner.lease.try_acquire()
+    assert learner.publish() == 1
+    back = wait_for(
+        lambda: (r := httpx.get(f"{api.url}/ready")).status_code == 200 and r,
+        "/ready to recover",
+    )
+    assert back.json() == {"ready": True, "degraded": False, "reasons": [], "models": {"main": 1}}
+    answer = httpx.post(f"{api.url}/predict", content=body, headers=JSON).json()
+    assert (answer["version"], answer["degraded"]) == (1, False)
+    assert metric(api.url, 'headrace_api_state_missing{model="main"}') == 0.0
+    assert metric(api.url, "headrace_api_degraded") == 0.0
