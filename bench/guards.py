@@ -32,7 +32,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.learn import cleanup, committed, fresh, shipped_env  # noqa: E402
+from bench.learn import cleanup, committed, fresh  # noqa: E402
 from guards import alertstore  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from stream import control, stack  # noqa: E402
@@ -46,6 +46,7 @@ from tests.learner.harness import (  # noqa: E402
     end_offsets,
     learner_env,
     send,
+    shipped_env,
     wait_until,
 )
 

@@ -49,7 +49,7 @@ from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
-from tests.learner.harness import end_offsets, learner_env  # noqa: E402
+from tests.learner.harness import end_offsets, shipped_env  # noqa: E402
 
 
 def fresh(base: StreamSettings, partitions: int) -> StreamSettings:
@@ -70,19 +70,6 @@ def fresh(base: StreamSettings, partitions: int) -> StreamSettings:
 def cleanup(client: redis.Redis, settings: StreamSettings) -> None:
     for key in client.scan_iter(match=f"{settings.key_prefix}:*", count=1000):
         client.delete(key)
-
-
-def shipped_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
-    """A learner's environment on `settings`' topics and keys, otherwise as it ships.
-
-    The test harness publishes and polls in small steps to exercise crashes between
-    them; a benchmark measures the learner with its defaults.
-    """
-    env = learner_env(settings, **overrides)
-    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS", "JOIN_WINDOW_S"):
-        if name.lower() not in overrides:
-            del env[f"HEADRACE_{name}"]
-    return env
 
 
 def start_learner(

@@ -214,6 +214,14 @@ def test_api_keys_guard_predict_only(settings: StreamSettings, learner: InProces
         assert client.get("/models").status_code == 200
 
 
+def metric_seen(client: Any, line: str, timeout: float = 10.0) -> None:
+    """Wait until the API's /metrics carries `line`: the holder's poll has seen the version."""
+    deadline = time.monotonic() + timeout
+    while line not in client.get("/metrics").text:
+        assert time.monotonic() < deadline, f"/metrics never showed {line}"
+        time.sleep(0.05)
+
+
 def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
     settings: StreamSettings, redis_client: redis.Redis, learner: InProcessLearner
 ) -> None:
@@ -222,10 +230,8 @@ def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
         assert client.post("/predict", json=body).json()["version"] == 1
         # A corrupt publish written around the learner: refused, its signature does not fit.
         redis_client.hset(learner.keys.state, mapping={"version": 2, "model:main": b"garbage"})
-        time.sleep(1.5)
+        metric_seen(client, 'headrace_api_model_unverified_total{model="main"} 1.0')
         assert client.post("/predict", json=body).json()["version"] == 1
-        metrics = client.get("/metrics").text
-        assert 'headrace_api_model_unverified_total{model="main"} 1.0' in metrics
         # A signed blob that does not deserialize (a learner's bug): skipped all the same.
         fields = {k.decode(): v for k, v in redis_client.hgetall(learner.keys.state).items()} | {
             "version": b"3",
@@ -233,10 +239,8 @@ def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
         }
         fields["sig"] = learner_seal().seal(learner.keys, 3, fields)
         redis_client.hset(learner.keys.state, mapping=fields)
-        time.sleep(1.5)
+        metric_seen(client, 'headrace_api_model_load_errors_total{model="main"} 1.0')
         assert client.post("/predict", json=body).json()["version"] == 1
-        metrics = client.get("/metrics").text
-        assert 'headrace_api_model_load_errors_total{model="main"} 1.0' in metrics
         assert learner.publish() == 4
         deadline = time.monotonic() + 3
         while client.post("/predict", json=body).json()["version"] != 4:

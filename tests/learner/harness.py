@@ -80,6 +80,20 @@ def learner_env(settings: StreamSettings, **overrides: object) -> dict[str, str]
     return env
 
 
+def shipped_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
+    """A learner's environment on `settings`' topics and keys, otherwise as it ships.
+
+    `learner_env` publishes and polls in small steps to exercise crashes between them,
+    with a short window for short streams; benchmarks and the quality test measure the
+    learner with its defaults.
+    """
+    env = learner_env(settings, **overrides)
+    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS", "JOIN_WINDOW_S"):
+        if name.lower() not in overrides:
+            del env[f"HEADRACE_{name}"]
+    return env
+
+
 class LearnerProcess:
     """`headrace learn` as a real subprocess, to be killed and restarted."""
 

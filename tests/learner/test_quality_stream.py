@@ -27,8 +27,8 @@ from tests.learner.harness import (
     LearnerProcess,
     caught_up,
     end_offsets,
-    learner_env,
     send,
+    shipped_env,
     store,
     wait_until,
 )
@@ -36,14 +36,6 @@ from tests.learner.harness import (
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CONFIG = SimulatorConfig(seed=3, count=60_000)
-
-
-def shipped_env(settings: StreamSettings) -> dict[str, str]:
-    """A learner on `settings`' topics and keys, otherwise exactly as it ships."""
-    env = learner_env(settings)
-    for name in ("LEASE_TTL_MS", "PUBLISH_EVERY_EVENTS", "POLL_MAX_RECORDS", "JOIN_WINDOW_S"):
-        del env[f"HEADRACE_{name}"]
-    return env
 
 
 def test_shipped_defaults_learn_near_the_hidden_model_calibrated_and_report_honestly(
