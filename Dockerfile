@@ -17,6 +17,7 @@ COPY learner ./learner
 COPY api ./api
 COPY snapshots ./snapshots
 COPY guards ./guards
+COPY headrace ./headrace
 RUN pip install . \
     && useradd --create-home --uid 10001 headrace
 

@@ -34,11 +34,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.learn import cleanup, committed, fresh  # noqa: E402
 from guards import alertstore  # noqa: E402
+from headrace.devstack import stack  # noqa: E402
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
-from stream import control, stack  # noqa: E402
+from stream import control  # noqa: E402
 from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
-from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from tests.guards.poison import LKG_AT, POISONED_ENV, poison  # noqa: E402
 from tests.learner.harness import (  # noqa: E402
     LearnerProcess,

@@ -41,6 +41,8 @@ import numpy as np
 import redis
 from river import compose, tree
 
+from headrace.devstack import redis_local
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.features import Features
@@ -57,10 +59,8 @@ from learner.models import (
 )
 from learner.settings import LearnerSettings
 from learner.variant import Variant
-from stream import redis_local
 from stream.events import Impression, Rejection, parse_event
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from tests.api.helpers import roc_auc
 from tests.support import free_port
 

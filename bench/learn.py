@@ -35,6 +35,9 @@ from river import compose, linear_model, optim, preprocessing
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from headrace.devstack import stack  # noqa: E402
+from headrace.sim.publish import publish  # noqa: E402
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.joins import Pending  # noqa: E402
 from learner.keys import ShardKeys, versions_channel  # noqa: E402
@@ -42,12 +45,10 @@ from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from learner.state import StateStore  # noqa: E402
-from stream import stack  # noqa: E402
 from stream.events import Rejection, parse_event  # noqa: E402
-from stream.producer import make_producer, publish  # noqa: E402
+from stream.producer import make_producer  # noqa: E402
 from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
-from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 from tests.learner.harness import end_offsets, shipped_env  # noqa: E402
 
@@ -78,7 +79,11 @@ def start_learner(
     env = shipped_env(settings, **{"snapshot_interval_s": 0, **overrides})
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "learn"], cwd=ROOT, env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "headrace.cli", "learn"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=out,
         )
 
 

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guards.ranking import roc_auc  # noqa: E402
+from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
 from learner import ranking  # noqa: E402
 from learner.metrics import ProgressiveMetrics  # noqa: E402
-from stream.simulator import SimulatorConfig, generate  # noqa: E402
 
 
 def scored(records: int) -> list[tuple[bool, float]]:

@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guards.settings import GuardSettings  # noqa: E402
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
+from headrace.sim.store_world import ShopRequest  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.features import (  # noqa: E402
     FeatureConfig,
@@ -62,8 +64,6 @@ from learner.settings import LearnerSettings  # noqa: E402
 from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
 from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
-from stream.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
-from stream.store_world import ShopRequest  # noqa: E402
 from tests.heldout import HeldOut, Quality, held_out, quality  # noqa: E402
 
 Score = Callable[[ShopRequest], np.ndarray]

@@ -25,11 +25,11 @@ import redis
 from pydantic import SecretStr
 
 from bench.serve import bodies, free_port, start, train
+from headrace.devstack import redis_local
+from headrace.sim.simulator import SimulatorConfig
 from snapshots.keys import SigningKey
-from stream import redis_local
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
@@ -72,7 +72,7 @@ def main() -> None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "headrace.cli", "serve", "--port", str(port)],
             env,
             tmp / "api.log",
             port,

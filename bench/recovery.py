@@ -27,14 +27,15 @@ sys.path.insert(0, str(ROOT))
 
 
 from bench.learn import cleanup, committed, fresh  # noqa: E402
+from headrace.devstack import stack  # noqa: E402
+from headrace.sim.publish import publish  # noqa: E402
+from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from snapshots.settings import SigningSettings, SnapshotSettings  # noqa: E402
-from stream import stack  # noqa: E402
-from stream.producer import make_producer, publish  # noqa: E402
+from stream.producer import make_producer  # noqa: E402
 from stream.recovery import Snapshots  # noqa: E402
 from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
-from stream.simulator import SimulatorConfig, generate  # noqa: E402
 from tests.learner.harness import end_offsets, learner_env  # noqa: E402
 from tests.support import free_port, signing_key  # noqa: E402
 
@@ -42,7 +43,7 @@ from tests.support import free_port, signing_key  # noqa: E402
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "api.cli", *args], cwd=ROOT, env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "headrace.cli", *args], cwd=ROOT, env=env, stdout=out, stderr=out
         )
 
 

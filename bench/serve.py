@@ -35,6 +35,8 @@ import redis
 from pydantic import SecretStr
 
 from bench.serve_load import Result, python_load, wrk_load
+from headrace.devstack import redis_local
+from headrace.sim.simulator import SimulatorConfig, generate, world
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -42,12 +44,10 @@ from learner.settings import LearnerSettings
 from learner.signing import Seal
 from learner.state import StateStore
 from snapshots.keys import SigningKey
-from stream import redis_local
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate, world
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -229,7 +229,7 @@ def main() -> None:
         }
         ports = {"api": next_port(), "naive": next_port()}
         procs["api"] = start(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(ports["api"])],
+            [sys.executable, "-m", "headrace.cli", "serve", "--port", str(ports["api"])],
             env,
             tmp / "api.log",
             ports["api"],

@@ -33,16 +33,16 @@ import redis
 from pydantic import SecretStr
 
 from api.loading import load_shard
+from headrace.devstack import redis_local
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from learner.state import StateStore
-from stream import redis_local
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from tests.support import free_port
 
 try:

@@ -5,18 +5,6 @@ class StreamError(Exception):
     """Base class for every error the stream package raises."""
 
 
-class StackError(StreamError):
-    """The local Kafka/Redis stack could not be started, stopped or inspected."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.hint = hint
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        return f"{base} (hint: {self.hint})" if self.hint else base
-
-
 class PublishError(StreamError):
     """Kafka did not acknowledge records we had to deliver."""
 

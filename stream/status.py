@@ -12,16 +12,13 @@ from typing import Any
 
 import orjson
 import redis
-from kafka import KafkaConsumer
-from kafka.errors import KafkaError
-from kafka.structs import TopicPartition
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from guards import alertstore
 from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
-from stream.kafka_local import answering
+from stream.probe import answering, end_offsets
 from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.shards import shard_names
@@ -106,28 +103,6 @@ def redis_problem(client: redis.Redis) -> str | None:
         return f"{exc}: set HEADRACE_REDIS_PASSWORD to the password it requires"
     except redis.RedisError:
         return ""
-
-
-def end_offsets(settings: StreamSettings, timeout_s: float = 3.0) -> dict[int, int] | None:
-    """The end offset of each partition of the events topic; None when Kafka cannot say."""
-    millis = int(timeout_s * 1000)
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            request_timeout_ms=millis,
-            bootstrap_timeout_ms=millis,
-            reconnect_backoff_max_ms=200,
-        )
-    except KafkaError:
-        return None
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
-        tps = [TopicPartition(settings.topic_events, p) for p in sorted(partitions)]
-        return {tp.partition: o for tp, o in consumer.end_offsets(tps).items()}
-    except KafkaError:
-        return None
-    finally:
-        consumer.close()
 
 
 def _shard(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stream.simulator import SimulatorConfig, world
-from stream.store_world import ShopRequest
+from headrace.sim.simulator import SimulatorConfig, world
+from headrace.sim.store_world import ShopRequest
 
 Floats = npt.NDArray[np.float64]
 

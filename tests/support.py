@@ -31,7 +31,7 @@ def headrace(
     """`headrace *args` run by this interpreter in the project folder, output captured;
     its exit code is the caller's to check."""
     return subprocess.run(
-        [sys.executable, "-m", "api.cli", *args],
+        [sys.executable, "-m", "headrace.cli", *args],
         cwd=ROOT,
         env=dict(env),
         capture_output=True,

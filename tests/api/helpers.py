@@ -20,6 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from headrace.sim.simulator import SimRecord, SimulatorConfig
+from headrace.sim.store_world import ShopRequest
 from learner.aggregates import AggregateCache, decode_hash
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
@@ -29,8 +31,6 @@ from learner.state import StateStore
 from stream.events import Rejection, parse_event
 from stream.lease import Lease
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig
-from stream.store_world import ShopRequest
 from tests.learner.harness import learner_env
 from tests.support import free_port, learner_seal, verifier_env
 
@@ -181,7 +181,7 @@ class ApiProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
-        argv = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "headrace.cli", "serve", "--port", str(self.port)]
         argv += ["--host", "127.0.0.1", "--workers", str(workers)]
         self.proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT

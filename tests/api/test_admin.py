@@ -20,6 +20,7 @@ from api.routes.admin import ADMIN_MAX_BODY_BYTES
 from api.settings import ApiSettings
 from guards import alertstore
 from guards.alerts import Alert
+from headrace.sim.simulator import generate
 from learner.keys import ShardKeys
 from learner.settings import LearnerSettings
 from learner.state import StateStore
@@ -27,7 +28,6 @@ from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.consumer import ShardWorker
 from stream.recovery import Snapshots
 from stream.settings import StreamSettings
-from stream.simulator import generate
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import caught_up, end_offsets, send, wait_until

@@ -9,9 +9,9 @@ import redis
 from pydantic import SecretStr
 
 from api.settings import ApiSettings
+from headrace.sim.simulator import generate
 from learner.keys import ShardKeys
 from stream.settings import StreamSettings
-from stream.simulator import generate
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner
 

@@ -32,8 +32,8 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from guards import alertstore
 from guards.alerts import Alert
+from headrace.sim.simulator import SimulatorConfig, generate
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from tests.api.helpers import ROOT, ApiProcess, api_env
 from tests.learner.harness import LearnerProcess, learner_env
 
@@ -148,7 +148,7 @@ def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, 
     api = ApiProcess(api_env(topics, admin_token=TOKEN, **snapshots), tmp_path / "api.log")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     config = SimulatorConfig(start=start, count=COUNT, drift_at=DRIFT_AT, **SIM)
-    argv = [sys.executable, "-m", "api.cli", "simulate", "--start", start.isoformat()]
+    argv = [sys.executable, "-m", "headrace.cli", "simulate", "--start", start.isoformat()]
     argv += ["--count", str(COUNT), "--drift-at", str(DRIFT_AT), "--rate", str(RATE)]
     argv += ["--seed", str(SIM["seed"]), "--users", str(SIM["n_users"])]
     argv += ["--items", str(SIM["n_items"]), "--quiet"]

@@ -16,9 +16,9 @@ from api.impressions import ImpressionBatch, ImpressionPublisher, events
 from api.schemas import Candidate, Context
 from api.settings import ApiSettings
 from api.telemetry import Metrics
+from headrace.sim.simulator import generate, world
 from stream.events import Impression, parse_event
 from stream.settings import StreamSettings
-from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner, request_body
 

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from api.settings import ApiSettings
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from learner import modelcodec
 from learner.features import FeatureConfig
 from learner.keys import ShardKeys
@@ -28,7 +29,6 @@ from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate, world
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app
 from tests.api.helpers import JOIN_WINDOW_S, chunks, direct_scores, request_body, roc_auc

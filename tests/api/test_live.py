@@ -22,12 +22,13 @@ import orjson
 import pytest
 import redis
 
+from headrace.devstack import redis_local
+from headrace.sim.publish import publish
+from headrace.sim.simulator import generate, world
 from learner.keys import versions_channel
-from stream import redis_local
-from stream.producer import make_producer, publish
+from stream.producer import make_producer
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import generate, world
 from tests.api.conftest import SMALL
 from tests.api.helpers import (
     JOIN_WINDOW_S,

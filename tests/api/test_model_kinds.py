@@ -12,10 +12,10 @@ import pytest
 import redis
 
 from api.settings import ApiSettings
+from headrace.sim.simulator import generate, world
 from learner import modelcodec
 from learner.features import FeatureConfig
 from stream.settings import StreamSettings
-from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner, direct_scores, request_body
 

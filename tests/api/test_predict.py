@@ -11,11 +11,11 @@ from pydantic import SecretStr
 
 from api.settings import ApiSettings
 from api.traffic import ShardRouter, TrafficSplit
+from headrace.sim.simulator import generate, world
 from learner import modelcodec
 from learner.features import FeatureConfig
 from learner.metrics import RELIABILITY_EDGES
 from stream.settings import StreamSettings
-from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner, direct_scores, request_body
 from tests.support import learner_seal

@@ -18,8 +18,8 @@ import orjson
 import pytest
 import redis
 
+from headrace.sim.simulator import generate, world
 from stream.settings import StreamSettings
-from stream.simulator import generate, world
 from tests.api.conftest import SMALL
 from tests.api.helpers import ApiProcess, InProcessLearner, api_env, request_body
 

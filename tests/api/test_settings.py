@@ -3,8 +3,8 @@
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from api.cli_errors import one_line
 from api.settings import ApiSettings
+from headrace.cli.hints import one_line
 
 
 def test_defaults_bind_locally_and_accept_a_thousand_candidates() -> None:
@@ -113,7 +113,7 @@ def test_a_refused_secret_is_not_echoed_in_the_error(
 def test_serve_refuses_bad_settings_before_starting(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from api.cli import main
+    from headrace.cli import main
 
     monkeypatch.setenv("HEADRACE_ADMIN_TOKEN", "changeme")
     assert main(["serve"]) == 2

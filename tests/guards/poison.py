@@ -10,8 +10,8 @@ rule sees anything; only the label-flip rule could, and the test switches it off
 from datetime import timedelta
 from typing import Final
 
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from stream.events import Impression, Labeled, dump_event, parse_event
-from stream.simulator import SimRecord, SimulatorConfig, generate
 
 POISON_AT: Final = 35_000
 POISON_END: Final = 40_000

@@ -12,9 +12,9 @@ import redis
 
 from api.settings import ApiSettings
 from guards import alertstore
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from snapshots.store import DirectoryStore
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app
 from tests.learner.harness import (

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from guards.fraud import FraudGuard, Verdict
 from guards.settings import GuardSettings
+from headrace.sim.simulator import SimulatorConfig, generate
 from stream.events import (
     AddToCart,
     Click,
@@ -24,7 +25,6 @@ from stream.events import (
     Rejection,
     parse_event,
 )
-from stream.simulator import SimulatorConfig, generate
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SALT = "cohort-salt-of-the-tests-0123456789"

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner.keys import ShardKeys
 from stream import control
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from tests.learner.harness import (
     LearnerProcess,
     caught_up,

@@ -11,10 +11,10 @@ import pytest
 import redis
 
 from guards import alertstore
+from headrace.sim.simulator import SimRecord
 from learner.keys import ShardKeys
 from stream import control
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord
 from tests.guards.poison import LKG_AT, POISONED_ENV, clean_stream, poison
 from tests.guards.test_drift_stream import second_shard_settings
 from tests.learner.harness import (

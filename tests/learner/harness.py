@@ -16,13 +16,14 @@ import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
+from headrace.sim.publish import publish
+from headrace.sim.simulator import SimRecord, SimulatorConfig, world
 from learner import modelcodec
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
 from learner.state import StateStore
-from stream.producer import make_producer, publish
+from stream.producer import make_producer
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, world
 from tests.support import ROOT, learner_seal, signer_env, stack_env
 
 TEST_JOIN_WINDOW_S = 300.0
@@ -100,7 +101,7 @@ class LearnerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self._log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "learn"],
+            [sys.executable, "-m", "headrace.cli", "learn"],
             cwd=ROOT,
             env=env,
             stdout=self._log,

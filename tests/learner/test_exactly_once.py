@@ -18,11 +18,11 @@ import pytest
 import redis
 
 from guards.settings import GuardSettings
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.keys import ShardKeys, versions_channel
 from learner.settings import LearnerSettings
 from stream.consumer import ShardWorker
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate
 from tests.learner.harness import (
     TEST_JOIN_WINDOW_S,
     LearnerProcess,

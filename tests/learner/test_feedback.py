@@ -17,6 +17,7 @@ from river import evaluate, metrics
 
 import learner.features
 import learner.loop
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.features import Features
 from learner.joins import Pending
@@ -37,7 +38,6 @@ from stream.events import (
     parse_event,
 )
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from tests.learner.test_models import synthetic_stream
 
 pytestmark = pytest.mark.integration

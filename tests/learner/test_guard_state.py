@@ -4,6 +4,7 @@ import redis
 
 from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -11,7 +12,6 @@ from learner.settings import LearnerSettings
 from learner.state import Committed
 from stream.events import Rejection, parse_event
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 
 RECORDS = list(generate(SimulatorConfig(seed=8, count=6_000, n_users=150, n_items=60)))
 

@@ -11,10 +11,10 @@ from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 from river import datasets, evaluate, metrics
 
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.models import build_model
 from stream.events import Labeled, dump_event
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,

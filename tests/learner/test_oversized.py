@@ -23,12 +23,12 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from headrace.sim.simulator import SimulatorConfig, generate
 from stream.dlq import rejection_headers
 from stream.events import MAX_EVENT_BYTES, Labeled, Rejection, dump_event, parse_event
 from stream.limits import KAFKA_DEFAULT_MAX_BYTES
 from stream.producer import make_producer
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from stream.sizes import BATCH_OVERHEAD, batch_size
 from tests.learner.harness import (
     LearnerProcess,

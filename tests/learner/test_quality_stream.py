@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import redis
 
+from headrace.sim.simulator import SimulatorConfig, generate
+from headrace.sim.store_world import ShopRequest
 from learner import modelcodec
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
-from stream.store_world import ShopRequest
 from tests.api.helpers import roc_auc
 from tests.heldout import held_out, quality
 from tests.learner.harness import (

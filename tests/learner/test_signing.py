@@ -14,6 +14,7 @@ import redis
 
 from api.loading import load_shard
 from api.settings import ApiSettings
+from headrace.sim.simulator import generate
 from learner import modelcodec
 from learner.errors import UnverifiedStateError
 from learner.keys import ShardKeys, versions_channel
@@ -23,7 +24,6 @@ from learner.statedump import dump_shard
 from snapshots.keys import SigningKey
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import generate
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import LearnerProcess, learner_env, wait_until

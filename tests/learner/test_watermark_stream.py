@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from guards.settings import GuardSettings
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -22,7 +23,6 @@ from learner.settings import LearnerSettings
 from stream.events import Impression, Rejection, dump_event, parse_event
 from stream.producer import make_producer
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from api.traffic import TrafficSplit
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from learner import modelcodec
 from learner.keys import ShardKeys
 from learner.signing import Seal
@@ -22,7 +23,6 @@ from snapshots.errors import BadSignatureError
 from snapshots.keys import VerifyKey
 from snapshots.store import DirectoryStore, load
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate, world
 from tests.api.helpers import ApiProcess, request_body
 from tests.learner.harness import (
     LearnerProcess,

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import redis
 
+from headrace.devstack import redis_local
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.keys import ShardKeys
 from snapshots.store import DirectoryStore
-from stream import redis_local
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate
 from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,

@@ -447,7 +447,7 @@ def test_records_without_repeats_are_accepted_however_written(
 def test_every_field_written_once_or_repeated_is_told_apart() -> None:
     """Each field of simulated events repeated in turn: every copy is caught, by the fast
     count on plain records and by the full read on escaped ones."""
-    from stream.simulator import SimulatorConfig, generate
+    from headrace.sim.simulator import SimulatorConfig, generate
 
     by_type: dict[str, list[bytes]] = {t: [] for t in EVENT_TYPES}
     for r in generate(SimulatorConfig(seed=8, count=3_000)):

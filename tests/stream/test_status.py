@@ -8,11 +8,11 @@ import pytest
 import redis
 
 from guards.alerts import Alert
+from headrace.sim.simulator import SimulatorConfig, generate
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model
 from learner.variant import Variant
 from stream.settings import StreamSettings
-from stream.simulator import SimulatorConfig, generate
 from stream.status import gather, render
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import send

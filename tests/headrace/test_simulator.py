@@ -12,6 +12,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.future import Future
 
+from headrace.sim.malformed import KINDS, malformed
+from headrace.sim.publish import SimReport, publish, simulate
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
+from headrace.sim.store_world import CATEGORIES
 from stream.errors import PublishError
 from stream.events import (
     AddToCart,
@@ -23,11 +27,8 @@ from stream.events import (
     Rejection,
     parse_event,
 )
-from stream.malformed import KINDS, malformed
-from stream.producer import SimReport, make_producer, publish, simulate
+from stream.producer import make_producer
 from stream.settings import StreamSettings
-from stream.simulator import SimRecord, SimulatorConfig, generate, world
-from stream.store_world import CATEGORIES
 
 Parsed = Impression | Click | AddToCart | Purchase | Labeled
 N = 30_000

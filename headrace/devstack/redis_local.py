@@ -9,7 +9,6 @@ config file readable by its owner only, never on a command line.
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,18 +16,10 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stream.errors import StackError
-from stream.localproc import (
-    exited,
-    log_size,
-    log_tail,
-    read_pid,
-    require_free,
-    require_local,
-    spawn,
-    tcp_open,
-    terminate,
-)
+from headrace.devstack import supervisor
+from headrace.devstack.errors import StackError
+from headrace.devstack.localproc import require_free, require_local
+from stream.probe import tcp_open
 from stream.settings import StreamSettings
 
 # Debian installs it in /usr/bin, older packages in /usr/sbin, which a
@@ -105,16 +96,21 @@ def check_port(settings: StreamSettings) -> None:
     require_free(port, "Redis", "HEADRACE_REDIS_URL=redis://127.0.0.1:<port>/0")
 
 
+def _server(settings: StreamSettings) -> supervisor.Server:
+    paths = RedisPaths.of(settings)
+    return supervisor.Server(
+        name="redis-server",
+        address=address(settings),
+        pid_file=paths.pid_file,
+        output=paths.log,
+        logs_hint=f"full log: {paths.log}",
+        is_ours=lambda pid: _is_ours(pid, paths),
+    )
+
+
 def running_pid(settings: StreamSettings) -> int | None:
     """Pid of this stack's redis-server if it runs; a stale pid file is removed."""
-    paths = RedisPaths.of(settings)
-    pid = read_pid(paths.pid_file)
-    if pid is None:
-        return None
-    if exited(pid) or not _is_ours(pid, paths):
-        paths.pid_file.unlink(missing_ok=True)
-        return None
-    return pid
+    return supervisor.running_pid(_server(settings))
 
 
 def _is_ours(pid: int, paths: RedisPaths) -> bool:
@@ -163,16 +159,17 @@ def _ping(settings: StreamSettings, timeout: float) -> bool:
 def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
     """Start this stack's redis-server and wait until it answers PING; return its pid."""
     paths = RedisPaths.of(settings)
-    if (pid := running_pid(settings)) is not None:
+    server = _server(settings)
+    if (pid := supervisor.running_pid(server)) is not None:
         raise StackError(f"Redis already runs with pid {pid}", "headrace stack down stops it")
-    server = check_server()
+    executable = check_server()
     password = check_password(settings)
     check_port(settings)
     _, port = settings.redis_host_port
     paths.data.mkdir(parents=True, exist_ok=True)
     _write_config(paths.config, password)
     argv = [
-        server,
+        executable,
         str(paths.config),
         "--bind",
         "127.0.0.1",
@@ -195,52 +192,30 @@ def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
         "--logfile",
         "",
     ]
-    since = log_size(paths.log)
-    pid = spawn(argv, log=paths.log, cwd=paths.data)
-    paths.pid_file.write_text(f"{pid}\n")
-    try:
-        wait_ready(settings, pid, timeout, since=since)
-    except BaseException:
-        terminate(pid, 10.0)
-        paths.pid_file.unlink(missing_ok=True)
-        raise
-    return pid
+    return supervisor.launch(
+        server,
+        argv,
+        paths.data,
+        lambda pid, since: wait_ready(settings, pid, timeout, since=since),
+    )
 
 
 def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int = 0) -> None:
     """Wait until the server answers PING, or raise StackError with its log since byte `since`."""
-    paths = RedisPaths.of(settings)
-    deadline = time.monotonic() + timeout
-    while True:
-        if exited(pid):
-            raise StackError(
-                f"redis-server (pid {pid}) exited during start-up:\n"
-                f"{log_tail(paths.log, since=since)}",
-                f"full log: {paths.log}",
-            )
+
+    def answers(_: float) -> bool:
         try:
-            if _ping(settings, 1.0):
-                return
+            return _ping(settings, 1.0)
         except redis.AuthenticationError as exc:
             raise StackError(
                 f"Redis on {address(settings)} refuses the password: {exc}",
                 "HEADRACE_REDIS_PASSWORD differs from the one it was started with; "
                 "`headrace stack down`, then up again",
             ) from None
-        if time.monotonic() >= deadline:
-            raise StackError(
-                f"redis-server (pid {pid}) did not answer PING on {address(settings)} "
-                f"within {timeout:.0f} s:\n{log_tail(paths.log, since=since)}",
-                f"full log: {paths.log}",
-            )
-        time.sleep(0.1)
+
+    supervisor.wait_answering(_server(settings), pid, timeout, answers, since=since)
 
 
 def stop(settings: StreamSettings, *, timeout: float = 30.0) -> int | None:
     """Stop this stack's redis-server; on SIGTERM it fsyncs the AOF before exiting."""
-    paths = RedisPaths.of(settings)
-    pid = running_pid(settings)
-    if pid is not None:
-        terminate(pid, timeout)
-    paths.pid_file.unlink(missing_ok=True)
-    return pid
+    return supervisor.stop(_server(settings), timeout)

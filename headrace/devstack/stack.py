@@ -2,7 +2,7 @@
 
 `up`, `down` and `status` are what `headrace stack up|down|status` runs. `up`
 is idempotent: services that already run and answer are left alone. The
-services themselves live in `stream.kafka_local` and `stream.redis_local`.
+services themselves live in `kafka_local` and `redis_local`.
 """
 
 import time
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from stream import kafka_jars, kafka_local, localproc, redis_local
-from stream.errors import StackError
+from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local
+from headrace.devstack.errors import StackError
+from stream.probe import answering
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 
@@ -101,7 +102,7 @@ def status(settings: StreamSettings) -> StackStatus:
             "kafka",
             _kafka_address(settings),
             kafka_pid,
-            kafka_pid is not None and kafka_local.answering(settings),
+            kafka_pid is not None and answering(settings),
         ),
         redis=ServiceStatus(
             "redis",

@@ -1,6 +1,6 @@
 """What the local broker runs on: Java 17+, and Kafka's jars resolved from Maven Central.
 
-The jars come through `stream/localstack/pom.xml`, resolved once into
+The jars come through `headrace/devstack/localstack/pom.xml`, resolved once into
 `<cache_dir>/kafka/libs` (Maven's own cache in `<cache_dir>/m2`); a marker with
 the pom's sha256 makes the next start skip Maven, and the network, entirely.
 """
@@ -13,8 +13,8 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from stream.errors import StackError
-from stream.localproc import locked, log_tail
+from headrace.devstack.errors import StackError
+from headrace.devstack.localproc import locked, log_tail
 
 MIN_JAVA = 17
 LIBS_MARKER = ".pom.sha256"
@@ -74,7 +74,7 @@ def check_maven(cache_dir: str | Path) -> None:
 
 
 def resource(name: str) -> bytes:
-    return (resources.files("stream") / "localstack" / name).read_bytes()
+    return (resources.files("headrace.devstack") / "localstack" / name).read_bytes()
 
 
 def libs_dir(cache_dir: str | Path) -> Path:

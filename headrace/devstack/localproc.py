@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from stream.errors import StackError
+from headrace.devstack.errors import StackError
 
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
@@ -113,14 +113,6 @@ def log_tail(log: Path, *, since: int = 0, lines: int = 15) -> str:
     except OSError:
         text = []
     return "\n".join(f"  {line}" for line in text) or "  (no output)"
-
-
-def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def require_local(host: str, env_var: str) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from pydantic import ValidationError
 
-from api.cli_errors import EXPECTED, one_line
+from headrace.cli.hints import EXPECTED, one_line
 from stream.settings import StreamSettings
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from stream import stack
+    from headrace.devstack import stack
 
     settings = StreamSettings()
     if args.action == "up":
@@ -71,8 +71,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from stream.producer import simulate
-    from stream.simulator import DEFAULT_START, SimulatorConfig
+    from headrace.sim.publish import simulate
+    from headrace.sim.simulator import DEFAULT_START, SimulatorConfig
 
     count = args.count
     if count is None and args.duration is not None and args.rate is not None:
@@ -264,7 +264,7 @@ def _snapshot_command(name: str) -> Command:
     """`headrace snapshot NAME`, imported when run: the snapshot code loads River, slowly."""
 
     def run(args: argparse.Namespace) -> int:
-        from api import cli_snapshots
+        from headrace.cli import snapshots as cli_snapshots
 
         command: Command = getattr(cli_snapshots, name)
         return command(args)
@@ -398,7 +398,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2 if isinstance(exc, ValidationError) else 1
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,11 +15,12 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import SecretStr
 
-from stream import kafka_jars, localproc, redis_local, stack
-from stream.errors import StackError
+from headrace.devstack import kafka_jars, redis_local, stack
+from headrace.devstack.errors import StackError
+from headrace.devstack.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
+from stream.probe import tcp_open
 from stream.redisconn import connect
 from stream.settings import StreamSettings
-from stream.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -72,7 +73,7 @@ def running(own_stack: StreamSettings, jar_cache: str) -> StackStatus:
 
 
 def _port_open(port: int) -> bool:
-    return localproc.tcp_open("127.0.0.1", port, timeout=1.0)
+    return tcp_open("127.0.0.1", port, timeout=1.0)
 
 
 def _processes_using(folder: str) -> list[int]:

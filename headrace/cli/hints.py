@@ -7,6 +7,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from headrace.devstack.errors import StackError
 from learner.errors import LearnerError, ModelError, StateError, UnverifiedStateError
 from snapshots.errors import (
     BadSignatureError,
@@ -14,9 +15,10 @@ from snapshots.errors import (
     SnapshotError,
     SnapshotNotFoundError,
 )
-from stream.errors import OperationError, StackError, StreamError
+from stream.errors import OperationError, StreamError
 
 EXPECTED: tuple[type[BaseException], ...] = (
+    StackError,
     StreamError,
     LearnerError,
     SnapshotError,

@@ -16,6 +16,8 @@ from typing import Final, Literal
 import numpy as np
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from headrace.sim.malformed import malformed
+from headrace.sim.store_world import Page, Store
 from stream.events import (
     AddToCart,
     Click,
@@ -25,8 +27,6 @@ from stream.events import (
     Purchase,
     dump_event,
 )
-from stream.malformed import malformed
-from stream.store_world import Page, Store
 
 RecordType = Literal["impression", "click", "add_to_cart", "purchase", "labeled", "malformed"]
 AnyEvent = Impression | Click | AddToCart | Purchase | Labeled

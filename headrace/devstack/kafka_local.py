@@ -1,37 +1,21 @@
 """One local Kafka 4 broker in KRaft mode (combined broker and controller), without Docker.
 
-The jars and Java come from `stream.kafka_jars`.
-Config, data, logs and the pid file live under `settings.stack_dir`. Every
-listener binds to 127.0.0.1 only.
-
-Process helpers (pid files, detached start, bounded stop, port checks) are
-in `stream.localproc`, shared with `stream.redis_local`.
+The jars and Java come from `kafka_jars`. Config, data, logs and the pid file live
+under `settings.stack_dir`. Every listener binds to 127.0.0.1 only. Starting, waiting
+and stopping are `supervisor`'s, shared with `redis_local`.
 """
 
 import base64
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError
-
-from stream.errors import StackError
-from stream.kafka_jars import check_java, ensure_libs, resource
-from stream.localproc import (
-    cmdline,
-    exited,
-    log_size,
-    log_tail,
-    read_pid,
-    require_free,
-    require_local,
-    spawn,
-    tcp_open,
-    terminate,
-)
+from headrace.devstack import supervisor
+from headrace.devstack.errors import StackError
+from headrace.devstack.kafka_jars import check_java, ensure_libs, resource
+from headrace.devstack.localproc import cmdline, require_free, require_local
+from stream.probe import answering
 from stream.settings import StreamSettings
 
 
@@ -91,7 +75,7 @@ def server_properties(settings: StreamSettings, paths: KafkaPaths) -> str:
     _, port = settings.kafka_host_port
     cport = settings.controller_port
     lines = [
-        "# Written by headrace (stream/kafka_local.py) on every start; edits are lost.",
+        "# Written by headrace (headrace/devstack/kafka_local.py) on every start; edits are lost.",
         "process.roles=broker,controller",
         "node.id=1",
         # A static quorum (not a formatted --standalone one) keeps working when
@@ -180,41 +164,26 @@ def _format_storage(java: str, settings: StreamSettings, paths: KafkaPaths, libs
         )
 
 
+def _server(settings: StreamSettings) -> supervisor.Server:
+    paths = KafkaPaths.of(settings)
+
+    def is_ours(pid: int) -> bool:
+        argv = cmdline(pid)
+        return "kafka.Kafka" in argv and str(paths.config) in argv
+
+    return supervisor.Server(
+        name="Kafka",
+        address=address(settings),
+        pid_file=paths.pid_file,
+        output=paths.out,
+        logs_hint=f"full logs: {paths.out} and {paths.server_log}",
+        is_ours=is_ours,
+    )
+
+
 def running_pid(settings: StreamSettings) -> int | None:
     """Pid of this stack's broker if it runs; a stale pid file is removed."""
-    paths = KafkaPaths.of(settings)
-    pid = read_pid(paths.pid_file)
-    if pid is None:
-        return None
-    argv = cmdline(pid)
-    if exited(pid) or "kafka.Kafka" not in argv or str(paths.config) not in argv:
-        paths.pid_file.unlink(missing_ok=True)
-        return None
-    return pid
-
-
-def answering(settings: StreamSettings, timeout: float = 3.0) -> bool:
-    """True when the broker answers a metadata request (not just accepts connections)."""
-    host, port = settings.kafka_host_port
-    # A plain connect first: kafka-python logs every refused connection loudly.
-    if not tcp_open(host, port, timeout):
-        return False
-    millis = max(int(timeout * 1000), 100)
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=f"{host}:{port}",
-            client_id="headrace-stack",
-            request_timeout_ms=millis,
-            bootstrap_timeout_ms=millis,
-            reconnect_backoff_max_ms=200,
-        )
-        try:
-            admin.list_topics()
-        finally:
-            admin.close()
-    except (KafkaError, OSError):
-        return False
-    return True
+    return supervisor.running_pid(_server(settings))
 
 
 def start(
@@ -223,11 +192,12 @@ def start(
     """Start this stack's broker and wait until it answers; return its pid.
 
     `cache_dir` is the stack folder whose jars (and Maven cache) to use, by
-    default `settings.stack_dir`; tests point it at a shared one. Raises
+    default `settings.kafka_cache_dir`; tests point it at a shared one. Raises
     StackError if the broker already runs (see `running_pid`) or does not come up.
     """
     paths = KafkaPaths.of(settings)
-    if (pid := running_pid(settings)) is not None:
+    server = _server(settings)
+    if (pid := supervisor.running_pid(server)) is not None:
         raise StackError(f"Kafka already runs with pid {pid}", "headrace stack down stops it")
     java = check_java()
     check_ports(settings)
@@ -238,17 +208,12 @@ def start(
     paths.log4j.write_bytes(resource("log4j2.properties"))
     _format_storage(java, settings, paths, libs)
     argv = [*_java_argv(java, settings, paths, libs), "kafka.Kafka", str(paths.config)]
-    since = log_size(paths.out)
-    pid = spawn(argv, log=paths.out, cwd=paths.root)
-    paths.pid_file.write_text(f"{pid}\n")
-    try:
-        wait_ready(settings, pid, timeout, since=since)
-    except BaseException:
-        # Never leave a half-started broker behind a failed (or interrupted) start.
-        terminate(pid, 10.0)
-        paths.pid_file.unlink(missing_ok=True)
-        raise
-    return pid
+    return supervisor.launch(
+        server,
+        argv,
+        paths.root,
+        lambda pid, since: wait_ready(settings, pid, timeout, since=since),
+    )
 
 
 def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int = 0) -> None:
@@ -258,32 +223,17 @@ def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int
     Its stdout holds the JVM's own errors and the broker's warnings and errors;
     server.log, named in the hint, has everything.
     """
-    paths = KafkaPaths.of(settings)
-    deadline = time.monotonic() + timeout
-    while True:
-        if exited(pid):
-            raise StackError(
-                f"Kafka (pid {pid}) exited during start-up:\n{log_tail(paths.out, since=since)}",
-                f"full logs: {paths.out} and {paths.server_log}",
-            )
-        remaining = deadline - time.monotonic()
-        if answering(settings, timeout=min(3.0, max(remaining, 0.5))):
-            return
-        if time.monotonic() >= deadline:
-            raise StackError(
-                f"Kafka (pid {pid}) did not answer on {address(settings)} within {timeout:.0f} s:\n"
-                f"{log_tail(paths.out, since=since)}",
-                f"full logs: {paths.out} and {paths.server_log}; "
-                f"a larger HEADRACE_KAFKA_HEAP may help on a busy machine",
-            )
-        time.sleep(0.25)
+    supervisor.wait_answering(
+        _server(settings),
+        pid,
+        timeout,
+        lambda probe_s: answering(settings, timeout=probe_s),
+        since=since,
+        poll_s=0.25,
+        slow_hint="a larger HEADRACE_KAFKA_HEAP may help on a busy machine",
+    )
 
 
 def stop(settings: StreamSettings, *, timeout: float = 30.0) -> int | None:
     """Stop this stack's broker (SIGTERM, SIGKILL after `timeout`); return its pid if it ran."""
-    paths = KafkaPaths.of(settings)
-    pid = running_pid(settings)
-    if pid is not None:
-        terminate(pid, timeout)
-    paths.pid_file.unlink(missing_ok=True)
-    return pid
+    return supervisor.stop(_server(settings), timeout)

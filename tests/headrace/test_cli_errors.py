@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from api.cli import main
+from headrace.cli import main
 from stream.settings import StreamSettings
 from tests.support import free_port, signing_key
 

@@ -1,0 +1,1 @@
+"""The seeded yarn-store clickstream, and publishing it to Kafka."""
