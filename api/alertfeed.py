@@ -135,7 +135,7 @@ class AlertFeed:
         if self._client is None:
             # The reader's XREAD blocks one connection; a resuming client's backlog takes
             # another, waiting (not failing) when a few are already busy.
-            # As stream.redisconn.connect: the URL's own credentials win over the setting.
+            # As learner.redisconn.connect: the URL's own credentials win over the setting.
             extra = {"password": self._password} if self._password is not None else {}
             pool = redis.asyncio.BlockingConnectionPool.from_url(
                 self._url,

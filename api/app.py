@@ -31,13 +31,13 @@ from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
 from api.traffic import TrafficSplit
 from guards.alertstore import alerts_key
+from learner.recovery import Snapshots
+from learner.redisconn import connect
 from learner.signing import Seal
 from snapshots.keys import VerifyKey
 from snapshots.settings import SigningSettings, SnapshotSettings
 from snapshots.store import DirectoryStore
 from stream.producer import make_producer
-from stream.recovery import Snapshots
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 DESCRIPTION = """Scores candidate items for a user with the models the learner publishes.

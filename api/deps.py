@@ -17,7 +17,7 @@ from api.predictor import Predictor
 from api.schemas import RequestDecoder
 from api.settings import ApiSettings
 from api.telemetry import Metrics
-from stream.recovery import Snapshots
+from learner.recovery import Snapshots
 from stream.settings import StreamSettings
 
 

@@ -148,8 +148,8 @@ class TooManyStreamsError(ApiError):
 
 def from_domain(exc: Exception) -> ApiError:
     """The HTTP answer to an operator action's domain error (snapshots, operations)."""
+    from learner.errors import OperationError
     from snapshots import errors as snap
-    from stream.operations import OperationError
 
     message = str(exc)
     if isinstance(exc, snap.InvalidSnapshotIdError):

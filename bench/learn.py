@@ -43,11 +43,11 @@ from learner.joins import Pending  # noqa: E402
 from learner.keys import ShardKeys, versions_channel  # noqa: E402
 from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
+from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from learner.state import StateStore  # noqa: E402
 from stream.events import Rejection, parse_event  # noqa: E402
 from stream.producer import make_producer  # noqa: E402
-from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 from tests.learner.harness import end_offsets, shipped_env  # noqa: E402

@@ -60,9 +60,9 @@ from learner.feedback import METHODS  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
+from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
-from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.heldout import HeldOut, Quality, held_out, quality  # noqa: E402
 

@@ -27,8 +27,8 @@ from pydantic import SecretStr
 from bench.serve import bodies, free_port, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig
+from learner.redisconn import connect
 from snapshots.keys import SigningKey
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 

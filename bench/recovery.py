@@ -31,10 +31,10 @@ from headrace.devstack import stack  # noqa: E402
 from headrace.sim.publish import publish  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
+from learner.recovery import Snapshots  # noqa: E402
+from learner.redisconn import connect  # noqa: E402
 from snapshots.settings import SigningSettings, SnapshotSettings  # noqa: E402
 from stream.producer import make_producer  # noqa: E402
-from stream.recovery import Snapshots  # noqa: E402
-from stream.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.learner.harness import end_offsets, learner_env  # noqa: E402
 from tests.support import free_port, signing_key  # noqa: E402

@@ -39,14 +39,14 @@ from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate, world
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
+from learner.lease import Lease
 from learner.loop import Learner
+from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from learner.signing import Seal
 from learner.state import StateStore
 from snapshots.keys import SigningKey
 from stream.events import Rejection, parse_event
-from stream.lease import Lease
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,8 +23,8 @@ from learner import modelcodec
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
+from learner.redisconn import connect
 from learner.variant import p_true_of
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 

@@ -37,11 +37,11 @@ from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.keys import ShardKeys
+from learner.lease import Lease
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from learner.state import StateStore
 from stream.events import Rejection, parse_event
-from stream.lease import Lease
 from stream.settings import StreamSettings
 from tests.support import free_port
 

@@ -40,3 +40,13 @@ class UnverifiedStateError(StateError):
         self.shard = shard
         self.version = version
         self.why = why
+
+
+class OperationError(Exception):
+    """An operator's request could not be carried out; `kind` names the cause for the caller.
+
+    Not a LearnerError: the API maps it by `kind` (a busy learner, a refused snapshot)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

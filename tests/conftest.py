@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from stream.redisconn import connect
+from learner.redisconn import connect
 from stream.settings import StreamSettings
 from tests.support import own_topics
 

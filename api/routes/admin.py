@@ -31,11 +31,11 @@ from api.errors import (
     from_domain,
 )
 from api.routes import json_response
-from learner.errors import LearnerError
+from learner.errors import LearnerError, OperationError
 from learner.keys import ShardKeys
+from learner.operations import restore_snapshot, roll_back, take_snapshot
+from learner.recovery import Snapshots
 from snapshots.errors import SnapshotError
-from stream.operations import OperationError, restore_snapshot, roll_back, take_snapshot
-from stream.recovery import Snapshots
 
 
 def require_admin(request: Request, services: ServicesDep) -> Services:

@@ -8,14 +8,20 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from headrace.devstack.errors import StackError
-from learner.errors import LearnerError, ModelError, StateError, UnverifiedStateError
+from learner.errors import (
+    LearnerError,
+    ModelError,
+    OperationError,
+    StateError,
+    UnverifiedStateError,
+)
 from snapshots.errors import (
     BadSignatureError,
     MissingKeyError,
     SnapshotError,
     SnapshotNotFoundError,
 )
-from stream.errors import OperationError, StreamError
+from stream.errors import StreamError
 
 EXPECTED: tuple[type[BaseException], ...] = (
     StackError,

@@ -19,8 +19,8 @@ from headrace.cli.hints import EXPECTED, one_line
 from stream.settings import StreamSettings
 
 if TYPE_CHECKING:
+    from learner.recovery import Snapshots
     from snapshots.settings import SigningSettings
-    from stream.recovery import Snapshots
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -40,7 +40,7 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from stream.status import gather, render
+    from learner.status import gather, render
 
     status = gather(StreamSettings(), n_alerts=args.alerts)
     if not status.redis_up:
@@ -100,9 +100,9 @@ def _learn(args: argparse.Namespace) -> int:
     import redis
     from prometheus_client import start_http_server
 
+    from learner.compose import build_worker
     from learner.models import check_variants
     from learner.settings import LearnerSettings
-    from stream.consumer import ShardWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # The learner allocates a few objects per event and keeps a large, long-lived state:
@@ -119,15 +119,15 @@ def _learn(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     from guards.settings import GuardSettings
+    from learner.redisconn import connect
     from learner.signing import Seal
     from snapshots.settings import SigningSettings
-    from stream.redisconn import connect
 
     signing = SigningSettings()
     # No signing key, no learner: it signs every state it publishes.
     seal = Seal(signing.verify_keys(), signing.signer())
     client: redis.Redis = connect(stream)
-    worker = ShardWorker(
+    worker = build_worker(
         stream,
         settings,
         client,
@@ -141,8 +141,8 @@ def _learn(args: argparse.Namespace) -> int:
 
 def _snapshots_for_learner(signing: "SigningSettings") -> "Snapshots | None":
     """Snapshots, unless switched off."""
+    from learner.recovery import Snapshots
     from snapshots.settings import SnapshotSettings
-    from stream.recovery import Snapshots
 
     settings = SnapshotSettings()
     if settings.snapshot_interval_s <= 0:
@@ -218,9 +218,9 @@ def _positive_int(text: str) -> int:
 def _rollback(args: argparse.Namespace) -> int:
 
     from learner.keys import ShardKeys
+    from learner.operations import roll_back
+    from learner.redisconn import connect
     from learner.settings import LearnerSettings
-    from stream.operations import roll_back
-    from stream.redisconn import connect
 
     stream = StreamSettings()
     keys = ShardKeys(stream.key_prefix, LearnerSettings().shard)

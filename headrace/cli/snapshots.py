@@ -14,15 +14,15 @@ import orjson
 import redis
 
 from learner.keys import ShardKeys
+from learner.operations import restore_snapshot, take_snapshot
+from learner.recovery import Snapshots
+from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from snapshots.codec import decode, read_header, signed_with
 from snapshots.codec import resign as resign_blob
 from snapshots.errors import SnapshotError
 from snapshots.settings import SigningSettings, SnapshotSettings
 from snapshots.store import SUFFIX
-from stream.operations import restore_snapshot, take_snapshot
-from stream.recovery import Snapshots
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 

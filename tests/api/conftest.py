@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from headrace.sim.simulator import SimulatorConfig, generate
-from stream.redisconn import connect
+from learner.redisconn import connect
 from stream.settings import StreamSettings
 from tests.api.helpers import InProcessLearner
 from tests.support import signing_key

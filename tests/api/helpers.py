@@ -25,11 +25,11 @@ from headrace.sim.store_world import ShopRequest
 from learner.aggregates import AggregateCache, decode_hash
 from learner.features import FeatureConfig, features
 from learner.keys import ShardKeys
+from learner.lease import Lease
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from learner.state import StateStore
 from stream.events import Rejection, parse_event
-from stream.lease import Lease
 from stream.settings import StreamSettings
 from tests.learner.harness import learner_env
 from tests.support import free_port, learner_seal, verifier_env

@@ -21,12 +21,12 @@ from api.settings import ApiSettings
 from guards import alertstore
 from guards.alerts import Alert
 from headrace.sim.simulator import generate
+from learner.compose import build_worker
 from learner.keys import ShardKeys
+from learner.recovery import Snapshots
 from learner.settings import LearnerSettings
 from learner.state import StateStore
 from snapshots.settings import SigningSettings, SnapshotSettings
-from stream.consumer import ShardWorker
-from stream.recovery import Snapshots
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner
@@ -56,7 +56,7 @@ def owned(topics: StreamSettings, redis_client: redis.Redis, snapshot_env: Path)
         SnapshotSettings(snapshot_dir=snapshot_env, snapshot_interval_s=3600),
         _signing(),
     )
-    worker = ShardWorker(
+    worker = build_worker(
         topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
     )
     stop = threading.Event()

@@ -23,11 +23,11 @@ import redis
 from api.settings import ApiSettings
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from learner import modelcodec
+from learner.compose import build_worker
 from learner.features import FeatureConfig
 from learner.keys import ShardKeys
+from learner.redisconn import connect
 from learner.settings import LearnerSettings
-from stream.consumer import ShardWorker
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app
@@ -79,7 +79,7 @@ def trained(stack_settings: StreamSettings) -> Iterator[Trained]:
         join_window_s=JOIN_WINDOW_S,
         variants={"main": "logreg", "tree": "tree"},
     )
-    worker = ShardWorker(settings, learner_settings, client, seal=learner_seal())
+    worker = build_worker(settings, learner_settings, client, seal=learner_seal())
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

@@ -26,8 +26,8 @@ from headrace.devstack import redis_local
 from headrace.sim.publish import publish
 from headrace.sim.simulator import generate, world
 from learner.keys import versions_channel
+from learner.redisconn import connect
 from stream.producer import make_producer
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL
 from tests.api.helpers import (

@@ -6,8 +6,8 @@ import pytest
 import redis
 
 from headrace.sim.simulator import SimulatorConfig, generate
+from learner import control
 from learner.keys import ShardKeys
-from stream import control
 from stream.settings import StreamSettings
 from tests.learner.harness import (
     LearnerProcess,

@@ -12,8 +12,8 @@ import redis
 
 from guards import alertstore
 from headrace.sim.simulator import SimRecord
+from learner import control
 from learner.keys import ShardKeys
-from stream import control
 from stream.settings import StreamSettings
 from tests.guards.poison import LKG_AT, POISONED_ENV, clean_stream, poison
 from tests.guards.test_drift_stream import second_shard_settings

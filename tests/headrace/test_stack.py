@@ -18,8 +18,8 @@ from pydantic import SecretStr
 from headrace.devstack import kafka_jars, redis_local, stack
 from headrace.devstack.errors import StackError
 from headrace.devstack.stack import ALREADY_RUNNING, NOT_RUNNING, STARTED, STOPPED, StackStatus
+from learner.redisconn import connect
 from stream.probe import tcp_open
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,9 +19,9 @@ import redis
 
 from guards.settings import GuardSettings
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
+from learner.compose import build_worker
 from learner.keys import ShardKeys, versions_channel
 from learner.settings import LearnerSettings
-from stream.consumer import ShardWorker
 from stream.settings import StreamSettings
 from tests.learner.harness import (
     TEST_JOIN_WINDOW_S,
@@ -70,7 +70,9 @@ def reference_run(settings: StreamSettings, client: redis.Redis) -> StreamSettin
         join_window_s=TEST_JOIN_WINDOW_S,
     )
     # The same guards as `headrace learn`: their state must replay exactly too.
-    worker = ShardWorker(ref, learner_settings, client, seal=learner_seal(), guards=GuardSettings())
+    worker = build_worker(
+        ref, learner_settings, client, seal=learner_seal(), guards=GuardSettings()
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

@@ -8,8 +8,8 @@ import redis
 from kafka import KafkaProducer
 from prometheus_client import REGISTRY
 
+from learner.compose import build_worker
 from learner.settings import LearnerSettings
-from stream.consumer import ShardWorker
 from stream.events import Labeled, dump_event
 from stream.settings import StreamSettings
 from stream.shards import partition_for_key
@@ -69,7 +69,7 @@ def test_the_published_count_of_misrouted_events_is_what_was_sent_elsewhere(
         group_id=topics.key_prefix,
         join_window_s=TEST_JOIN_WINDOW_S,
     )
-    worker = ShardWorker(topics, learner_settings, redis_client, seal=learner_seal())
+    worker = build_worker(topics, learner_settings, redis_client, seal=learner_seal())
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,))
     thread.start()

@@ -18,11 +18,11 @@ from headrace.sim.simulator import generate
 from learner import modelcodec
 from learner.errors import UnverifiedStateError
 from learner.keys import ShardKeys, versions_channel
+from learner.redisconn import connect
 from learner.signing import SIG_FIELD, Seal, seal
 from learner.state import StateStore
 from learner.statedump import dump_shard
 from snapshots.keys import SigningKey
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner

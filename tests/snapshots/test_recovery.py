@@ -17,8 +17,8 @@ import redis
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.keys import ShardKeys
+from learner.redisconn import connect
 from snapshots.store import DirectoryStore
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 from tests.learner.harness import (

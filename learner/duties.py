@@ -1,50 +1,55 @@
 """What the learner process does besides learning: snapshots, cold starts, operator commands.
 
-A mixin of `stream.consumer.ShardWorker`, kept apart so that module stays the loop.
+Kept apart from the loop (learner/worker.py), which hands it what it needs: the Redis
+client, the shard's lease and store, the snapshots, and a way to publish.
 """
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from learner import control
 from learner.errors import LearnerError
 from learner.keys import ShardKeys
+from learner.lease import Lease
 from learner.loop import Learner
+from learner.recovery import LATEST, Snapshots
 from learner.state import Committed, StateStore
 from snapshots.errors import SnapshotError, SnapshotNotFoundError
 from snapshots.manifest import SnapshotHeader
-from stream import control
-from stream.lease import Lease
-from stream.recovery import LATEST, Snapshots
 
 log = logging.getLogger("headrace.learner")
 
 
 class OperatorDuties:
-    """Snapshots and commands of a ShardWorker; the attributes are the worker's."""
+    """Snapshots and operator commands of one shard's active learner."""
 
-    client: redis.Redis
-    keys: ShardKeys
-    lease: Lease
-    store: StateStore
-    learner: Learner | None
-    snapshots: Snapshots | None
-    version: int
-    _last_snapshot: float
-    _snapshot_version: int
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: ShardKeys,
+        lease: Lease,
+        store: StateStore,
+        snapshots: Snapshots | None,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.lease = lease
+        self.store = store
+        self.snapshots = snapshots
+        self._last_snapshot = time.monotonic()
+        self._snapshot_version = 0
 
-    def publish(self) -> int:
-        raise NotImplementedError
-
-    def _load_shadows(self, learner: Learner) -> None:
+    def load_shadows(self, learner: Learner) -> None:
         """The last-known-good models, for the rollback guard to score in shadow."""
         if self.snapshots is None or not learner.deciders:
             return
         learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
 
-    def _cold_start(self) -> Committed | None:
+    def cold_start(self) -> Committed | None:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
         assert self.snapshots is not None and self.lease.token is not None
         try:
@@ -66,7 +71,36 @@ class OperatorDuties:
         )
         return self.store.load()
 
-    def _manual_rollback(self, learner: Learner, command: dict[str, Any]) -> dict[str, Any]:
+    def snapshot_due(self, now: float, version: int) -> bool:
+        """Every S seconds, if anything was published since the last snapshot."""
+        if self.snapshots is None or self.snapshots.settings.snapshot_interval_s <= 0:
+            return False
+        if version in (0, self._snapshot_version):
+            return False
+        return now - self._last_snapshot >= self.snapshots.settings.snapshot_interval_s
+
+    def snapshot_pending(self, version: int) -> bool:
+        """Whether `version` was published and not snapshotted yet (at a clean stop)."""
+        return self.snapshots is not None and version not in (0, self._snapshot_version)
+
+    def snapshot(self, learner: Learner | None) -> SnapshotHeader:
+        assert self.snapshots is not None
+        header = self.snapshots.take(self.client, self.keys)
+        self._last_snapshot = time.monotonic()
+        self._snapshot_version = header.version
+        if header.last_known_good and learner is not None:
+            self.load_shadows(learner)
+        log.info(
+            "shard %s: snapshot %s%s",
+            self.keys.shard,
+            header.snapshot_id,
+            " (last known good)" if header.last_known_good else "",
+        )
+        return header
+
+    def _manual_rollback(
+        self, learner: Learner, command: dict[str, Any], publish: Callable[[], int]
+    ) -> dict[str, Any]:
         if not learner.shadows and self.snapshots is not None:
             # Loaded here too when the rollback guard is off and nothing scores in shadow.
             learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
@@ -78,44 +112,24 @@ class OperatorDuties:
         reason = str(command.get("reason") or "operator rollback")
         for name in names:
             learner.roll_back(name, reason)
-        version = self.publish()
+        version = publish()
         return {"ok": True, "version": version, "variants": names}
 
-    def _snapshot_due(self, now: float) -> bool:
-        """Every S seconds, if anything was published since the last snapshot."""
-        if self.snapshots is None or self.snapshots.settings.snapshot_interval_s <= 0:
-            return False
-        if self.version in (0, self._snapshot_version):
-            return False
-        return now - self._last_snapshot >= self.snapshots.settings.snapshot_interval_s
-
-    def _snapshot(self) -> SnapshotHeader:
-        assert self.snapshots is not None
-        header = self.snapshots.take(self.client, self.keys)
-        self._last_snapshot = time.monotonic()
-        self._snapshot_version = header.version
-        if header.last_known_good and self.learner is not None:
-            self._load_shadows(self.learner)
-        log.info(
-            "shard %s: snapshot %s%s",
-            self.keys.shard,
-            header.snapshot_id,
-            " (last known good)" if header.last_known_good else "",
-        )
-        return header
-
-    def _command(self, command: dict[str, Any], learner: Learner) -> bool:
-        """Carry out one operator command; True when the state was replaced."""
+    def command(
+        self, command: dict[str, Any], learner: Learner, publish: Callable[[], int]
+    ) -> int | None:
+        """Carry out one operator command; the new version when the state was replaced
+        (a restore: the learner must reload it), else None."""
         op, command_id = command.get("op"), str(command.get("id"))
         result: dict[str, Any]
-        reload = False
+        replaced = None
         try:
             if self.snapshots is None:
                 raise SnapshotError(
                     "snapshots are off for this learner (HEADRACE_SNAPSHOT_INTERVAL_S=0)"
                 )
             if op == "snapshot":
-                header = self._snapshot()
+                header = self.snapshot(learner)
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
             elif op == "restore":
                 assert self.lease.token is not None
@@ -127,11 +141,10 @@ class OperatorDuties:
                     replay=bool(command.get("replay", True)),
                     current=dict(learner.offsets),
                 )
-                self.version = version
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
-                reload = True
+                replaced = version
             elif op == "rollback":
-                result = self._manual_rollback(learner, command)
+                result = self._manual_rollback(learner, command, publish)
             else:
                 result = {"ok": False, "error": f"unknown command {op!r}", "kind": "BadCommand"}
         except (SnapshotError, LearnerError) as exc:
@@ -141,4 +154,4 @@ class OperatorDuties:
         log.info(
             "shard %s: command %s: %s", self.keys.shard, op, "ok" if result["ok"] else "refused"
         )
-        return reload
+        return replaced

@@ -13,16 +13,13 @@ from typing import Any
 import orjson
 import redis
 
-from learner.errors import LearnerError
+from learner import control
+from learner.errors import LearnerError, OperationError
 from learner.keys import ShardKeys
+from learner.lease import Lease, default_owner_id
+from learner.recovery import Snapshots
 from snapshots.errors import SnapshotError
 from snapshots.store import load
-from stream import control
-from stream.errors import OperationError
-from stream.lease import Lease, default_owner_id
-from stream.recovery import Snapshots
-
-__all__ = ["OperationError", "restore_snapshot", "roll_back", "take_snapshot"]
 
 _OPERATOR_LEASE_MS = 30_000
 

@@ -18,8 +18,8 @@ from redis.retry import Retry
 from guards import alertstore
 from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
+from learner.redisconn import connect
 from stream.probe import answering, end_offsets
-from stream.redisconn import connect
 from stream.settings import StreamSettings
 from stream.shards import shard_names
 

@@ -6,6 +6,10 @@ reads the committed state, seeks its partitions to the committed offsets
 in one fenced transaction; only then are the offsets also committed to the
 consumer group, for lag tools. Losing the lease drops everything in memory
 and goes back to standby.
+
+The worker is handed its collaborators (the reader of the events topic, the two side
+topics, the lease, the state store): `learner.compose.build_worker` builds them from
+the settings for `headrace learn`, and the tests hand in-process ones to the same loop.
 """
 
 import logging
@@ -13,30 +17,26 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Protocol
 
 import redis
 from confluent_kafka import Message
 
 from guards.settings import GuardSettings
-from learner import telemetry
+from learner import control, telemetry
 from learner.aggregates import AggregateCache
 from learner.counters import MISROUTED, REJECTED
+from learner.duties import OperatorDuties
 from learner.errors import FencedError
-from learner.keys import ShardKeys
+from learner.lease import Lease
 from learner.loop import Learner
+from learner.recovery import Snapshots
 from learner.settings import LearnerSettings
 from learner.signing import Seal
 from learner.state import StateStore
-from stream import control
-from stream.dlq import SideTopic, rejection_headers, side_producer, verdict_headers
-from stream.duties import OperatorDuties
+from stream.dlq import Headers, rejection_headers, verdict_headers
 from stream.errors import PublishError, StreamError
 from stream.events import Rejection, parse_event
-from stream.lease import Lease
-from stream.limits import path_limits
-from stream.reader import EventsReader
-from stream.recovery import Snapshots
-from stream.settings import StreamSettings
 from stream.shards import RoutingCheck, parse_shards
 
 _CONTROL_EVERY_S = 0.05
@@ -48,28 +48,64 @@ _SIDE_RETRY_S = 5.0
 log = logging.getLogger("headrace.learner")
 
 
-class ShardWorker(OperatorDuties):
+class Reader(Protocol):
+    """The events topic as the loop reads it (stream.reader.EventsReader)."""
+
+    @property
+    def topic(self) -> str: ...
+
+    def partitions(self) -> list[int]: ...
+
+    def assign(self, partitions: list[int], offsets: dict[int, int]) -> None: ...
+
+    def unassign(self) -> None: ...
+
+    def poll(self, most: int) -> list[Message]: ...
+
+    def ends(self, fresh: bool = False) -> dict[int, int]: ...
+
+    def commit(self, offsets: dict[int, int], wait: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Aside(Protocol):
+    """A side topic (stream.dlq.SideTopic): records sent there are written by `flush`."""
+
+    def send(self, record: Message, headers: Headers) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class ShardWorker:
     """One learner process serving one shard (active or standby)."""
 
     def __init__(
         self,
-        stream: StreamSettings,
         settings: LearnerSettings,
         client: redis.Redis,
         *,
+        shards: str,
+        reader: Reader,
+        dead: Aside,
+        quarantine: Aside,
+        lease: Lease,
+        store: StateStore,
         seal: Seal,
-        owner_id: str | None = None,
         on_publish: Callable[[int, Learner], None] | None = None,
         snapshots: Snapshots | None = None,
         guards: GuardSettings | None = None,
+        close: Callable[[], None] | None = None,
     ) -> None:
-        self.stream = stream
+        """`shards` is HEADRACE_SHARDS; `close` releases what the collaborators hold
+        besides the reader (the side topics' producer) when `run` ends."""
         self.settings = settings
         self.client = client
-        self.keys = ShardKeys(stream.key_prefix, settings.shard)
-        self.lease = Lease(client, self.keys, settings.lease_ttl_ms, owner_id)
+        self.keys = store.keys
+        self.shards = shards
+        self.lease = lease
         self.seal = seal
-        self.store = StateStore(client, self.keys, settings.lease_ttl_ms, seal)
+        self.store = store
         self.learner: Learner | None = None
         self._resign = False
         self.version = 0
@@ -77,25 +113,14 @@ class ShardWorker(OperatorDuties):
         self._on_publish = on_publish
         self.snapshots = snapshots
         self.guards = guards
-        self._last_snapshot = time.monotonic()
-        self._snapshot_version = 0
+        self.duties = OperatorDuties(client, self.keys, lease, store, snapshots)
         self._routing: RoutingCheck | None = None
-        limits = path_limits(stream)
-        self._reader = EventsReader(
-            stream.kafka_bootstrap,
-            stream.topic_events,
-            settings.group_id,
-            f"headrace-learner-{settings.shard}",
-            limits.events,
-        )
-        self._producer = side_producer(
-            stream.kafka_bootstrap, "headrace-learner-dlq", (limits.dlq, limits.quarantine)
-        )
-        side = _SideMetrics(settings.shard)
-        self._dead = SideTopic(self._producer, stream.topic_dlq, limits.dlq, side)
-        self._quarantine = SideTopic(
-            self._producer, stream.topic_quarantine, limits.quarantine, side
-        )
+        self._reader = reader
+        self._dead = dead
+        self._quarantine = quarantine
+        self._close = close
+        self._pending = 0
+        self._last_publish = self._last_renew = self._last_control = 0.0
 
     # -- lifecycle --------------------------------------------------------
 
@@ -126,38 +151,29 @@ class ShardWorker(OperatorDuties):
                     self.lease.release()
                     stop.wait(_SIDE_RETRY_S)
                 finally:
-                    telemetry.ACTIVE.labels(self.keys.shard).set(0)
-                    self._reader.unassign()
-                    self.learner = None
+                    self.deactivate()
         finally:
             self.lease.release()
             self._reader.close()
-            self._producer.flush(10)
+            if self._close is not None:
+                self._close()
 
     def _active(self, stop: threading.Event) -> None:
         # A restore replaces the committed state: start over from it, lease kept.
         while self._owned(stop):
             pass
 
-    def _load(self) -> Learner:
-        learner = Learner(self.settings, self.keys, AggregateCache(self.client), self.guards)
-        committed = self.store.load()
-        if committed is None and self.snapshots is not None:
-            committed = self._cold_start()
-        if committed is not None:
-            learner.restore(committed)
-            self.version = committed.version
-            # Signed with a key retired by a rotation: sign it anew at once, so readers can
-            # drop the old key without waiting for traffic.
-            signer = self.seal.signer
-            self._resign = signer is not None and committed.signed_by != signer.public
-        self.learner = learner
-        self._last_learned = learner.counts["learned"]
-        self._load_shadows(learner)
-        return learner
-
     def _owned(self, stop: threading.Event) -> bool:
         """Consume while owning the shard; True when the state was replaced and must reload."""
+        self.activate()
+        while not stop.is_set():
+            if self.step():
+                return True
+        self.finish()
+        return False
+
+    def activate(self) -> Learner:
+        """With the lease held: load the committed state and read from its offsets."""
         learner = self._load()
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
@@ -173,44 +189,77 @@ class ShardWorker(OperatorDuties):
             self.publish()
             self._resign = False
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
-        pending = 0
-        last_publish = last_renew = last_control = time.monotonic()
-        while not stop.is_set():
-            # A Redis round trip per loop showed in the profile; operators wait 50 ms more.
-            command = None
-            if time.monotonic() - last_control >= _CONTROL_EVERY_S:
-                command = control.next_command(self.client, self.keys)
-                last_control = time.monotonic()
+        self._pending = 0
+        self._last_publish = self._last_renew = self._last_control = time.monotonic()
+        return learner
+
+    def step(self) -> bool:
+        """One turn of the loop: an operator's command, a poll, publish when due, keep the
+        lease, snapshot when due. True when the state was replaced and must be reloaded."""
+        learner = self.learner
+        assert learner is not None, "activate() first"
+        # A Redis round trip per loop showed in the profile; operators wait 50 ms more.
+        if time.monotonic() - self._last_control >= _CONTROL_EVERY_S:
+            command = control.next_command(self.client, self.keys)
+            self._last_control = time.monotonic()
             if command is not None:
-                if pending:
+                if self._pending:
                     self.publish()
-                    pending = 0
-                if self._command(command, learner):
+                replaced = self.duties.command(command, learner, self.publish)
+                if replaced is not None:
+                    self.version = replaced
                     return True
-            batch = self._reader.poll(self.settings.poll_max_records)
-            if batch:
-                pending += self._process(learner, batch)
-            now = time.monotonic()
-            due = pending >= self.settings.publish_every_events or (
-                pending and (now - last_publish) * 1000 >= self.settings.publish_every_ms
-            )
-            if due:
-                self.publish()
-                pending = 0
-                last_publish = last_renew = now
-            elif (now - last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
-                self._keep_lease()
-                last_renew = now
-            if self._snapshot_due(now):
-                self._snapshot()
-        # A clean stop publishes what was learned since the last publish, and snapshots it.
-        if pending:
+        batch = self._reader.poll(self.settings.poll_max_records)
+        if batch:
+            self._pending += self._process(learner, batch)
+        now = time.monotonic()
+        pending = self._pending
+        due = pending >= self.settings.publish_every_events or (
+            pending and (now - self._last_publish) * 1000 >= self.settings.publish_every_ms
+        )
+        if due:
+            self.publish()
+            self._last_publish = self._last_renew = now
+        elif (now - self._last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
+            self._keep_lease()
+            self._last_renew = now
+        if self.duties.snapshot_due(now, self.version):
+            self.duties.snapshot(self.learner)
+        return False
+
+    def finish(self) -> None:
+        """A clean stop publishes what was learned since the last publish, and snapshots it."""
+        learner = self.learner
+        assert learner is not None, "activate() first"
+        if self._pending:
             self.publish(final=True)
         elif learner.offsets:
             self._commit_group(learner.offsets, wait=True)
-        if self.snapshots is not None and self.version not in (0, self._snapshot_version):
-            self._snapshot()
-        return False
+        if self.duties.snapshot_pending(self.version):
+            self.duties.snapshot(self.learner)
+
+    def deactivate(self) -> None:
+        """Forget the shard: what is in memory is rebuilt from Redis when it is ours again."""
+        telemetry.ACTIVE.labels(self.keys.shard).set(0)
+        self._reader.unassign()
+        self.learner = None
+
+    def _load(self) -> Learner:
+        learner = Learner(self.settings, self.keys, AggregateCache(self.client), self.guards)
+        committed = self.store.load()
+        if committed is None and self.snapshots is not None:
+            committed = self.duties.cold_start()
+        if committed is not None:
+            learner.restore(committed)
+            self.version = committed.version
+            # Signed with a key retired by a rotation: sign it anew at once, so readers can
+            # drop the old key without waiting for traffic.
+            signer = self.seal.signer
+            self._resign = signer is not None and committed.signed_by != signer.public
+        self.learner = learner
+        self._last_learned = learner.counts["learned"]
+        self.duties.load_shadows(learner)
+        return learner
 
     def _keep_lease(self) -> None:
         if not self.lease.renew() and not self._reclaim():
@@ -234,7 +283,7 @@ class ShardWorker(OperatorDuties):
         return True
 
     def _partitions(self) -> tuple[list[int], int]:
-        topic = self.stream.topic_events
+        topic = self._reader.topic
         available = self._reader.partitions()
         deadline = time.monotonic() + 30
         while not available:
@@ -242,11 +291,9 @@ class ShardWorker(OperatorDuties):
                 raise StreamError(f"topic {topic} has no partitions (does it exist?)")
             time.sleep(0.2)
             available = self._reader.partitions()
-        shards = parse_shards(self.stream.shards, len(available))
+        shards = parse_shards(self.shards, len(available))
         if self.keys.shard not in shards:
-            raise StreamError(
-                f"shard {self.keys.shard} is not in HEADRACE_SHARDS={self.stream.shards}"
-            )
+            raise StreamError(f"shard {self.keys.shard} is not in HEADRACE_SHARDS={self.shards}")
         return shards[self.keys.shard], len(available)
 
     # -- work -------------------------------------------------------------
@@ -308,6 +355,7 @@ class ShardWorker(OperatorDuties):
                 raise
             self.version = self.store.publish(self.lease.token, delta)
         learner.published(delta, self.version)
+        self._pending = 0
         for alert in delta.alerts:
             telemetry.ALERTS.labels(shard, alert.variant, alert.detector).inc()
             if alert.detector == "rollback":
@@ -348,19 +396,3 @@ class ShardWorker(OperatorDuties):
             for p, end in self._reader.ends().items()
             if p in positions
         }
-
-
-class _SideMetrics:
-    """What became of the records sent aside, as the learner's metrics."""
-
-    def __init__(self, shard: str) -> None:
-        self.shard = shard
-
-    def truncated(self, topic: str) -> None:
-        telemetry.SIDE_TRUNCATED.labels(self.shard, topic).inc()
-
-    def refused(self, topic: str, error: str) -> None:
-        telemetry.SIDE_ERRORS.labels(self.shard, topic, error).inc()
-
-    def lost(self, topic: str) -> None:
-        telemetry.SIDE_LOST.labels(self.shard, topic).inc()

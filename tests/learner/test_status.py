@@ -11,9 +11,9 @@ from guards.alerts import Alert
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model
+from learner.status import gather, render
 from learner.variant import Variant
 from stream.settings import StreamSettings
-from stream.status import gather, render
 from tests.api.helpers import InProcessLearner
 from tests.learner.harness import send
 from tests.support import free_port, headrace, stack_env
