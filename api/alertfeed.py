@@ -23,7 +23,7 @@ import redis
 import redis.asyncio
 
 from api.errors import TooManyStreamsError
-from guards.alertstore import decode, parse_id
+from learner.alertstore import decode, parse_id
 
 log = logging.getLogger("headrace.api")
 

@@ -33,10 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.learn import cleanup, committed, fresh  # noqa: E402
-from guards import alertstore  # noqa: E402
 from headrace.devstack import stack  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
-from learner import control  # noqa: E402
+from learner import alertstore, control  # noqa: E402
 from learner.keys import ShardKeys  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402

@@ -14,11 +14,10 @@ import math
 import os
 import zlib
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 
 from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
-from stream.events import Event, Impression, Labeled, Purchase
+from stream.events import Event, Impression, Labeled, Purchase, Verdict
 
 User = MutableMapping[str, float]
 _BIT = {"click": 1, "add_to_cart": 2, "purchase": 4}  # outcome types seen, per impression
@@ -28,15 +27,6 @@ _SLOT_ID = tuple(f"f:o{k}i" for k in range(_SLOTS))
 _SLOT_T = tuple(f"f:o{k}t" for k in range(_SLOTS))
 _SLOT_BITS = tuple(f"f:o{k}b" for k in range(_SLOTS))
 _MEMO_USERS = 20_000  # users whose cohort is remembered (about 3 MB)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Quarantine this event: the rule, the figures it judged, why in words."""
-
-    rule: str
-    figures: dict[str, float]
-    message: str
 
 
 def _bucket(user: User, name: str, at: float, size: float, per_s: float) -> bool:

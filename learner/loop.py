@@ -16,7 +16,7 @@ from typing import Any
 
 from guards.alerts import Alert
 from guards.drift import PERFORMANCE_SIGNALS, DriftMonitor
-from guards.fraud import FraudGuard, Verdict
+from guards.fraud import FraudGuard
 from guards.persisted import resumable
 from guards.rollback import RollbackDecider
 from guards.settings import GuardSettings
@@ -35,7 +35,7 @@ from learner.progressive import predictor
 from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
 from learner.variant import Variant, p_true_of
-from stream.events import EVENT_TYPES, Event, Impression, Item, Labeled
+from stream.events import EVENT_TYPES, Event, Impression, Item, Labeled, Verdict
 
 log = logging.getLogger("headrace.learner")
 

@@ -20,9 +20,8 @@ from typing import Any
 import orjson
 import redis
 
-from guards import alertstore
 from guards.alerts import Alert
-from learner import history
+from learner import alertstore, history
 from learner.aggregates import HashWriter
 from learner.errors import FencedError
 from learner.joins import Pending

@@ -15,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from guards import alertstore
+from learner import alertstore
 from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
 from learner.keys import ShardKeys
 from learner.redisconn import connect

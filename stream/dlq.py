@@ -19,9 +19,8 @@ from typing import Final, Protocol
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from guards.fraud import Verdict
 from stream.errors import PublishError
-from stream.events import Rejection
+from stream.events import Rejection, Verdict
 from stream.sizes import Header, fit
 
 Headers = list[Header]

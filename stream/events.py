@@ -128,6 +128,17 @@ class Rejection:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """An event the fraud guard blocked: the rule, the figures it judged, why in words.
+
+    It goes to the quarantine topic with these as headers, and is not learned."""
+
+    rule: str
+    figures: dict[str, float]
+    message: str
+
+
 def parse_event(raw: bytes | None) -> Event | Rejection:
     """Parse one Kafka record value into an event, or say why it is not one."""
     if raw is None:

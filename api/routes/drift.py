@@ -20,7 +20,7 @@ from api.alertfeed import AlertFeed, Entry, Subscriber, newer
 from api.deps import ReaderDep
 from api.errors import InvalidHeaderError
 from api.routes import json_response
-from guards import alertstore
+from learner import alertstore
 
 log = logging.getLogger("headrace.api")
 

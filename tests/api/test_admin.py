@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.routes.admin import ADMIN_MAX_BODY_BYTES
 from api.settings import ApiSettings
-from guards import alertstore
 from guards.alerts import Alert
 from headrace.sim.simulator import generate
+from learner import alertstore
 from learner.compose import build_worker
 from learner.keys import ShardKeys
 from learner.recovery import Snapshots

@@ -14,8 +14,8 @@ import pytest
 import redis
 
 from api.alertfeed import Subscriber
-from guards import alertstore
 from guards.alerts import Alert
+from learner import alertstore
 from stream.settings import StreamSettings
 from tests.api.helpers import ApiProcess, api_env
 

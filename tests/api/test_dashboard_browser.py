@@ -30,9 +30,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
-from guards import alertstore
 from guards.alerts import Alert
 from headrace.sim.simulator import SimulatorConfig, generate
+from learner import alertstore
 from stream.settings import StreamSettings
 from tests.api.helpers import ROOT, ApiProcess, api_env
 from tests.learner.harness import LearnerProcess, learner_env

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from api.settings import ApiSettings
-from guards import alertstore
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
+from learner import alertstore
 from snapshots.store import DirectoryStore
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics

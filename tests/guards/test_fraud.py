@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from guards.fraud import FraudGuard, Verdict
+from guards.fraud import FraudGuard
 from guards.settings import GuardSettings
 from headrace.sim.simulator import SimulatorConfig, generate
 from stream.events import (
@@ -23,6 +23,7 @@ from stream.events import (
     Labeled,
     Purchase,
     Rejection,
+    Verdict,
     parse_event,
 )
 

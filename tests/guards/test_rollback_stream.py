@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from guards import alertstore
 from headrace.sim.simulator import SimRecord
-from learner import control
+from learner import alertstore, control
 from learner.keys import ShardKeys
 from stream.settings import StreamSettings
 from tests.guards.poison import LKG_AT, POISONED_ENV, clean_stream, poison
