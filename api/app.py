@@ -30,7 +30,7 @@ from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
 from api.traffic import TrafficSplit
-from learner.alertstore import alerts_key
+from learner.layout import alerts_key
 from learner.recovery import Snapshots
 from learner.redisconn import connect
 from learner.signing import Seal

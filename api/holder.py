@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import redis
 
 from api.loading import ShardModel, load_shard
@@ -32,7 +31,7 @@ from api.online import RedisHealth
 from api.telemetry import Metrics
 from api.traffic import ShardRouter, shard_names
 from learner.errors import StateError, UnverifiedStateError
-from learner.keys import ShardKeys, versions_channel
+from learner.layout import ShardKeys, parse_announcement, read_versions, versions_channel
 from learner.signing import Seal
 from stream.errors import StreamError
 
@@ -129,11 +128,10 @@ class ModelHolder:
             _close_quietly(pubsub)
 
     def _announced(self, data: object) -> None:
-        try:
-            message = orjson.loads(data) if isinstance(data, bytes | str) else {}
-            shard, version = str(message["shard"]), int(message["version"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        announced = parse_announcement(data)
+        if announced is None:
             return
+        shard, version = announced
         current = self.served.shards.get(shard)
         if shard in self._keys and (current is None or version > current.version):
             self.refresh([shard])
@@ -143,23 +141,20 @@ class ModelHolder:
     def refresh(self, only: Iterable[str] | None = None) -> None:
         """Load every shard (or `only` these) whose published version is newer; swap."""
         names = list(only) if only is not None else list(self._keys)
-        with self._client.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.hget(self._keys[name].state, "version")
-            versions = pipe.execute()
+        versions = read_versions(self._client, [self._keys[name] for name in names])
         self.health.up()
-        for name, raw in zip(names, versions, strict=True):
+        for name, version in zip(names, versions, strict=True):
             current = self.served.shards.get(name)
-            if raw is None:
+            if version is None:
                 if current is not None:
                     self._gone(name, current)
                 continue
             lost = name in self.missing
-            if current is not None and int(raw) <= current.version and not lost:
+            if current is not None and version <= current.version and not lost:
                 continue
-            if self._failed.get(name) == int(raw):
+            if self._failed.get(name) == version:
                 continue  # this version's blobs did not load; wait for the next one
-            self._load(name, current, int(raw), any_version=lost)
+            self._load(name, current, version, any_version=lost)
 
     def _gone(self, name: str, current: ShardModel) -> None:
         if name not in self.missing:

@@ -16,12 +16,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 
 from learner import modelcodec
 from learner.features import FeatureConfig
-from learner.keys import ShardKeys
+from learner.layout import (
+    META,
+    VERSION,
+    ShardKeys,
+    decode_meta,
+    model_field,
+    parse_version,
+    read_version,
+)
 from learner.linear import LinearScorer
 from learner.signing import Seal, VerifiedState
 
@@ -64,8 +71,7 @@ WantedVariants = Callable[[list[str]], Iterable[str]]
 
 
 def published_version(client: redis.Redis, keys: ShardKeys) -> int:
-    raw = client.hget(keys.state, "version")
-    return int(raw) if raw is not None else 0
+    return read_version(client, keys) or 0
 
 
 def load_shard(
@@ -87,20 +93,19 @@ def load_shard(
     does not deserialize (the caller keeps serving `previous` in both cases).
     """
     raw: dict[bytes, bytes] = client.hgetall(keys.state)
-    if not raw or b"version" not in raw or b"meta" not in raw:
+    version = parse_version(raw.get(VERSION.encode()))
+    if version is None or META.encode() not in raw:
         return previous
-    version = int(raw[b"version"])
     if previous is not None and version <= previous.version and not any_version:
         return previous
     state = seal.verify(raw, keys)
-    meta: dict[str, Any] = orjson.loads(state.field("meta"))
+    meta = decode_meta(state.field(META))
     names = list(meta.get("variants", {}))
     if not names:
         return previous
     variants: dict[str, LoadedVariant] = {}
     for name in dict.fromkeys([names[0], *wanted(names)]):
-        field = f"model:{name}"
-        if name not in meta["variants"] or state.digest(field) is None:
+        if name not in meta["variants"] or state.digest(model_field(name)) is None:
             continue
         old = previous.variants.get(name) if previous is not None else None
         variants[name] = _variant(name, meta["variants"][name].get("kind", "?"), state, old)
@@ -122,7 +127,7 @@ def load_shard(
 def _variant(
     name: str, kind: str, state: VerifiedState, old: LoadedVariant | None
 ) -> LoadedVariant:
-    field = f"model:{name}"
+    field = model_field(name)
     digest = state.digest(field)
     if old is not None and old.digest == digest:
         return old

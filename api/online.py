@@ -20,7 +20,7 @@ from typing import Any, cast
 from api.resp import RespError, RespPipeline
 from learner.aggregates import decode_hash
 from learner.features import ITEM_FIELDS, ItemColumns
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 
 log = logging.getLogger("headrace.api")
 

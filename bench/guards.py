@@ -36,7 +36,7 @@ from bench.learn import cleanup, committed, fresh  # noqa: E402
 from headrace.devstack import stack  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from learner import alertstore, control  # noqa: E402
-from learner.keys import ShardKeys  # noqa: E402
+from learner.layout import ShardKeys  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.guards.poison import LKG_AT, POISONED_ENV, poison  # noqa: E402

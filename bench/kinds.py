@@ -47,7 +47,7 @@ from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.features import Features
 from learner.joins import Pending
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.loop import Learner
 from learner.metrics import ProgressiveMetrics, log_loss
 from learner.models import (

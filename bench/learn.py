@@ -40,7 +40,7 @@ from headrace.sim.publish import publish  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.joins import Pending  # noqa: E402
-from learner.keys import ShardKeys, versions_channel  # noqa: E402
+from learner.layout import ShardKeys, versions_channel  # noqa: E402
 from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
 from learner.redisconn import connect  # noqa: E402

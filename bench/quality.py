@@ -57,7 +57,7 @@ from learner.features import (  # noqa: E402
     observe_outcome,
 )
 from learner.feedback import METHODS  # noqa: E402
-from learner.keys import ShardKeys  # noqa: E402
+from learner.layout import ShardKeys  # noqa: E402
 from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
 from learner.redisconn import connect  # noqa: E402

@@ -30,7 +30,7 @@ from bench.learn import cleanup, committed, fresh  # noqa: E402
 from headrace.devstack import stack  # noqa: E402
 from headrace.sim.publish import publish  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
-from learner.keys import ShardKeys  # noqa: E402
+from learner.layout import ShardKeys  # noqa: E402
 from learner.recovery import Snapshots  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
 from snapshots.settings import SigningSettings, SnapshotSettings  # noqa: E402

@@ -38,7 +38,7 @@ from bench.serve_load import Result, python_load, wrk_load
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate, world
 from learner.aggregates import AggregateCache
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.redisconn import connect

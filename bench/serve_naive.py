@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from learner import modelcodec
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.redisconn import connect
 from learner.variant import p_true_of
 from stream.settings import StreamSettings

@@ -36,7 +36,7 @@ from api.loading import load_shard
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.settings import LearnerSettings

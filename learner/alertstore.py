@@ -11,6 +11,7 @@ import orjson
 import redis
 
 from guards.alerts import Alert
+from learner.layout import alerts_key
 
 MAX_ALERTS = 10_000
 
@@ -18,10 +19,6 @@ PAGE = 200
 """Entries one read of `recent` takes: a filter reads page after page, newest first."""
 
 _MAX_PART = 2**64 - 1
-
-
-def alerts_key(prefix: str) -> str:
-    return f"{prefix}:alerts"
 
 
 def append(pipe: Any, prefix: str, alerts: list[Alert]) -> None:

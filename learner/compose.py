@@ -11,7 +11,7 @@ import redis
 
 from guards.settings import GuardSettings
 from learner import telemetry
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.recovery import Snapshots

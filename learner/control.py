@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import redis
 
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 
 RESULT_TTL_S = 3600
 
@@ -36,7 +36,7 @@ def next_command(client: redis.Redis, keys: ShardKeys) -> dict[str, Any] | None:
 def put_result(
     client: redis.Redis, keys: ShardKeys, command_id: str, result: dict[str, Any]
 ) -> None:
-    client.set(f"{keys.control}:result:{command_id}", orjson.dumps(result), ex=RESULT_TTL_S)
+    client.set(keys.control_result(command_id), orjson.dumps(result), ex=RESULT_TTL_S)
 
 
 def wait_result(
@@ -45,7 +45,7 @@ def wait_result(
     """The command's result, or None if the learner has not answered within the timeout."""
     deadline = time.monotonic() + timeout_s
     while True:
-        raw = client.get(f"{keys.control}:result:{command_id}")
+        raw = client.get(keys.control_result(command_id))
         if raw is not None:
             result: dict[str, Any] = orjson.loads(raw)
             return result

@@ -13,7 +13,7 @@ import redis
 
 from learner import control
 from learner.errors import LearnerError
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.recovery import LATEST, Snapshots

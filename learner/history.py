@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from learner.counters import QUARANTINED, by_prefix
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 
 
 @dataclass(slots=True)

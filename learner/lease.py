@@ -11,7 +11,7 @@ import uuid
 
 import redis
 
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])

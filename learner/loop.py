@@ -28,7 +28,7 @@ from learner.features import FeatureConfig, features, observe_impression, observ
 from learner.feedback import DelayedFeedback
 from learner.history import HistoryRecorder
 from learner.joins import Joins, Pending, encode_features
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.metrics import ProgressiveMetrics, log_loss
 from learner.models import build_model
 from learner.progressive import predictor

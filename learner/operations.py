@@ -10,12 +10,11 @@ holds verifying keys only) is refused: taking or restoring a snapshot signs.
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import redis
 
 from learner import control
 from learner.errors import LearnerError, OperationError
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys, read_offsets
 from learner.lease import Lease, default_owner_id
 from learner.recovery import Snapshots
 from snapshots.errors import SnapshotError
@@ -55,7 +54,7 @@ def restore_snapshot(
     load(snapshots.store, snapshot_id, snapshots.accepted, expect_model=keys.shard)
 
     def direct(token: str) -> dict[str, Any]:
-        current = _committed_offsets(client, keys)
+        current = read_offsets(client, keys)
         version, header = snapshots.restore(
             client, keys, snapshot_id, lease_token=token, replay=replay, current=current
         )
@@ -65,11 +64,6 @@ def restore_snapshot(
     return _run(
         client, keys, "restore", args, direct, timeout_s, can_act=snapshots.signer is not None
     )
-
-
-def _committed_offsets(client: redis.Redis, keys: ShardKeys) -> dict[int, int]:
-    raw = client.hget(keys.state, "offsets")
-    return {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw else {}
 
 
 def _run(

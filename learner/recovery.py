@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys, read_version, variant_of
 from learner.signing import Seal
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
@@ -84,11 +84,10 @@ class Snapshots:
             return {}
         _, body = load(self.store, info.snapshot_id, self.accepted, expect_model=model)
         dump = ShardDump.from_bytes(body)  # verified by load
-        prefix = b"model:"
         return {
-            k[len(prefix) :].decode(): modelcodec.loads(v)
+            variant: modelcodec.loads(v)
             for k, v in dump.state.items()
-            if k.startswith(prefix)
+            if (variant := variant_of(k.decode())) is not None
         }
 
     def take(self, client: redis.Redis, keys: ShardKeys) -> SnapshotHeader:
@@ -154,9 +153,8 @@ class Snapshots:
         snapshot_id = self.resolve(ref, keys.shard)
         header, body = load(self.store, snapshot_id, self.accepted, expect_model=keys.shard)
         dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
-        parent = client.hget(keys.state, "version")
         lineage: dict[str, Any] = {
-            "parent_version": int(parent) if parent is not None else None,
+            "parent_version": read_version(client, keys),
             "restored_from": snapshot_id,
             "snapshot_version": header.version,
             "replay": replay,

@@ -38,12 +38,10 @@ from typing import Any
 import orjson
 
 from learner.errors import UnverifiedStateError
-from learner.keys import ShardKeys
+from learner.layout import SIG, VERSION, ShardKeys
 from snapshots.errors import NoSigningKeyError
 from snapshots.keys import SigningKey, VerifyKey
 
-SIG_FIELD = "sig"
-"""The state hash's field holding the signature record."""
 _LABEL = b"headrace-state\x00"
 _ALG = "ed25519"
 
@@ -59,8 +57,8 @@ def _digest(value: bytes) -> str:
 
 def seal(signer: SigningKey, keys: ShardKeys, version: int, fields: Mapping[str, bytes]) -> bytes:
     """The `sig` field's value for a publish of `fields` (each as stored) as `version`."""
-    digests = {name: _digest(value) for name, value in fields.items() if name != SIG_FIELD}
-    if digests.get("version") != _digest(str(version).encode()):
+    digests = {name: _digest(value) for name, value in fields.items() if name != SIG}
+    if digests.get(VERSION) != _digest(str(version).encode()):
         raise ValueError("the fields must hold the version they are signed as")
     signature = signer.sign(_message(keys, version, digests))
     record = {
@@ -105,7 +103,7 @@ class VerifiedState:
     def fields(self) -> dict[bytes, bytes]:
         """Every covered field, checked, and the signature record: a verified dump."""
         out = {name.encode(): self.field(name) for name in self.digests}
-        out[SIG_FIELD.encode()] = self.raw[SIG_FIELD.encode()]
+        out[SIG.encode()] = self.raw[SIG.encode()]
         return out
 
     def _refused(self, why: str) -> UnverifiedStateError:
@@ -120,7 +118,7 @@ def verify(
 
     Fields are checked against their signed SHA-256 when read (`VerifiedState.field`), so
     a reader pays only for the fields it uses."""
-    version_raw = raw.get(b"version")
+    version_raw = raw.get(VERSION.encode())
     try:
         version = int(version_raw) if version_raw is not None else None
     except ValueError:
@@ -129,7 +127,7 @@ def verify(
     def refused(why: str) -> UnverifiedStateError:
         return UnverifiedStateError(keys.shard, version, why)
 
-    record_raw = raw.get(SIG_FIELD.encode())
+    record_raw = raw.get(SIG.encode())
     if record_raw is None:
         raise refused("it carries no signature (written by something other than a learner)")
     record = _record(record_raw)
@@ -152,7 +150,7 @@ def verify(
     if not key.verify(record["signature"], _message(keys, version, digests)):
         raise refused(f"its signature does not verify under key {key.key_id}")
     state = VerifiedState(keys, version, key, digests, raw)
-    state.field("version")
+    state.field(VERSION)
     return state
 
 

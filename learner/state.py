@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import redis
 
 from guards.alerts import Alert
@@ -25,8 +24,22 @@ from learner import alertstore, history
 from learner.aggregates import HashWriter
 from learner.errors import FencedError
 from learner.joins import Pending
-from learner.keys import ShardKeys, versions_channel
-from learner.signing import SIG_FIELD, Seal
+from learner.layout import (
+    CORE,
+    META,
+    OFFSETS,
+    SIG,
+    ShardKeys,
+    decode_meta,
+    decode_offsets,
+    read_meta,
+    read_version,
+    state_fields,
+    variant_of,
+    version_announcement,
+    versions_channel,
+)
+from learner.signing import Seal
 from snapshots.keys import VerifyKey
 
 
@@ -79,12 +92,10 @@ class StateStore:
         self._seal = seal if seal is not None else Seal(())
 
     def version(self) -> int:
-        raw = self._client.hget(self.keys.state, "version")
-        return int(raw) if raw is not None else 0
+        return read_version(self._client, self.keys) or 0
 
     def load_meta(self) -> dict[str, Any] | None:
-        raw = self._client.hget(self.keys.state, "meta")
-        return orjson.loads(raw) if raw is not None else None
+        return read_meta(self._client, self.keys)
 
     def load(self) -> Committed | None:
         """The committed state, or None when this shard has never published.
@@ -98,17 +109,17 @@ class StateStore:
         pending_raw = self._client.hgetall(self.keys.pending)
         seen = self._client.lrange(self.keys.seen, 0, -1)
         models = {
-            name[len("model:") :]: state.field(name)
+            variant: state.field(name)
             for name in state.digests
-            if name.startswith("model:")
+            if (variant := variant_of(name)) is not None
         }
-        offsets = {int(p): int(o) for p, o in orjson.loads(state.field("offsets")).items()}
+        offsets = decode_offsets(state.field(OFFSETS))
         pending = {k.decode(): Pending.decode(k.decode(), v) for k, v in pending_raw.items()}
         return Committed(
             version=state.version,
             offsets=offsets,
-            meta=orjson.loads(state.field("meta")),
-            core=state.field("core"),
+            meta=decode_meta(state.field(META)),
+            core=state.field(CORE),
             models=models,
             pending=pending,
             seen_chunks=list(seen),
@@ -120,14 +131,8 @@ class StateStore:
         keys = self.keys
         with fenced_version(self._client, keys, lease_token, "publish") as (pipe, version):
             meta = {**delta.meta, "version": version, "published_at": time.time()}
-            fields: dict[str, bytes] = {
-                "version": str(version).encode(),
-                "offsets": orjson.dumps({str(p): o for p, o in delta.offsets.items()}),
-                "meta": orjson.dumps(meta),
-                "core": delta.core,
-            }
-            fields.update({f"model:{name}": blob for name, blob in delta.models.items()})
-            fields[SIG_FIELD] = self._seal.seal(keys, version, fields)
+            fields = state_fields(version, delta.offsets, meta, delta.core, delta.models)
+            fields[SIG] = self._seal.seal(keys, version, fields)
             pipe.hset(keys.state, mapping=fields)
             if delta.pending_upserts:
                 pipe.hset(keys.pending, mapping=delta.pending_upserts)
@@ -156,14 +161,10 @@ def fenced_version(
             pipe.watch(keys.lease)
             if pipe.get(keys.lease) != lease_token.encode():
                 raise FencedError(f"shard {keys.shard}: lease lost, cannot {action}")
-            current = pipe.hget(keys.state, "version")
-            version = (int(current) if current is not None else 0) + 1
+            version = (read_version(pipe, keys) or 0) + 1
             pipe.multi()
             yield pipe, version
-            pipe.publish(
-                versions_channel(keys.prefix),
-                orjson.dumps({"shard": keys.shard, "version": version}),
-            )
+            pipe.publish(versions_channel(keys.prefix), version_announcement(keys, version))
             pipe.execute()
         except redis.WatchError as exc:
             raise FencedError(f"shard {keys.shard}: lease changed, cannot {action}") from exc

@@ -20,8 +20,17 @@ import orjson
 import redis
 
 from learner.errors import StateError
-from learner.keys import ShardKeys
-from learner.signing import SIG_FIELD, Seal
+from learner.layout import (
+    META,
+    OFFSETS,
+    SIG,
+    VERSION,
+    ShardKeys,
+    decode_meta,
+    decode_offsets,
+    encode_offsets,
+)
+from learner.signing import Seal
 from learner.state import fenced_version
 
 _BATCH = 500
@@ -37,16 +46,15 @@ class ShardDump:
 
     @property
     def version(self) -> int:
-        return int(self.state[b"version"])
+        return int(self.state[VERSION.encode()])
 
     @property
     def meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = orjson.loads(self.state[b"meta"])
-        return meta
+        return decode_meta(self.state[META.encode()])
 
     @property
     def offsets(self) -> dict[int, int]:
-        return {int(p): int(o) for p, o in orjson.loads(self.state[b"offsets"]).items()}
+        return decode_offsets(self.state[OFFSETS.encode()])
 
     def to_bytes(self) -> bytes:
         return pickle.dumps(
@@ -70,7 +78,6 @@ def dump_shard(client: redis.Redis, keys: ShardKeys, seal: Seal) -> ShardDump:
         pending=dict(client.hgetall(keys.pending)),
         seen=list(client.lrange(keys.seen, 0, -1)),
     )
-    base = len(keys.base) + 1
     names = [k.decode() for k in client.scan_iter(match=keys.aggregate_pattern, count=1000)]
     for start in range(0, len(names), _BATCH):
         chunk = names[start : start + _BATCH]
@@ -78,7 +85,7 @@ def dump_shard(client: redis.Redis, keys: ShardKeys, seal: Seal) -> ShardDump:
         for name in chunk:
             pipe.hgetall(name)
         for name, values in zip(chunk, pipe.execute(), strict=True):
-            dump.aggregates[name[base:]] = dict(values)
+            dump.aggregates[keys.relative(name)] = dict(values)
     return dump
 
 
@@ -95,7 +102,7 @@ def write_shard(
     """Replace the shard's state with `dump` as a new version; fenced like a publish."""
     old_aggregates = list(client.scan_iter(match=keys.aggregate_pattern, count=1000))
     with fenced_version(client, keys, lease_token, "restore") as (pipe, version):
-        offsets_json = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
+        offsets_json = encode_offsets(offsets)
         meta = {
             **dump.meta,
             "version": version,
@@ -104,11 +111,11 @@ def write_shard(
             "published_at": time.time(),
         }
         # The snapshot's signature vouched for the dump; this one vouches for the new version.
-        fields = {k.decode(): v for k, v in dump.state.items() if k != SIG_FIELD.encode()}
-        fields["version"] = str(version).encode()
-        fields["meta"] = orjson.dumps(meta)
-        fields["offsets"] = offsets_json
-        fields[SIG_FIELD] = seal.seal(keys, version, fields)
+        fields = {k.decode(): v for k, v in dump.state.items() if k != SIG.encode()}
+        fields[VERSION] = str(version).encode()
+        fields[META] = orjson.dumps(meta)
+        fields[OFFSETS] = offsets_json
+        fields[SIG] = seal.seal(keys, version, fields)
         state = {k.encode(): v for k, v in fields.items()}
         pipe.delete(keys.state, keys.pending, keys.seen, *old_aggregates)
         pipe.hset(keys.state, mapping=state)
@@ -118,5 +125,5 @@ def write_shard(
             pipe.rpush(keys.seen, *dump.seen)
         for name, values in dump.aggregates.items():
             if values:
-                pipe.hset(f"{keys.base}:{name}", mapping=values)
+                pipe.hset(keys.aggregate(name), mapping=values)
     return version

@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 from learner import alertstore
 from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys, decode_offsets, queue_summary, summary
 from learner.redisconn import connect
 from stream.probe import answering, end_offsets
 from stream.settings import StreamSettings
@@ -111,15 +111,15 @@ def _shard(
     pipe = client.pipeline(transaction=False)
     pipe.get(keys.lease)
     pipe.pttl(keys.lease)
-    pipe.hmget(keys.state, ["version", "meta"])
+    queue_summary(pipe, keys)
     pipe.llen(keys.control)
-    lease, ttl_ms, (version, raw_meta), queued = pipe.execute()
+    lease, ttl_ms, published, queued = pipe.execute()
+    version, meta = summary(published)
     holder = generation = None
     if lease is not None:
         owner, _, gen = lease.decode().rpartition("|")
         holder, generation = owner, int(gen) if gen.isdigit() else None
-    meta: dict[str, Any] = orjson.loads(raw_meta) if raw_meta is not None else {}
-    offsets = {int(p): int(o) for p, o in meta.get("offsets", {}).items()}
+    offsets = decode_offsets(meta.get("offsets", {}))
     partitions = meta.get("partitions") or sorted(offsets)
     lag = None
     if ends is not None and meta:
@@ -131,7 +131,7 @@ def _shard(
         holder=holder,
         generation=generation,
         lease_expires_s=ttl_ms / 1000 if lease is not None and ttl_ms > 0 else None,
-        version=int(version) if version is not None else None,
+        version=version,
         age_s=max(0.0, now - published_at) if published_at is not None else None,
         offsets=offsets,
         lag=lag,

@@ -32,7 +32,7 @@ from api.errors import (
 )
 from api.routes import json_response
 from learner.errors import LearnerError, OperationError
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.operations import restore_snapshot, roll_back, take_snapshot
 from learner.recovery import Snapshots
 from snapshots.errors import SnapshotError

@@ -17,7 +17,7 @@ from api.deps import ReaderDep
 from api.errors import InvalidRequestError, NotFoundError
 from api.routes import json_response
 from learner import history
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 
 STATIC_PACKAGE = ("api", "static")
 """Package and folder of the page's files (package data: served by an installed wheel too)."""

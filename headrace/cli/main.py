@@ -217,7 +217,7 @@ def _positive_int(text: str) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
 
-    from learner.keys import ShardKeys
+    from learner.layout import ShardKeys
     from learner.operations import roll_back
     from learner.redisconn import connect
     from learner.settings import LearnerSettings

@@ -10,10 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
 import redis
 
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys, read_offsets
 from learner.operations import restore_snapshot, take_snapshot
 from learner.recovery import Snapshots
 from learner.redisconn import connect
@@ -160,10 +159,9 @@ def _follow_replay(client: redis.Redis, keys: ShardKeys, offsets: dict[int, int]
         while done < total:
             time.sleep(0.5)
             # The committed offsets only (JSON): following a replay deserializes nothing.
-            raw = client.hget(keys.state, "offsets")
-            if raw is None or not client.exists(keys.lease):
+            committed = read_offsets(client, keys)
+            if not committed or not client.exists(keys.lease):
                 break
-            committed = {int(p): int(o) for p, o in orjson.loads(raw).items()}
             position = sum(min(committed.get(p, 0), end) for p, end in ends.items())
             bar.update(position - start - done)
             done = position - start

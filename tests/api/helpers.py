@@ -24,7 +24,7 @@ from headrace.sim.simulator import SimRecord, SimulatorConfig
 from headrace.sim.store_world import ShopRequest
 from learner.aggregates import AggregateCache, decode_hash
 from learner.features import FeatureConfig, features
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.settings import LearnerSettings

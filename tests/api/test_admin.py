@@ -22,7 +22,7 @@ from guards.alerts import Alert
 from headrace.sim.simulator import generate
 from learner import alertstore
 from learner.compose import build_worker
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.recovery import Snapshots
 from learner.settings import LearnerSettings
 from learner.state import StateStore

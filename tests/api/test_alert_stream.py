@@ -16,6 +16,7 @@ import redis
 from api.alertfeed import Subscriber
 from guards.alerts import Alert
 from learner import alertstore
+from learner.layout import alerts_key
 from stream.settings import StreamSettings
 from tests.api.helpers import ApiProcess, api_env
 
@@ -142,7 +143,7 @@ def test_a_stream_resumes_after_its_last_event_id(
     api: ApiProcess, settings: StreamSettings, redis_client: redis.Redis
 ) -> None:
     _raise(redis_client, settings, 1, 2, 3)
-    first_id = redis_client.xrange(alertstore.alerts_key(settings.key_prefix))[0][0].decode()
+    first_id = redis_client.xrange(alerts_key(settings.key_prefix))[0][0].decode()
 
     async def run() -> None:
         async with httpx.AsyncClient(base_url=api.url, timeout=10) as client, AsyncExitStack() as s:

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from api.settings import ApiSettings
 from headrace.sim.simulator import generate
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import InProcessLearner

@@ -25,7 +25,7 @@ from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from learner import modelcodec
 from learner.compose import build_worker
 from learner.features import FeatureConfig
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from stream.settings import StreamSettings

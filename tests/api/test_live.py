@@ -25,7 +25,7 @@ import redis
 from headrace.devstack import redis_local
 from headrace.sim.publish import publish
 from headrace.sim.simulator import generate, world
-from learner.keys import versions_channel
+from learner.layout import versions_channel
 from learner.redisconn import connect
 from stream.producer import make_producer
 from stream.settings import StreamSettings

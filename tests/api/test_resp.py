@@ -13,7 +13,7 @@ from api.online import OnlineAggregates, RedisHealth
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import HashWriter
 from learner.features import ItemColumns
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 
 pytestmark = pytest.mark.integration

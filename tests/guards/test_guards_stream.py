@@ -7,7 +7,7 @@ import redis
 
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner import control
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 from tests.learner.harness import (
     LearnerProcess,

@@ -12,7 +12,7 @@ import redis
 
 from headrace.sim.simulator import SimRecord
 from learner import alertstore, control
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 from tests.guards.poison import LKG_AT, POISONED_ENV, clean_stream, poison
 from tests.guards.test_drift_stream import second_shard_settings

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import redis
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
@@ -20,7 +19,7 @@ from headrace.sim.publish import publish
 from headrace.sim.simulator import SimRecord, SimulatorConfig, world
 from learner import modelcodec
 from learner.features import FeatureConfig, features
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys, read_offsets
 from learner.state import StateStore
 from stream.producer import make_producer
 from stream.settings import StreamSettings
@@ -145,8 +144,7 @@ def store(client: redis.Redis, settings: StreamSettings, shard: str = "main") ->
 
 def committed_offsets(client: redis.Redis, settings: StreamSettings) -> dict[int, int]:
     """The committed offsets (JSON, read as they are: whichever key signed the state)."""
-    raw = client.hget(ShardKeys(settings.key_prefix, "main").state, "offsets")
-    return {int(p): int(o) for p, o in orjson.loads(raw).items()} if raw is not None else {}
+    return read_offsets(client, ShardKeys(settings.key_prefix, "main"))
 
 
 def caught_up(client: redis.Redis, settings: StreamSettings, ends: dict[int, int]) -> bool:

@@ -20,7 +20,7 @@ import redis
 from guards.settings import GuardSettings
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.compose import build_worker
-from learner.keys import ShardKeys, versions_channel
+from learner.layout import ShardKeys, versions_channel
 from learner.settings import LearnerSettings
 from stream.settings import StreamSettings
 from tests.learner.harness import (

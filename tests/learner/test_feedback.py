@@ -21,7 +21,7 @@ from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
 from learner.features import Features
 from learner.joins import Pending
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.loop import Learner
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model, logreg_parts

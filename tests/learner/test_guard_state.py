@@ -6,7 +6,7 @@ from guards.persisted import STATE_VERSION
 from guards.settings import GuardSettings
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from learner.state import Committed

@@ -19,7 +19,7 @@ from headrace.sim.store_world import ShopRequest
 from learner import modelcodec
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 from tests.api.helpers import roc_auc
 from tests.heldout import held_out, quality

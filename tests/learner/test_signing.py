@@ -17,9 +17,9 @@ from api.settings import ApiSettings
 from headrace.sim.simulator import generate
 from learner import modelcodec
 from learner.errors import UnverifiedStateError
-from learner.keys import ShardKeys, versions_channel
+from learner.layout import SIG, ShardKeys, versions_channel
 from learner.redisconn import connect
-from learner.signing import SIG_FIELD, Seal, seal
+from learner.signing import Seal, seal
 from learner.state import StateStore
 from learner.statedump import dump_shard
 from snapshots.keys import SigningKey
@@ -107,15 +107,15 @@ def test_a_writer_cannot_sign_for_itself(
 ) -> None:
     keys = published.keys
     raw = redis_client.hgetall(keys.state)
-    fields = {k.decode(): v for k, v in raw.items() if k != SIG_FIELD.encode()}
+    fields = {k.decode(): v for k, v in raw.items() if k != SIG.encode()}
     fields["model:main"] = _evil("model:main", marker)
     version = int(fields["version"])
     if forge == "unsigned":
-        redis_client.hdel(keys.state, SIG_FIELD)
+        redis_client.hdel(keys.state, SIG)
     elif forge == "another key":
-        fields[SIG_FIELD] = seal(SigningKey.generate(), keys, version, fields)
+        fields[SIG] = seal(SigningKey.generate(), keys, version, fields)
     else:
-        fields[SIG_FIELD] = b'{"alg": "ed25519", "signature": "not base64!"}'
+        fields[SIG] = b'{"alg": "ed25519", "signature": "not base64!"}'
     redis_client.hset(keys.state, mapping=fields)
     _readers(redis_client, keys)
     with pytest.raises(UnverifiedStateError, match=why):

@@ -17,7 +17,7 @@ import redis
 from guards.settings import GuardSettings
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.aggregates import AggregateCache
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from stream.events import Impression, Rejection, dump_event, parse_event

@@ -15,7 +15,7 @@ import redis
 from api.traffic import TrafficSplit
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from learner import modelcodec
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.signing import Seal
 from learner.statedump import ShardDump
 from snapshots.codec import decode, signed_with

@@ -16,7 +16,7 @@ import redis
 
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.redisconn import connect
 from snapshots.store import DirectoryStore
 from stream.settings import StreamSettings
