@@ -2,25 +2,20 @@
 
 A request is decoded straight from the body bytes into frozen Structs (no intermediate
 dicts): about 5x cheaper than FastAPI's json.loads plus pydantic validation. The limits
-mirror `stream.events` (identifiers 1-128 characters, names 1-64, free text up to 256,
+are `stream.events`' (identifiers 1-128 characters, names 1-64, free text up to 256,
 positions 0-10,000, prices 0-1,000,000), so whatever the API accepts, it can publish as
 an impression. `Context` and `Candidate` have the attribute names of
 `learner.features.ContextLike` and `ItemLike`, so they go into the feature pipeline as
 they are. msgspec also writes the JSON Schema the OpenAPI document shows.
 """
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
 
 from api.errors import InvalidRequestError, MalformedBodyError
-
-ID_MAX: Final = 128
-NAME_MAX: Final = 64
-TEXT_MAX: Final = 256
-POSITION_MAX: Final = 10_000
-PRICE_MAX: Final = 1_000_000.0
+from stream.events import ID_MAX, NAME_MAX, POSITION_MAX, PRICE_MAX, TEXT_MAX
 
 Id = Annotated[str, Meta(min_length=1, max_length=ID_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX)]

@@ -27,16 +27,24 @@ MAX_EVENT_BYTES: Final = 64 * 1024
 MAX_FEATURES: Final = 256
 """Most features a `labeled` event may carry."""
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# The contract's limits, here once: the API's /predict decoder (api/schemas.py) holds its
+# requests to the same numbers, so whatever it accepts it can publish as an impression.
+ID_MAX: Final = 128
+NAME_MAX: Final = 64
+TEXT_MAX: Final = 256
+POSITION_MAX: Final = 10_000
+PRICE_MAX: Final = 1_000_000
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)]
 """Identifiers: event, user, item, impression."""
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
 """Short names: categories, devices, pages, feature names."""
 
-Text = Annotated[str, StringConstraints(max_length=256)]
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX)]
 """Free text such as a search query."""
 
-Price = Annotated[float, Field(ge=0, le=1_000_000)]
+Price = Annotated[float, Field(ge=0, le=PRICE_MAX)]
 
 FeatureValue = Annotated[float, Field(allow_inf_nan=False)] | Text
 
@@ -53,7 +61,7 @@ class Context(_Model):
     query: Text = ""
     device: Name = "desktop"
     page: Name = "search"
-    position: int = Field(default=0, ge=0, le=10_000)
+    position: int = Field(default=0, ge=0, le=POSITION_MAX)
 
 
 class Item(_Model):
