@@ -14,7 +14,7 @@ from api.settings import ApiSettings
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.redisconn import connect
 from stream.settings import StreamSettings
-from tests.api.helpers import InProcessLearner
+from tests.learner.harness import InProcessLearner
 from tests.support import signing_key
 
 SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)

@@ -1,17 +1,15 @@
-"""Training real models for the API's tests, and talking to a real API process.
+"""The API's tests: simulator streams that end about now, request bodies, scores computed
+directly, and a real API process.
 
-`InProcessLearner` is the learner's own core (`learner.loop.Learner`) fed simulator events
-directly and published with the learner's own fenced `StateStore.publish`: the same
-models, meta and aggregates as `headrace learn` writes, in a second, without Kafka. The
-Kafka-backed tests run the real ShardWorker or the `headrace learn` subprocess instead.
+Models are trained by the real learner loop: in process (tests.learner.harness
+`InProcessLearner`, without Kafka) or through Kafka (`build_worker`, `headrace learn`).
 """
 
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +18,14 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from headrace.sim.simulator import SimRecord, SimulatorConfig
+from headrace.sim.simulator import SimulatorConfig
 from headrace.sim.store_world import ShopRequest
-from learner.aggregates import AggregateCache, decode_hash
+from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.layout import ShardKeys
-from learner.lease import Lease
-from learner.loop import Learner
-from learner.settings import LearnerSettings
-from learner.state import StateStore
-from stream.events import Rejection, parse_event
 from stream.settings import StreamSettings
 from tests.learner.harness import learner_env
-from tests.support import free_port, learner_seal, verifier_env
+from tests.support import free_port, verifier_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,59 +49,6 @@ def recent_config(**overrides: Any) -> SimulatorConfig:
     span_s = params["count"] / 12 * 1.0
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=span_s + 600)
     return SimulatorConfig(start=start, **params)
-
-
-class InProcessLearner:
-    """learner.loop.Learner without Kafka: process records, publish versions."""
-
-    def __init__(
-        self,
-        settings: StreamSettings,
-        client: redis.Redis,
-        variants: dict[str, str] | None = None,
-        n_partitions: int = 3,
-        join_window_s: float = JOIN_WINDOW_S,
-        shard: str = "main",
-    ) -> None:
-        learner_settings = LearnerSettings(
-            metrics_port=0,
-            variants=variants or {"main": "logreg"},
-            lease_ttl_ms=60_000,
-            join_window_s=join_window_s,
-            shard=shard,
-        )
-        self.keys = ShardKeys(settings.key_prefix, shard)
-        self.learner = Learner(learner_settings, self.keys, AggregateCache(client))
-        self.learner.topology = {
-            "partitions": list(range(n_partitions)),
-            "n_partitions": n_partitions,
-        }
-        self.store = StateStore(client, self.keys, 60_000, learner_seal())
-        self.lease = Lease(client, self.keys, 60_000)
-        assert self.lease.try_acquire()
-        self.offset = 0
-
-    def process(self, records: Iterable[SimRecord], batch: int = 500) -> None:
-        it = iter(records)
-        while chunk := list(islice(it, batch)):
-            parsed = [parse_event(record.value) for record in chunk]
-            self.learner.prefetch(e for e in parsed if not isinstance(e, Rejection))
-            for event in parsed:
-                if isinstance(event, Rejection):
-                    self.learner.skip(0, self.offset)
-                else:
-                    self.learner.process(event, 0, self.offset)
-                self.offset += 1
-
-    def publish(self) -> int:
-        assert self.lease.token is not None
-        delta = self.learner.delta()
-        version = self.store.publish(self.lease.token, delta)
-        self.learner.published(delta, version)
-        return version
-
-    def close(self) -> None:
-        self.lease.release()
 
 
 def request_body(request: ShopRequest, **extra: Any) -> dict[str, Any]:

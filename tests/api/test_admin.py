@@ -29,8 +29,7 @@ from learner.state import StateStore
 from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner
-from tests.learner.harness import caught_up, end_offsets, send, wait_until
+from tests.learner.harness import InProcessLearner, caught_up, end_offsets, send, wait_until
 from tests.support import headrace, learner_seal, signer_env, signing_key, stack_env
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from headrace.sim.simulator import generate
 from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner
+from tests.learner.harness import InProcessLearner
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from headrace.sim.simulator import generate, world
 from stream.events import Impression, parse_event
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner, request_body
+from tests.api.helpers import request_body
+from tests.learner.harness import InProcessLearner
 
 BATCH = ImpressionBatch(
     user_id="u00042",

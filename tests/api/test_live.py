@@ -33,12 +33,11 @@ from tests.api.conftest import SMALL
 from tests.api.helpers import (
     JOIN_WINDOW_S,
     ApiProcess,
-    InProcessLearner,
     api_env,
     recent_config,
     request_body,
 )
-from tests.learner.harness import LearnerProcess, learner_env, send, wait_until
+from tests.learner.harness import InProcessLearner, LearnerProcess, learner_env, send, wait_until
 from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -17,7 +17,8 @@ from learner import modelcodec
 from learner.features import FeatureConfig
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner, direct_scores, request_body
+from tests.api.helpers import direct_scores, request_body
+from tests.learner.harness import InProcessLearner
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,8 @@ from learner.features import FeatureConfig
 from learner.metrics import RELIABILITY_EDGES
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner, direct_scores, request_body
+from tests.api.helpers import direct_scores, request_body
+from tests.learner.harness import InProcessLearner
 from tests.support import learner_seal
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,12 @@ def test_models_lists_every_variant_with_its_facts(client: Any) -> None:
     assert len(listing) == 1
     shard = listing[0]
     assert shard["model"] == "main" and shard["version"] == 1 and shard["status"] == "loaded"
-    assert shard["offsets"] == {"0": SMALL.count}
+    # Every record read, on the partitions Kafka's default partitioner gave their users.
+    assert sum(shard["offsets"].values()) == SMALL.count and set(shard["offsets"]) <= {
+        "0",
+        "1",
+        "2",
+    }
     assert 0 <= shard["age_s"] < 60
     assert "lineage" in shard
     variants = {v["name"]: v for v in shard["variants"]}

@@ -21,7 +21,8 @@ import redis
 from headrace.sim.simulator import generate, world
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL
-from tests.api.helpers import ApiProcess, InProcessLearner, api_env, request_body
+from tests.api.helpers import ApiProcess, api_env, request_body
+from tests.learner.harness import InProcessLearner
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,11 @@
-"""Running real learner processes against the test stack, and reading what they published."""
+"""Running the real learner against the test stack, and reading what it published.
+
+Two ways: `LearnerProcess` is `headrace learn` as a subprocess, on Kafka; `InProcessLearner`
+is the same loop (learner.worker.ShardWorker) in this process, handed in-process
+collaborators where Kafka is not the point: the events topic in memory (`MemoryReader`)
+and side topics that keep what is sent to them (`MemorySide`). Its lease and state store
+are the real ones, on the test Redis.
+"""
 
 import os
 import signal
@@ -12,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import redis
+from confluent_kafka import Message
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 
@@ -20,14 +28,155 @@ from headrace.sim.simulator import SimRecord, SimulatorConfig, world
 from learner import modelcodec
 from learner.features import FeatureConfig, features
 from learner.layout import ShardKeys, read_offsets
+from learner.lease import Lease
+from learner.loop import Learner
+from learner.settings import LearnerSettings
 from learner.state import StateStore
+from learner.worker import ShardWorker
+from stream.dlq import Headers
 from stream.producer import make_producer
 from stream.settings import StreamSettings
+from stream.shards import partition_for_key
 from tests.support import ROOT, learner_seal, signer_env, stack_env
 
 TEST_JOIN_WINDOW_S = 300.0
 """The attribution window of the tests' learners. Test streams span minutes of event time:
 with the shipped half hour nothing would close, so nothing would be scored."""
+
+
+class MemoryReader:
+    """The events topic in memory, as the worker reads it: records `feed` appends go to the
+    partition Kafka's default partitioner gives their key, and `poll` reads them in turns
+    across the assigned partitions, from the offsets the worker assigned."""
+
+    def __init__(self, topic: str, n_partitions: int) -> None:
+        self.topic = topic
+        self.log: list[list[Message]] = [[] for _ in range(n_partitions)]
+        self.position: dict[int, int] = {}
+        """Assigned partition -> the next offset `poll` reads."""
+        self.committed: dict[int, int] = {}
+
+    def feed(self, records: Iterable[SimRecord]) -> None:
+        n = len(self.log)
+        for record in records:
+            p = partition_for_key(record.key, n) if record.key else 0
+            log = self.log[p]
+            log.append(Message(self.topic, p, len(log), record.key, record.value))
+
+    def behind(self) -> bool:
+        """Whether an assigned partition holds records not read yet."""
+        return any(at < len(self.log[p]) for p, at in self.position.items())
+
+    def partitions(self) -> list[int]:
+        return list(range(len(self.log)))
+
+    def assign(self, partitions: list[int], offsets: dict[int, int]) -> None:
+        self.position = {p: offsets.get(p, 0) for p in partitions}
+
+    def unassign(self) -> None:
+        self.position = {}
+
+    def poll(self, most: int) -> list[Message]:
+        share = max(1, most // max(1, len(self.position)))
+        batch: list[Message] = []
+        for p, at in self.position.items():
+            taken = self.log[p][at : at + min(share, most - len(batch))]
+            batch.extend(taken)
+            self.position[p] = at + len(taken)
+        return batch
+
+    def ends(self, fresh: bool = False) -> dict[int, int]:
+        return {p: len(self.log[p]) for p in self.position}
+
+    def commit(self, offsets: dict[int, int], wait: bool) -> None:
+        self.committed.update(offsets)
+
+    def close(self) -> None:
+        self.position = {}
+
+
+class MemorySide:
+    """A side topic that keeps what is sent to it, with the headers."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[Message, Headers]] = []
+
+    def send(self, record: Message, headers: Headers) -> None:
+        self.records.append((record, headers))
+
+    def flush(self) -> None:
+        pass
+
+
+class InProcessLearner:
+    """The learner's loop on in-process collaborators: feed records, publish versions.
+
+    `process` feeds records to the in-memory topic and turns the real loop until it has
+    read them all; `publish` commits a version as `headrace learn` does. Nothing is
+    published in between (the publish cadence is set out of reach), so versions come
+    only from `publish`."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        client: redis.Redis,
+        variants: dict[str, str] | None = None,
+        n_partitions: int = 3,
+        join_window_s: float = TEST_JOIN_WINDOW_S,
+        shard: str = "main",
+    ) -> None:
+        learner_settings = LearnerSettings(
+            metrics_port=0,
+            variants=variants or {"main": "logreg"},
+            lease_ttl_ms=60_000,
+            join_window_s=join_window_s,
+            shard=shard,
+            poll_max_records=500,
+            publish_every_events=2**62,
+            publish_every_ms=2**62,
+        )
+        keys = ShardKeys(settings.key_prefix, shard)
+        self.reader = MemoryReader(settings.topic_events, n_partitions)
+        self.dead, self.quarantine = MemorySide(), MemorySide()
+        self.worker = ShardWorker(
+            learner_settings,
+            client,
+            shards=settings.shards,
+            reader=self.reader,
+            dead=self.dead,
+            quarantine=self.quarantine,
+            lease=Lease(client, keys, learner_settings.lease_ttl_ms),
+            store=StateStore(client, keys, learner_settings.lease_ttl_ms, learner_seal()),
+            seal=learner_seal(),
+        )
+        assert self.worker.lease.try_acquire()
+        self.worker.activate()
+
+    @property
+    def keys(self) -> ShardKeys:
+        return self.worker.keys
+
+    @property
+    def lease(self) -> Lease:
+        return self.worker.lease
+
+    @property
+    def learner(self) -> Learner:
+        learner = self.worker.learner
+        assert learner is not None
+        return learner
+
+    def process(self, records: Iterable[SimRecord]) -> None:
+        self.reader.feed(records)
+        while self.reader.behind():
+            self.worker.step()
+
+    def publish(self) -> int:
+        return self.worker.publish()
+
+    def close(self) -> None:
+        """Give the shard up (what was learned stays readable here)."""
+        self.worker.lease.release()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

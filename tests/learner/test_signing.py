@@ -25,8 +25,7 @@ from learner.statedump import dump_shard
 from snapshots.keys import SigningKey
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import InProcessLearner
-from tests.learner.harness import LearnerProcess, learner_env, wait_until
+from tests.learner.harness import InProcessLearner, LearnerProcess, learner_env, wait_until
 from tests.snapshots.test_codec import Evil
 from tests.support import learner_seal, reader_seal
 

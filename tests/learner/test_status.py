@@ -14,8 +14,7 @@ from learner.models import build_model
 from learner.status import gather, render
 from learner.variant import Variant
 from stream.settings import StreamSettings
-from tests.api.helpers import InProcessLearner
-from tests.learner.harness import send
+from tests.learner.harness import InProcessLearner, send
 from tests.support import free_port, headrace, stack_env
 
 pytestmark = pytest.mark.integration
