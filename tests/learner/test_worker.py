@@ -1,0 +1,55 @@
+"""The learner's loop on in-process collaborators: what it sends aside, publishes and resumes."""
+
+import pytest
+import redis
+
+from headrace.sim.simulator import SimulatorConfig, generate
+from learner.layout import read_offsets
+from stream.settings import StreamSettings
+from tests.learner.harness import InProcessLearner
+
+pytestmark = pytest.mark.integration
+
+STREAM = SimulatorConfig(seed=12, count=3_000, n_users=200, n_items=80, malformed_rate=0.05)
+
+
+def test_bad_records_go_to_the_dead_letters_and_offsets_cover_everything(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    records = list(generate(STREAM))
+    broken = sum(r.type == "malformed" for r in records)
+    assert broken > 0
+    learner = InProcessLearner(settings, redis_client)
+    learner.process(records)
+    assert learner.publish() == 1
+    dead = learner.dead.records
+    # Every malformed record, and nothing else; each with its reason and where it came from.
+    assert len(dead) == broken
+    for record, headers in dead:
+        names = dict(headers)
+        assert names["reason"] in {b"invalid_json", b"unknown_type", b"schema", b"too_large"}
+        assert names["source_offset"] == str(record.offset()).encode()
+    assert sum(read_offsets(redis_client, learner.keys).values()) == len(records)
+    meta = learner.learner.meta()
+    assert sum(n for k, n in meta["counts"].items() if k.startswith("rejected_")) == broken
+    assert meta["counts"].get("misrouted", 0) == 0  # the partitions Kafka's partitioner gives
+
+
+def test_a_second_learner_resumes_from_the_published_offsets(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    records = list(generate(STREAM.model_copy(update={"malformed_rate": 0.0})))
+    first = InProcessLearner(settings, redis_client)
+    first.process(records[:2_000])
+    first.publish()
+    learned = first.learner.counts["learned"]
+    first.close()
+
+    second = InProcessLearner(settings, redis_client)
+    assert second.learner.counts["learned"] == learned
+    second.reader.feed(records[:2_000])  # already published: not read again
+    assert not second.reader.behind()
+    second.process(records[2_000:])
+    assert second.publish() == 2
+    assert sum(read_offsets(redis_client, second.keys).values()) == len(records)
+    assert second.learner.counts["event_impression"] == sum(r.type == "impression" for r in records)
