@@ -6,7 +6,7 @@ state it reads is exactly the state and offsets of that one moment.
 writes it as a new version, signed again and fenced by the caller's lease.
 Both sign, so both need the learner's private key: a process holding only
 verifying keys (the API) lists and verifies snapshots, and leaves taking and
-restoring them to the learner (stream/operations.py).
+restoring them to the learner (learner/operations.py).
 """
 
 import math

@@ -5,7 +5,7 @@ constant time; a missing one is 401, a wrong one 403. It is checked before a byt
 body is read (`AdminRoute`), and a body over ADMIN_MAX_BODY_BYTES is refused (413)
 unparsed. An unknown model is 404. Taking and restoring a snapshot signs, and the API
 holds no signing key: the shard's owning learner does that work
-(stream/operations.py); with no learner running the API answers 409. Handlers are plain
+(learner/operations.py); with no learner running the API answers 409. Handlers are plain
 functions: FastAPI runs them in its thread pool, so waiting for a learner never blocks
 the event loop.
 """
