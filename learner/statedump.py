@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import redis
 
+from learner.epoch import Stamp
 from learner.errors import StateError
 from learner.keys import ShardKeys
 from learner.signing import SIG_FIELD, Seal
@@ -91,13 +92,17 @@ def write_shard(
     lease_token: str,
     offsets: dict[int, int],
     lineage: dict[str, Any],
-) -> int:
-    """Replace the shard's state with `dump` as a new version; fenced like a publish."""
+) -> Stamp:
+    """Replace the shard's state with `dump` as a new version of a new epoch (whatever the
+    stored state, the restored one must be followed: learner/epoch.py); fenced like a
+    publish."""
     old_aggregates = list(client.scan_iter(match=keys.aggregate_pattern, count=1000))
-    with fenced_version(client, keys, lease_token, "restore") as (pipe, version):
+    with fenced_version(client, keys, lease_token, "restore", new_epoch=True) as (pipe, stamp):
+        version = stamp.version
         offsets_json = orjson.dumps({str(p): o for p, o in sorted(offsets.items())})
         meta = {
             **dump.meta,
+            "epoch": stamp.epoch,
             "version": version,
             "offsets": orjson.loads(offsets_json),
             "lineage": lineage,
@@ -105,6 +110,7 @@ def write_shard(
         }
         # The snapshot's signature vouched for the dump; this one vouches for the new version.
         fields = {k.decode(): v for k, v in dump.state.items() if k != SIG_FIELD.encode()}
+        fields["epoch"] = str(stamp.epoch).encode()
         fields["version"] = str(version).encode()
         fields["meta"] = orjson.dumps(meta)
         fields["offsets"] = offsets_json
@@ -119,4 +125,4 @@ def write_shard(
         for name, values in dump.aggregates.items():
             if values:
                 pipe.hset(f"{keys.base}:{name}", mapping=values)
-    return version
+    return stamp

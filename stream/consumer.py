@@ -6,6 +6,14 @@ reads the committed state, seeks its partitions to the committed offsets
 in one fenced transaction; only then are the offsets also committed to the
 consumer group, for lag tools. Losing the lease drops everything in memory
 and goes back to standby.
+
+Taking the lease starts a new epoch (learner/epoch.py), published at once, so
+every API replica follows the state this learner continues from even when
+Redis lost the last versions they were served (another owner may have
+published them, even after this process last held the lease). Finding, at a
+publish or a lease renewal, that the state in Redis is not the one this
+process last wrote or loaded means Redis lost writes under it: it drops what
+it holds and takes the shard over again from what Redis has.
 """
 
 import logging
@@ -21,7 +29,8 @@ from guards.settings import GuardSettings
 from learner import telemetry
 from learner.aggregates import AggregateCache
 from learner.counters import MISROUTED, REJECTED
-from learner.errors import FencedError
+from learner.epoch import NO_STATE, Stamp
+from learner.errors import FencedError, StateMovedError
 from learner.keys import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
@@ -71,8 +80,9 @@ class ShardWorker(OperatorDuties):
         self.seal = seal
         self.store = StateStore(client, self.keys, settings.lease_ttl_ms, seal)
         self.learner: Learner | None = None
-        self._resign = False
-        self.version = 0
+        self._announce = False
+        self.stamp: Stamp = NO_STATE
+        """The (epoch, version) this process last wrote or loaded."""
         self._last_learned = 0
         self._on_publish = on_publish
         self.snapshots = snapshots
@@ -135,30 +145,40 @@ class ShardWorker(OperatorDuties):
             self._producer.flush(10)
 
     def _active(self, stop: threading.Event) -> None:
+        taken_over = True
         # A restore replaces the committed state: start over from it, lease kept.
-        while self._owned(stop):
-            pass
+        while self._owned(stop, taken_over):
+            taken_over = False
 
-    def _load(self) -> Learner:
+    def _load(self, taken_over: bool) -> Learner:
         learner = Learner(self.settings, self.keys, AggregateCache(self.client), self.guards)
         committed = self.store.load()
+        restored = False
         if committed is None and self.snapshots is not None:
             committed = self._cold_start()
+            restored = committed is not None
+        self.stamp = committed.stamp if committed is not None else NO_STATE
+        # A new owner (this process too, when it takes the lease again: another may have
+        # published meanwhile, and Redis lost it) continues under a new epoch, published at
+        # once so replicas served a lost version follow without waiting for traffic. A cold
+        # start's restore took one already.
+        learner.new_epoch = taken_over and not restored
+        self._announce = learner.new_epoch and committed is not None
         if committed is not None:
             learner.restore(committed)
-            self.version = committed.version
             # Signed with a key retired by a rotation: sign it anew at once, so readers can
             # drop the old key without waiting for traffic.
             signer = self.seal.signer
-            self._resign = signer is not None and committed.signed_by != signer.public
+            if signer is not None and committed.signed_by != signer.public:
+                self._announce = True
         self.learner = learner
         self._last_learned = learner.counts["learned"]
         self._load_shadows(learner)
         return learner
 
-    def _owned(self, stop: threading.Event) -> bool:
+    def _owned(self, stop: threading.Event, taken_over: bool) -> bool:
         """Consume while owning the shard; True when the state was replaced and must reload."""
-        learner = self._load()
+        learner = self._load(taken_over)
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
         if self._routing is None or self._routing.n_partitions != n_partitions:
@@ -169,9 +189,9 @@ class ShardWorker(OperatorDuties):
         learner.ends = self._reader.ends(fresh=True)
         # Loading a large state can outlast the lease: renew before consuming.
         self._keep_lease()
-        if self._resign:
+        if self._announce:
             self.publish()
-            self._resign = False
+            self._announce = False
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
         pending = 0
         last_publish = last_renew = last_control = time.monotonic()
@@ -208,24 +228,33 @@ class ShardWorker(OperatorDuties):
             self.publish(final=True)
         elif learner.offsets:
             self._commit_group(learner.offsets, wait=True)
-        if self.snapshots is not None and self.version not in (0, self._snapshot_version):
+        if self.snapshots is not None and self.stamp.version not in (0, self._snapshot_version):
             self._snapshot()
         return False
 
     def _keep_lease(self) -> None:
         if not self.lease.renew() and not self._reclaim():
             raise FencedError(f"shard {self.keys.shard}: lease lost")
+        # Also while idle: a Redis that lost its last writes is noticed within a renewal.
+        stored = self.store.stamp()
+        if stored != self.stamp:
+            raise StateMovedError(self.keys.shard, self.stamp, stored)
 
     def _reclaim(self) -> bool:
         """Take the lease again after it merely expired (a long pause, a slow load).
 
-        Safe only when nobody published meanwhile: the committed version must still
+        Safe only when nobody published meanwhile: the committed state must still
         be ours. Otherwise another learner owned the shard, and this state is stale.
         """
+        held = self.lease.token
         if not self.lease.try_acquire():
             return False
-        if self.store.version() != self.version:
+        if self.store.stamp() != self.stamp:
             return False
+        if self.lease.token != held and self.learner is not None:
+            # A lease of a new generation: whoever held it meanwhile may have published
+            # versions Redis then lost, so this owner's next publish starts a new epoch.
+            self.learner.new_epoch = True
         log.warning(
             "shard %s: lease had expired; reclaimed (generation %d)",
             self.keys.shard,
@@ -302,24 +331,30 @@ class ShardWorker(OperatorDuties):
         delta = learner.delta()
         learned_before = learner.counts["learned"]
         try:
-            self.version = self.store.publish(self.lease.token, delta)
+            stamp = self.store.publish(self.lease.token, delta, after=self.stamp)
+        except StateMovedError:
+            raise  # Redis lost writes: this state is stale whoever holds the lease
         except FencedError:
             if not self._reclaim():
                 raise
-            self.version = self.store.publish(self.lease.token, delta)
-        learner.published(delta, self.version)
+            stamp = self.store.publish(self.lease.token, delta, after=self.stamp)
+        if stamp.epoch != self.stamp.epoch:
+            log.info("shard %s: epoch %d begins at version %d", shard, stamp.epoch, stamp.version)
+        self.stamp = stamp
+        learner.published(delta, stamp.version)
         for alert in delta.alerts:
             telemetry.ALERTS.labels(shard, alert.variant, alert.detector).inc()
             if alert.detector == "rollback":
                 telemetry.ROLLBACKS.labels(shard, alert.variant).inc()
         telemetry.PUBLISH_SECONDS.labels(shard).observe(time.perf_counter() - started)
-        telemetry.VERSION.labels(shard).set(self.version)
+        telemetry.VERSION.labels(shard).set(stamp.version)
+        telemetry.EPOCH.labels(shard).set(stamp.epoch)
         telemetry.LAST_PUBLISH.labels(shard).set(time.time())
         self._observe(learner, learned_before)
         self._commit_group(delta.offsets, wait=final)
         if self._on_publish is not None:
-            self._on_publish(self.version, learner)
-        return self.version
+            self._on_publish(stamp.version, learner)
+        return stamp.version
 
     def _commit_group(self, offsets: dict[int, int], wait: bool) -> None:
         """Commit `offsets` to the consumer group, where standard lag tools look.

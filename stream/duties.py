@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 
+from learner.epoch import Stamp
 from learner.errors import LearnerError
 from learner.keys import ShardKeys
 from learner.loop import Learner
@@ -31,7 +32,7 @@ class OperatorDuties:
     store: StateStore
     learner: Learner | None
     snapshots: Snapshots | None
-    version: int
+    stamp: Stamp
     _last_snapshot: float
     _snapshot_version: int
 
@@ -48,7 +49,7 @@ class OperatorDuties:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
         assert self.snapshots is not None and self.lease.token is not None
         try:
-            version, header = self.snapshots.restore(
+            stamp, header = self.snapshots.restore(
                 self.client,
                 self.keys,
                 LATEST,
@@ -59,10 +60,10 @@ class OperatorDuties:
         except SnapshotNotFoundError:
             return None
         log.info(
-            "shard %s: cold start from snapshot %s (version %d)",
+            "shard %s: cold start from snapshot %s (%s)",
             self.keys.shard,
             header.snapshot_id,
-            version,
+            stamp,
         )
         return self.store.load()
 
@@ -79,13 +80,13 @@ class OperatorDuties:
         for name in names:
             learner.roll_back(name, reason)
         version = self.publish()
-        return {"ok": True, "version": version, "variants": names}
+        return {"ok": True, "epoch": self.stamp.epoch, "version": version, "variants": names}
 
     def _snapshot_due(self, now: float) -> bool:
         """Every S seconds, if anything was published since the last snapshot."""
         if self.snapshots is None or self.snapshots.settings.snapshot_interval_s <= 0:
             return False
-        if self.version in (0, self._snapshot_version):
+        if self.stamp.version in (0, self._snapshot_version):
             return False
         return now - self._last_snapshot >= self.snapshots.settings.snapshot_interval_s
 
@@ -119,7 +120,7 @@ class OperatorDuties:
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
             elif op == "restore":
                 assert self.lease.token is not None
-                version, header = self.snapshots.restore(
+                stamp, header = self.snapshots.restore(
                     self.client,
                     self.keys,
                     str(command.get("snapshot", LATEST)),
@@ -127,8 +128,13 @@ class OperatorDuties:
                     replay=bool(command.get("replay", True)),
                     current=dict(learner.offsets),
                 )
-                self.version = version
-                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
+                self.stamp = stamp  # reloaded as this process's own state, epoch kept
+                result = {
+                    "ok": True,
+                    "snapshot_id": header.snapshot_id,
+                    "epoch": stamp.epoch,
+                    "version": stamp.version,
+                }
                 reload = True
             elif op == "rollback":
                 result = self._manual_rollback(learner, command)

@@ -16,8 +16,10 @@ from typing import Any
 
 import redis
 
+from learner.epoch import NO_STATE, Stamp
 from learner.keys import ShardKeys
 from learner.signing import Seal
+from learner.state import read_stamp
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
 from snapshots.errors import NoSigningKeyError, SnapshotNotFoundError
@@ -143,8 +145,9 @@ class Snapshots:
         replay: bool,
         current: dict[int, int] | None = None,
         reason: str = "operator restore",
-    ) -> tuple[int, SnapshotHeader]:
-        """Write snapshot `ref` to Redis as a new version; return it and the snapshot's header.
+    ) -> tuple[Stamp, SnapshotHeader]:
+        """Write snapshot `ref` to Redis as a new version of a new epoch; return its stamp
+        and the snapshot's header.
 
         With `replay`, the state resumes from the snapshot's offsets, so the events
         since are learned again; without it, from `current` (the events since are
@@ -154,9 +157,10 @@ class Snapshots:
         snapshot_id = self.resolve(ref, keys.shard)
         header, body = load(self.store, snapshot_id, self.accepted, expect_model=keys.shard)
         dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
-        parent = client.hget(keys.state, "version")
+        parent = read_stamp(client, keys)
         lineage: dict[str, Any] = {
-            "parent_version": int(parent) if parent is not None else None,
+            "parent_version": parent.version or None,
+            "parent_epoch": parent.epoch if parent != NO_STATE else None,
             "restored_from": snapshot_id,
             "snapshot_version": header.version,
             "replay": replay,
@@ -169,10 +173,10 @@ class Snapshots:
                 str(p): [offsets.get(p, 0), o] for p, o in current.items() if o > offsets.get(p, 0)
             }
             offsets = {**offsets, **current}
-        version = write_shard(
+        stamp = write_shard(
             client, keys, dump, self.seal, lease_token=lease_token, offsets=offsets, lineage=lineage
         )
-        return version, header
+        return stamp, header
 
 
 def _finite(value: Any) -> bool:

@@ -64,6 +64,8 @@ class ShardStatus:
     """Events on another partition than Kafka's default partitioner gives their user_id."""
     lineage: dict[str, Any]
     queued_commands: int
+    epoch: int | None = None
+    """The committed state's epoch (learner/epoch.py): states compare by (epoch, version)."""
 
     @property
     def total_lag(self) -> int | None:
@@ -136,9 +138,9 @@ def _shard(
     pipe = client.pipeline(transaction=False)
     pipe.get(keys.lease)
     pipe.pttl(keys.lease)
-    pipe.hmget(keys.state, ["version", "meta"])
+    pipe.hmget(keys.state, ["epoch", "version", "meta"])
     pipe.llen(keys.control)
-    lease, ttl_ms, (version, raw_meta), queued = pipe.execute()
+    lease, ttl_ms, (epoch, version, raw_meta), queued = pipe.execute()
     holder = generation = None
     if lease is not None:
         owner, _, gen = lease.decode().rpartition("|")
@@ -157,6 +159,7 @@ def _shard(
         generation=generation,
         lease_expires_s=ttl_ms / 1000 if lease is not None and ttl_ms > 0 else None,
         version=int(version) if version is not None else None,
+        epoch=(int(epoch) if epoch is not None else 0) if version is not None else None,
         age_s=max(0.0, now - published_at) if published_at is not None else None,
         offsets=offsets,
         lag=lag,
@@ -252,7 +255,7 @@ def _shard_lines(shard: ShardStatus) -> list[str]:
     lag = "unknown (Kafka)" if shard.total_lag is None else f"{shard.total_lag}"
     offsets = " ".join(f"{p}:{o}" for p, o in sorted(shard.offsets.items()))
     lines.append(
-        f"  state   version {shard.version}, published {_ago(shard.age_s)}, "
+        f"  state   epoch {shard.epoch}, version {shard.version}, published {_ago(shard.age_s)}, "
         f"lag {lag}, offsets {offsets}"
     )
     lines.append(

@@ -103,7 +103,7 @@ class InProcessLearner:
     def publish(self) -> int:
         assert self.lease.token is not None
         delta = self.learner.delta()
-        version = self.store.publish(self.lease.token, delta)
+        version = self.store.publish(self.lease.token, delta).version
         self.learner.published(delta, version)
         return version
 
