@@ -5,6 +5,10 @@ learner writes them in one MULTI/EXEC, and Redis runs a command between transact
 never inside one, so what is read belongs to one publish: a version never names models
 it did not publish.
 
+States compare by (epoch, version) (learner/epoch.py): a state is newer when its epoch is,
+whatever its version number, so a restore or a learner that took over after Redis lost
+its last writes is followed although it numbers its versions lower.
+
 Nothing is deserialized before the state's signature verified (learner/signing.py): the
 learner's key must have signed this prefix, shard and version, and each model blob is
 checked against its signed SHA-256 before it is unpickled. A blob whose signed digest is
@@ -20,6 +24,7 @@ import orjson
 import redis
 
 from learner import modelcodec
+from learner.epoch import Stamp
 from learner.features import FeatureConfig
 from learner.keys import ShardKeys
 from learner.linear import LinearScorer
@@ -53,6 +58,11 @@ class ShardModel:
     feature_config: FeatureConfig
     published_at: float
     loaded_at: float
+    epoch: int = 0
+
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.epoch, self.version)
 
     @property
     def variant_names(self) -> list[str]:
@@ -61,11 +71,6 @@ class ShardModel:
 
 WantedVariants = Callable[[list[str]], Iterable[str]]
 """Given a shard's variant names (in order), the ones to deserialize."""
-
-
-def published_version(client: redis.Redis, keys: ShardKeys) -> int:
-    raw = client.hget(keys.state, "version")
-    return int(raw) if raw is not None else 0
 
 
 def load_shard(
@@ -77,9 +82,10 @@ def load_shard(
     clock: Callable[[], float] = time.time,
     any_version: bool = False,
 ) -> ShardModel | None:
-    """The shard's current state if newer than `previous`; else `previous` (or None).
+    """The shard's current state if its (epoch, version) is newer than `previous`'s; else
+    `previous` (or None).
 
-    With `any_version` the state is taken whatever its version (the state `previous` came
+    With `any_version` the state is taken whatever its stamp (the state `previous` came
     from is gone from Redis); `previous` still spares deserializing unchanged blobs.
 
     Raises redis errors (the caller retries later), learner.errors.UnverifiedStateError for
@@ -89,10 +95,17 @@ def load_shard(
     raw: dict[bytes, bytes] = client.hgetall(keys.state)
     if not raw or b"version" not in raw or b"meta" not in raw:
         return previous
-    version = int(raw[b"version"])
-    if previous is not None and version <= previous.version and not any_version:
+
+    def stale(stamp: Stamp) -> bool:
+        return previous is not None and stamp <= previous.stamp and not any_version
+
+    if stale(Stamp.parse(raw.get(b"epoch"), raw[b"version"])):
         return previous
     state = seal.verify(raw, keys)
+    # What was signed decides, not what the hash says (an epoch written around the learner).
+    stamp = Stamp(state.epoch, state.version)
+    if stale(stamp):
+        return previous
     meta: dict[str, Any] = orjson.loads(state.field("meta"))
     names = list(meta.get("variants", {}))
     if not names:
@@ -109,7 +122,8 @@ def load_shard(
     return ShardModel(
         shard=keys.shard,
         keys=keys,
-        version=version,
+        version=stamp.version,
+        epoch=stamp.epoch,
         meta=meta,
         variants=variants,
         default_variant=names[0],

@@ -5,6 +5,10 @@ FLUSHALL or a Redis that came back empty does to this deployment, without touchi
 other tests' keys in the shared Redis): /ready turns 503 and says why, the body and the
 metrics say degraded, /predict still answers from memory and says it is degraded. A
 learner publishing again, at a version lower than the one served, brings it back.
+
+A Redis that went back to an older state (it lost its last writes) is listed under
+`rewound`, ready still: the replica serves the newer genuine model until the learner
+publishes under a new epoch.
 """
 
 import time
@@ -18,9 +22,10 @@ import orjson
 import pytest
 import redis
 
+from api.settings import ApiSettings
 from stream.settings import StreamSettings
 from stream.simulator import generate, world
-from tests.api.conftest import SMALL
+from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import ApiProcess, InProcessLearner, api_env, request_body
 
 pytestmark = pytest.mark.integration
@@ -111,3 +116,41 @@ def test_ready_fails_while_the_state_is_gone_and_recovers_when_published_again(
     assert (answer["version"], answer["degraded"]) == (1, False)
     assert metric(api.url, 'headrace_api_state_missing{model="main"}') == 0.0
     assert metric(api.url, "headrace_api_degraded") == 0.0
+
+
+def test_ready_lists_a_shard_whose_state_in_redis_went_back_until_a_new_epoch(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    learner = InProcessLearner(settings, redis_client)
+    records = list(generate(SMALL))
+    learner.process(records[:4_000])
+    learner.publish()
+    older = redis_client.dump(learner.keys.state)
+    learner.process(records[4_000:])
+    assert learner.publish() == 2
+    with running_app(ApiSettings(), settings) as client:
+        served = client.get("/models").json()["models"][0]
+        assert served["version"] == 2
+
+        # Redis lost the last publish (its state hash is back at version 1).
+        redis_client.restore(learner.keys.state, 0, older, replace=True)
+        rewound = wait_for(lambda: client.get("/ready").json().get("rewound"), "rewound")
+        assert rewound["main"].startswith(
+            f"shard main: Redis holds epoch {served['epoch']} version 1"
+        )
+        assert client.get("/ready").status_code == 200  # still serving a genuine model
+        assert client.get("/models").json()["models"][0]["version"] == 2
+
+        # The learner taking the shard over numbers from what Redis holds, under a new
+        # epoch: version 2 again, and newer than the version 2 served.
+        learner.learner.new_epoch = True
+        assert learner.publish() == 2
+        now = wait_for(
+            lambda: (
+                (m := client.get("/models").json()["models"][0])["epoch"] != served["epoch"] and m
+            ),
+            "the new epoch to be served",
+        )
+        assert now["version"] == 2 and now["epoch"] > served["epoch"]
+        assert "rewound" not in client.get("/ready").json()
+    learner.close()
