@@ -26,9 +26,10 @@ WAIT_S = 60.0
 loaded machine, since the deadline only ends a test that has failed anyway."""
 
 
-def wait_for(check: Callable[[], T], what: str, timeout: float = WAIT_S) -> T:
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = WAIT_S) -> T:
     """Call `check` until it returns something truthy, and return that; an AssertionError
-    naming `what` once `timeout` seconds have passed without."""
+    naming `what` once `timeout` seconds have passed without. (A check that finds a value
+    returns it or None.)"""
     deadline = time.monotonic() + timeout
     while not (got := check()):
         if time.monotonic() > deadline:
