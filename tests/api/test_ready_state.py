@@ -11,10 +11,8 @@ A Redis that went back to an older state (it lost its last writes) is listed und
 publishes under a new epoch.
 """
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -26,27 +24,12 @@ from api.settings import ApiSettings
 from stream.settings import StreamSettings
 from stream.simulator import generate, world
 from tests.api.conftest import SMALL, running_app
-from tests.api.helpers import ApiProcess, InProcessLearner, api_env, request_body
+from tests.api.helpers import ApiProcess, InProcessLearner, api_env, metric, request_body
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
 JSON = {"content-type": "application/json"}
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (got := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return got
-
-
-def metric(url: str, line_start: str) -> float:
-    for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith(line_start + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {line_start} in /metrics")
 
 
 @pytest.fixture
@@ -86,7 +69,7 @@ def test_ready_fails_while_the_state_is_gone_and_recovers_when_published_again(
     redis_client.delete(*keys)
 
     gone = wait_for(
-        lambda: (r := httpx.get(f"{api.url}/ready")).status_code == 503 and r,
+        lambda: r if (r := httpx.get(f"{api.url}/ready")).status_code == 503 else None,
         "/ready to notice the state is gone",
     )
     ready = gone.json()
@@ -108,7 +91,7 @@ def test_ready_fails_while_the_state_is_gone_and_recovers_when_published_again(
     assert learner.lease.try_acquire()
     assert learner.publish() == 1
     back = wait_for(
-        lambda: (r := httpx.get(f"{api.url}/ready")).status_code == 200 and r,
+        lambda: r if (r := httpx.get(f"{api.url}/ready")).status_code == 200 else None,
         "/ready to recover",
     )
     assert back.json() == {"ready": True, "degraded": False, "reasons": [], "models": {"main": 1}}

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from learner.state import StateStore
 from stream.producer import make_producer, publish
 from stream.settings import StreamSettings
 from stream.simulator import SimRecord, SimulatorConfig, world
-from tests.support import ROOT, learner_seal, signer_env, stack_env
+from tests.support import ROOT, learner_seal, read_topic, signer_env, stack_env, wait_for
 
 TEST_JOIN_WINDOW_S = 300.0
 """The attribution window of the tests' learners. Test streams span minutes of event time:
@@ -31,11 +30,7 @@ with the shipped half hour nothing would close, so nothing would be scored."""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    wait_for(condition, what, timeout)
 
 
 def send(settings: StreamSettings, records: Iterable[SimRecord]) -> None:
@@ -179,18 +174,6 @@ def predictions(
     return out
 
 
-def read_all(settings: StreamSettings, topic: str, expected: int) -> list[Any]:
-    """Up to `expected` records of `topic`, from the beginning (stops after 5 s of silence)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=5000)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        consumer.seek_to_beginning()
-        out: list[Any] = []
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-        return out
-    finally:
-        consumer.close()
+def read_all(settings: StreamSettings, topic: str) -> list[Any]:
+    """Every record of `topic`, from the beginning to its end as of now."""
+    return read_topic(settings, topic)
