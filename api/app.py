@@ -193,7 +193,9 @@ def _build(
         ),
     )
     metrics.watch(
-        lambda: [(m.shard, m.version, m.published_at) for m in holder.served.shards.values()],
+        lambda: [
+            (m.shard, m.epoch, m.version, m.published_at) for m in holder.served.shards.values()
+        ],
         lambda: (
             health.ok
             and len(holder.served.shards) == len(holder.shard_names)

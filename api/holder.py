@@ -1,12 +1,17 @@
 """The models this replica serves, swapped in by a background thread, never on a request.
 
 `ModelHolder.served` is one immutable `Served`; a request reads the reference once and
-scores everything with what it found, so each response names exactly the version that
-computed it. The thread listens on the versions channel and also checks every shard's
-version every `poll_s` (messages lost while it was away, Redis restarts), loads a newer
-state completely, then swaps the one reference. A version lower than the one served is
-never swapped in, and neither is one whose signature does not verify: the replica keeps
-serving what it has, and says why on /ready and in its metrics.
+scores everything with what it found, so each response names exactly the epoch and version
+that computed it. The thread listens on the versions channel and also checks every shard's
+(epoch, version) every `poll_s` (messages lost while it was away, Redis restarts), loads a
+newer state completely, then swaps the one reference.
+
+States compare by (epoch, version) (learner/epoch.py). A restore, a rollback and a learner
+taking the shard over start a new epoch, so the state they write is followed even when its
+version number is lower than the one served (Redis lost the last writes, or came back empty
+and was restored). A state older than the one served is never swapped in, and neither is
+one whose signature does not verify: the replica keeps serving what it has, and says why
+on /ready and in its log.
 
 The same poll notices a shard whose state hash is gone while this replica serves a model
 of it (FLUSHALL, a Redis that came back empty, a wrong key prefix): the replica keeps
@@ -30,8 +35,9 @@ from api.loading import ShardModel, load_shard
 from api.online import RedisHealth
 from api.telemetry import Metrics
 from api.traffic import ShardRouter, shard_names
+from learner.epoch import NO_STATE, Stamp
 from learner.errors import StateError, UnverifiedStateError
-from learner.layout import ShardKeys, parse_announcement, read_versions, versions_channel
+from learner.layout import ShardKeys, parse_announcement, read_stamps, versions_channel
 from learner.signing import Seal
 from stream.errors import StreamError
 
@@ -71,11 +77,14 @@ class ModelHolder:
         self.health = health
         self._poll_s = poll_s
         self._clock = clock
-        self._failed: dict[str, int] = {}
+        self._failed: dict[str, Stamp] = {}
         self.refused: dict[str, str] = {}
         """Shard → why its newest version was refused (a signature that did not verify)."""
         self.missing: dict[str, str] = {}
         """Shard → why its served model has no state behind it in Redis any more."""
+        self.rewound: dict[str, str] = {}
+        """Shard → why Redis holds an older state than the one served (it lost writes, and
+        no learner has published since): served on until a newer one is published."""
         self._frozen = False
         self.served = Served(router=ShardRouter(shard_spec, None))
         self._stop = threading.Event()
@@ -131,30 +140,46 @@ class ModelHolder:
         announced = parse_announcement(data)
         if announced is None:
             return
-        shard, version = announced
+        shard, stamp = announced
         current = self.served.shards.get(shard)
-        if shard in self._keys and (current is None or version > current.version):
+        if shard in self._keys and (current is None or stamp > current.stamp):
             self.refresh([shard])
 
     # -- loading ----------------------------------------------------------
 
     def refresh(self, only: Iterable[str] | None = None) -> None:
-        """Load every shard (or `only` these) whose published version is newer; swap."""
+        """Load every shard (or `only` these) whose published (epoch, version) is newer; swap."""
         names = list(only) if only is not None else list(self._keys)
-        versions = read_versions(self._client, [self._keys[name] for name in names])
+        stamps = read_stamps(self._client, [self._keys[name] for name in names])
         self.health.up()
-        for name, version in zip(names, versions, strict=True):
+        for name, stamp in zip(names, stamps, strict=True):
             current = self.served.shards.get(name)
-            if version is None:
+            if stamp == NO_STATE:
                 if current is not None:
                     self._gone(name, current)
                 continue
             lost = name in self.missing
-            if current is not None and version <= current.version and not lost:
+            if current is not None and stamp <= current.stamp and not lost:
+                if stamp < current.stamp:
+                    self._behind(name, current, stamp)
                 continue
-            if self._failed.get(name) == version:
-                continue  # this version's blobs did not load; wait for the next one
-            self._load(name, current, version, any_version=lost)
+            if self._failed.get(name) == stamp:
+                continue  # this state did not load, or was not newer once verified
+            self._load(name, current, stamp, any_version=lost)
+
+    def _behind(self, name: str, current: ShardModel, stamp: Stamp) -> None:
+        if name not in self.rewound:
+            log.warning(
+                "shard %s: Redis holds %s, older than the %s served; serving it until a newer "
+                "state is published (a learner taking the shard over starts a new epoch)",
+                name,
+                stamp,
+                current.stamp,
+            )
+        self.rewound[name] = (
+            f"shard {name}: Redis holds {stamp}, older than the {current.stamp} served "
+            "(it lost writes); served until a learner publishes"
+        )
 
     def _gone(self, name: str, current: ShardModel) -> None:
         if name not in self.missing:
@@ -167,11 +192,12 @@ class ModelHolder:
             f"shard {name}: its state is gone from Redis ({self._keys[name].state} missing); "
             f"serving version {current.version} from memory, without online features"
         )
+        self.rewound.pop(name, None)
         # Whatever is published next is new state, even with a number seen before.
         self._failed.pop(name, None)
 
     def _load(
-        self, name: str, current: ShardModel | None, version: int, any_version: bool = False
+        self, name: str, current: ShardModel | None, stamp: Stamp, any_version: bool = False
     ) -> None:
         started = time.perf_counter()
         try:
@@ -185,23 +211,25 @@ class ModelHolder:
                 any_version=any_version,
             )
         except UnverifiedStateError as exc:
-            self._failed[name] = version
+            self._failed[name] = stamp
             self.refused[name] = str(exc)
             self._metrics.unverified.labels(name).inc()
             log.error("shard %s: not served, keeping what is served: %s", name, exc)
             return
         except (StateError, ValueError, TypeError, KeyError) as exc:
-            self._failed[name] = version
+            self._failed[name] = stamp
             self._metrics.load_errors.labels(name).inc()
-            log.error(
-                "shard %s: version %d does not load, keeping the one served: %s", name, version, exc
-            )
+            log.error("shard %s: %s does not load, keeping the one served: %s", name, stamp, exc)
             return
         if loaded is None or loaded is current:
+            # Not newer once its signature was read (an epoch written around the learner):
+            # not read again until the state changes.
+            self._failed[name] = stamp
             return
         self.refused.pop(name, None)
+        self.rewound.pop(name, None)
         if self.missing.pop(name, None) is not None:
-            log.info("shard %s: state is back in Redis at version %d", name, loaded.version)
+            log.info("shard %s: state is back in Redis at %s", name, loaded.stamp)
         self._metrics.load_seconds.labels(name).observe(time.perf_counter() - started)
         self._swap(loaded)
 
@@ -226,7 +254,7 @@ class ModelHolder:
             # once: models swapped out later must stay collectable.
             gc.freeze()
             self._frozen = True
-        log.info("shard %s: serving version %d", loaded.shard, loaded.version)
+        log.info("shard %s: serving %s", loaded.shard, loaded.stamp)
 
 
 def _close_quietly(pubsub: Any) -> None:

@@ -5,6 +5,10 @@ learner writes them in one MULTI/EXEC, and Redis runs a command between transact
 never inside one, so what is read belongs to one publish: a version never names models
 it did not publish.
 
+States compare by (epoch, version) (learner/epoch.py): a state is newer when its epoch is,
+whatever its version number, so a restore or a learner that took over after Redis lost
+its last writes is followed although it numbers its versions lower.
+
 Nothing is deserialized before the state's signature verified (learner/signing.py): the
 learner's key must have signed this prefix, shard and version, and each model blob is
 checked against its signed SHA-256 before it is unpickled. A blob whose signed digest is
@@ -19,16 +23,9 @@ from typing import Any
 import redis
 
 from learner import modelcodec
+from learner.epoch import NO_STATE, Stamp
 from learner.features import FeatureConfig
-from learner.layout import (
-    META,
-    VERSION,
-    ShardKeys,
-    decode_meta,
-    model_field,
-    parse_version,
-    read_version,
-)
+from learner.layout import META, ShardKeys, decode_meta, model_field, stamp_of
 from learner.linear import LinearScorer
 from learner.signing import Seal, VerifiedState
 
@@ -60,6 +57,11 @@ class ShardModel:
     feature_config: FeatureConfig
     published_at: float
     loaded_at: float
+    epoch: int = 0
+
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.epoch, self.version)
 
     @property
     def variant_names(self) -> list[str]:
@@ -68,10 +70,6 @@ class ShardModel:
 
 WantedVariants = Callable[[list[str]], Iterable[str]]
 """Given a shard's variant names (in order), the ones to deserialize."""
-
-
-def published_version(client: redis.Redis, keys: ShardKeys) -> int:
-    return read_version(client, keys) or 0
 
 
 def load_shard(
@@ -83,9 +81,10 @@ def load_shard(
     clock: Callable[[], float] = time.time,
     any_version: bool = False,
 ) -> ShardModel | None:
-    """The shard's current state if newer than `previous`; else `previous` (or None).
+    """The shard's current state if its (epoch, version) is newer than `previous`'s; else
+    `previous` (or None).
 
-    With `any_version` the state is taken whatever its version (the state `previous` came
+    With `any_version` the state is taken whatever its stamp (the state `previous` came
     from is gone from Redis); `previous` still spares deserializing unchanged blobs.
 
     Raises redis errors (the caller retries later), learner.errors.UnverifiedStateError for
@@ -93,12 +92,20 @@ def load_shard(
     does not deserialize (the caller keeps serving `previous` in both cases).
     """
     raw: dict[bytes, bytes] = client.hgetall(keys.state)
-    version = parse_version(raw.get(VERSION.encode()))
-    if version is None or META.encode() not in raw:
+    stored = stamp_of(raw)
+    if stored == NO_STATE or META.encode() not in raw:
         return previous
-    if previous is not None and version <= previous.version and not any_version:
+
+    def stale(stamp: Stamp) -> bool:
+        return previous is not None and stamp <= previous.stamp and not any_version
+
+    if stale(stored):
         return previous
     state = seal.verify(raw, keys)
+    # What was signed decides, not what the hash says (an epoch written around the learner).
+    stamp = Stamp(state.epoch, state.version)
+    if stale(stamp):
+        return previous
     meta = decode_meta(state.field(META))
     names = list(meta.get("variants", {}))
     if not names:
@@ -114,7 +121,8 @@ def load_shard(
     return ShardModel(
         shard=keys.shard,
         keys=keys,
-        version=version,
+        version=stamp.version,
+        epoch=stamp.epoch,
         meta=meta,
         variants=variants,
         default_variant=names[0],

@@ -100,6 +100,7 @@ class Predictor:
                 "request_id": request_id,
                 "model": shard.shard,
                 "variant": variant.name,
+                "epoch": shard.epoch,
                 "version": shard.version,
                 "degraded": degraded,
                 "scores": [

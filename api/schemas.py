@@ -80,6 +80,9 @@ class PredictResponse(Struct, frozen=True):
     model: str
     """The model shard that answered."""
     variant: str
+    epoch: int
+    """The epoch of that state version: states compare by (epoch, version), and a restore,
+    a rollback or a learner taking over starts a new epoch (its versions may number lower)."""
     version: int
     """The exact state version that computed every score of this response."""
     degraded: bool

@@ -22,8 +22,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 """Methods that get a label value of their own; any other a client sends counts as "other"
 (the HTTP parser takes any token as a method: each would be a new series)."""
 
-ModelFacts = Callable[[], Iterable[tuple[str, int, float]]]
-"""(model, version, published_at) of every loaded model."""
+ModelFacts = Callable[[], Iterable[tuple[str, int, int, float]]]
+"""(model, epoch, version, published_at) of every loaded model."""
 
 
 class Metrics:
@@ -176,6 +176,9 @@ class _StateCollector(Collector):
         version = GaugeMetricFamily(
             "headrace_api_model_version", "Version served", labels=["model"]
         )
+        epoch = GaugeMetricFamily(
+            "headrace_api_model_epoch", "Epoch of the version served", labels=["model"]
+        )
         age = GaugeMetricFamily(
             "headrace_api_model_age_seconds",
             "Now minus the served version's publish time",
@@ -188,11 +191,13 @@ class _StateCollector(Collector):
         )
         now = self._clock()
         gone = set(self._missing())
-        for model, number, published_at in self._facts():
+        for model, era, number, published_at in self._facts():
+            epoch.add_metric([model], era)
             version.add_metric([model], number)
             age.add_metric([model], max(0.0, now - published_at))
             missing.add_metric([model], model in gone)
         yield version
+        yield epoch
         yield age
         yield missing
         redis_up = self._redis_up()

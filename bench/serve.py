@@ -67,7 +67,7 @@ def train(stream: StreamSettings, config: SimulatorConfig, signer: SigningKey) -
     lease = Lease(client, keys, 60_000)
     assert lease.try_acquire() and lease.token is not None
     store = StateStore(client, keys, 60_000, Seal.of(signer))
-    version = store.publish(lease.token, learner.delta())
+    version = store.publish(lease.token, learner.delta()).version
     lease.release()
     client.close()
     return version

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from learner import control
+from learner.epoch import Stamp
 from learner.errors import LearnerError
 from learner.layout import ShardKeys
 from learner.lease import Lease
@@ -53,7 +54,7 @@ class OperatorDuties:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
         assert self.snapshots is not None and self.lease.token is not None
         try:
-            version, header = self.snapshots.restore(
+            stamp, header = self.snapshots.restore(
                 self.client,
                 self.keys,
                 LATEST,
@@ -64,10 +65,10 @@ class OperatorDuties:
         except SnapshotNotFoundError:
             return None
         log.info(
-            "shard %s: cold start from snapshot %s (version %d)",
+            "shard %s: cold start from snapshot %s (%s)",
             self.keys.shard,
             header.snapshot_id,
-            version,
+            stamp,
         )
         return self.store.load()
 
@@ -99,7 +100,7 @@ class OperatorDuties:
         return header
 
     def _manual_rollback(
-        self, learner: Learner, command: dict[str, Any], publish: Callable[[], int]
+        self, learner: Learner, command: dict[str, Any], publish: Callable[[], Stamp]
     ) -> dict[str, Any]:
         if not learner.shadows and self.snapshots is not None:
             # Loaded here too when the rollback guard is off and nothing scores in shadow.
@@ -112,14 +113,14 @@ class OperatorDuties:
         reason = str(command.get("reason") or "operator rollback")
         for name in names:
             learner.roll_back(name, reason)
-        version = publish()
-        return {"ok": True, "version": version, "variants": names}
+        stamp = publish()
+        return {"ok": True, "epoch": stamp.epoch, "version": stamp.version, "variants": names}
 
     def command(
-        self, command: dict[str, Any], learner: Learner, publish: Callable[[], int]
-    ) -> int | None:
-        """Carry out one operator command; the new version when the state was replaced
-        (a restore: the learner must reload it), else None."""
+        self, command: dict[str, Any], learner: Learner, publish: Callable[[], Stamp]
+    ) -> Stamp | None:
+        """Carry out one operator command; the new (epoch, version) when the state was
+        replaced (a restore: the learner must reload it), else None."""
         op, command_id = command.get("op"), str(command.get("id"))
         result: dict[str, Any]
         replaced = None
@@ -133,7 +134,7 @@ class OperatorDuties:
                 result = {"ok": True, "snapshot_id": header.snapshot_id, "version": header.version}
             elif op == "restore":
                 assert self.lease.token is not None
-                version, header = self.snapshots.restore(
+                stamp, header = self.snapshots.restore(
                     self.client,
                     self.keys,
                     str(command.get("snapshot", LATEST)),
@@ -141,8 +142,13 @@ class OperatorDuties:
                     replay=bool(command.get("replay", True)),
                     current=dict(learner.offsets),
                 )
-                result = {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
-                replaced = version
+                result = {
+                    "ok": True,
+                    "snapshot_id": header.snapshot_id,
+                    "epoch": stamp.epoch,
+                    "version": stamp.version,
+                }
+                replaced = stamp
             elif op == "rollback":
                 result = self._manual_rollback(learner, command, publish)
             else:

@@ -30,6 +30,19 @@ class FencedError(LearnerError):
         self.current_generation = current_generation
 
 
+class StateMovedError(FencedError):
+    """A publish was refused: the state in Redis is not the one this learner last wrote or
+    loaded. Redis lost its last writes (a failover, a restart from its append-only file) or
+    something else wrote it; the learner must load what is there, under a new epoch."""
+
+    def __init__(self, shard: str, expected: object, found: object) -> None:
+        super().__init__(
+            f"shard {shard}: Redis holds {found}, not the {expected} this learner last wrote "
+            "or loaded (Redis lost writes, or something else wrote the state)",
+            shard=shard,
+        )
+
+
 class UnverifiedStateError(StateError):
     """Shard state in Redis whose signature does not verify: refused before anything in it
     is deserialized (written by something other than the learner, or under another key)."""

@@ -33,6 +33,14 @@ _CATEGORY_TOTAL = "cat"
 _CATEGORY = "cat:"
 _CLICK_TOTAL = "ck"
 _CLICK_CATEGORY = "ck:"
+# Per category of the user: impressions, add-to-carts and purchases. With the clicks by
+# category they give the user's own rates per category, which estimate their taste for
+# it better than shares do: a share says what they did, a rate what they did of what
+# they were shown.
+_SHOWN_CATEGORY = "im:"
+_CART_CATEGORY = "ca:"
+_PURCHASE_CATEGORY = "pu:"
+_CART_PRIOR = 0.05
 # Pseudo-clicks spread over the categories (half a click each for a catalogue of about
 # eight), so that a shopper's first clicks move the estimate without dominating it.
 _CLICK_SHARE_PRIOR = 0.5
@@ -112,6 +120,7 @@ def features(
         (user.get(_CLICK_CATEGORY + item.category, 0.0) + _CLICK_SHARE_PRIOR)
         / (user.get(_CLICK_TOTAL, 0.0) + _CLICK_SHARE_TOTAL)
     )
+    shown = user.get(_SHOWN_CATEGORY + item.category, 0.0)
     query = context.query.lower()
     matches = item.category.lower() in query or (
         item.brand is not None and item.brand.lower() in query
@@ -129,6 +138,9 @@ def features(
         "u_price_gap": price_gap,
         "u_cat_share": cat_share,
         "u_cat_click": click_share,
+        "u_cat_ctr": _rate(user.get(_CLICK_CATEGORY + item.category, 0.0), shown, _CTR_PRIOR),
+        "u_cat_cart": _rate(user.get(_CART_CATEGORY + item.category, 0.0), shown, _CART_PRIOR),
+        "u_cat_cvr": _rate(user.get(_PURCHASE_CATEGORY + item.category, 0.0), shown, _CVR_PRIOR),
         "i_imp": math.log1p(i_imp),
         "i_ctr": _rate(i_clk, i_imp, _CTR_PRIOR),
         "i_cvr": _rate(i_pur, i_imp, _CVR_PRIOR),
@@ -136,6 +148,9 @@ def features(
         "brand": item.brand or "none",
         "device": context.device,
         "page": context.page,
+        # Which categories answer which query is learned, not only spelled out (a
+        # "sock pattern" search asks for "patterns", a "budget yarn" one for "acrylic").
+        "query_category": f"{query}|{item.category}",
     }
 
 
@@ -216,6 +231,15 @@ def features_many(
         )
         for category in shares
     }
+    # A user's own rates per category (see features()): one lookup per category.
+    rates: dict[str, tuple[float, float, float]] = {}
+    for category in shares:
+        shown = user.get(_SHOWN_CATEGORY + category, 0.0)
+        rates[category] = (
+            _rate(user.get(_CLICK_CATEGORY + category, 0.0), shown, _CTR_PRIOR),
+            _rate(user.get(_CART_CATEGORY + category, 0.0), shown, _CART_PRIOR),
+            _rate(user.get(_PURCHASE_CATEGORY + category, 0.0), shown, _CVR_PRIOR),
+        )
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
         in_query[name] = name is not None and name.lower() in query
@@ -254,6 +278,9 @@ def features_many(
         ),
         "u_cat_share": [shares[category] for category in categories],
         "u_cat_click": [click_shares[category] for category in categories],
+        "u_cat_ctr": [rates[category][0] for category in categories],
+        "u_cat_cart": [rates[category][1] for category in categories],
+        "u_cat_cvr": [rates[category][2] for category in categories],
         "i_imp": list(map(log1p, imps)),
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
@@ -261,6 +288,7 @@ def features_many(
         "brand": [brand or "none" for brand in brands],
         "device": context.device,
         "page": context.page,
+        "query_category": [f"{query}|{category}" for category in categories],
     }
 
 
@@ -274,14 +302,17 @@ def _advance(aggs: Aggregates, at: float, config: FeatureConfig, fields: tuple[s
 
 
 _COUNTS = (_IMPRESSIONS, _CLICKS, _PURCHASES)
+_CATEGORY_OUTCOMES: Final = {"add_to_cart": _CART_CATEGORY, "purchase": _PURCHASE_CATEGORY}
 
 
 def observe_impression(
-    user: Aggregates, item_aggs: Aggregates, at: float, config: FeatureConfig
+    user: Aggregates, item_aggs: Aggregates, item: ItemLike, at: float, config: FeatureConfig
 ) -> None:
-    """Count an impression, after its features were taken."""
+    """Count an impression of `item`, after its features were taken."""
     _advance(user, at, config, _COUNTS)
     _advance(item_aggs, at, config, _COUNTS)
+    key = _SHOWN_CATEGORY + item.category
+    user[key] = user.get(key, 0.0) + 1.0
     user[_IMPRESSIONS] = user.get(_IMPRESSIONS, 0.0) + 1.0
     item_aggs[_IMPRESSIONS] = item_aggs.get(_IMPRESSIONS, 0.0) + 1.0
 
@@ -294,12 +325,17 @@ def observe_outcome(
     at: float,
     config: FeatureConfig,
 ) -> None:
-    """Count a click or purchase; with the item known, also the user's price level and tastes.
+    """Count a click, add-to-cart or purchase; with the item known, also the user's price
+    level and tastes.
 
     Price level and category affinity are long-run tastes and are not decayed. Clicks by
     category are counted apart as well: a shopper clicks far more than they buy, so the
-    click share of a category is the earliest estimate of their taste for it.
+    click share of a category is the earliest estimate of their taste for it. Carts and
+    purchases by category, over the impressions of it, are the user's rates per category.
     """
+    if item is not None and kind in _CATEGORY_OUTCOMES:
+        key = _CATEGORY_OUTCOMES[kind] + item.category
+        user[key] = user.get(key, 0.0) + 1.0
     field = {"click": _CLICKS, "purchase": _PURCHASES}.get(kind)
     if field is None:
         return

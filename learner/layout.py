@@ -6,22 +6,30 @@ snapshot code all go through it. Every key of a shard starts with `<prefix>:shar
 would keep a shard's keys, which one transaction writes together, in one slot, and
 this is the one place to add it.
 
-The state hash (`ShardKeys.state`) holds one publish: `version` (decimal), `offsets`
+The state hash (`ShardKeys.state`) holds one publish: `epoch` and `version` (decimals:
+states compare by the two, learner/epoch.py), `offsets`
 (JSON: partition -> next offset), `meta` (JSON: what the API and operators read),
 `core` (the learner's pickled core), `model:<variant>` (each variant's model) and
 `sig` (the signature over all of them, learner/signing.py). The JSON fields can be read
 without verifying anything; the pickles only after their signature verified.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis
 
+from learner.epoch import Stamp
+
+EPOCH = "epoch"
+"""State field: the line of versions this publish belongs to (learner/epoch.py); a state
+written before epochs has none and reads as epoch 0."""
 VERSION = "version"
-"""State field: the version of this publish, a decimal that only grows."""
+"""State field: the version of this publish, one more than the state it follows."""
+STAMP_FIELDS = (EPOCH, VERSION)
+"""The fields that identify a published state, in `Stamp` order."""
 OFFSETS = "offsets"
 """State field: JSON object, partition (a string) -> the next offset to read."""
 META = "meta"
@@ -149,12 +157,24 @@ def read_version(client: redis.Redis, keys: ShardKeys) -> int | None:
     return parse_version(client.hget(keys.state, VERSION))
 
 
-def read_versions(client: redis.Redis, shards: list[ShardKeys]) -> list[int | None]:
-    """Each shard's published version (None: no state), in one round trip."""
+def stamp_of(raw: Mapping[bytes, bytes]) -> Stamp:
+    """The (epoch, version) a state hash (HGETALL) says it is, unverified; NO_STATE for none."""
+    return Stamp.parse(raw.get(EPOCH.encode()), raw.get(VERSION.encode()))
+
+
+def read_stamp(client: Any, keys: ShardKeys) -> Stamp:
+    """The stored (epoch, version), unverified (a cue to load and verify); NO_STATE when
+    the shard has no state. `client` may be a pipeline in its immediate (WATCH) mode."""
+    epoch, version = client.hmget(keys.state, STAMP_FIELDS)
+    return Stamp.parse(epoch, version)
+
+
+def read_stamps(client: redis.Redis, shards: list[ShardKeys]) -> list[Stamp]:
+    """Each shard's stored (epoch, version) (NO_STATE: no state), in one round trip."""
     with client.pipeline(transaction=False) as pipe:
         for keys in shards:
-            pipe.hget(keys.state, VERSION)
-        return [parse_version(raw) for raw in pipe.execute()]
+            pipe.hmget(keys.state, STAMP_FIELDS)
+        return [Stamp.parse(epoch, version) for epoch, version in pipe.execute()]
 
 
 def read_offsets(client: redis.Redis, keys: ShardKeys) -> dict[int, int]:
@@ -176,18 +196,19 @@ def decode_meta(raw: bytes | str) -> dict[str, Any]:
 
 
 def queue_summary(pipe: Any, keys: ShardKeys) -> None:
-    """Queue, on a pipeline, the reads `summary` decodes: the version and the meta."""
-    pipe.hmget(keys.state, [VERSION, META])
+    """Queue, on a pipeline, the reads `summary` decodes: the stamp and the meta."""
+    pipe.hmget(keys.state, [*STAMP_FIELDS, META])
 
 
-def summary(reply: list[bytes | None]) -> tuple[int | None, dict[str, Any]]:
-    """The version (None: no state) and the meta ({}) from `queue_summary`'s reply."""
-    version, meta = reply
-    return parse_version(version), decode_meta(meta) if meta is not None else {}
+def summary(reply: Sequence[bytes | None]) -> tuple[Stamp, dict[str, Any]]:
+    """The (epoch, version) (NO_STATE: no state) and the meta ({}) from `queue_summary`'s
+    reply."""
+    epoch, version, meta = reply
+    return Stamp.parse(epoch, version), decode_meta(meta) if meta is not None else {}
 
 
 def state_fields(
-    version: int,
+    stamp: Stamp,
     offsets: Mapping[int, int],
     meta: Mapping[str, Any],
     core: bytes | None,
@@ -195,7 +216,8 @@ def state_fields(
 ) -> dict[str, bytes]:
     """The state hash's fields of one publish, unsigned (the caller adds `sig`)."""
     fields: dict[str, bytes] = {
-        VERSION: str(version).encode(),
+        EPOCH: str(stamp.epoch).encode(),
+        VERSION: str(stamp.version).encode(),
         OFFSETS: encode_offsets(offsets),
         META: orjson.dumps(dict(meta)),
     }
@@ -205,15 +227,16 @@ def state_fields(
     return fields
 
 
-def version_announcement(keys: ShardKeys, version: int) -> bytes:
-    """What the versions channel carries for a new version of `keys`' shard."""
-    return orjson.dumps({"shard": keys.shard, "version": version})
+def version_announcement(keys: ShardKeys, stamp: Stamp) -> bytes:
+    """What the versions channel carries for a new state of `keys`' shard."""
+    return orjson.dumps({"shard": keys.shard, "epoch": stamp.epoch, "version": stamp.version})
 
 
-def parse_announcement(data: object) -> tuple[str, int] | None:
-    """(shard, version) from a versions channel message, or None for anything else."""
+def parse_announcement(data: object) -> tuple[str, Stamp] | None:
+    """(shard, stamp) from a versions channel message, or None for anything else. A message
+    without an epoch comes from a learner older than epochs: epoch 0."""
     try:
         message = orjson.loads(data) if isinstance(data, bytes | str) else {}
-        return str(message["shard"]), int(message["version"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return str(message["shard"]), Stamp(int(message.get("epoch", 0)), int(message["version"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return None

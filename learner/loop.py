@@ -73,6 +73,9 @@ class Learner:
         """Where this line of versions comes from: a restore or a rollback, and why."""
         self.version = 0
         """The last version this learner committed (or restored)."""
+        self.new_epoch = False
+        """The next publish starts a new epoch (learner/epoch.py): set by a rollback, and by
+        the process when it takes the shard over."""
         self.topology: dict[str, Any] = {}
         """The shard's partitions and the topic's partition count, for the API's routing."""
         g = guards if guards is not None and guards.guards_enabled else None
@@ -197,7 +200,7 @@ class Learner:
         )
         for closed in self.joins.add(pending):
             self._close(closed)
-        observe_impression(user, item_aggs, at, self.feature_config)
+        observe_impression(user, item_aggs, event.item, at, self.feature_config)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
 
@@ -310,6 +313,8 @@ class Learner:
         variant = self.variants[name]
         variant.model = modelcodec.loads(modelcodec.dumps(shadow))
         self.counts["rollbacks"] += 1
+        # An older model under the next number: a new epoch says the line changed course.
+        self.new_epoch = True
         self.lineage = {
             "rolled_back_from": self.version,
             "rolled_back_variant": name,
@@ -376,11 +381,14 @@ class Learner:
             alerts=list(self.alerts),
             history=point,
             history_cap=self.settings.history_max_points,
+            new_epoch=self.new_epoch,
         )
 
     def published(self, delta: Delta, version: int) -> None:
         """The delta is committed as `version`: forget what it carried."""
         self.version = version
+        if delta.new_epoch:
+            self.new_epoch = False
         self.joins.published()
         self.seen.published(delta.seen_drop)
         self.cache.flushed()

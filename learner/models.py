@@ -176,7 +176,7 @@ _KINDS: dict[str, _Kind] = {
     "logreg": _Kind(
         _build_logreg,
         {
-            "lr": _Param(0.1, minimum=0.0),
+            "lr": _Param(0.05, minimum=0.0),
             "l2": _Param(0.0, minimum=0.0),
             "l1": _Param(0.0, minimum=0.0),
             "intercept_lr": _Param(0.01, minimum=0.0),

@@ -55,10 +55,15 @@ def restore_snapshot(
 
     def direct(token: str) -> dict[str, Any]:
         current = read_offsets(client, keys)
-        version, header = snapshots.restore(
+        stamp, header = snapshots.restore(
             client, keys, snapshot_id, lease_token=token, replay=replay, current=current
         )
-        return {"ok": True, "snapshot_id": header.snapshot_id, "version": version}
+        return {
+            "ok": True,
+            "snapshot_id": header.snapshot_id,
+            "epoch": stamp.epoch,
+            "version": stamp.version,
+        }
 
     args = {"snapshot": snapshot_id, "replay": replay}
     return _run(

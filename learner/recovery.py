@@ -16,7 +16,8 @@ from typing import Any
 
 import redis
 
-from learner.layout import ShardKeys, read_version, variant_of
+from learner.epoch import NO_STATE, Stamp
+from learner.layout import ShardKeys, read_stamp, variant_of
 from learner.signing import Seal
 from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
@@ -142,8 +143,9 @@ class Snapshots:
         replay: bool,
         current: dict[int, int] | None = None,
         reason: str = "operator restore",
-    ) -> tuple[int, SnapshotHeader]:
-        """Write snapshot `ref` to Redis as a new version; return it and the snapshot's header.
+    ) -> tuple[Stamp, SnapshotHeader]:
+        """Write snapshot `ref` to Redis as a new version of a new epoch; return its stamp
+        and the snapshot's header.
 
         With `replay`, the state resumes from the snapshot's offsets, so the events
         since are learned again; without it, from `current` (the events since are
@@ -153,8 +155,10 @@ class Snapshots:
         snapshot_id = self.resolve(ref, keys.shard)
         header, body = load(self.store, snapshot_id, self.accepted, expect_model=keys.shard)
         dump = ShardDump.from_bytes(body)  # verified above: signature, hash, model
+        parent = read_stamp(client, keys)
         lineage: dict[str, Any] = {
-            "parent_version": read_version(client, keys),
+            "parent_version": parent.version or None,
+            "parent_epoch": parent.epoch if parent != NO_STATE else None,
             "restored_from": snapshot_id,
             "snapshot_version": header.version,
             "replay": replay,
@@ -167,10 +171,10 @@ class Snapshots:
                 str(p): [offsets.get(p, 0), o] for p, o in current.items() if o > offsets.get(p, 0)
             }
             offsets = {**offsets, **current}
-        version = write_shard(
+        stamp = write_shard(
             client, keys, dump, self.seal, lease_token=lease_token, offsets=offsets, lineage=lineage
         )
-        return version, header
+        return stamp, header
 
 
 def _finite(value: Any) -> bool:

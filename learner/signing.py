@@ -19,13 +19,16 @@ What one signature binds, and why:
 - every field of the publish together (version, offsets, meta, core, every model): all
   of one publish, or none of it.
 
+The epoch (learner/epoch.py) is one of the fields, so it is signed like the others: a
+writer cannot lift an old state above a newer one by raising its epoch.
+
 What it cannot stop: a writer putting back a whole older state, all its fields and its
-signature together. That state was genuine; the API never goes back to a version lower
-than the one it serves, and a restarting learner resumes from it as it would after
-Redis lost its last writes. Pending joins, seen event ids, online aggregates, alerts and
-the metrics history are JSON, integers and floats, never unpickled: a writer can skew
-them, not run code. The Redis password is what keeps writers out (docs/operations.md,
-"What is trusted, and why").
+signature together. That state was genuine; the API never goes back to an (epoch,
+version) lower than the one it serves, and the learner resumes from it as it would after
+Redis lost its last writes, under a new epoch. Pending joins, seen event ids, online
+aggregates, alerts and the metrics history are JSON, integers and floats, never
+unpickled: a writer can skew them, not run code. The Redis password is what keeps
+writers out (docs/operations.md, "What is trusted, and why").
 """
 
 import base64
@@ -38,7 +41,7 @@ from typing import Any
 import orjson
 
 from learner.errors import UnverifiedStateError
-from learner.layout import SIG, VERSION, ShardKeys
+from learner.layout import EPOCH, SIG, VERSION, ShardKeys
 from snapshots.errors import NoSigningKeyError
 from snapshots.keys import SigningKey, VerifyKey
 
@@ -83,6 +86,11 @@ class VerifiedState:
     digests: dict[str, str]
     """Field name → SHA-256 (hex) of its value, as signed."""
     raw: Mapping[bytes, bytes]
+
+    @property
+    def epoch(self) -> int:
+        """The signed epoch; 0 for a state signed before epochs existed."""
+        return int(self.field(EPOCH)) if EPOCH in self.digests else 0
 
     def digest(self, name: str) -> str | None:
         """The signed SHA-256 of field `name`, or None when the signature does not cover it."""

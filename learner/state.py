@@ -3,9 +3,11 @@
 One publish is one MULTI/EXEC under WATCH of the shard's lease: the models,
 the learner's core (metrics, join counters, watermark), the changed pending
 joins, the new event-id hashes, the changed online aggregates, the offsets
-they all reflect, a version that only grows, the alerts raised and a point
-of the metrics history. If the lease changed hands
-since this learner took it, EXEC fails and nothing is written.
+they all reflect, the state's (epoch, version) (learner/epoch.py), the alerts
+raised and a point of the metrics history. If the lease changed hands since
+this learner took it, EXEC fails and nothing is written; if the state in Redis
+is no longer the one this learner last wrote or loaded (Redis lost its last
+writes), nothing is written either: the learner must load what is there.
 
 The state hash is signed as it is written and verified as it is read (learner/signing.py):
 a `Committed` only ever holds bytes the learner's key signed for this shard and version.
@@ -22,7 +24,8 @@ import redis
 from guards.alerts import Alert
 from learner import alertstore, history
 from learner.aggregates import HashWriter
-from learner.errors import FencedError
+from learner.epoch import NO_STATE, Stamp, next_epoch
+from learner.errors import FencedError, StateMovedError
 from learner.joins import Pending
 from learner.layout import (
     CORE,
@@ -33,7 +36,7 @@ from learner.layout import (
     decode_meta,
     decode_offsets,
     read_meta,
-    read_version,
+    read_stamp,
     state_fields,
     variant_of,
     version_announcement,
@@ -57,6 +60,11 @@ class Committed:
     seen_chunks: list[bytes]
     signed_by: VerifyKey | None = None
     """The key whose signature the state verified under."""
+    epoch: int = 0
+
+    @property
+    def stamp(self) -> Stamp:
+        return Stamp(self.epoch, self.version)
 
 
 @dataclass(slots=True)
@@ -77,6 +85,8 @@ class Delta:
     """A point of the metrics history (learner/history.py), or None for this publish."""
     history_cap: int = 20_000
     """About how many points the history stream keeps."""
+    new_epoch: bool = False
+    """Start a new epoch with this publish (a takeover, a rollback: learner/epoch.py)."""
 
 
 class StateStore:
@@ -92,7 +102,11 @@ class StateStore:
         self._seal = seal if seal is not None else Seal(())
 
     def version(self) -> int:
-        return read_version(self._client, self.keys) or 0
+        return self.stamp().version
+
+    def stamp(self) -> Stamp:
+        """The stored state's (epoch, version); NO_STATE when there is none."""
+        return read_stamp(self._client, self.keys)
 
     def load_meta(self) -> dict[str, Any] | None:
         return read_meta(self._client, self.keys)
@@ -124,14 +138,25 @@ class StateStore:
             pending=pending,
             seen_chunks=list(seen),
             signed_by=state.signed_by,
+            epoch=state.epoch,
         )
 
-    def publish(self, lease_token: str, delta: Delta) -> int:
-        """Write `delta` as the next version, if `lease_token` still owns the shard."""
+    def publish(self, lease_token: str, delta: Delta, *, after: Stamp | None = None) -> Stamp:
+        """Write `delta` as the next version, if `lease_token` still owns the shard and, with
+        `after`, the stored state is still `after` (what this learner last wrote or loaded):
+        else learner.errors.FencedError (StateMovedError for the second)."""
         keys = self.keys
-        with fenced_version(self._client, keys, lease_token, "publish") as (pipe, version):
-            meta = {**delta.meta, "version": version, "published_at": time.time()}
-            fields = state_fields(version, delta.offsets, meta, delta.core, delta.models)
+        with fenced_version(
+            self._client, keys, lease_token, "publish", new_epoch=delta.new_epoch, expect=after
+        ) as (pipe, stamp):
+            version = stamp.version
+            meta = {
+                **delta.meta,
+                "epoch": stamp.epoch,
+                "version": version,
+                "published_at": time.time(),
+            }
+            fields = state_fields(stamp, delta.offsets, meta, delta.core, delta.models)
             fields[SIG] = self._seal.seal(keys, version, fields)
             pipe.hset(keys.state, mapping=fields)
             if delta.pending_upserts:
@@ -147,24 +172,40 @@ class StateStore:
             if delta.history is not None:
                 history.append(pipe, keys, {**delta.history, "version": version}, delta.history_cap)
             pipe.pexpire(keys.lease, self._lease_ttl_ms)
-        return version
+        return stamp
 
 
 @contextmanager
 def fenced_version(
-    client: redis.Redis, keys: ShardKeys, lease_token: str, action: str
-) -> Iterator[tuple[Any, int]]:
-    """A MULTI pipeline and the shard's next version, committed only if `lease_token` still
-    owns the shard when it executes (WATCH of the lease); the version is announced with it."""
+    client: redis.Redis,
+    keys: ShardKeys,
+    lease_token: str,
+    action: str,
+    *,
+    new_epoch: bool = False,
+    expect: Stamp | None = None,
+) -> Iterator[tuple[Any, Stamp]]:
+    """A MULTI pipeline and the shard's next (epoch, version), committed only if
+    `lease_token` still owns the shard when it executes (WATCH of the lease); the stamp is
+    announced on the versions channel with it.
+
+    The version is the stored one plus one. The epoch is the stored one, or a new one
+    (learner/epoch.py) with `new_epoch` or when the shard holds no state. With `expect`,
+    the stored stamp must be that one: StateMovedError otherwise."""
     with client.pipeline(transaction=True) as pipe:
         try:
             pipe.watch(keys.lease)
             if pipe.get(keys.lease) != lease_token.encode():
                 raise FencedError(f"shard {keys.shard}: lease lost, cannot {action}")
-            version = (read_version(pipe, keys) or 0) + 1
+            stored = read_stamp(pipe, keys)
+            if expect is not None and stored != expect:
+                raise StateMovedError(keys.shard, expect, stored)
+            fresh = new_epoch or stored == NO_STATE
+            epoch = next_epoch(stored.epoch) if fresh else stored.epoch
+            stamp = Stamp(epoch, stored.version + 1)
             pipe.multi()
-            yield pipe, version
-            pipe.publish(versions_channel(keys.prefix), version_announcement(keys, version))
+            yield pipe, stamp
+            pipe.publish(versions_channel(keys.prefix), version_announcement(keys, stamp))
             pipe.execute()
         except redis.WatchError as exc:
             raise FencedError(f"shard {keys.shard}: lease changed, cannot {action}") from exc

@@ -19,8 +19,10 @@ from typing import Any
 import orjson
 import redis
 
+from learner.epoch import Stamp
 from learner.errors import StateError
 from learner.layout import (
+    EPOCH,
     META,
     OFFSETS,
     SIG,
@@ -98,13 +100,17 @@ def write_shard(
     lease_token: str,
     offsets: dict[int, int],
     lineage: dict[str, Any],
-) -> int:
-    """Replace the shard's state with `dump` as a new version; fenced like a publish."""
+) -> Stamp:
+    """Replace the shard's state with `dump` as a new version of a new epoch (whatever the
+    stored state, the restored one must be followed: learner/epoch.py); fenced like a
+    publish."""
     old_aggregates = list(client.scan_iter(match=keys.aggregate_pattern, count=1000))
-    with fenced_version(client, keys, lease_token, "restore") as (pipe, version):
+    with fenced_version(client, keys, lease_token, "restore", new_epoch=True) as (pipe, stamp):
+        version = stamp.version
         offsets_json = encode_offsets(offsets)
         meta = {
             **dump.meta,
+            "epoch": stamp.epoch,
             "version": version,
             "offsets": orjson.loads(offsets_json),
             "lineage": lineage,
@@ -112,6 +118,7 @@ def write_shard(
         }
         # The snapshot's signature vouched for the dump; this one vouches for the new version.
         fields = {k.decode(): v for k, v in dump.state.items() if k != SIG.encode()}
+        fields[EPOCH] = str(stamp.epoch).encode()
         fields[VERSION] = str(version).encode()
         fields[META] = orjson.dumps(meta)
         fields[OFFSETS] = offsets_json
@@ -126,4 +133,4 @@ def write_shard(
         for name, values in dump.aggregates.items():
             if values:
                 pipe.hset(keys.aggregate(name), mapping=values)
-    return version
+    return stamp

@@ -17,6 +17,7 @@ from redis.retry import Retry
 
 from learner import alertstore
 from learner.counters import MISROUTED, QUARANTINED, REJECTED, by_prefix
+from learner.epoch import NO_STATE
 from learner.layout import ShardKeys, decode_offsets, queue_summary, summary
 from learner.redisconn import connect
 from stream.probe import answering, end_offsets
@@ -61,6 +62,8 @@ class ShardStatus:
     """Events on another partition than Kafka's default partitioner gives their user_id."""
     lineage: dict[str, Any]
     queued_commands: int
+    epoch: int | None = None
+    """The committed state's epoch (learner/epoch.py): states compare by (epoch, version)."""
 
     @property
     def total_lag(self) -> int | None:
@@ -114,7 +117,7 @@ def _shard(
     queue_summary(pipe, keys)
     pipe.llen(keys.control)
     lease, ttl_ms, published, queued = pipe.execute()
-    version, meta = summary(published)
+    stamp, meta = summary(published)
     holder = generation = None
     if lease is not None:
         owner, _, gen = lease.decode().rpartition("|")
@@ -131,7 +134,8 @@ def _shard(
         holder=holder,
         generation=generation,
         lease_expires_s=ttl_ms / 1000 if lease is not None and ttl_ms > 0 else None,
-        version=version,
+        version=stamp.version if stamp != NO_STATE else None,
+        epoch=stamp.epoch if stamp != NO_STATE else None,
         age_s=max(0.0, now - published_at) if published_at is not None else None,
         offsets=offsets,
         lag=lag,
@@ -227,7 +231,7 @@ def _shard_lines(shard: ShardStatus) -> list[str]:
     lag = "unknown (Kafka)" if shard.total_lag is None else f"{shard.total_lag}"
     offsets = " ".join(f"{p}:{o}" for p, o in sorted(shard.offsets.items()))
     lines.append(
-        f"  state   version {shard.version}, published {_ago(shard.age_s)}, "
+        f"  state   epoch {shard.epoch}, version {shard.version}, published {_ago(shard.age_s)}, "
         f"lag {lag}, offsets {offsets}"
     )
     lines.append(

@@ -44,6 +44,9 @@ PUBLISH_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )
 VERSION = Gauge("headrace_learner_model_version", "Last published state version", ["shard"])
+EPOCH = Gauge(
+    "headrace_learner_model_epoch", "Epoch of the last published state version", ["shard"]
+)
 LAST_PUBLISH = Gauge(
     "headrace_learner_last_publish_timestamp", "Unix time of the last publish", ["shard"]
 )

@@ -7,6 +7,14 @@ in one fenced transaction; only then are the offsets also committed to the
 consumer group, for lag tools. Losing the lease drops everything in memory
 and goes back to standby.
 
+Taking the lease starts a new epoch (learner/epoch.py), published at once, so
+every API replica follows the state this learner continues from even when
+Redis lost the last versions they were served (another owner may have
+published them, even after this process last held the lease). Finding, at a
+publish or a lease renewal, that the state in Redis is not the one this
+process last wrote or loaded means Redis lost writes under it: it drops what
+it holds and takes the shard over again from what Redis has.
+
 The worker is handed its collaborators (the reader of the events topic, the two side
 topics, the lease, the state store): `learner.compose.build_worker` builds them from
 the settings for `headrace learn`, and the tests hand in-process ones to the same loop.
@@ -27,7 +35,8 @@ from learner import control, telemetry
 from learner.aggregates import AggregateCache
 from learner.counters import MISROUTED, REJECTED
 from learner.duties import OperatorDuties
-from learner.errors import FencedError
+from learner.epoch import NO_STATE, Stamp
+from learner.errors import FencedError, StateMovedError
 from learner.lease import Lease
 from learner.loop import Learner
 from learner.recovery import Snapshots
@@ -107,8 +116,9 @@ class ShardWorker:
         self.seal = seal
         self.store = store
         self.learner: Learner | None = None
-        self._resign = False
-        self.version = 0
+        self._announce = False
+        self.stamp: Stamp = NO_STATE
+        """The (epoch, version) this process last wrote or loaded."""
         self._last_learned = 0
         self._on_publish = on_publish
         self.snapshots = snapshots
@@ -159,22 +169,26 @@ class ShardWorker:
                 self._close()
 
     def _active(self, stop: threading.Event) -> None:
+        taken_over = True
         # A restore replaces the committed state: start over from it, lease kept.
-        while self._owned(stop):
-            pass
+        while self._owned(stop, taken_over):
+            taken_over = False
 
-    def _owned(self, stop: threading.Event) -> bool:
+    def _owned(self, stop: threading.Event, taken_over: bool) -> bool:
         """Consume while owning the shard; True when the state was replaced and must reload."""
-        self.activate()
+        self.activate(taken_over)
         while not stop.is_set():
             if self.step():
                 return True
         self.finish()
         return False
 
-    def activate(self) -> Learner:
-        """With the lease held: load the committed state and read from its offsets."""
-        learner = self._load()
+    def activate(self, taken_over: bool = True) -> Learner:
+        """With the lease held: load the committed state and read from its offsets.
+
+        `taken_over`: the lease was just taken (not a reload after a restore under the same
+        lease), so the next publish starts a new epoch (learner/epoch.py)."""
+        learner = self._load(taken_over)
         partitions, n_partitions = self._partitions()
         learner.topology = {"partitions": partitions, "n_partitions": n_partitions}
         if self._routing is None or self._routing.n_partitions != n_partitions:
@@ -185,9 +199,9 @@ class ShardWorker:
         learner.ends = self._reader.ends(fresh=True)
         # Loading a large state can outlast the lease: renew before consuming.
         self._keep_lease()
-        if self._resign:
+        if self._announce:
             self.publish()
-            self._resign = False
+            self._announce = False
         telemetry.ACTIVE.labels(self.keys.shard).set(1)
         self._pending = 0
         self._last_publish = self._last_renew = self._last_control = time.monotonic()
@@ -205,9 +219,9 @@ class ShardWorker:
             if command is not None:
                 if self._pending:
                     self.publish()
-                replaced = self.duties.command(command, learner, self.publish)
+                replaced = self.duties.command(command, learner, self._publish)
                 if replaced is not None:
-                    self.version = replaced
+                    self.stamp = replaced  # reloaded as this process's own state, epoch kept
                     return True
         batch = self._reader.poll(self.settings.poll_max_records)
         if batch:
@@ -223,7 +237,7 @@ class ShardWorker:
         elif (now - self._last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
             self._keep_lease()
             self._last_renew = now
-        if self.duties.snapshot_due(now, self.version):
+        if self.duties.snapshot_due(now, self.stamp.version):
             self.duties.snapshot(self.learner)
         return False
 
@@ -235,7 +249,7 @@ class ShardWorker:
             self.publish(final=True)
         elif learner.offsets:
             self._commit_group(learner.offsets, wait=True)
-        if self.duties.snapshot_pending(self.version):
+        if self.duties.snapshot_pending(self.stamp.version):
             self.duties.snapshot(self.learner)
 
     def deactivate(self) -> None:
@@ -244,18 +258,27 @@ class ShardWorker:
         self._reader.unassign()
         self.learner = None
 
-    def _load(self) -> Learner:
+    def _load(self, taken_over: bool) -> Learner:
         learner = Learner(self.settings, self.keys, AggregateCache(self.client), self.guards)
         committed = self.store.load()
+        restored = False
         if committed is None and self.snapshots is not None:
             committed = self.duties.cold_start()
+            restored = committed is not None
+        self.stamp = committed.stamp if committed is not None else NO_STATE
+        # A new owner (this process too, when it takes the lease again: another may have
+        # published meanwhile, and Redis lost it) continues under a new epoch, published at
+        # once so replicas served a lost version follow without waiting for traffic. A cold
+        # start's restore took one already.
+        learner.new_epoch = taken_over and not restored
+        self._announce = learner.new_epoch and committed is not None
         if committed is not None:
             learner.restore(committed)
-            self.version = committed.version
             # Signed with a key retired by a rotation: sign it anew at once, so readers can
             # drop the old key without waiting for traffic.
             signer = self.seal.signer
-            self._resign = signer is not None and committed.signed_by != signer.public
+            if signer is not None and committed.signed_by != signer.public:
+                self._announce = True
         self.learner = learner
         self._last_learned = learner.counts["learned"]
         self.duties.load_shadows(learner)
@@ -264,17 +287,26 @@ class ShardWorker:
     def _keep_lease(self) -> None:
         if not self.lease.renew() and not self._reclaim():
             raise FencedError(f"shard {self.keys.shard}: lease lost")
+        # Also while idle: a Redis that lost its last writes is noticed within a renewal.
+        stored = self.store.stamp()
+        if stored != self.stamp:
+            raise StateMovedError(self.keys.shard, self.stamp, stored)
 
     def _reclaim(self) -> bool:
         """Take the lease again after it merely expired (a long pause, a slow load).
 
-        Safe only when nobody published meanwhile: the committed version must still
+        Safe only when nobody published meanwhile: the committed state must still
         be ours. Otherwise another learner owned the shard, and this state is stale.
         """
+        held = self.lease.token
         if not self.lease.try_acquire():
             return False
-        if self.store.version() != self.version:
+        if self.store.stamp() != self.stamp:
             return False
+        if self.lease.token != held and self.learner is not None:
+            # A lease of a new generation: whoever held it meanwhile may have published
+            # versions Redis then lost, so this owner's next publish starts a new epoch.
+            self.learner.new_epoch = True
         log.warning(
             "shard %s: lease had expired; reclaimed (generation %d)",
             self.keys.shard,
@@ -337,7 +369,11 @@ class ShardWorker:
         return len(parsed)
 
     def publish(self, final: bool = False) -> int:
-        """Commit what was learned: dead letters first, then the state, then group offsets."""
+        """Commit what was learned: dead letters first, then the state, then group offsets;
+        return the version published."""
+        return self._publish(final).version
+
+    def _publish(self, final: bool = False) -> Stamp:
         learner = self.learner
         if learner is None or self.lease.token is None:
             raise FencedError(f"shard {self.keys.shard}: not active")
@@ -349,25 +385,31 @@ class ShardWorker:
         delta = learner.delta()
         learned_before = learner.counts["learned"]
         try:
-            self.version = self.store.publish(self.lease.token, delta)
+            stamp = self.store.publish(self.lease.token, delta, after=self.stamp)
+        except StateMovedError:
+            raise  # Redis lost writes: this state is stale whoever holds the lease
         except FencedError:
             if not self._reclaim():
                 raise
-            self.version = self.store.publish(self.lease.token, delta)
-        learner.published(delta, self.version)
+            stamp = self.store.publish(self.lease.token, delta, after=self.stamp)
+        if stamp.epoch != self.stamp.epoch:
+            log.info("shard %s: epoch %d begins at version %d", shard, stamp.epoch, stamp.version)
+        self.stamp = stamp
+        learner.published(delta, stamp.version)
         self._pending = 0
         for alert in delta.alerts:
             telemetry.ALERTS.labels(shard, alert.variant, alert.detector).inc()
             if alert.detector == "rollback":
                 telemetry.ROLLBACKS.labels(shard, alert.variant).inc()
         telemetry.PUBLISH_SECONDS.labels(shard).observe(time.perf_counter() - started)
-        telemetry.VERSION.labels(shard).set(self.version)
+        telemetry.VERSION.labels(shard).set(stamp.version)
+        telemetry.EPOCH.labels(shard).set(stamp.epoch)
         telemetry.LAST_PUBLISH.labels(shard).set(time.time())
         self._observe(learner, learned_before)
         self._commit_group(delta.offsets, wait=final)
         if self._on_publish is not None:
-            self._on_publish(self.version, learner)
-        return self.version
+            self._on_publish(stamp.version, learner)
+        return stamp
 
     def _commit_group(self, offsets: dict[int, int], wait: bool) -> None:
         """Commit `offsets` to the consumer group, where standard lag tools look.

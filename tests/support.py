@@ -4,17 +4,67 @@ import functools
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from kafka import KafkaConsumer
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.structs import TopicPartition
 
 from learner.signing import Seal
 from snapshots.keys import SigningKey
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+T = TypeVar("T")
+
+WAIT_S = 60.0
+"""How long a test waits for something that should happen: far beyond what it takes on a
+loaded machine, since the deadline only ends a test that has failed anyway."""
+
+
+def wait_for(check: Callable[[], T | None], what: str, timeout: float = WAIT_S) -> T:
+    """Call `check` until it returns something truthy, and return that; an AssertionError
+    naming `what` once `timeout` seconds have passed without. (A check that finds a value
+    returns it or None.)"""
+    deadline = time.monotonic() + timeout
+    while not (got := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
+    return got
+
+
+def read_topic(
+    settings: StreamSettings, topic: str, timeout: float = WAIT_S, **config: Any
+) -> list[Any]:
+    """Every record of `topic`, every partition, in offset order per partition: read until
+    the end offsets of the moment are reached, not until a spell of silence, so a slow fetch
+    cannot cut it short and an idle topic costs no wait. `config` goes to the KafkaConsumer
+    (e.g. fetch_max_bytes for big records)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, **config
+    )
+    try:
+        partitions = wait_for(
+            lambda: consumer.partitions_for_topic(topic), f"{topic}'s partitions", timeout
+        )
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"timed out reading {topic} up to {ends}"
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(records)
+        return out
+    finally:
+        consumer.close()
 
 
 def free_port() -> int:

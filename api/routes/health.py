@@ -19,6 +19,7 @@ _READY_SCHEMA: dict[str, Any] = {
         "reasons": {"type": "array", "items": {"type": "string"}},
         "models": {"type": "object", "additionalProperties": {"type": "integer"}},
         "refused": {"type": "object", "additionalProperties": {"type": "string"}},
+        "rewound": {"type": "object", "additionalProperties": {"type": "string"}},
     },
     "required": ["ready", "degraded", "reasons", "models"],
 }
@@ -67,7 +68,8 @@ def degraded(services: Services) -> bool:
     "/ready",
     summary="A model is loaded for every shard, Redis answers and still holds every shard's "
     "state; `degraded` says models are served from memory without it; `refused` names "
-    "versions whose signature did not verify",
+    "versions whose signature did not verify; `rewound` names shards whose state in Redis is "
+    "older than the one served",
     response_class=Response,
     responses={
         200: _json("Ready to serve", _READY_SCHEMA),
@@ -86,6 +88,10 @@ async def ready(services: ServicesDep) -> Response:
     if services.holder.refused:
         # Still serving the last good version (so ready), but someone must look.
         body["refused"] = dict(services.holder.refused)
+    if services.holder.rewound:
+        # Serving a newer state than Redis holds (it lost writes): ready, but not for long
+        # without a learner, which takes the shard over under a new epoch.
+        body["rewound"] = dict(services.holder.rewound)
     return json_response(body, 503 if reasons else 200)
 
 

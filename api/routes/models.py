@@ -17,8 +17,8 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/models",
     summary=(
-        "Every shard's variants: version, n learned, offsets, metrics, reliability, lineage, "
-        "age, lag"
+        "Every shard's variants: epoch and version, n learned, offsets, metrics, reliability, "
+        "lineage, age, lag"
     ),
     response_class=Response,
     responses={
@@ -65,6 +65,7 @@ def _shard(services: Services, shard: ShardModel, now: float) -> dict[str, Any]:
     return {
         "model": shard.shard,
         "status": "loaded",
+        "epoch": shard.epoch,
         "version": shard.version,
         "published_at": shard.published_at,
         "age_s": max(0.0, now - shard.published_at),

@@ -222,6 +222,9 @@
     }
     $("version").textContent = String(entry.version);
     $("version").dataset.version = String(entry.version);
+    // A restore or a takeover starts a new epoch, whose versions may number lower.
+    $("version").dataset.epoch = String(entry.epoch ?? 0);
+    $("version").title = `epoch ${entry.epoch ?? 0}`;
     $("age").textContent = formatAge(entry.age_s);
     const lag = Object.values(entry.lag || {}).reduce((a, b) => a + b, 0);
     $("lag").textContent = Object.keys(entry.lag || {}).length ? String(lag) : "–";

@@ -15,7 +15,7 @@ from headrace.sim.simulator import SimulatorConfig, generate
 from learner.redisconn import connect
 from stream.settings import StreamSettings
 from tests.learner.harness import InProcessLearner
-from tests.support import signing_key
+from tests.support import signing_key, wait_for
 
 SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)
 """A quick stream: enough for a model with an opinion, in well under a second."""
@@ -51,12 +51,11 @@ def running_app(
         yield client
 
 
-def wait_for_ready(client: TestClient, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/ready").status_code != 200:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not ready: {client.get('/ready').json()}")
-        time.sleep(0.02)
+def wait_for_ready(client: TestClient) -> None:
+    try:
+        wait_for(lambda: client.get("/ready").status_code == 200, "/ready")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {client.get('/ready').json()}") from None
 
 
 @pytest.fixture(scope="module")

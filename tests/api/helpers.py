@@ -108,6 +108,14 @@ def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float:
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
+def metric(url: str, line_start: str) -> float:
+    """The value of the sample of the API at `url` whose /metrics line starts so."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {line_start} in /metrics")
+
+
 def api_env(settings: StreamSettings, **overrides: object) -> dict[str, str]:
     """The environment of a `headrace serve` subprocess: the learner's without its signing
     key (the public key instead), plus `overrides`."""

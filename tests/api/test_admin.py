@@ -4,7 +4,6 @@ The API holds no signing key: taking and restoring snapshots is the learner's wo
 so those tests run a real learner (ShardWorker) that owns the shard."""
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -30,7 +29,15 @@ from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.learner.harness import InProcessLearner, caught_up, end_offsets, send, wait_until
-from tests.support import headrace, learner_seal, signer_env, signing_key, stack_env
+from tests.support import (
+    WAIT_S,
+    headrace,
+    learner_seal,
+    signer_env,
+    signing_key,
+    stack_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -127,10 +134,10 @@ def test_snapshot_then_restore_without_replay_is_served_as_a_new_version(
         assert meta["lineage"]["restored_from"] == snapshot_id
         assert meta["lineage"]["replay"] is False
 
-        deadline = time.monotonic() + 5
-        while client.get("/models").json()["models"][0].get("version") != version:
-            assert time.monotonic() < deadline, "the API did not swap in the restored version"
-            time.sleep(0.05)
+        wait_for(
+            lambda: client.get("/models").json()["models"][0].get("version") == version,
+            "the API to swap in the restored version",
+        )
         body = {
             "user_id": "u00001",
             "context": {"query": "merino", "device": "mobile", "page": "search", "position": 0},
@@ -251,26 +258,43 @@ def test_drift_alerts_are_listed_in_order_and_filtered(
         assert [a["message"] for a in later] == ["loss up at 2", "loss up at 3"]
 
 
+def sse_data(response: Any, n: int, timeout: float = WAIT_S) -> list[Any]:
+    """The data of the next `n` events of an open event stream.
+
+    Read in a thread: a stream that stays quiet (it sends keep-alives, so iterating it never
+    ends by itself) fails the test after `timeout` s instead of holding it until the run's
+    timeout. Leaving the `client.stream` block then ends the response, and the reader."""
+    found: list[Any] = []
+
+    def read() -> None:
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                found.append(orjson.loads(line[6:]))
+                if len(found) == n:
+                    return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"{len(found)} of {n} events came within {timeout:g} s"
+    return found
+
+
 def test_the_live_stream_delivers_new_alerts_in_order(
     settings: StreamSettings, redis_client: redis.Redis, trained: InProcessLearner
 ) -> None:
-    def raise_alerts() -> None:
-        time.sleep(0.5)
-        for n in (10, 11, 12):
-            pipe = redis_client.pipeline()
-            alertstore.append(pipe, settings.key_prefix, [_alert(n)])
-            pipe.execute()
-
     with running_app(ApiSettings(), settings) as client:
-        threading.Thread(target=raise_alerts, daemon=True).start()
-        received: list[str] = []
+        feed = client.app.state.services.alerts  # type: ignore[attr-defined]
         with client.stream("GET", "/drift/alerts/stream") as response:
             assert response.headers["content-type"].startswith("text/event-stream")
-            for line in response.iter_lines():
-                if line.startswith("data: "):
-                    received.append(orjson.loads(line[6:])["message"])
-                if len(received) == 3:
-                    break
+            # A stream delivers what comes after the feed has read where the alerts end:
+            # raise them only then, or they would be history to it.
+            wait_for(lambda: feed.position is not None, "the feed to find the end of the alerts")
+            for n in (10, 11, 12):
+                pipe = redis_client.pipeline()
+                alertstore.append(pipe, settings.key_prefix, [_alert(n)])
+                pipe.execute()
+            received = [alert["message"] for alert in sse_data(response, 3)]
         assert received == ["loss up at 10", "loss up at 11", "loss up at 12"]
 
 

@@ -175,13 +175,13 @@ def stack(topics: StreamSettings, tmp_path: Path) -> Iterator[tuple[ApiProcess, 
 def confirm(driver: WebDriver, dialog: str, button: str, action: str, lineage: str) -> None:
     """Confirm the open `dialog` with `button`; the page reports `action` done, and the
     served lineage then shows `lineage`."""
-    until(driver, 5, "the confirmation", lambda d: shown(d, dialog))
+    until(driver, 30, "the confirmation", lambda d: shown(d, dialog))
     driver.find_element(By.ID, button).click()
     status = until(driver, 40, f"the {action}", answered(action))
     assert status is not None and "done" in status, status
     until(
         driver,
-        15,
+        30,
         f"the lineage after the {action}",
         lambda d: lineage in d.find_element(By.ID, "lineage").text,
     )
@@ -239,12 +239,12 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
 
         until(driver, 60, "a drift alert", lambda d: max(alert_times(d), default=0) >= drifted_at)
         timeline = driver.find_element(By.ID, "alert-timeline")
-        until(driver, 5, "the timeline", lambda d: timeline.get_attribute("data-alerts") != "0")
+        until(driver, 30, "the timeline", lambda d: timeline.get_attribute("data-alerts") != "0")
 
         # The operator unlocks the admin actions with the token.
         driver.find_element(By.ID, "token").send_keys(TOKEN)
         driver.find_element(By.ID, "token-submit").click()
-        until(driver, 10, "the admin panel", lambda d: shown(d, "take-snapshot"))
+        until(driver, 30, "the admin panel", lambda d: shown(d, "take-snapshot"))
         assert (
             driver.execute_script("return sessionStorage.getItem('headrace.adminToken')") == TOKEN
         )

@@ -1,15 +1,12 @@
 """Impressions: contract-valid events, never blocking a response, drops counted."""
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from pydantic import SecretStr
 
 from api.impressions import ImpressionBatch, ImpressionPublisher, events
@@ -21,7 +18,8 @@ from stream.events import Impression, parse_event
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import request_body
-from tests.learner.harness import InProcessLearner
+from tests.learner.harness import InProcessLearner, end_offsets
+from tests.support import WAIT_S, read_topic, wait_for
 
 BATCH = ImpressionBatch(
     user_id="u00042",
@@ -58,10 +56,12 @@ class StuckProducer:
     """A producer whose sends never return until released: Kafka hanging."""
 
     def __init__(self) -> None:
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
-        self.release.wait(10)
+        self.entered.set()
+        self.release.wait()
         raise TimeoutError("released")
 
     def flush(self, timeout: float | None = None) -> None: ...
@@ -74,15 +74,26 @@ def test_a_full_queue_drops_and_counts_without_blocking() -> None:
     producer = StuckProducer()
     publisher = ImpressionPublisher("events", lambda: producer, queue_size=2, metrics=metrics)
     publisher.start()
+    accepted: list[bool] = []
+
+    def offer_ten() -> None:
+        accepted.extend(publisher.offer(BATCH) for _ in range(10))
+
+    offers = threading.Thread(target=offer_ten)
     try:
-        started = time.perf_counter()
-        accepted = [publisher.offer(BATCH) for _ in range(10)]
-        assert time.perf_counter() - started < 0.05
-        # One batch is stuck in send, two wait in the queue, the rest are dropped.
-        assert accepted.count(False) >= 7
-        assert dropped(metrics, "queue_full") == 2 * accepted.count(False)
+        assert publisher.offer(BATCH)
+        assert producer.entered.wait(WAIT_S), "the sending thread never took the first batch"
+        # Kafka hangs in send from here on: ten offers must all return all the same.
+        offers.start()
+        offers.join(WAIT_S)
+        assert not offers.is_alive(), "offer() waited for the stuck producer"
+        assert not producer.release.is_set()
+        # Two fit in the queue; the other eight are dropped and counted by impression.
+        assert accepted == [True, True] + [False] * 8
+        assert dropped(metrics, "queue_full") == 8 * len(BATCH.impression_ids)
     finally:
         producer.release.set()
+        offers.join(WAIT_S)
         publisher.stop(timeout=5)
 
 
@@ -96,9 +107,7 @@ def test_kafka_away_drops_and_counts() -> None:
     publisher.start()
     try:
         assert publisher.offer(BATCH)
-        deadline = time.monotonic() + 5
-        while dropped(metrics, "kafka_unavailable") < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: dropped(metrics, "kafka_unavailable") >= 2, "the drops to be counted")
         assert dropped(metrics, "kafka_unavailable") == 2
     finally:
         publisher.stop(timeout=5)
@@ -119,27 +128,16 @@ def trained(topics: StreamSettings, redis_client: redis.Redis) -> Iterator[Strea
 
 
 def published(topics: StreamSettings, expected: int) -> dict[str, tuple[bytes, Impression]]:
-    """Every impression on the events topic, by impression id, once `expected` are there."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=topics.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2_000,
-    )
-    partitions = consumer.partitions_for_topic(topics.topic_events) or set()
-    consumer.assign([TopicPartition(topics.topic_events, p) for p in partitions])
+    """Every impression on the events topic, by impression id, once `expected` are there.
+
+    Called after the app has stopped: its publisher sent what was queued on the way out,
+    so what is on the topic then is all there will be."""
+    wait_for(lambda: sum(end_offsets(topics).values()) >= expected, f"{expected} impressions")
     seen: dict[str, tuple[bytes, Impression]] = {}
-    deadline = time.monotonic() + 20
-    while len(seen) < expected and time.monotonic() < deadline:
-        for record in consumer:
-            event = parse_event(record.value)
-            assert isinstance(event, Impression)
-            seen[event.impression_id] = (record.key, event)
-    # Whatever else arrives within the consumer's timeout is counted too.
-    for record in consumer:
+    for record in read_topic(topics, topics.topic_events):
         event = parse_event(record.value)
         assert isinstance(event, Impression)
         seen[event.impression_id] = (record.key, event)
-    consumer.close()
     return seen
 
 

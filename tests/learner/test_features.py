@@ -34,8 +34,9 @@ def history(user: dict[str, float], item: dict[str, float], steps: list[tuple[st
     at = 1_767_225_600.0
     for kind, price in steps:
         at += 600.0
-        observe_impression(user, item, at, CONFIG)
-        observe_outcome(user, item, kind, Item(price=price, category="merino"), at, CONFIG)
+        shown = Item(price=price, category="merino")
+        observe_impression(user, item, shown, at, CONFIG)
+        observe_outcome(user, item, kind, shown, at, CONFIG)
 
 
 @settings(max_examples=200, deadline=None)
@@ -46,7 +47,9 @@ def history(user: dict[str, float], item: dict[str, float], steps: list[tuple[st
     query=queries,
     device=st.sampled_from(["desktop", "mobile", "tablet"]),
     position=st.integers(min_value=0, max_value=50),
-    past=st.lists(st.tuples(st.sampled_from(["click", "purchase"]), prices), max_size=5),
+    past=st.lists(
+        st.tuples(st.sampled_from(["click", "add_to_cart", "purchase"]), prices), max_size=5
+    ),
 )
 def test_an_impression_and_the_equivalent_request_get_identical_features(
     category: str,
@@ -103,13 +106,14 @@ def past_events(user: dict[str, float], steps: list[tuple[str, float, str, float
     for kind, price, category, offset in steps:
         at = 1_767_225_600.0 + offset
         item: dict[str, float] = {}
-        observe_impression(user, item, at, CONFIG)
-        observe_outcome(user, item, kind, Item(price=price, category=category), at, CONFIG)
+        shown = Item(price=price, category=category)
+        observe_impression(user, item, shown, at, CONFIG)
+        observe_outcome(user, item, kind, shown, at, CONFIG)
 
 
 brands = st.one_of(st.none(), st.sampled_from(["Drops", "Malabrigo", "DROPS", "Lana Grossa"]))
 offsets = st.floats(min_value=0.0, max_value=200_000.0)
-kinds = st.sampled_from(["click", "purchase", "view"])
+kinds = st.sampled_from(["click", "add_to_cart", "purchase", "view"])
 candidate = st.tuples(
     prices, categories, brands, st.lists(st.tuples(kinds, prices, categories, offsets), max_size=4)
 )
@@ -141,8 +145,9 @@ def test_features_many_is_features_of_each_candidate(
         aggs: dict[str, float] = {}
         for kind, price, category, offset in steps:
             when = 1_767_225_600.0 + offset
-            observe_impression({}, aggs, when, CONFIG)
-            observe_outcome({}, aggs, kind, Item(price=price, category=category), when, CONFIG)
+            shown = Item(price=price, category=category)
+            observe_impression({}, aggs, shown, when, CONFIG)
+            observe_outcome({}, aggs, kind, shown, when, CONFIG)
         item_aggs.append(aggs)
 
     columns = features_many(context, items, user, ItemColumns.of(item_aggs), at, CONFIG)
@@ -193,8 +198,9 @@ def test_features_read_only_the_item_fields_the_api_fetches(
     aggs: dict[str, float] = {"foreign": 1.0}
     for kind, price, category, offset in past:
         when = 1_767_225_600.0 + offset
-        observe_impression({}, aggs, when, CONFIG)
-        observe_outcome({}, aggs, kind, Item(price=price, category=category), when, CONFIG)
+        shown = Item(price=price, category=category)
+        observe_impression({}, aggs, shown, when, CONFIG)
+        observe_outcome({}, aggs, kind, shown, when, CONFIG)
     reads = Reads(aggs)
     item = Item(price=3.0, category="merino")
     features(Context(), item, {}, reads, 1_767_225_600.0 + at, CONFIG)

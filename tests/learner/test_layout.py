@@ -1,11 +1,13 @@
 """The Redis layout's names and encodings, without Redis."""
 
+from learner.epoch import NO_STATE, Stamp
 from learner.layout import (
     ShardKeys,
     decode_offsets,
     encode_offsets,
     model_field,
     parse_announcement,
+    stamp_of,
     state_fields,
     summary,
     variant_of,
@@ -42,13 +44,17 @@ def test_offsets_and_model_fields_read_back() -> None:
 
 
 def test_a_publish_fields_and_its_summary() -> None:
-    fields = state_fields(3, {0: 5}, {"variants": {}}, b"core", {"main": b"m"})
-    assert set(fields) == {"version", "offsets", "meta", "core", "model:main"}
-    assert summary([fields["version"], fields["meta"]]) == (3, {"variants": {}})
-    assert summary([None, None]) == (None, {})
+    fields = state_fields(Stamp(7, 3), {0: 5}, {"variants": {}}, b"core", {"main": b"m"})
+    assert set(fields) == {"epoch", "version", "offsets", "meta", "core", "model:main"}
+    reply = [fields["epoch"], fields["version"], fields["meta"]]
+    assert summary(reply) == (Stamp(7, 3), {"variants": {}})
+    assert summary([None, None, None]) == (NO_STATE, {})
+    assert stamp_of({k.encode(): v for k, v in fields.items()}) == Stamp(7, 3)
 
 
 def test_announcements_read_back_and_noise_is_ignored() -> None:
-    assert parse_announcement(version_announcement(KEYS, 9)) == ("main", 9)
+    assert parse_announcement(version_announcement(KEYS, Stamp(7, 9))) == ("main", Stamp(7, 9))
+    # From a learner older than epochs: epoch 0.
+    assert parse_announcement(b'{"shard": "main", "version": 9}') == ("main", Stamp(0, 9))
     for noise in (b"not json", b"{}", 7, b'{"shard": "main", "version": "x"}'):
         assert parse_announcement(noise) is None

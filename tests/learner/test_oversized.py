@@ -7,7 +7,6 @@ learner consumes them and is killed with -9 before it ever publishes, so its suc
 must read every one of them again (where the learner of the issue crashed, every time).
 """
 
-import time
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,10 +16,8 @@ from typing import Any
 import pytest
 import redis
 from confluent_kafka import Message
-from kafka import KafkaConsumer
 from kafka.errors import MessageSizeTooLargeError
 from kafka.record.default_records import DefaultRecordBatchBuilder
-from kafka.structs import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from headrace.sim.simulator import SimulatorConfig, generate
@@ -43,7 +40,7 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.learner.test_exactly_once import reference_run
-from tests.support import create_topic, free_port
+from tests.support import create_topic, free_port, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -156,22 +153,8 @@ def refused_by_the_broker(settings: StreamSettings) -> None:
 
 
 def everything(settings: StreamSettings, topic: str) -> list[Any]:
-    """Every record on one-partition `topic` now."""
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, fetch_max_bytes=8 << 20)
-    try:
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        end = consumer.end_offsets([tp])[tp]
-        out: list[Any] = []
-        deadline = time.monotonic() + 30
-        while consumer.position(tp) < end:
-            assert time.monotonic() < deadline, f"timed out reading {topic}"
-            for batch in consumer.poll(500).values():
-                out.extend(batch)
-        return out
-    finally:
-        consumer.close()
+    """Every record on `topic` now."""
+    return read_topic(settings, topic, fetch_max_bytes=8 << 20)
 
 
 def metrics(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:

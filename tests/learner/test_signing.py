@@ -5,7 +5,6 @@ Each attack writes a code-running pickle (it creates a marker file when unpickle
 genuine blob moved to where it does not belong, into the real test Redis."""
 
 import pickle
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.learner.harness import InProcessLearner, LearnerProcess, learner_env, wait_until
 from tests.snapshots.test_codec import Evil
-from tests.support import learner_seal, reader_seal
+from tests.support import learner_seal, reader_seal, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -180,10 +179,10 @@ def test_the_api_keeps_serving_and_says_why(
         )
         announcement = f'{{"shard": "main", "version": {version}}}'
         redis_client.publish(versions_channel(settings.key_prefix), announcement)
-        deadline = time.monotonic() + 10
-        while "refused" not in (ready := client.get("/ready")).json():
-            assert time.monotonic() < deadline, ready.json()
-            time.sleep(0.05)
+        ready = wait_for(
+            lambda: r if "refused" in (r := client.get("/ready")).json() else None,
+            "/ready to report the refused version",
+        )
         assert ready.status_code == 200  # still serving the version it had
         assert f"signed as version {version - 1}, not {version}" in ready.json()["refused"]["main"]
         body = {
@@ -197,10 +196,10 @@ def test_the_api_keeps_serving_and_says_why(
         assert 'headrace_api_model_unverified_total{model="main"} 1.0' in metrics
     # A replica starting now has nothing it may serve, and says why.
     with running_app(ApiSettings(), settings, wait_ready=False) as fresh:
-        deadline = time.monotonic() + 10
-        while "refused" not in (ready := fresh.get("/ready")).json():
-            assert time.monotonic() < deadline, ready.json()
-            time.sleep(0.05)
+        ready = wait_for(
+            lambda: r if "refused" in (r := fresh.get("/ready")).json() else None,
+            "/ready to report the refused state",
+        )
         assert ready.status_code == 503
         assert any("refused before deserialization" in r for r in ready.json()["reasons"])
     assert not marker.exists()

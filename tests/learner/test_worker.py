@@ -4,7 +4,7 @@ import pytest
 import redis
 
 from headrace.sim.simulator import SimulatorConfig, generate
-from learner.layout import read_offsets
+from learner.layout import read_offsets, read_stamp
 from stream.settings import StreamSettings
 from tests.learner.harness import InProcessLearner
 
@@ -43,13 +43,17 @@ def test_a_second_learner_resumes_from_the_published_offsets(
     first.process(records[:2_000])
     first.publish()
     learned = first.learner.counts["learned"]
+    before = read_stamp(redis_client, first.keys)
     first.close()
 
     second = InProcessLearner(settings, redis_client)
     assert second.learner.counts["learned"] == learned
+    # Taking the shard over publishes what it found at once, under a new epoch.
+    taken = read_stamp(redis_client, second.keys)
+    assert taken.version == before.version + 1 and taken.epoch > before.epoch
     second.reader.feed(records[:2_000])  # already published: not read again
     assert not second.reader.behind()
     second.process(records[2_000:])
-    assert second.publish() == 2
+    assert second.publish() == taken.version + 1
     assert sum(read_offsets(redis_client, second.keys).values()) == len(records)
     assert second.learner.counts["event_impression"] == sum(r.type == "impression" for r in records)

@@ -24,6 +24,7 @@ from stream.topics import ensure_topics
 from tests.learner.harness import (
     LearnerProcess,
     caught_up,
+    committed_offsets,
     end_offsets,
     learner_env,
     predictions,
@@ -33,7 +34,7 @@ from tests.learner.harness import (
     wait_until,
 )
 from tests.learner.test_exactly_once import assert_same_learning, reference_run
-from tests.support import free_port, headrace, signing_key
+from tests.support import free_port, headrace, signing_key, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -103,7 +104,11 @@ def test_disaster_drill_flushall_and_kill_9_then_restart_from_the_newest_snapsho
 
             wait_until(taken, 60, f"snapshot {step}")
         send(settings, records[12_000:])
-        time.sleep(random.Random(2).uniform(0.2, 1.0))
+        # Wipe Redis once the learner has published some of the last step's events.
+        wait_for(
+            lambda: sum(committed_offsets(client, settings).values()) > 12_000,
+            "the learner to publish past the second step",
+        )
         client.flushall()
     finally:
         learner.kill()
@@ -173,9 +178,10 @@ def test_operator_restore_with_and_without_replay(
         # Without replay: back to the snapshot's state; the events since are skipped.
         skipped = headrace(env, "snapshot", "restore", snapshot_id, "--no-replay")
         assert skipped.returncode == 0, skipped.stderr
-        time.sleep(1.0)
+        # The command returns once the learner has published the restored state.
         now = store(redis_client, settings).load_meta()
         assert now is not None
+        assert now["version"] == int(skipped.stdout.split()[-1])
         assert now["lineage"]["replay"] is False
         assert now["variants"]["main"]["n_learned"] == at_snapshot["variants"]["main"]["n_learned"]
         assert now["offsets"] == {str(p): o for p, o in ends.items()}

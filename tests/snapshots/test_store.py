@@ -22,6 +22,7 @@ from snapshots.errors import (
 from snapshots.keys import SigningKey
 from snapshots.manifest import SnapshotFacts
 from snapshots.store import DirectoryStore, SnapshotStore, last_known_good, latest, load, save
+from tests.support import wait_for
 
 SIGNER = SigningKey.generate()
 KEY = SIGNER.public
@@ -132,7 +133,7 @@ def test_a_failed_write_leaves_nothing(
 
 
 CHILD = """
-import os, sys, time
+import os, signal, sys
 from pathlib import Path
 from snapshots.store import DirectoryStore
 
@@ -142,7 +143,7 @@ store = DirectoryStore(root, SigningKey.generate().public)
 
 def stall(fd):
     ready.write_text("written, not yet renamed")
-    time.sleep(600)
+    signal.pause()  # until the test kills this process
 
 os.fsync = stall
 store.put("main-crash", blob)
@@ -158,11 +159,8 @@ def test_a_writer_killed_mid_write_leaves_nothing_listable(
     args = [sys.executable, "-c", CHILD, str(store.root), str(ready), str(tmp_path / "blob")]
     child = subprocess.Popen(args)
     try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert child.poll() is None, "the writer exited before it stalled"
-            assert time.monotonic() < deadline, "the writer never stalled"
-            time.sleep(0.02)
+        wait_for(lambda: ready.exists() or child.poll() is not None, "the writer to stall")
+        assert child.poll() is None, "the writer exited before it stalled"
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
