@@ -90,13 +90,12 @@ def audit_counts(
     return rows
 
 
-def joins_balance(counts: Mapping[str, int], joins: Mapping[str, int], blocked: int) -> int:
-    """Impressions taken in minus those accounted for by the join (learned as positives or
-    negatives, or still pending): 0 when every impression is learned once or still waits.
-
-    `blocked` is the impressions the fraud guard quarantined, never joined; duplicates are
-    counted apart by the learner."""
-    taken = counts.get("event_impression", 0) - blocked - joins.get("duplicate_impression", 0)
+def joins_balance(counts: Mapping[str, int], joins: Mapping[str, int]) -> int:
+    """Impressions taken in that the join neither settled (learned as a positive or a
+    negative) nor holds pending, duplicates apart: the impressions the fraud guard
+    quarantined, so between 0 and the quarantined events. Below 0, an impression was
+    learned twice; above the quarantined events, one was lost."""
+    taken = counts.get("event_impression", 0) - joins.get("duplicate_impression", 0)
     settled = sum(
         n for name, n in joins.items() if name == "positive" or name.startswith("negative")
     )

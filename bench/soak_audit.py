@@ -10,7 +10,7 @@ records of the same configuration are the ones sent. Against them:
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -34,8 +34,6 @@ class SideTopic:
     """Records in the topic; a replay after a crash may write a record's copy twice."""
     sources: int
     """Distinct source records (partition, offset) among them."""
-    by_type: Counter[str] = field(default_factory=Counter)
-    """Distinct sources by event type (as far as the copy still parses)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,13 @@ class Audit:
 
     @property
     def joins_balance(self) -> int:
-        return joins_balance(self.counts, self.joins, self.quarantine.by_type["impression"])
+        return joins_balance(self.counts, self.joins)
+
+    @property
+    def quarantined_uncommitted(self) -> int:
+        """Records in the quarantine topic beyond those the committed state quarantined (at
+        least): verdicts of a learner whose work was then fenced off."""
+        return max(0, self.quarantine.sources - self.quarantined)
 
 
 def expected(config: SimulatorConfig, n: int) -> tuple[Counter[str], Counter[str], np.ndarray]:
@@ -115,16 +119,11 @@ def expected(config: SimulatorConfig, n: int) -> tuple[Counter[str], Counter[str
 
 def side_topic(stream: StreamSettings, topic: str) -> SideTopic:
     records = read_all(stream, topic, 10_000_000)
-    sources: dict[tuple[bytes, bytes], str] = {}
-    for record in records:
-        headers = dict(record.headers)
-        source = (headers.get("source_partition", b""), headers.get("source_offset", b""))
-        try:
-            kind = str(orjson.loads(record.value).get("type", "?"))
-        except (orjson.JSONDecodeError, AttributeError, TypeError):
-            kind = "?"
-        sources[source] = kind
-    return SideTopic(len(records), len(sources), Counter(sources.values()))
+    sources = {
+        (dict(r.headers).get("source_partition"), dict(r.headers).get("source_offset"))
+        for r in records
+    }
+    return SideTopic(len(records), len(sources))
 
 
 def audit(

@@ -74,9 +74,22 @@ def print_events(audit: Audit) -> None:
         f"{_check(audit.ids.committed == audit.taken_in - audit.counts.get('duplicate_event', 0))}"
         f"; ids nobody produced: {audit.ids.unexpected}"
     )
+    balance = audit.joins_balance
     print(
-        f"    every impression learned once or pending (join balance {audit.joins_balance}): "
-        f"{_check(audit.joins_balance == 0)}"
+        f"    every impression learned once, pending or quarantined (taken in, not settled nor "
+        f"pending: {balance:,}; quarantined events: {audit.quarantined:,}): "
+        f"{_check(0 <= balance <= audit.quarantined)}"
+    )
+    spurious = audit.quarantined_uncommitted
+    print(
+        f"    the quarantine topic holds only what the committed state quarantined: "
+        f"{_check(spurious == 0)}"
+        + (
+            f" ({spurious:,} records or more were quarantined by a learner whose work was "
+            "fenced off: they were learned)"
+            if spurious
+            else ""
+        )
     )
     if audit.seen_breaks:
         print(

@@ -57,9 +57,9 @@ def test_a_rejection_reason_nobody_expected_is_counted_twice() -> None:
 def test_joins_balance_counts_impressions_neither_settled_nor_pending() -> None:
     counts = {"event_impression": 100}
     joins = {"positive": 5, "negative_window": 80, "negative_evicted": 2, "pending": 10}
-    assert joins_balance(counts, joins, blocked=3) == 0
-    assert joins_balance(counts, {**joins, "duplicate_impression": 1}, blocked=3) == -1
-    assert joins_balance(counts, joins, blocked=0) == 3
+    assert joins_balance(counts, joins) == 3  # quarantined
+    assert joins_balance(counts, {**joins, "duplicate_impression": 3}) == 0
+    assert joins_balance(counts, {**joins, "positive": 9}) == -1  # one learned twice
 
 
 @pytest.mark.parametrize(
