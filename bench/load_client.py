@@ -121,14 +121,15 @@ class Balancer:
             return Outcome(sent_at, latency, SERVER_ERROR, status, replica=replica)
         if status >= 300:
             return Outcome(sent_at, latency, CLIENT_ERROR, status, replica=replica)
+        # bench/serve_naive.py's answers name neither.
         answer = orjson.loads(content)
         return Outcome(
             sent_at,
             latency,
             OK,
             status,
-            int(answer["version"]),
-            bool(answer["degraded"]),
+            int(answer.get("version", -1)),
+            bool(answer.get("degraded", False)),
             replica,
             failover,
         )

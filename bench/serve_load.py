@@ -75,13 +75,15 @@ def python_load(
     path = tmp / "bodies.json"
     path.write_bytes(orjson.dumps([b.decode() for b in bodies]))
     argv = [str(path), url, "--duration", str(duration), "--concurrency", str(concurrency)]
-    out = subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bench.load_client", *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=duration + 60,
-    ).stdout
-    rps, p50, p99, errors = orjson.loads(out.strip().splitlines()[-1])[:4]
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/load_client.py failed:\n{done.stderr}")
+    rps, p50, p99, errors = orjson.loads(done.stdout.strip().splitlines()[-1])[:4]
     return Result(rps, p50, p99, int(errors))
