@@ -139,7 +139,8 @@ class Soak:
         self.learner_env = shipped_env(
             self.settings, snapshot_dir=str(stack_dir / "snapshots"), snapshot_interval_s=60
         )
-        api_env = verifier_env(self.learner_env)
+        # The API and the simulator verify or sign nothing: no signing key for them.
+        self.api_env = verifier_env(self.learner_env)
         self.api_ports = [free_port(), free_port()]
         self.learners = [
             Supervised(n, "learners", ["learn"], self.learner_env, self.log(n))
@@ -150,7 +151,7 @@ class Soak:
                 f"api-{i}",
                 "API replicas",
                 ["serve", "--port", str(port)],
-                api_env,
+                self.api_env,
                 self.log(f"api-{i}"),
             )
             for i, port in enumerate(self.api_ports)
@@ -197,7 +198,7 @@ class Soak:
             self.simulator = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", *argv],
                 cwd=ROOT,
-                env=self.learner_env,
+                env=self.api_env,
                 stdout=subprocess.PIPE,
                 stderr=err,
             )
