@@ -118,7 +118,7 @@ def expected(config: SimulatorConfig, n: int) -> tuple[Counter[str], Counter[str
 
 
 def side_topic(stream: StreamSettings, topic: str) -> SideTopic:
-    records = read_all(stream, topic, 10_000_000)
+    records = read_all(stream, topic)
     sources = {
         (dict(r.headers).get("source_partition"), dict(r.headers).get("source_offset"))
         for r in records
