@@ -1,4 +1,4 @@
-"""Load generators of bench/serve.py: wrk when installed, else an asyncio client process.
+"""Load generators of bench/serve.py: wrk when installed, else bench/load_client.py.
 
 Both keep `concurrency` requests in flight for `duration` seconds against 127.0.0.1 only,
 rotating over the given bodies, and report requests/s, p50/p99 latency and non-2xx.
@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -67,47 +69,21 @@ def wrk_load(url: str, bodies: list[bytes], duration: float, concurrency: int, t
     )
 
 
-_CLIENT = """
-import asyncio, sys, time, orjson, httpx
-url, path, duration, concurrency = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-bodies = orjson.loads(open(path, "rb").read())
-bodies = [b.encode() for b in bodies]
-latencies, errors = [], 0
-async def worker(client, n, deadline):
-    global errors
-    i = n
-    while time.monotonic() < deadline:
-        began = time.perf_counter()
-        r = await client.post("/predict", content=bodies[i % len(bodies)],
-                              headers={"content-type": "application/json"})
-        latencies.append(time.perf_counter() - began)
-        errors += r.status_code >= 300
-        i += concurrency
-async def main():
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=5) as client:
-        began = time.monotonic()
-        deadline = began + duration
-        await asyncio.gather(*(worker(client, n, deadline) for n in range(concurrency)))
-        elapsed = time.monotonic() - began
-    latencies.sort()
-    q = lambda f: latencies[min(len(latencies) - 1, int(f * len(latencies)))] * 1000
-    print(orjson.dumps([len(latencies) / elapsed, q(0.5), q(0.99), errors]).decode())
-asyncio.run(main())
-"""
-
-
 def python_load(
     url: str, bodies: list[bytes], duration: float, concurrency: int, tmp: Path
 ) -> Result:
     path = tmp / "bodies.json"
     path.write_bytes(orjson.dumps([b.decode() for b in bodies]))
-    out = subprocess.run(
-        [sys.executable, "-c", _CLIENT, url, str(path), str(duration), str(concurrency)],
+    argv = [str(path), url, "--duration", str(duration), "--concurrency", str(concurrency)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load_client", *argv],
+        cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
         timeout=duration + 60,
-    ).stdout
-    rps, p50, p99, errors = orjson.loads(out.strip().splitlines()[-1])
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"bench/load_client.py failed:\n{done.stderr}")
+    rps, p50, p99, errors = orjson.loads(done.stdout.strip().splitlines()[-1])[:4]
     return Result(rps, p50, p99, int(errors))

@@ -87,8 +87,14 @@ def _simulate(args: argparse.Namespace) -> int:
         attack_at=args.attack_at,
         malformed_rate=args.malformed_rate,
     )
-    report = simulate(StreamSettings(), config, rate=args.rate, progress=not args.quiet)
-    print(report)
+    report = simulate(
+        StreamSettings(),
+        config,
+        rate=args.rate,
+        progress=not args.quiet,
+        duration=args.duration,
+    )
+    print(json.dumps(report.as_dict()) if args.json else report)
     return 0
 
 
@@ -310,7 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=None, help="events per second (default: flat out)"
     )
     sim.add_argument("--count", type=_positive_int, default=None, help="events to publish")
-    sim.add_argument("--duration", type=float, default=None, help="seconds to run (with --rate)")
+    sim.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to run at most (with --rate: rate x duration events, fewer if the rate "
+        "is not reached in time)",
+    )
     sim.add_argument("--users", type=_positive_int, default=2_000)
     sim.add_argument("--items", type=_positive_int, default=500)
     sim.add_argument("--drift-at", type=_positive_int, default=None, help="event count of a drift")
@@ -325,6 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="event time of the first event: RFC 3339 or 'now'",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument(
+        "--json", action="store_true", help="the closing report as JSON (counts by type, rate)"
+    )
     sim.set_defaults(run=_simulate)
 
     learn = commands.add_parser("learn", help="consume events and train the models (one shard)")

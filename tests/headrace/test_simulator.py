@@ -1,6 +1,7 @@
 """The simulated clickstream: deterministic, well-formed, realistic; and publishing it to Kafka."""
 
 import itertools
+import json
 import random
 import sys
 from collections import Counter, defaultdict
@@ -12,7 +13,7 @@ import pytest
 from kafka.future import Future
 
 from headrace.sim.malformed import KINDS, malformed
-from headrace.sim.publish import SimReport, publish, simulate
+from headrace.sim.publish import REPORT_TYPES, SimReport, publish, simulate
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate, world
 from headrace.sim.store_world import CATEGORIES
 from stream.errors import PublishError
@@ -28,7 +29,7 @@ from stream.events import (
 )
 from stream.producer import make_producer
 from stream.settings import StreamSettings
-from tests.support import read_topic
+from tests.support import headrace, read_topic, stack_env
 
 Parsed = Impression | Click | AddToCart | Purchase | Labeled
 N = 30_000
@@ -532,3 +533,24 @@ def test_publish_with_our_producer_settings(topics: StreamSettings) -> None:
         producer.close(timeout=10)
     assert report.total == 1_000
     assert len(read_back(topics)) == 1_000
+
+
+@pytest.mark.integration
+def test_the_command_stops_at_its_duration_and_reports_json(topics: StreamSettings) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        **stack_env(topics),
+        "HEADRACE_TOPIC_EVENTS": topics.topic_events,
+    }
+    # 1,000,000 events at 1,000,000/s are more than one second holds on any machine: the
+    # duration, not the count, ends the run.
+    argv = ["--seed", "23", "--rate", "1000000", "--duration", "1", "--quiet", "--json"]
+    done = headrace(env, "simulate", *argv)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert 0 < report["total"] < 1_000_000
+    assert report["elapsed_s"] < 30
+    assert report["total"] == sum(report[kind] for kind in REPORT_TYPES if kind != "attack")
+    sent = list(generate(SimulatorConfig(seed=23, count=report["total"])))
+    assert report["impression"] == sum(r.type == "impression" for r in sent)
+    assert len(read_back(topics)) == report["total"]
