@@ -26,8 +26,6 @@ from guards.persisted import STATE_VERSION
 from guards.ranking import RankingDrop
 from guards.settings import GuardSettings
 
-_MISSING = "\x00missing"
-
 PERFORMANCE_SIGNALS = frozenset({"loss", "ranking"})
 """Alert signals that say the model itself does worse (not only that its inputs moved)."""
 _MAX_CATEGORIES = 50
@@ -74,8 +72,12 @@ class PopulationStability:
     """PSI of one signal: reference window, then tumbling windows compared with it.
 
     The first `edges_from` values of the reference fix the bins (quantiles, or
-    the most common categories); only counts are kept afterwards, so the state
-    stays small.
+    the most common values); only counts are kept afterwards, so the state
+    stays small. Two bins are always there: "other" (a value the bins do not
+    cover: an unseen category, text where numbers were) and "missing", so a
+    missing value counts in one bin whenever it arrives. A signal is watched
+    from its first present value on: one the stream never carries is never
+    compared (it would be 100 % missing against 100 % missing, or worse).
     """
 
     def __init__(self, window: int, bins: int) -> None:
@@ -86,9 +88,9 @@ class PopulationStability:
 
     def rebase(self) -> None:
         """Start over: the next `window` values become the reference."""
-        self._sample: list[float | str] | None = []
+        self._sample: list[float | str | None] | None = []
         self._edges: list[float] | None = None
-        self._categories: dict[str, int] | None = None
+        self._categories: dict[float | str, int] | None = None
         self._reference: list[int] = []
         self._current: list[int] = []
         self._n = 0
@@ -96,7 +98,9 @@ class PopulationStability:
     def update(self, value: float | str | None) -> float | None:
         """Count one value; the PSI when a compared window is complete, else None."""
         if self._sample is not None:
-            self._sample.append(_MISSING if value is None else value)
+            if value is None and not self._sample:
+                return None  # not watched until the signal first shows up
+            self._sample.append(value)
             if len(self._sample) == self.edges_from:
                 self._fix_bins(self._sample)
             return None
@@ -109,30 +113,38 @@ class PopulationStability:
         self._current = [0] * len(self._current)
         return psi
 
-    def _fix_bins(self, sample: list[float | str]) -> None:
-        numbers = [v for v in sample if not isinstance(v, str)]
-        texts = any(isinstance(v, str) and v != _MISSING for v in sample)
+    def _fix_bins(self, sample: list[float | str | None]) -> None:
+        present = [v for v in sample if v is not None]
+        numbers = [v for v in present if not isinstance(v, str) and math.isfinite(v)]
+        texts = any(isinstance(v, str) for v in present)
         if not texts and len(set(numbers)) > self.bins:
             ordered = sorted(numbers)
             cuts = (ordered[len(ordered) * i // self.bins] for i in range(1, self.bins))
             self._edges = sorted(set(cuts))
-            size = len(self._edges) + 2  # the last slot counts missing values
+            size = len(self._edges) + 1
         else:
-            common = Counter(str(v) for v in sample).most_common(_MAX_CATEGORIES)
-            self._categories = {name: i for i, (name, _) in enumerate(sorted(common))}
-            size = len(self._categories) + 1
-        self._reference = [0] * size
-        self._current = [0] * size
+            # Keyed by the value itself, not its text: 3 and 3.0 (an int in a producer's
+            # JSON, a float from the feature pipeline) are one position, not two.
+            finite = (v for v in present if isinstance(v, str) or math.isfinite(v))
+            common = Counter(finite).most_common(_MAX_CATEGORIES)
+            names = sorted((name for name, _ in common), key=lambda v: (isinstance(v, str), v))
+            self._categories = {name: i for i, name in enumerate(names)}
+            size = len(self._categories)
+        self._reference = [0] * (size + 2)  # then "other", then "missing"
+        self._current = [0] * (size + 2)
         self._sample = None
         for value in sample:
             self._reference[self._bin(value)] += 1
             self._n += 1
 
     def _bin(self, value: float | str | None) -> int:
-        if self._categories is not None:
-            return self._categories.get(str(value), len(self._categories))
-        if value is None or isinstance(value, str):
+        if value is None:
             return len(self._reference) - 1
+        other = len(self._reference) - 2
+        if self._categories is not None:
+            return self._categories.get(value, other)
+        if isinstance(value, str) or not math.isfinite(value):
+            return other
         assert self._edges is not None  # set with the categories' absence
         return bisect.bisect_right(self._edges, value)
 
