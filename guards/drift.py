@@ -1,6 +1,8 @@
 """Drift monitor of one variant: the progressive loss, the inputs and the predictions.
 
-Called once per learned example, in order. The loss goes to ADWIN and
+Called once per learned example, in order. The 0/1 error (the prediction
+at a cut against the label) goes to ADWIN on every example: where a drift
+first shows on most public benchmark streams. The loss goes to ADWIN and
 Page-Hinkley as block means relative to a scale set during a warm-up: raw
 per-example log loss at a 5 % positive rate is so heavy-tailed that
 detectors fed with it alarm on noise. A detection becomes an alert only if
@@ -26,7 +28,7 @@ from guards.persisted import STATE_VERSION
 from guards.ranking import RankingDrop
 from guards.settings import GuardSettings
 
-PERFORMANCE_SIGNALS = frozenset({"loss", "ranking"})
+PERFORMANCE_SIGNALS = frozenset({"loss", "error", "ranking"})
 """Alert signals that say the model itself does worse (not only that its inputs moved)."""
 _MAX_CATEGORIES = 50
 
@@ -185,6 +187,7 @@ class DriftMonitor:
             )
             for i, name in enumerate(s.drift_kswin_features)
         }
+        self._error = drift.ADWIN(delta=s.drift_error_delta)
         # signal -> (feature name, or None for the prediction; its PSI tracker)
         signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:
@@ -235,6 +238,8 @@ class DriftMonitor:
         # NaN or inf is a model that failed on this example: the worst loss, not a crash.
         loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
         alerts = self._loss(loss, ts)
+        if s.drift_error_enabled:
+            alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
             alerts.extend(self._ranking_update(y, p, ts))
         if self.n <= self._inputs_from:
@@ -287,6 +292,28 @@ class DriftMonitor:
         # One drift, one alert: the model now learns the new concept and its loss falls again.
         self._rearm()
         return alerts
+
+    def _error_update(self, wrong: bool, ts: float) -> list[Alert]:
+        adwin = self._error
+        size, mean = adwin.width, adwin.estimation
+        adwin.update(float(wrong))
+        if not adwin.drift_detected:
+            return []
+        # ADWIN dropped the older part of its window: its rate follows from the totals.
+        dropped = size + 1 - adwin.width
+        before = (mean * size + wrong - adwin.estimation * adwin.width) / max(dropped, 1)
+        after, s = adwin.estimation, self.settings
+        threshold = before * (1.0 + s.drift_error_min_increase)
+        if after <= threshold:
+            return []
+        window = int(adwin.width)
+        message = (
+            f"adwin: error rate of the last {window} examples is {after:.4f}, up from "
+            f"{before:.4f} over the {dropped} before them (alerts at {threshold:.4f})"
+        )
+        # One drift, one alert: a fresh window, so the error must rise anew to alert again.
+        self._error = drift.ADWIN(delta=s.drift_error_delta)
+        return [self._alert("adwin", "error", (after, threshold, window), ts, message)]
 
     def _ranking_update(self, y: bool, p: float, ts: float) -> list[Alert]:
         ranking = self._ranking
