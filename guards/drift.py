@@ -1,6 +1,8 @@
 """Drift monitor of one variant: the progressive loss, the inputs and the predictions.
 
-Called once per learned example, in order. The loss goes to ADWIN and
+Called once per learned example, in order. The 0/1 error (the prediction
+at a cut against the label) goes to ADWIN on every example: where a drift
+first shows on most public benchmark streams. The loss goes to ADWIN and
 Page-Hinkley as block means relative to a scale set during a warm-up: raw
 per-example log loss at a 5 % positive rate is so heavy-tailed that
 detectors fed with it alarm on noise. A detection becomes an alert only if
@@ -26,9 +28,7 @@ from guards.persisted import STATE_VERSION
 from guards.ranking import RankingDrop
 from guards.settings import GuardSettings
 
-_MISSING = "\x00missing"
-
-PERFORMANCE_SIGNALS = frozenset({"loss", "ranking"})
+PERFORMANCE_SIGNALS = frozenset({"loss", "error", "ranking"})
 """Alert signals that say the model itself does worse (not only that its inputs moved)."""
 _MAX_CATEGORIES = 50
 
@@ -74,8 +74,12 @@ class PopulationStability:
     """PSI of one signal: reference window, then tumbling windows compared with it.
 
     The first `edges_from` values of the reference fix the bins (quantiles, or
-    the most common categories); only counts are kept afterwards, so the state
-    stays small.
+    the most common values); only counts are kept afterwards, so the state
+    stays small. Two bins are always there: "other" (a value the bins do not
+    cover: an unseen category, text where numbers were) and "missing", so a
+    missing value counts in one bin whenever it arrives. A signal is watched
+    from its first present value on: one the stream never carries is never
+    compared (it would be 100 % missing against 100 % missing, or worse).
     """
 
     def __init__(self, window: int, bins: int) -> None:
@@ -86,9 +90,9 @@ class PopulationStability:
 
     def rebase(self) -> None:
         """Start over: the next `window` values become the reference."""
-        self._sample: list[float | str] | None = []
+        self._sample: list[float | str | None] | None = []
         self._edges: list[float] | None = None
-        self._categories: dict[str, int] | None = None
+        self._categories: dict[float | str, int] | None = None
         self._reference: list[int] = []
         self._current: list[int] = []
         self._n = 0
@@ -96,7 +100,9 @@ class PopulationStability:
     def update(self, value: float | str | None) -> float | None:
         """Count one value; the PSI when a compared window is complete, else None."""
         if self._sample is not None:
-            self._sample.append(_MISSING if value is None else value)
+            if value is None and not self._sample:
+                return None  # not watched until the signal first shows up
+            self._sample.append(value)
             if len(self._sample) == self.edges_from:
                 self._fix_bins(self._sample)
             return None
@@ -109,30 +115,38 @@ class PopulationStability:
         self._current = [0] * len(self._current)
         return psi
 
-    def _fix_bins(self, sample: list[float | str]) -> None:
-        numbers = [v for v in sample if not isinstance(v, str)]
-        texts = any(isinstance(v, str) and v != _MISSING for v in sample)
+    def _fix_bins(self, sample: list[float | str | None]) -> None:
+        present = [v for v in sample if v is not None]
+        numbers = [v for v in present if not isinstance(v, str) and math.isfinite(v)]
+        texts = any(isinstance(v, str) for v in present)
         if not texts and len(set(numbers)) > self.bins:
             ordered = sorted(numbers)
             cuts = (ordered[len(ordered) * i // self.bins] for i in range(1, self.bins))
             self._edges = sorted(set(cuts))
-            size = len(self._edges) + 2  # the last slot counts missing values
+            size = len(self._edges) + 1
         else:
-            common = Counter(str(v) for v in sample).most_common(_MAX_CATEGORIES)
-            self._categories = {name: i for i, (name, _) in enumerate(sorted(common))}
-            size = len(self._categories) + 1
-        self._reference = [0] * size
-        self._current = [0] * size
+            # Keyed by the value itself, not its text: 3 and 3.0 (an int in a producer's
+            # JSON, a float from the feature pipeline) are one position, not two.
+            finite = (v for v in present if isinstance(v, str) or math.isfinite(v))
+            common = Counter(finite).most_common(_MAX_CATEGORIES)
+            names = sorted((name for name, _ in common), key=lambda v: (isinstance(v, str), v))
+            self._categories = {name: i for i, name in enumerate(names)}
+            size = len(self._categories)
+        self._reference = [0] * (size + 2)  # then "other", then "missing"
+        self._current = [0] * (size + 2)
         self._sample = None
         for value in sample:
             self._reference[self._bin(value)] += 1
             self._n += 1
 
     def _bin(self, value: float | str | None) -> int:
-        if self._categories is not None:
-            return self._categories.get(str(value), len(self._categories))
-        if value is None or isinstance(value, str):
+        if value is None:
             return len(self._reference) - 1
+        other = len(self._reference) - 2
+        if self._categories is not None:
+            return self._categories.get(value, other)
+        if isinstance(value, str) or not math.isfinite(value):
+            return other
         assert self._edges is not None  # set with the categories' absence
         return bisect.bisect_right(self._edges, value)
 
@@ -173,6 +187,7 @@ class DriftMonitor:
             )
             for i, name in enumerate(s.drift_kswin_features)
         }
+        self._error = drift.ADWIN(delta=s.drift_error_delta)
         # signal -> (feature name, or None for the prediction; its PSI tracker)
         signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:
@@ -223,6 +238,8 @@ class DriftMonitor:
         # NaN or inf is a model that failed on this example: the worst loss, not a crash.
         loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
         alerts = self._loss(loss, ts)
+        if s.drift_error_enabled:
+            alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
             alerts.extend(self._ranking_update(y, p, ts))
         if self.n <= self._inputs_from:
@@ -275,6 +292,28 @@ class DriftMonitor:
         # One drift, one alert: the model now learns the new concept and its loss falls again.
         self._rearm()
         return alerts
+
+    def _error_update(self, wrong: bool, ts: float) -> list[Alert]:
+        adwin = self._error
+        size, mean = adwin.width, adwin.estimation
+        adwin.update(float(wrong))
+        if not adwin.drift_detected:
+            return []
+        # ADWIN dropped the older part of its window: its rate follows from the totals.
+        dropped = size + 1 - adwin.width
+        before = (mean * size + wrong - adwin.estimation * adwin.width) / max(dropped, 1)
+        after, s = adwin.estimation, self.settings
+        threshold = before * (1.0 + s.drift_error_min_increase)
+        if after <= threshold:
+            return []
+        window = int(adwin.width)
+        message = (
+            f"adwin: error rate of the last {window} examples is {after:.4f}, up from "
+            f"{before:.4f} over the {dropped} before them (alerts at {threshold:.4f})"
+        )
+        # One drift, one alert: a fresh window, so the error must rise anew to alert again.
+        self._error = drift.ADWIN(delta=s.drift_error_delta)
+        return [self._alert("adwin", "error", (after, threshold, window), ts, message)]
 
     def _ranking_update(self, y: bool, p: float, ts: float) -> list[Alert]:
         ranking = self._ranking

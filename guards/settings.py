@@ -74,6 +74,26 @@ class GuardSettings(BaseSettings):
     """Page-Hinkley's alarm level, in loss-scale units summed over blocks: a loss that doubles
     crosses it in about 9 blocks; on 10 x 200,000 clean examples it peaked at 1.9 to 3.2."""
 
+    drift_error_enabled: bool = True
+    """ADWIN on the progressive 0/1 error (the prediction at `drift_error_cut` against the label),
+    fed every example from the start: the signal River's own benchmarks watch. A drift that
+    makes the model wrong more often shows there within a few hundred examples, long before
+    block means of the log loss move (a short rise of the log loss sits inside their noise)."""
+
+    drift_error_delta: float = Field(default=0.002, gt=0, lt=1)
+    """ADWIN's confidence on the error (River's default)."""
+
+    drift_error_min_increase: float = Field(default=0.0, ge=0)
+    """A change ADWIN finds is an alert only if the error rate it keeps is more than this much
+    above the rate of the part it dropped (relative: 0.25 is +25 %); ADWIN also cuts on
+    decreases (a fresh model improving), which never alert. 0: every increase ADWIN finds
+    alerts. A floor above 0 missed drifts ADWIN caught (River's Agrawal 0 to 4, Hyperplane):
+    what ADWIN keeps at a cut still holds examples from before the change, which dilutes the
+    rise (on SEA 0 to 3, 96 examples after the drift, 0.0091 kept against 0.0057 dropped)."""
+
+    drift_error_cut: float = Field(default=0.5, gt=0, lt=1)
+    """A prediction at or above this says "positive" for the 0/1 error."""
+
     drift_ranking_enabled: bool = True
     """Watch the ROC AUC of the served predictions (guards/ranking.py): a drift that
     reorders what shoppers buy shows there long before the log loss moves."""
@@ -124,8 +144,11 @@ class GuardSettings(BaseSettings):
     """Features (numeric or categorical) whose PSI is watched, as JSON. Not the u_*/i_*
     aggregates by default: they keep moving while the aggregates fill up (their first day)."""
 
-    drift_psi_predictions: bool = True
-    """Also watch the PSI of the model's predictions."""
+    drift_psi_predictions: bool = False
+    """Also watch the PSI of the model's predictions. Off by default: a model that keeps
+    sharpening on a concept it can separate moves its predictions for good, with no drift
+    (River's STAGGER, clean: PSI 0.9 to 2.0 at every window); the error, loss and ranking
+    detectors watch the model's quality itself."""
 
     drift_psi_window: int = Field(default=5_000, ge=100)
     """Examples in the reference window and in each compared window: at 5,000 and 10 bins the
