@@ -9,7 +9,7 @@ import redis
 from guards.drift import DriftMonitor, PopulationStability
 from guards.settings import GuardSettings
 from learner.aggregates import AggregateCache
-from learner.keys import ShardKeys
+from learner.layout import ShardKeys
 from learner.loop import Learner
 from learner.settings import LearnerSettings
 from stream.events import Labeled
