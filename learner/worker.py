@@ -225,6 +225,12 @@ class ShardWorker:
                     return True
         batch = self._reader.poll(self.settings.poll_max_records)
         if batch:
+            # A long pause (a slow snapshot, a starved machine) may have cost the lease. A
+            # learner that no longer owns the shard must not send this batch's records aside:
+            # its fraud verdicts would come from aggregates the new owner has moved on.
+            if (time.monotonic() - self._last_renew) * 1000 >= self.settings.lease_ttl_ms / 3:
+                self._keep_lease()
+                self._last_renew = time.monotonic()
             self._pending += self._process(learner, batch)
         now = time.monotonic()
         pending = self._pending

@@ -1,10 +1,14 @@
 """The learner's loop on in-process collaborators: what it sends aside, publishes and resumes."""
 
+import time
+
 import pytest
 import redis
 
 from headrace.sim.simulator import SimulatorConfig, generate
+from learner.errors import FencedError
 from learner.layout import read_offsets, read_stamp
+from learner.lease import Lease
 from stream.settings import StreamSettings
 from tests.learner.harness import InProcessLearner
 
@@ -57,3 +61,25 @@ def test_a_second_learner_resumes_from_the_published_offsets(
     assert second.publish() == taken.version + 1
     assert sum(read_offsets(redis_client, second.keys).values()) == len(records)
     assert second.learner.counts["event_impression"] == sum(r.type == "impression" for r in records)
+
+
+def test_a_learner_that_lost_its_lease_in_a_pause_sends_nothing_aside(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    records = list(generate(STREAM))
+    first, rest = records[:1_000], records[1_000:]
+    assert any(r.type == "malformed" for r in rest)
+    learner = InProcessLearner(settings, redis_client)
+    learner.process(first)
+    learner.publish()
+    sent = len(learner.dead.records)
+    # A pause longer than the lease (a slow snapshot on a starved machine): it expired and
+    # a standby took the shard.
+    redis_client.delete(learner.keys.lease)
+    assert Lease(redis_client, learner.keys, 60_000, "standby").try_acquire()
+    learner.worker._last_renew = time.monotonic() - 61
+    learner.reader.feed(rest)
+    with pytest.raises(FencedError):
+        learner.worker.step()
+    assert len(learner.dead.records) == sent
+    assert len(learner.quarantine.records) == 0
