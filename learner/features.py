@@ -94,6 +94,16 @@ def _rate(hits: float, trials: float, prior: float) -> float:
     return (hits + prior * _PRIOR_WEIGHT) / (trials + _PRIOR_WEIGHT)
 
 
+def _category_rates(user: Mapping[str, float], category: str) -> tuple[float, float, float]:
+    """The user's click, add-to-cart and purchase rates of `category`, over its impressions."""
+    shown = user.get(_SHOWN_CATEGORY + category, 0.0)
+    return (
+        _rate(user.get(_CLICK_CATEGORY + category, 0.0), shown, _CTR_PRIOR),
+        _rate(user.get(_CART_CATEGORY + category, 0.0), shown, _CART_PRIOR),
+        _rate(user.get(_PURCHASE_CATEGORY + category, 0.0), shown, _CVR_PRIOR),
+    )
+
+
 def features(
     context: ContextLike,
     item: ItemLike,
@@ -120,7 +130,7 @@ def features(
         (user.get(_CLICK_CATEGORY + item.category, 0.0) + _CLICK_SHARE_PRIOR)
         / (user.get(_CLICK_TOTAL, 0.0) + _CLICK_SHARE_TOTAL)
     )
-    shown = user.get(_SHOWN_CATEGORY + item.category, 0.0)
+    cat_ctr, cat_cart, cat_cvr = _category_rates(user, item.category)
     query = context.query.lower()
     matches = item.category.lower() in query or (
         item.brand is not None and item.brand.lower() in query
@@ -138,9 +148,9 @@ def features(
         "u_price_gap": price_gap,
         "u_cat_share": cat_share,
         "u_cat_click": click_share,
-        "u_cat_ctr": _rate(user.get(_CLICK_CATEGORY + item.category, 0.0), shown, _CTR_PRIOR),
-        "u_cat_cart": _rate(user.get(_CART_CATEGORY + item.category, 0.0), shown, _CART_PRIOR),
-        "u_cat_cvr": _rate(user.get(_PURCHASE_CATEGORY + item.category, 0.0), shown, _CVR_PRIOR),
+        "u_cat_ctr": cat_ctr,
+        "u_cat_cart": cat_cart,
+        "u_cat_cvr": cat_cvr,
         "i_imp": math.log1p(i_imp),
         "i_ctr": _rate(i_clk, i_imp, _CTR_PRIOR),
         "i_cvr": _rate(i_pur, i_imp, _CVR_PRIOR),
@@ -231,15 +241,7 @@ def features_many(
         )
         for category in shares
     }
-    # A user's own rates per category (see features()): one lookup per category.
-    rates: dict[str, tuple[float, float, float]] = {}
-    for category in shares:
-        shown = user.get(_SHOWN_CATEGORY + category, 0.0)
-        rates[category] = (
-            _rate(user.get(_CLICK_CATEGORY + category, 0.0), shown, _CTR_PRIOR),
-            _rate(user.get(_CART_CATEGORY + category, 0.0), shown, _CART_PRIOR),
-            _rate(user.get(_PURCHASE_CATEGORY + category, 0.0), shown, _CVR_PRIOR),
-        )
+    rates = {category: _category_rates(user, category) for category in shares}
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
         in_query[name] = name is not None and name.lower() in query
