@@ -34,6 +34,7 @@ import orjson
 import redis
 from pydantic import SecretStr
 
+from bench.serve_check import same_answers
 from bench.serve_load import Result, python_load, wrk_load
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate, world
@@ -259,6 +260,9 @@ def main() -> None:
         runs: dict[tuple[str, int], list[Result]] = {}
         for k in sizes:
             load = bodies(config, k)
+            urls = [f"http://127.0.0.1:{ports[name]}" for name in procs]
+            gap = same_answers(urls, load)
+            print(f"{k} candidates: both apps rank {len(load)} bodies alike (scores within {gap:.1g})")
             # Rounds alternate the apps, so a burst of other work on a shared box does not
             # land on one app only; the report takes the median round.
             for _ in range(args.rounds):
