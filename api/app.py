@@ -22,9 +22,11 @@ from api.alertfeed import AlertFeed
 from api.deps import Services, key_digest
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher
+from api.itemcache import ItemCache
 from api.online import OnlineAggregates, RedisHealth
 from api.predictor import Predictor, Shadow
 from api.resp import RespPipeline
+from api.respcache import ResponseCache
 from api.routes import admin, dashboard, drift, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
@@ -162,9 +164,11 @@ def _build(
     publisher = ImpressionPublisher(
         stream.topic_events, producer, settings.impression_queue_size, metrics
     )
+    online = OnlineAggregates(requests_pipeline, health)
+    age, entries = settings.cache_max_age_s, settings.cache_max_entries
     predictor = Predictor(
         holder,
-        OnlineAggregates(requests_pipeline, health),
+        online,
         split,
         publisher,
         metrics,
@@ -172,6 +176,12 @@ def _build(
         shadow=Shadow(shadow, settings.shadow_rate) if shadow else None,
         publish_by_default=settings.publish_impressions,
         max_impressions=settings.max_impressions,
+        items=ItemCache(online, metrics, age, entries, time.monotonic)
+        if settings.item_cache
+        else None,
+        responses=ResponseCache(metrics, age, entries, time.monotonic)
+        if settings.response_cache
+        else None,
     )
     services = Services(
         settings=settings,

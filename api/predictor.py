@@ -2,12 +2,15 @@
 
 Route the user to a shard and a variant, read the aggregates (one round trip), build the
 features with the learner's own pipeline at `at` = now (`features_many`: `features()` of
-every candidate, as columns), score, rank, encode; hand the
+every candidate, as columns), score, rank, encode (with the caches on, items' aggregates
+and whole answers for users without history may come from a bounded-age cache:
+api/itemcache.py, api/respcache.py); hand the
 impressions to the publisher's queue and the shadow variant's work to after the response.
 """
 
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -17,8 +20,10 @@ import orjson
 from api.errors import ModelOutputError, NoModelError
 from api.holder import ModelHolder, Served
 from api.impressions import ImpressionBatch, ImpressionPublisher
+from api.itemcache import ItemCache
 from api.loading import LoadedVariant, ShardModel
 from api.online import Aggregates, OnlineAggregates
+from api.respcache import Answer, ResponseCache
 from api.schemas import PredictRequest
 from api.scoring import Scores, compare, ranking, score_columns
 from api.telemetry import Metrics
@@ -56,6 +61,9 @@ class Predictor:
         shadow: Shadow | None = None,
         publish_by_default: bool = False,
         max_impressions: int = 100,
+        items: ItemCache | None = None,
+        responses: ResponseCache | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.holder = holder
         self.online = online
@@ -66,6 +74,11 @@ class Predictor:
         self.shadow = shadow
         self.publish_by_default = publish_by_default
         self.max_impressions = max_impressions
+        self.items = items
+        """Item aggregates cached per worker (HEADRACE_ITEM_CACHE), or None."""
+        self.responses = responses
+        """Answers cached for users without history (HEADRACE_RESPONSE_CACHE), or None."""
+        self.monotonic = monotonic
 
     async def predict(self, request: PredictRequest) -> Prediction:
         served = self.holder.served
@@ -73,7 +86,11 @@ class Predictor:
         variant = self._variant(shard, request.user_id)
         candidates = request.candidates
         item_ids = [c.item_id for c in candidates]
-        fetched = await self.online.fetch(shard.keys, request.user_id, item_ids)
+        if self.items is not None:
+            fetched, read_at = await self.items.fetch(shard, request.user_id, item_ids)
+        else:
+            read_at = self.monotonic()
+            fetched = await self.online.fetch(shard.keys, request.user_id, item_ids)
         # With the shard's state gone from Redis its aggregates went with it: what was
         # fetched is empty, not what the model learned from (the holder's poll says so).
         degraded = fetched is None or shard.shard in self.holder.missing
@@ -87,13 +104,25 @@ class Predictor:
             user, items = fetched
         at = self.clock()
         context, n = request.context, len(candidates)
-        columns = features_many(context, candidates, user, items, at, shard.feature_config)
-        scores = score_columns(variant, columns, n)
-        if not np.isfinite(scores).all():
-            raise ModelOutputError(f"model {shard.shard}/{variant.name} v{shard.version} gave NaN")
+        # A user without history gets what any such user gets (api/respcache.py).
+        responses, key, answer = self.responses, None, None
+        if responses is not None and not user and not degraded:
+            key = responses.key(variant, context, candidates, request.top_k)
+            answer = responses.get(shard, key)
+        after: AfterResponse | None = None
+        if answer is None:
+            columns = features_many(context, candidates, user, items, at, shard.feature_config)
+            scores = score_columns(variant, columns, n)
+            if not np.isfinite(scores).all():
+                raise ModelOutputError(
+                    f"model {shard.shard}/{variant.name} v{shard.version} gave NaN"
+                )
+            answer = Answer(ranking(scores, request.top_k), scores.tolist(), read_at)
+            if responses is not None and key is not None:
+                responses.put(shard, key, answer)
+            after = self._shadow_work(shard, variant, columns, scores)
         request_id = os.urandom(16).hex()
-        order = ranking(scores, request.top_k)
-        values = scores.tolist()
+        order, values = answer.order, answer.scores
         ids = [f"{request_id}-{i}" for i in order]
         body = orjson.dumps(
             {
@@ -119,7 +148,6 @@ class Predictor:
             returned = [candidates[i] for i in order[:cap]]
             batch = ImpressionBatch(request.user_id, context, returned, ids[:cap], at)
             self.publisher.offer(batch)
-        after = self._shadow_work(shard, variant, columns, scores)
         return Prediction(request_id, body, degraded, after)
 
     def _variant(self, shard: ShardModel, user_id: str) -> LoadedVariant:

@@ -76,6 +76,22 @@ class ApiSettings(BaseSettings):
     """Socket timeout of the per-request feature look-ups; past it the request is served
     from empty aggregates (degraded) rather than waiting."""
 
+    item_cache: bool = False
+    """Keep items' aggregates per worker for up to cache_max_age_s: a request then reads
+    only its user's hash and the items not cached (docs/api.md, "Caches")."""
+
+    response_cache: bool = False
+    """Reuse whole answers for users without history (anonymous and new users), per
+    worker, for up to cache_max_age_s and never across model versions."""
+
+    cache_max_age_s: float = Field(default=1.0, gt=0.0, le=300.0)
+    """The most seconds an answer's aggregates may be older than the answer when a cache
+    is on: the bound on staleness both caches keep."""
+
+    cache_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    """Most items, and most answers, one worker caches per shard; past it, nothing more is
+    cached until the cache is renewed (every cache_max_age_s)."""
+
     model_load_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
     """Socket timeout of the background reads of model state (large blobs take a while)."""
 

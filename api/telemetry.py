@@ -59,6 +59,13 @@ class Metrics:
             "Requests scored from empty aggregates: Redis unavailable or the state gone from it",
             registry=r,
         )
+        self.cache = Counter(
+            "headrace_api_cache_total",
+            "Cache look-ups by cache (item: one per candidate, response: one per request "
+            "of a user without history) and result",
+            ["cache", "result"],
+            registry=r,
+        )
         self.fallbacks = Counter(
             "headrace_api_variant_fallbacks_total",
             "Requests whose split variant the shard lacks, answered by its first variant",

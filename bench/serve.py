@@ -157,13 +157,30 @@ def children_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` for the run, into --profile (collapsed stacks; idle left out)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "--pid", str(pid), "--duration", f"{args.duration:.0f}"]
+    argv += ["--rate", "250", "--format", "raw", "--output", args.profile, "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def measure(
-    url: str, pid: int, redis_pid: int, load: list[bytes], args: argparse.Namespace, tmp: Path
+    url: str,
+    pid: int,
+    redis_pid: int,
+    load: list[bytes],
+    args: argparse.Namespace,
+    tmp: Path,
+    profiled: bool = False,
 ) -> Result:
     runner = wrk_load if shutil.which("wrk") and not args.python_client else python_load
     runner(url, load, min(2.0, args.duration), args.concurrency, tmp)  # warm-up
     before = (cpu_s(pid), cpu_s(redis_pid), children_s(), busy_s(), time.monotonic())
+    profiler = profile(pid, args) if profiled else None
     result = runner(url, load, args.duration, args.concurrency, tmp)
+    if profiler is not None:
+        profiler.wait(args.duration + 30)
     after = (cpu_s(pid), cpu_s(redis_pid), children_s(), busy_s(), time.monotonic())
     server, redis_cpu, client, machine, elapsed = (
         b - a for a, b in zip(before, after, strict=True)
@@ -183,6 +200,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40_000, help="simulator records to learn")
     parser.add_argument("--rounds", type=int, default=1, help="runs per app and size (median)")
     parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="py-spy's collapsed stacks of the API's last run go to this file (pip install py-spy)",
+    )
     parser.add_argument(
         "--port-base",
         type=int,
@@ -262,13 +284,16 @@ def main() -> None:
             load = bodies(config, k)
             urls = [f"http://127.0.0.1:{ports[name]}" for name in procs]
             gap = same_answers(urls, load)
-            print(f"{k} candidates: both apps rank {len(load)} bodies alike (scores within {gap:.1g})")
+            print(
+                f"{k} candidates: both apps rank {len(load)} bodies alike (scores within {gap:.1g})"
+            )
             # Rounds alternate the apps, so a burst of other work on a shared box does not
             # land on one app only; the report takes the median round.
             for _ in range(args.rounds):
                 for name, proc in procs.items():
                     url = f"http://127.0.0.1:{ports[name]}"
-                    result = measure(url, proc.pid, redis_pid, load, args, tmp)
+                    profiled = args.profile is not None and name == "api"
+                    result = measure(url, proc.pid, redis_pid, load, args, tmp, profiled)
                     runs.setdefault((name, k), []).append(result)
         results = {key: median_run(found) for key, found in runs.items()}
         for name, proc in procs.items():
