@@ -6,14 +6,15 @@
 Starts its own Redis, trains and publishes the logistic model (as bench/serve.py), then
 runs three `headrace serve` processes with one worker each: no cache, the item cache, and
 both caches (HEADRACE_ITEM_CACHE, HEADRACE_RESPONSE_CACHE; HEADRACE_CACHE_MAX_AGE_S as
-given), and the naive app (bench/serve_naive.py). The traffic mix: users drawn from a Zipf law over the simulator's users (rank 1
-the most frequent), with a share of anonymous and new users (ids the learner never saw),
-and result pages (a query, its context and its candidates) drawn from a Zipf law over
-`--pages` pages, independently. Before measuring it checks all four return the same
-items and scores (to 1e-6: a reused answer was computed up to the bound earlier). Each
-round loads each API in turn (wrk, 16 connections; rounds alternate the servers) and
-prints req/s, p50, p99, requests per CPU-second, the hit rates from each API's
-/metrics, and the ratio to the uncached API of the same round.
+given), and the naive app (bench/serve_naive.py). The traffic mix: users drawn from a
+Zipf law over the simulator's users (rank 1 the most frequent), with a share of
+anonymous and new users (ids the learner never saw), and result pages (a query, its
+context and its candidates) drawn from a Zipf law over `--pages` pages, independently.
+Before measuring it checks all four return the same items and scores (to 1e-6: a reused
+answer was computed up to the bound earlier). Each round loads each server in turn (wrk,
+16 connections; rounds alternate the servers) and prints req/s, p50, p99, requests per
+CPU-second, the hit rates from each API's /metrics, and the ratios to the uncached API
+and to the naive app.
 """
 
 import argparse
