@@ -22,6 +22,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,12 +34,21 @@ import numpy as np
 import orjson
 from pydantic import SecretStr
 
-from bench.serve import free_port, measure, median_run, per_cpu, start, train
+from bench.serve import free_port, measure, median_run, per_cpu, start
 from bench.serve_check import same_answers
 from bench.serve_load import Result
 from headrace.devstack import redis_local
-from headrace.sim.simulator import SimulatorConfig, world
+from headrace.sim.simulator import SimulatorConfig, generate, world
+from learner.aggregates import AggregateCache
+from learner.layout import ShardKeys
+from learner.lease import Lease
+from learner.loop import Learner
+from learner.redisconn import connect
+from learner.settings import LearnerSettings
+from learner.signing import Seal
+from learner.state import StateStore
 from snapshots.keys import SigningKey
+from stream.events import Rejection, parse_event
 from stream.settings import StreamSettings
 
 SERVERS = {
@@ -46,6 +56,48 @@ SERVERS = {
     "item cache": {"HEADRACE_ITEM_CACHE": "true"},
     "both caches": {"HEADRACE_ITEM_CACHE": "true", "HEADRACE_RESPONSE_CACHE": "true"},
 }
+
+
+class Republisher(threading.Thread):
+    """The learner's core over `config`'s stream, published, then published again every
+    `every_s` seconds as a live learner does (HEADRACE_PUBLISH_EVERY_MS, 250 by default):
+    each publish is a new model version, which ends both caches' generations."""
+
+    def __init__(
+        self, stream: StreamSettings, config: SimulatorConfig, signer: SigningKey, every_s: float
+    ) -> None:
+        super().__init__(name="republisher", daemon=True)
+        self.client = connect(stream)
+        keys = ShardKeys(stream.key_prefix, "main")
+        self.learner = Learner(
+            LearnerSettings(join_window_s=300.0), keys, AggregateCache(self.client)
+        )
+        self.learner.topology = {"partitions": [0], "n_partitions": 1}
+        for offset, record in enumerate(generate(config)):
+            event = parse_event(record.value)
+            if not isinstance(event, Rejection):
+                self.learner.prefetch([event])
+                self.learner.process(event, 0, offset)
+        self.lease = Lease(self.client, keys, 60_000)
+        assert self.lease.try_acquire() and self.lease.token is not None
+        self.store = StateStore(self.client, keys, 60_000, Seal.of(signer))
+        self.every_s = every_s
+        self.version = self.publish()
+        self.stop = threading.Event()
+
+    def publish(self) -> int:
+        assert self.lease.token is not None
+        return self.store.publish(self.lease.token, self.learner.delta()).version
+
+    def run(self) -> None:
+        while self.every_s > 0 and not self.stop.wait(self.every_s):
+            self.version = self.publish()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.join(10)
+        self.lease.release()
+        self.client.close()
 
 
 def zipf_ranks(rng: np.random.Generator, n: int, s: float, size: int) -> np.ndarray:
@@ -129,6 +181,12 @@ def main() -> None:
     parser.add_argument("--anonymous", type=float, default=0.3, help="share of new users")
     parser.add_argument("--bodies", type=int, default=1_000, help="requests in rotation")
     parser.add_argument("--max-age", type=float, default=1.0, help="HEADRACE_CACHE_MAX_AGE_S")
+    parser.add_argument(
+        "--publish-every",
+        type=float,
+        default=0.25,
+        help="seconds between model versions during the runs, as a live learner (0: one)",
+    )
     parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
     parser.add_argument(
         "--port-base", type=int, default=0, help="Redis, the 3 APIs, the naive app (N to N+4)"
@@ -154,11 +212,18 @@ def main() -> None:
     )
     redis_pid = redis_local.start(stream)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    republisher: Republisher | None = None
     try:
-        version = train(stream, config, signer)
+        republisher = Republisher(stream, config, signer, args.publish_every)
+        first = republisher.version
         load, anonymous = mix(config, args)
+        cadence = (
+            f"a new model version every {args.publish_every} s during the runs"
+            if args.publish_every > 0
+            else "one model version throughout"
+        )
         print(
-            f"model version {version} trained on {args.events:,} records; logs in {tmp}\n"
+            f"model trained on {args.events:,} records; {cadence}; logs in {tmp}\n"
             f"traffic mix: users and result pages each Zipf-distributed (exponent {args.zipf}) "
             f"over {args.users:,} users and {args.pages} pages of {args.candidates} candidates "
             f"from {args.items:,} items; {anonymous:.0%} of requests from anonymous or new "
@@ -185,6 +250,7 @@ def main() -> None:
         urls["naive"] = f"http://127.0.0.1:{port}"
         gap = same_answers(list(urls.values()), load[:200])
         print(f"all four return the same items, order and scores (within {gap:.1g})")
+        republisher.start()
         runs: dict[str, list[tuple[Result, str, str]]] = {}
         for _ in range(args.rounds):
             for name, proc in procs.items():
@@ -193,8 +259,12 @@ def main() -> None:
                 after = cache_counts(urls[name])
                 rates = (rate(before, after, "item"), rate(before, after, "response"))
                 runs.setdefault(name, []).append((result, *rates))
+        republisher.stop.set()
+        print(f"model versions {first} to {republisher.version} served during the runs")
         report(runs, args)
     finally:
+        if republisher is not None:
+            republisher.close()
         for proc in procs.values():
             proc.terminate()
             proc.wait(10)
