@@ -19,13 +19,15 @@ V = TypeVar("V")
 
 
 class Generation(Generic[K, V]):
-    __slots__ = ("entries", "since", "stamp")
+    __slots__ = ("entries", "since", "size", "stamp")
 
     def __init__(self, stamp: Stamp, since: float) -> None:
         self.stamp = stamp
         self.since = since
         """When it started (the clock's time): every entry was read after it."""
         self.entries: dict[K, V] = {}
+        self.size = 0
+        """What the entries weigh, for caches that count more than one per entry."""
 
 
 class Generations(Generic[K, V]):

@@ -3,8 +3,8 @@
 A request reads from Redis only its user's hash and the items the cache lacks; the rest
 come from what an earlier request read, as parsed columns' values (no packing, no reply
 to parse). The bound holds by construction (`api.generations`): no answer uses item
-aggregates read more than `max_age_s` before it, nor read while another model state was
-served. Features are still computed at the request's own time, so the time decay of
+aggregates read more than `max_age_s` before its request arrived, nor read while another
+model state was served. Features are still computed at the request's own time, so the time decay of
 cached counts is exact; only what the learner wrote since the read is missing.
 """
 

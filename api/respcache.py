@@ -34,10 +34,10 @@ class Answer:
 
 class ResponseCache:
     def __init__(
-        self, metrics: Metrics, max_age_s: float, max_answers: int, clock: Callable[[], float]
+        self, metrics: Metrics, max_age_s: float, max_candidates: int, clock: Callable[[], float]
     ) -> None:
         self.clock = clock
-        self._generations: Generations[Key, Answer] = Generations(max_age_s, max_answers, clock)
+        self._generations: Generations[Key, Answer] = Generations(max_age_s, max_candidates, clock)
         self._hits = metrics.cache.labels("response", "hit")
         self._misses = metrics.cache.labels("response", "miss")
 
@@ -59,7 +59,11 @@ class ResponseCache:
         return found
 
     def put(self, shard: ShardModel, key: Key, answer: Answer) -> None:
-        """Keep `answer` (for as long as its oldest aggregate allows)."""
-        entries = self._generations.current(shard.shard, shard.stamp).entries
-        if len(entries) < self._generations.max_entries:
-            entries[key] = answer
+        """Keep `answer` (for as long as its oldest aggregate allows). A generation holds
+        at most `max_candidates` candidates' answers: the key keeps the request's
+        candidates alive, about 0.3 KB each."""
+        generation = self._generations.current(shard.shard, shard.stamp)
+        weight = len(key[2])
+        if generation.size + weight <= self._generations.max_entries:
+            generation.entries[key] = answer
+            generation.size += weight

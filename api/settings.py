@@ -89,8 +89,9 @@ class ApiSettings(BaseSettings):
     is on: the bound on staleness both caches keep."""
 
     cache_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
-    """Most items, and most answers, one worker caches per shard; past it, nothing more is
-    cached until the cache is renewed (every cache_max_age_s)."""
+    """Most items, and most candidates of cached answers (an answer of 100 candidates
+    counts 100), one worker caches per shard and generation; past it, nothing more is
+    cached until the next generation (at most cache_max_age_s later)."""
 
     model_load_timeout_s: float = Field(default=10.0, gt=0.0, le=600.0)
     """Socket timeout of the background reads of model state (large blobs take a while)."""
