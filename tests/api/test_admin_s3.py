@@ -2,8 +2,10 @@
 server on its own schedule, the API lists and restores from there, and a tampered object
 is refused before anything in it is loaded."""
 
+import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -31,22 +33,15 @@ TOKEN = "operator-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture
-def s3_learner(
-    topics: StreamSettings,
-    redis_client: redis.Redis,
-    s3_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[S3Store]:
-    """A real learner that owns the shard and snapshots to S3 by itself, every half second;
-    the API of the test reads the same bucket through HEADRACE_SNAPSHOT_URL."""
-    monkeypatch.setenv("HEADRACE_SNAPSHOT_URL", s3_url)
+@contextmanager
+def learning(topics: StreamSettings, redis_client: redis.Redis) -> Iterator[Snapshots]:
+    """A real learner that owns the shard and snapshots by itself every half second, to
+    the store of HEADRACE_SNAPSHOT_URL (the API of the test reads the same one)."""
     send(topics, generate(SMALL))
     snapshots = Snapshots.from_settings(
         SnapshotSettings(snapshot_interval_s=0.5),
         SigningSettings(signing_key=SecretStr(signing_key().text)),
     )
-    assert isinstance(snapshots.store, S3Store)
     learner_settings = LearnerSettings(
         metrics_port=0, lease_ttl_ms=20_000, group_id=topics.key_prefix, poll_max_records=500
     )
@@ -59,10 +54,24 @@ def s3_learner(
     try:
         ends = end_offsets(topics)
         wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
-        yield snapshots.store
+        yield snapshots
+        assert thread.is_alive(), "the learner stopped"
     finally:
         stop.set()
         thread.join(30)
+
+
+@pytest.fixture
+def s3_learner(
+    topics: StreamSettings,
+    redis_client: redis.Redis,
+    s3_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[S3Store]:
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_URL", s3_url)
+    with learning(topics, redis_client) as snapshots:
+        assert isinstance(snapshots.store, S3Store)
+        yield snapshots.store
 
 
 def test_learner_snapshots_to_s3_and_the_api_restores_from_there(
@@ -112,3 +121,32 @@ def test_a_tampered_object_is_refused(
         assert "BadSignatureError" in response.json()["error"]["message"]
     # Refused before any learner was asked: the served state did not move.
     assert StateStore(redis_client, ShardKeys(settings.key_prefix, "main"), 0).version() == version
+
+
+def test_an_unreachable_store_stops_neither_learning_nor_serving(
+    settings: StreamSettings,
+    topics: StreamSettings,
+    redis_client: redis.Redis,
+    s3_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store goes away (here: a bucket that is not there) while the shard's state is in
+    Redis: scheduled snapshots are skipped and learning goes on; an operator asking for
+    one is told the store is unavailable (503)."""
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_URL", s3_url)
+    with learning(topics, redis_client):
+        pass  # state in Redis: the next learner resumes it, no cold start from the store
+    missing = S3Location.parse(s3_url)._replace(bucket="headrace-no-such-bucket")
+    monkeypatch.setenv("HEADRACE_SNAPSHOT_URL", missing.url)
+    caplog.set_level(logging.WARNING, logger="headrace.learner")
+    api = ApiSettings(admin_token=SecretStr(TOKEN))
+    # Caught up on entry: it learned everything, store or not.
+    with learning(topics, redis_client), running_app(api, settings) as client:
+        wait_for(lambda: "snapshot not taken" in caplog.text, "a scheduled snapshot to fail")
+        taken = client.post("/admin/snapshots", headers=AUTH)
+        assert taken.status_code == 503, taken.text
+        assert "StoreUnavailableError" in taken.json()["error"]["message"]
+        listed = client.get("/admin/snapshots", headers=AUTH)
+        assert listed.status_code == 503, listed.text
+        assert client.get("/ready").status_code == 200
