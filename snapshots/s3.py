@@ -30,6 +30,7 @@ from snapshots.manifest import SnapshotInfo, validate_snapshot_id
 from snapshots.store import LKG_SUFFIX, SUFFIX, Rejected, describe, oldest_first
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
     from types_boto3_s3 import S3Client
 
 _T = TypeVar("_T")
@@ -67,16 +68,21 @@ class _RangeReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: "memoryview | bytearray") -> int:  # type: ignore[override]
-        end = min(self._pos + len(buffer), self._obj.size)
+    def readinto(self, buffer: "WriteableBuffer") -> int:
+        end = min(self._pos + memoryview(buffer).nbytes, self._obj.size)
         if end <= self._pos:
             return 0
-        got = self._client.get_object(
-            Bucket=self._bucket, Key=self._obj.key, Range=f"bytes={self._pos}-{end - 1}"
-        )["Body"].read()
-        # An object replaced between listing and reading may be shorter now: say so as EOF.
+        try:
+            got = self._client.get_object(
+                Bucket=self._bucket, Key=self._obj.key, Range=f"bytes={self._pos}-{end - 1}"
+            )["Body"].read()
+        except ClientError as exc:
+            # Replaced by a shorter object since the listing: its end came early.
+            if exc.response.get("Error", {}).get("Code") == "InvalidRange":
+                return 0
+            raise
         got = got[: end - self._pos]
-        buffer[: len(got)] = got
+        memoryview(buffer).cast("B")[: len(got)] = got
         self._pos += len(got)
         return len(got)
 
