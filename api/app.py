@@ -37,8 +37,8 @@ from learner.recovery import Snapshots
 from learner.redisconn import connect
 from learner.signing import Seal
 from snapshots.keys import VerifyKey
+from snapshots.location import open_store
 from snapshots.settings import SigningSettings, SnapshotSettings
-from snapshots.store import DirectoryStore
 from stream.producer import make_producer
 from stream.settings import StreamSettings
 
@@ -227,7 +227,7 @@ def _snapshots(
     """The snapshot store for the admin routes (None while they are off), verifying only."""
     if not settings.admin_tokens():
         return None
-    store = DirectoryStore(snapshot_settings.snapshot_dir, verify_keys)
+    store = open_store(snapshot_settings, verify_keys)
     return Snapshots(snapshot_settings, store, verify_keys)
 
 

@@ -158,7 +158,7 @@ def from_domain(exc: Exception) -> ApiError:
         return NotFoundError(message)
     if isinstance(exc, snap.SnapshotRefusedError):
         return RefusedError(f"{type(exc).__name__}: {message}")
-    if isinstance(exc, snap.MissingKeyError):
+    if isinstance(exc, snap.MissingKeyError | snap.StoreUnavailableError):
         return UnavailableError(message)
     if isinstance(exc, OperationError):
         by_kind: dict[str, type[ApiError]] = {
@@ -167,6 +167,7 @@ def from_domain(exc: Exception) -> ApiError:
             "StateError": ConflictError,
             "LearnerBusy": ConflictError,
             "MissingKeyError": UnavailableError,
+            "StoreUnavailableError": UnavailableError,
         }
         refused = exc.kind.endswith("Error") and exc.kind not in by_kind
         kind = RefusedError if refused else by_kind.get(exc.kind, ConflictError)

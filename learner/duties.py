@@ -19,7 +19,7 @@ from learner.lease import Lease
 from learner.loop import Learner
 from learner.recovery import LATEST, Snapshots
 from learner.state import Committed, StateStore
-from snapshots.errors import SnapshotError, SnapshotNotFoundError
+from snapshots.errors import SnapshotError, SnapshotNotFoundError, StoreUnavailableError
 from snapshots.manifest import SnapshotHeader
 
 log = logging.getLogger("headrace.learner")
@@ -48,7 +48,12 @@ class OperatorDuties:
         """The last-known-good models, for the rollback guard to score in shadow."""
         if self.snapshots is None or not learner.deciders:
             return
-        learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
+        try:
+            learner.set_shadows(self.snapshots.last_known_good_models(self.keys.shard))
+        except StoreUnavailableError as exc:
+            # Without them the rollback guard has nothing to compare with until the next
+            # last-known-good snapshot; that is no reason to stop learning.
+            log.warning("shard %s: last-known-good models not loaded: %s", self.keys.shard, exc)
 
     def cold_start(self) -> Committed | None:
         """No state in Redis: restore the newest valid snapshot and replay from its offsets."""
@@ -83,6 +88,15 @@ class OperatorDuties:
     def snapshot_pending(self, version: int) -> bool:
         """Whether `version` was published and not snapshotted yet (at a clean stop)."""
         return self.snapshots is not None and version not in (0, self._snapshot_version)
+
+    def scheduled_snapshot(self, learner: Learner | None) -> None:
+        """A snapshot on the schedule or at a clean stop; a store that cannot be reached
+        skips it (the state is safe in Redis) and the next interval tries again."""
+        try:
+            self.snapshot(learner)
+        except StoreUnavailableError as exc:
+            self._last_snapshot = time.monotonic()
+            log.warning("shard %s: snapshot not taken: %s", self.keys.shard, exc)
 
     def snapshot(self, learner: Learner | None) -> SnapshotHeader:
         assert self.snapshots is not None

@@ -23,10 +23,11 @@ from learner.statedump import ShardDump, dump_shard, write_shard
 from snapshots.codec import encode
 from snapshots.errors import NoSigningKeyError, SnapshotNotFoundError
 from snapshots.keys import SigningKey, VerifyKey
+from snapshots.location import open_store
 from snapshots.manifest import SnapshotFacts, SnapshotHeader, passes_lkg_gate
 from snapshots.retention import RetentionPolicy, apply
 from snapshots.settings import SigningSettings, SnapshotSettings
-from snapshots.store import DirectoryStore, last_known_good, latest, load, save
+from snapshots.store import SnapshotStore, last_known_good, latest, load, save
 
 LATEST = "latest"
 LAST_KNOWN_GOOD = "last_known_good"
@@ -39,7 +40,7 @@ class Snapshots:
     """The snapshot store, the keys and the policy, as one learner or operator uses them."""
 
     settings: SnapshotSettings
-    store: DirectoryStore
+    store: SnapshotStore
     accepted: tuple[VerifyKey, ...]
     """The keys snapshots and state are verified with (the current one, then previous ones)."""
     signer: SigningKey | None = None
@@ -51,7 +52,7 @@ class Snapshots:
         """MissingKeyError when no verifying key (nor signing key) is configured."""
         accepted = signing.verify_keys()
         signer = signing.signer() if signing.has_signer else None
-        return cls(settings, DirectoryStore(settings.snapshot_dir, accepted), accepted, signer)
+        return cls(settings, open_store(settings, accepted), accepted, signer)
 
     @property
     def seal(self) -> Seal:

@@ -244,7 +244,7 @@ class ShardWorker:
             self._keep_lease()
             self._last_renew = now
         if self.duties.snapshot_due(now, self.stamp.version):
-            self.duties.snapshot(self.learner)
+            self.duties.scheduled_snapshot(self.learner)
         return False
 
     def finish(self) -> None:
@@ -256,7 +256,7 @@ class ShardWorker:
         elif learner.offsets:
             self._commit_group(learner.offsets, wait=True)
         if self.duties.snapshot_pending(self.stamp.version):
-            self.duties.snapshot(self.learner)
+            self.duties.scheduled_snapshot(self.learner)
 
     def deactivate(self) -> None:
         """Forget the shard: what is in memory is rebuilt from Redis when it is ours again."""

@@ -57,6 +57,11 @@ class SnapshotNotFoundError(SnapshotError):
         self.snapshot_id = snapshot_id
 
 
+class StoreUnavailableError(SnapshotError):
+    """The store could not be read or written: object storage unreachable, a missing bucket,
+    refused credentials. Nothing was changed by the failed call; it can be retried."""
+
+
 class SnapshotRefusedError(SnapshotError):
     """Base class of every reason to refuse a snapshot's bytes; nothing was deserialized."""
 

@@ -178,7 +178,30 @@ class SnapshotSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEADRACE_", extra="ignore")
 
     snapshot_dir: Path = Path("snapshots-data")
-    """Folder of the directory snapshot store (HEADRACE_SNAPSHOT_DIR)."""
+    """Folder of the directory snapshot store (HEADRACE_SNAPSHOT_DIR); used when
+    HEADRACE_SNAPSHOT_URL is unset."""
+
+    snapshot_url: str | None = None
+    """Object storage for snapshots instead of the folder (HEADRACE_SNAPSHOT_URL), as
+    s3://bucket/prefix. Endpoint, region and credentials come from the usual AWS variables
+    (AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...)
+    or the instance's role; the bucket must exist."""
+
+    @field_validator("snapshot_url", mode="before")
+    @classmethod
+    def _check_url(cls, value: object) -> object:
+        if value == "":
+            return None  # HEADRACE_SNAPSHOT_URL= (set but empty) means the folder
+        if isinstance(value, str):
+            from snapshots.location import S3Location
+
+            return S3Location.parse(value).url
+        return value
+
+    @property
+    def snapshot_location(self) -> str:
+        """Where snapshots are kept, for messages."""
+        return self.snapshot_url or str(self.snapshot_dir)
 
     snapshot_interval_s: float = Field(default=60.0, ge=0)
     """Seconds between two snapshots taken by the learner; 0 switches snapshots off

@@ -65,3 +65,29 @@ def one_partition(settings: StreamSettings) -> StreamSettings:
     one = settings.model_copy(update={"partitions": 1})
     ensure_topics(one)
     return one
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3-API server on 127.0.0.1 for the whole session; its endpoint URL."""
+    from tests.s3server import moto_server
+
+    with moto_server(tmp_path_factory.mktemp("s3") / "moto.log") as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3_url(s3_server: str, monkeypatch: pytest.MonkeyPatch, unique: str) -> str:
+    """An empty bucket of its own on the local S3 server, as s3://bucket/prefix, with the
+    usual AWS variables pointing every client of this test at the server."""
+    import boto3
+
+    from tests.s3server import AWS_ENV
+
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"headrace-{unique}"
+    boto3.session.Session().client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/snapshots/"

@@ -3,6 +3,7 @@
 import re
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import yaml
@@ -122,3 +123,25 @@ def test_dockerfile_installs_the_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert "pip install ." in dockerfile
+
+
+def _local_kafka_version() -> str:
+    """The Kafka version `headrace stack up` runs: the one its Maven pom resolves."""
+    # Our own file from this checkout, not untrusted input.
+    pom = ElementTree.parse(ROOT / "headrace" / "devstack" / "localstack" / "pom.xml")  # noqa: S314
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = pom.findtext("m:properties/m:kafka.version", namespaces=namespace)
+    assert version, "the pom names no kafka.version"
+    return version
+
+
+def test_compose_runs_the_kafka_version_the_local_stack_runs(services: dict[str, Any]) -> None:
+    local = _local_kafka_version()
+    images = {
+        name: str(service["image"])
+        for name, service in services.items()
+        if str(service.get("image", "")).startswith("apache/kafka")
+    }
+    assert set(images) == {"kafka", "kafka-init"}
+    for name, image in images.items():
+        assert image == f"apache/kafka:{local}", f"{name} runs {image}; the local stack {local}"

@@ -150,20 +150,21 @@ def verify(services: AdminDep) -> Response:
 @router.get("/snapshots", summary="Every valid snapshot, oldest first; refused files with why")
 def list_snapshots(services: AdminDep) -> Response:
     snapshots = _snapshots(services)
-    infos = snapshots.store.list()
-    return json_response(
-        {
+
+    def listing() -> dict[str, Any]:
+        return {
             "snapshots": [
                 {
                     **i.header.model_dump(mode="json"),
                     "size": i.size,
                     "last_known_good": i.last_known_good,
                 }
-                for i in infos
+                for i in snapshots.store.list()
             ],
             "refused": [{"name": r.name, "reason": r.reason} for r in snapshots.store.rejected()],
         }
-    )
+
+    return _act(listing)
 
 
 @router.post("/snapshots", summary="Take a snapshot of a shard now")

@@ -20,6 +20,7 @@ from snapshots.errors import (
     MissingKeyError,
     SnapshotError,
     SnapshotNotFoundError,
+    StoreUnavailableError,
 )
 from stream.errors import StreamError
 
@@ -55,11 +56,16 @@ _UNVERIFIED = (
     'snapshot restore latest` replaces it (docs/operations.md, "What is trusted, and why")'
 )
 _NOT_FOUND = "`headrace snapshot list` shows the snapshots this key can verify"
+_STORE = (
+    "HEADRACE_SNAPSHOT_URL names the bucket; AWS_ENDPOINT_URL, AWS_DEFAULT_REGION and the "
+    "AWS credentials say where and as whom (docs/learner.md, Snapshots)"
+)
 _BUSY = "`headrace status` shows which learner owns the shard and how far behind it is"
 # An operation refused by the learner (or under the lease) names its cause by class name.
 _BY_KIND = {
     "BadSignatureError": _SIGNATURE,
     "SnapshotNotFoundError": _NOT_FOUND,
+    "StoreUnavailableError": _STORE,
     "LearnerBusy": _BUSY,
 }
 
@@ -77,6 +83,8 @@ def _hint(exc: BaseException) -> str | None:
         return _SIGNATURE
     if isinstance(exc, SnapshotNotFoundError):
         return _NOT_FOUND
+    if isinstance(exc, StoreUnavailableError):
+        return _STORE
     if isinstance(exc, OperationError):
         return _BY_KIND.get(exc.kind)
     if isinstance(exc, UnverifiedStateError):

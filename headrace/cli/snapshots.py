@@ -19,7 +19,7 @@ from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from snapshots.codec import decode, read_header, signed_with
 from snapshots.codec import resign as resign_blob
-from snapshots.errors import SnapshotError
+from snapshots.errors import SnapshotError, StoreUnavailableError
 from snapshots.settings import SigningSettings, SnapshotSettings
 from snapshots.store import SUFFIX
 from stream.settings import StreamSettings
@@ -48,7 +48,7 @@ def list_(args: argparse.Namespace) -> int:
         )
     for rejected in snapshots.store.rejected():
         print(f"refused: {rejected.name}: {rejected.reason}", file=sys.stderr)
-    print(f"{len(infos)} snapshots in {snapshots.settings.snapshot_dir}")
+    print(f"{len(infos)} snapshots in {snapshots.store.location}")
     return 0
 
 
@@ -102,6 +102,8 @@ def resign(args: argparse.Namespace) -> int:
     for snapshot_id in tqdm(ids, unit="file", disable=len(ids) < 5, file=sys.stderr):
         try:
             blob = snapshots.store.get(snapshot_id)
+        except StoreUnavailableError:
+            raise
         except SnapshotError:
             continue  # removed by retention while we went through the store, or a bad name
         if signed_with(blob, signer.public):
@@ -118,7 +120,7 @@ def resign(args: argparse.Namespace) -> int:
         print(f"refused: {rejected.name}: {rejected.reason}", file=sys.stderr)
     print(
         f"{done} re-signed, {already} already signed with the current key, "
-        f"{len(refused)} refused, in {settings.snapshot_dir}"
+        f"{len(refused)} refused, in {snapshots.store.location}"
     )
     return 1 if refused else 0
 
@@ -128,9 +130,7 @@ def restore(args: argparse.Namespace) -> int:
     result = restore_snapshot(client, keys, snapshots, args.snapshot, replay=not args.no_replay)
     print(f"restored {result['snapshot_id']} as version {result['version']}")
     if not args.no_replay and not args.no_wait:
-        snapshot_file = snapshots.store.root / f"{result['snapshot_id']}{SUFFIX}"
-        with snapshot_file.open("rb") as file:
-            header = read_header(file, snapshots.accepted)
+        header = read_header(snapshots.store.get(result["snapshot_id"]), snapshots.accepted)
         _follow_replay(client, keys, header.offsets)
     return 0
 

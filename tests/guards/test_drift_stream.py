@@ -13,7 +13,7 @@ import redis
 from api.settings import ApiSettings
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner import alertstore
-from snapshots.store import DirectoryStore
+from snapshots.directory import DirectoryStore
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app

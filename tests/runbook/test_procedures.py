@@ -19,9 +19,10 @@ from learner.layout import ShardKeys
 from learner.signing import Seal
 from learner.statedump import ShardDump
 from snapshots.codec import decode, signed_with
+from snapshots.directory import DirectoryStore
 from snapshots.errors import BadSignatureError
 from snapshots.keys import VerifyKey
-from snapshots.store import DirectoryStore, load
+from snapshots.store import load
 from stream.settings import StreamSettings
 from tests.api.helpers import ApiProcess, request_body
 from tests.learner.harness import (

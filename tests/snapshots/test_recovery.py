@@ -18,7 +18,7 @@ from headrace.devstack import redis_local
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate
 from learner.layout import ShardKeys
 from learner.redisconn import connect
-from snapshots.store import DirectoryStore
+from snapshots.directory import DirectoryStore
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 from tests.learner.harness import (

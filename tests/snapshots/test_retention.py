@@ -8,6 +8,7 @@ import pytest
 
 from snapshots import retention
 from snapshots.codec import encode
+from snapshots.directory import DirectoryStore
 from snapshots.errors import SnapshotNotFoundError
 from snapshots.keys import SigningKey
 from snapshots.manifest import (
@@ -19,7 +20,7 @@ from snapshots.manifest import (
     runtime_libraries,
 )
 from snapshots.retention import RetentionPolicy, to_delete
-from snapshots.store import DirectoryStore, save
+from snapshots.store import Rejected, save
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 SIGNER = SigningKey.generate()
@@ -163,6 +164,7 @@ class MemoryStore:
 
     infos: list[SnapshotInfo]
     deleted: list[str] = field(default_factory=list)
+    location: str = "memory"
 
     def put(self, snapshot_id: str, blob: bytes) -> None:
         raise NotImplementedError
@@ -177,6 +179,9 @@ class MemoryStore:
 
     def mark_last_known_good(self, snapshot_id: str) -> None:
         raise NotImplementedError
+
+    def rejected(self) -> list[Rejected]:
+        return []
 
     def list(self) -> list[SnapshotInfo]:
         return self.infos

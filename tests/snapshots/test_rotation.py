@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from snapshots.codec import decode, encode, read_header, resign, signed_with
+from snapshots.directory import DirectoryStore
 from snapshots.errors import (
     BadSignatureError,
     CorruptSnapshotError,
@@ -16,7 +17,7 @@ from snapshots.errors import (
 )
 from snapshots.keys import SigningKey
 from snapshots.settings import SigningSettings
-from snapshots.store import DirectoryStore, save
+from snapshots.store import save
 from tests.snapshots.test_codec import assemble_legacy, facts, split
 from tests.support import headrace
 

@@ -1,17 +1,22 @@
-"""The directory store: atomic writes, safe ids, listings from verified headers only."""
+"""The store contract, run on every store (a folder, and S3 on a local S3-API server), and
+what only the folder store does (file modes, temp files, fsync)."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from snapshots.codec import encode
+from snapshots.directory import DirectoryStore
 from snapshots.errors import (
     BadSignatureError,
     CorruptSnapshotError,
@@ -19,9 +24,11 @@ from snapshots.errors import (
     SnapshotNotFoundError,
     TruncatedSnapshotError,
 )
-from snapshots.keys import SigningKey
+from snapshots.keys import SigningKey, VerifyKeys
+from snapshots.location import S3Location
 from snapshots.manifest import SnapshotFacts
-from snapshots.store import DirectoryStore, SnapshotStore, last_known_good, latest, load, save
+from snapshots.s3 import S3Store
+from snapshots.store import SnapshotStore, last_known_good, latest, load, save
 from tests.support import wait_for
 
 SIGNER = SigningKey.generate()
@@ -41,6 +48,56 @@ def snapshot(version: int = 1, model: str = "main", body: bytes = b"state", **kw
     return encode(facts, body, SIGNER)
 
 
+@dataclass
+class Backend:
+    """A store, and raw access to what it stored (as a person with the folder or bucket)."""
+
+    store: SnapshotStore
+    names: Callable[[], list[str]]
+    """Every stored file or object name, sorted."""
+    write: Callable[[str, bytes], None]
+    read: Callable[[str], bytes]
+    reopen: Callable[[VerifyKeys], SnapshotStore]
+    """The same place, opened under other keys."""
+
+
+def _folder(root: Path) -> Backend:
+    def write(name: str, data: bytes) -> None:
+        (root / name).write_bytes(data)
+
+    return Backend(
+        DirectoryStore(root, KEY),
+        lambda: sorted(p.name for p in root.iterdir()),
+        write,
+        lambda name: (root / name).read_bytes(),
+        lambda key: DirectoryStore(root, key),
+    )
+
+
+def _bucket(url: str) -> Backend:
+    where = S3Location.parse(url)
+    client = boto3.session.Session().client("s3")
+
+    def names() -> list[str]:
+        listed = client.list_objects_v2(Bucket=where.bucket, Prefix=where.prefix)
+        return sorted(o["Key"][len(where.prefix) :] for o in listed.get("Contents", []))
+
+    def write(name: str, data: bytes) -> None:
+        client.put_object(Bucket=where.bucket, Key=where.prefix + name, Body=data)
+
+    def read(name: str) -> bytes:
+        return client.get_object(Bucket=where.bucket, Key=where.prefix + name)["Body"].read()
+
+    return Backend(S3Store(where, KEY), names, write, read, lambda key: S3Store(where, key))
+
+
+@pytest.fixture(params=["folder", "s3"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "folder":
+        return _folder(tmp_path / "snaps")
+    return _bucket(request.getfixturevalue("s3_url"))
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> DirectoryStore:
     return DirectoryStore(tmp_path / "snaps", KEY)
@@ -50,9 +107,9 @@ def files(store: DirectoryStore) -> list[str]:
     return sorted(p.name for p in store.root.iterdir())
 
 
-def test_put_get_list_round_trip(store: DirectoryStore) -> None:
-    as_protocol: SnapshotStore = store
-    headers = [save(as_protocol, snapshot(v), KEY) for v in (2, 1, 3)]
+def test_put_get_list_round_trip(backend: Backend) -> None:
+    store = backend.store
+    headers = [save(store, snapshot(v), KEY) for v in (2, 1, 3)]
     infos = store.list()
     assert [i.header.version for i in infos] == [1, 2, 3]  # oldest first
     first = infos[0]
@@ -70,14 +127,16 @@ def test_snapshots_are_private_to_their_owner(store: DirectoryStore) -> None:
         assert path.stat().st_mode & 0o077 == 0, path  # user aggregates are personal data
 
 
-def test_put_again_replaces_atomically(store: DirectoryStore) -> None:
+def test_put_again_replaces_atomically(backend: Backend) -> None:
+    store = backend.store
     header = save(store, snapshot(1), KEY)
     save(store, snapshot(1), KEY)
     assert [i.snapshot_id for i in store.list()] == [header.snapshot_id]
-    assert files(store) == [f"{header.snapshot_id}.snap"]
+    assert backend.names() == [f"{header.snapshot_id}.snap"]
 
 
-def test_latest_and_last_known_good(store: DirectoryStore) -> None:
+def test_latest_and_last_known_good(backend: Backend) -> None:
+    store = backend.store
     assert latest(store) is None and last_known_good(store) is None
     for version in (1, 2, 3):
         save(store, snapshot(version), KEY)
@@ -95,10 +154,11 @@ def test_latest_and_last_known_good(store: DirectoryStore) -> None:
     assert good is not None and good.snapshot_id == ids[1] and good.marked_last_known_good
     store.delete(ids[1])
     assert last_known_good(store) is None
-    assert not any(name.endswith(".lkg") for name in files(store))
+    assert not any(name.endswith(".lkg") for name in backend.names())
 
 
-def test_missing_snapshots(store: DirectoryStore) -> None:
+def test_missing_snapshots(backend: Backend) -> None:
+    store = backend.store
     for call in (store.get, store.delete, store.mark_last_known_good):
         with pytest.raises(SnapshotNotFoundError, match="nope"):
             call("nope")
@@ -108,8 +168,9 @@ BAD_IDS = ["../../etc/passwd", "/etc/passwd", "a/b", "..", "", ".hidden", "a..b"
 
 
 @pytest.mark.parametrize("bad_id", [*BAD_IDS, "x" * 129, "ok\n"])
-def test_unsafe_ids_refused_before_touching_the_disk(store: DirectoryStore, bad_id: str) -> None:
-    before = files(store)
+def test_unsafe_ids_refused_before_touching_the_store(backend: Backend, bad_id: str) -> None:
+    store = backend.store
+    before = backend.names()
     for call in (store.get, store.delete, store.mark_last_known_good):
         with pytest.raises(InvalidSnapshotIdError):
             call(bad_id)
@@ -117,7 +178,7 @@ def test_unsafe_ids_refused_before_touching_the_disk(store: DirectoryStore, bad_
         store.put(bad_id, snapshot())
     with pytest.raises(InvalidSnapshotIdError):
         load(store, bad_id, KEY)
-    assert files(store) == before
+    assert backend.names() == before
 
 
 def test_a_failed_write_leaves_nothing(
@@ -135,7 +196,7 @@ def test_a_failed_write_leaves_nothing(
 CHILD = """
 import os, signal, sys
 from pathlib import Path
-from snapshots.store import DirectoryStore
+from snapshots.directory import DirectoryStore
 
 root, ready, blob = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]).read_bytes()
 from snapshots.keys import SigningKey
@@ -187,16 +248,17 @@ def test_stale_temp_files_are_cleaned_on_start(store: DirectoryStore) -> None:
     assert files(store) == [young.name]
 
 
-def test_partial_or_foreign_files_never_list_or_load(store: DirectoryStore) -> None:
+def test_partial_or_foreign_files_never_list_or_load(backend: Backend) -> None:
+    store = backend.store
     blob = snapshot(body=os.urandom(10_000))
     header = save(store, blob, KEY)
     good = header.snapshot_id
-    (store.root / "cut-in-body.snap").write_bytes(blob[: len(blob) // 2])
-    (store.root / "cut-in-header.snap").write_bytes(blob[:40])
-    (store.root / "foreign.snap").write_bytes(snapshot(2)[:-32] + bytes(32))
-    (store.root / "empty.snap").write_bytes(b"")
-    (store.root / "renamed.snap").write_bytes(snapshot(3))
-    (store.root / "notes.txt").write_text("not a snapshot name")
+    backend.write("cut-in-body.snap", blob[: len(blob) // 2])
+    backend.write("cut-in-header.snap", blob[:40])
+    backend.write("foreign.snap", snapshot(2)[:-32] + bytes(32))
+    backend.write("empty.snap", b"")
+    backend.write("renamed.snap", snapshot(3))
+    backend.write("notes.txt", b"not a snapshot name")
     assert [i.snapshot_id for i in store.list()] == [good]
     reasons = dict(store.rejected())
     assert sorted(reasons) == sorted(
@@ -209,18 +271,19 @@ def test_partial_or_foreign_files_never_list_or_load(store: DirectoryStore) -> N
         load(store, "renamed", KEY)
 
 
-def test_listing_reads_headers_not_bodies(store: DirectoryStore) -> None:
+def test_listing_reads_headers_not_bodies(backend: Backend) -> None:
+    store = backend.store
     header = save(store, snapshot(body=os.urandom(10_000)), KEY)
-    path = store.root / f"{header.snapshot_id}.snap"
-    data = bytearray(path.read_bytes())
+    name = f"{header.snapshot_id}.snap"
+    data = bytearray(backend.read(name))
     data[-100] ^= 0xFF  # damage the body only
-    path.write_bytes(bytes(data))
+    backend.write(name, bytes(data))
     assert [i.snapshot_id for i in store.list()] == [header.snapshot_id]
     with pytest.raises(BadSignatureError):  # restore still verifies everything
         load(store, header.snapshot_id, KEY)
 
 
-def test_listing_under_another_key_shows_nothing(store: DirectoryStore) -> None:
-    save(store, snapshot(), KEY)
-    other = DirectoryStore(store.root, SigningKey.generate().public)
+def test_listing_under_another_key_shows_nothing(backend: Backend) -> None:
+    save(backend.store, snapshot(), KEY)
+    other = backend.reopen(SigningKey.generate().public)
     assert other.list() == [] and "bad signature" in other.rejected()[0].reason
