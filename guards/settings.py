@@ -140,7 +140,7 @@ class GuardSettings(BaseSettings):
     drift_psi_enabled: bool = True
     """Population stability index of inputs and predictions against a reference window."""
 
-    drift_psi_features: list[str] = ["price", "position", "category", "device"]
+    drift_psi_features: list[str] = ["price", "log_position", "category", "device"]
     """Features (numeric or categorical) whose PSI is watched, as JSON. Not the u_*/i_*
     aggregates by default: they keep moving while the aggregates fill up (their first day)."""
 
