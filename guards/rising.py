@@ -52,7 +52,11 @@ class RisingRate:
         self.max_blocks = max_blocks
         # Hits per block, oldest first, in [start, end) of a buffer twice the window's size:
         # appending and dropping the oldest only move indices; a full buffer is compacted.
-        self._buf = np.zeros(2 * max_blocks, dtype=np.float64)
+        # One byte a block (a block holds at most `clock` hits): the monitor is committed
+        # with the learner's state, so its size is paid at every publish.
+        if not 0 < clock < 256:
+            raise ValueError("clock must be between 1 and 255")
+        self._buf = np.zeros(2 * max_blocks, dtype=np.uint8)
         self._start = self._end = 0
         self._count = 0
         self._hits = 0
@@ -66,7 +70,8 @@ class RisingRate:
     def rate(self) -> float:
         """The rate over the window."""
         width = self.width
-        return float(self._buf[self._start : self._end].sum()) / width if width else 0.0
+        hits = int(self._buf[self._start : self._end].sum(dtype=np.int64))
+        return hits / width if width else 0.0
 
     def update(self, hit: bool) -> Cut | None:
         self._count += 1
@@ -90,7 +95,7 @@ class RisingRate:
             return None
         c = self.clock
         # Newest block first: the newer part of split i is the first i + 1 blocks.
-        cumulative = np.cumsum(self._buf[self._start : self._end][::-1])
+        cumulative = np.cumsum(self._buf[self._start : self._end][::-1], dtype=np.float64)
         total = float(cumulative[-1])
         newer = cumulative[:-1]
         n_new = np.arange(1, k, dtype=np.float64) * c
