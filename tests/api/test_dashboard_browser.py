@@ -148,7 +148,7 @@ def answered(action: str) -> Callable[[WebDriver], str | None]:
     return check
 
 
-def listed(driver: WebDriver, text: str) -> list[WebElement]:
+def lines_with(driver: WebDriver, text: str) -> list[WebElement]:
     return [li for li in driver.find_elements(*ALERTS) if text in li.text]
 
 
@@ -227,12 +227,12 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         assert driver.execute_script("return window.pwned") is None
 
         # An alert and the record that closed it: one line, with its test, start and stop.
-        until(driver, 30, "the stopped alert", lambda d: len(listed(d, STOPPED.message)) == 1)
-        (stopped,) = listed(driver, STOPPED.message)
+        until(driver, 30, "the stopped alert", lambda d: len(lines_with(d, STOPPED.message)) == 1)
+        (stopped,) = lines_with(driver, STOPPED.message)
         assert stopped.get_attribute("data-ended") == "190"
         assert "test 0.1000 (threshold 0.0400)" in stopped.text
         assert "stopped" in stopped.text and "(1.5 min)" in stopped.text
-        assert "ongoing" in listed(driver, HOSTILE.message)[0].text
+        assert "ongoing" in lines_with(driver, HOSTILE.message)[0].text
         # The closing record is not a line of its own.
         assert not [li for li in driver.find_elements(*ALERTS) if li.text.endswith("· over")]
 
