@@ -21,6 +21,9 @@ def alert_id(model: str, variant: str, detector: str, signal: str, n: int, ts: f
     return f"{model}:{variant}:{detector}:{signal}:{n}:{round(ts * 1000)}"
 
 
+_OPTIONAL: Final = ("test_statistic", "test_threshold", "ends")
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One detection by a guard."""
@@ -45,6 +48,14 @@ class Alert:
     """Examples the figure summarises."""
     message: str
     """One human-readable sentence."""
+    test_statistic: float | None = None
+    """The detector's own test statistic when it alerted (loss and error alerts): Page-Hinkley's
+    cumulative excess, or the difference of the two rates or means ADWIN compared."""
+    test_threshold: float | None = None
+    """The line that statistic crossed: Page-Hinkley's threshold, or ADWIN's bound."""
+    ends: str | None = None
+    """Set on the record that closes an alert: the id of the alert that is over. Its `ts`
+    is when it ended, `value` and `threshold` what showed it."""
 
     @classmethod
     def make(
@@ -60,6 +71,8 @@ class Alert:
         threshold: float,
         window: int,
         message: str,
+        test_statistic: float | None = None,
+        test_threshold: float | None = None,
     ) -> "Alert":
         """An alert whose id is derived from (model, variant, detector, signal, n, ts)."""
         return cls(
@@ -73,6 +86,35 @@ class Alert:
             threshold,
             window,
             message,
+            test_statistic,
+            test_threshold,
+        )
+
+    def end(
+        self,
+        *,
+        ts: float,
+        value: float,
+        threshold: float,
+        window: int,
+        message: str,
+        test: tuple[float, float] | None = None,
+    ) -> "Alert":
+        """The record that says this alert is over (at event time `ts`)."""
+        return Alert(
+            f"{self.id}:end",
+            ts,
+            self.model,
+            self.variant,
+            self.detector,
+            self.signal,
+            value,
+            threshold,
+            window,
+            message,
+            test[0] if test is not None else None,
+            test[1] if test is not None else None,
+            self.id,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,7 +127,8 @@ class Alert:
         if not isinstance(data, dict):
             raise AlertFormatError(f"expected an object, got {type(data).__name__}")
         expected = set(cls.__dataclass_fields__)
-        if missing := sorted(expected - data.keys()):
+        # Records written before these fields existed have none of them.
+        if missing := sorted(expected - data.keys() - set(_OPTIONAL)):
             raise AlertFormatError(f"missing {', '.join(missing)}")
         if extra := sorted(data.keys() - expected):
             raise AlertFormatError(f"unknown {', '.join(extra)}")
@@ -102,6 +145,20 @@ class Alert:
             if not math.isfinite(value):
                 raise AlertFormatError(f"{name} must be finite")
             numbers[name] = float(value)
+        optional: dict[str, Any] = {}
+        for name in _OPTIONAL:
+            value = data.get(name)
+            if value is not None:
+                if name == "ends":
+                    if not isinstance(value, str):
+                        raise AlertFormatError("ends must be a string or null")
+                elif isinstance(value, bool) or not isinstance(value, int | float):
+                    raise AlertFormatError(f"{name} must be a number or null")
+                elif not math.isfinite(value):
+                    raise AlertFormatError(f"{name} must be finite")
+                else:
+                    value = float(value)
+            optional[name] = value
         window = data["window"]
         if isinstance(window, bool) or not isinstance(window, int) or window < 0:
             raise AlertFormatError("window must be a non-negative integer")
@@ -116,4 +173,5 @@ class Alert:
             threshold=numbers["threshold"],
             window=window,
             message=data["message"],
+            **optional,
         )

@@ -1,8 +1,9 @@
 """Drift monitor of one variant: the progressive loss, the inputs and the predictions.
 
 Called once per learned example, in order. The 0/1 error (the prediction
-at a cut against the label) goes to ADWIN on every example: where a drift
-first shows on most public benchmark streams. The loss goes to ADWIN and
+at a cut against the label) goes to a one-sided adaptive window on every
+example (guards/rising.py): where a drift first shows on most public
+benchmark streams. The loss goes to ADWIN and
 Page-Hinkley as block means relative to a scale set during a warm-up: raw
 per-example log loss at a 5 % positive rate is so heavy-tailed that
 detectors fed with it alarm on noise. A detection becomes an alert only if
@@ -10,6 +11,12 @@ the recent loss is clearly above the loss before it (detectors also fire on
 improvements). Inputs go to KSWIN (sub-sampled: a KS test is costly) and,
 with the predictions, to a windowed PSI. Everything is deterministic and
 picklable: the monitor is part of the learner's committed state.
+
+A loss or error alert stays open until the signal says the drift is over; then the
+monitor returns a second record, `Alert.end(...)`, with `ends` set to the alert's id:
+the error, when the window finds it significantly lower again (the model adapted); the
+loss, when the mean of the last `drift_recent_blocks` blocks is back under the alert's
+threshold; both, at `reset()` (a rollback), on the next example.
 """
 
 import bisect
@@ -26,6 +33,7 @@ from scipy import stats
 from guards.alerts import Alert
 from guards.persisted import STATE_VERSION
 from guards.ranking import RankingDrop
+from guards.rising import RisingRate
 from guards.settings import GuardSettings
 
 PERFORMANCE_SIGNALS = frozenset({"loss", "error", "ranking"})
@@ -173,8 +181,14 @@ class DriftMonitor:
         self.reset()
 
     def reset(self) -> None:
-        """Forget everything learned about the stream (after a rollback): warm up again."""
+        """Forget everything learned about the stream (after a rollback): warm up again.
+
+        Open loss and error alerts end: their records come with the next `update`."""
         s = self.settings
+        still_open = [*getattr(self, "_loss_open", []), getattr(self, "_error_open", None)]
+        self._pending_ends: list[Alert] = [a for a in still_open if a is not None]
+        self._loss_open: list[Alert] = []
+        self._error_open: Alert | None = None
         self._rearm()
         # Inputs do not depend on the model, but the aggregates behind u_* and i_* do settle.
         self._inputs_from = self.n + s.drift_warmup
@@ -187,7 +201,7 @@ class DriftMonitor:
             )
             for i, name in enumerate(s.drift_kswin_features)
         }
-        self._error = drift.ADWIN(delta=s.drift_error_delta)
+        self._error = RisingRate(s.drift_error_delta)
         # signal -> (feature name, or None for the prediction; its PSI tracker)
         signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:
@@ -211,6 +225,9 @@ class DriftMonitor:
             [1.0] * min(calibration, s.drift_reference_blocks), maxlen=s.drift_reference_blocks
         )
         self._recent: deque[float] = deque(maxlen=s.drift_recent_blocks)
+        # Raw block means after a loss alert, warm-up or not: when the alert is over.
+        self._end_sum, self._end_n = 0.0, 0
+        self._end_recent: deque[float] = deque(maxlen=s.drift_recent_blocks)
         self._adwin = drift.ADWIN(delta=s.drift_adwin_delta, clock=1)
         self._ph = drift.PageHinkley(
             min_instances=s.drift_recent_blocks,
@@ -237,7 +254,10 @@ class DriftMonitor:
             return []
         # NaN or inf is a model that failed on this example: the worst loss, not a crash.
         loss = min(max(loss, 0.0), s.drift_loss_clip) if math.isfinite(loss) else s.drift_loss_clip
-        alerts = self._loss(loss, ts)
+        alerts = self._reset_ends(ts) if self._pending_ends else []
+        if self._loss_open:
+            alerts.extend(self._loss_ends(loss, ts))
+        alerts.extend(self._loss(loss, ts))
         if s.drift_error_enabled:
             alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
@@ -264,15 +284,18 @@ class DriftMonitor:
             return []
         level = self._block_sum / self._block_n / self._scale
         self._block_sum, self._block_n = 0.0, 0
-        fired = []
-        for name, on, detector in (
-            ("adwin", s.drift_adwin_enabled, self._adwin),
-            ("page_hinkley", s.drift_ph_enabled, self._ph),
-        ):
-            if on:
-                detector.update(level)
-                if detector.drift_detected:
-                    fired.append(name)
+        fired: dict[str, tuple[float, float]] = {}  # detector -> its statistic and threshold
+        if s.drift_adwin_enabled:
+            adwin = self._adwin
+            width, total, spread = adwin.width, adwin.total, adwin.variance
+            adwin.update(level)
+            if adwin.drift_detected:
+                fired["adwin"] = _adwin_test(width, total, spread, level, adwin)
+        if s.drift_ph_enabled:
+            ph = self._ph
+            ph.update(level)
+            if ph.drift_detected:
+                fired["page_hinkley"] = (ph._sum_increase - ph._min_increase, ph.threshold)
         if len(self._recent) == self._recent.maxlen:
             self._before.append(self._recent[0])
         self._recent.append(level)
@@ -288,32 +311,99 @@ class DriftMonitor:
             f"{100 * (recent / before - 1):.0f}% above {before * self._scale:.4f} before them"
         )
         found = (value, threshold, window)
-        alerts = [self._alert(d, "loss", found, ts, f"{d}: {message}") for d in fired]
+        alerts = []
+        for d, (statistic, line) in fired.items():
+            test = f" (test statistic {statistic:.4g}, threshold {line:.4g})"
+            alerts.append(
+                self._alert(d, "loss", found, ts, f"{d}: {message}{test}", (statistic, line))
+            )
         # One drift, one alert: the model now learns the new concept and its loss falls again.
         self._rearm()
+        self._loss_open = alerts
         return alerts
 
+    def _loss_ends(self, loss: float, ts: float) -> list[Alert]:
+        s = self.settings
+        self._end_sum += loss
+        self._end_n += 1
+        if self._end_n < s.drift_block:
+            return []
+        self._end_recent.append(self._end_sum / self._end_n)
+        self._end_sum, self._end_n = 0.0, 0
+        if len(self._end_recent) < s.drift_recent_blocks:
+            return []
+        recent = sum(self._end_recent) / len(self._end_recent)
+        line = min(a.threshold for a in self._loss_open)
+        if recent > line:
+            return []
+        window = len(self._end_recent) * s.drift_block
+        ends = [
+            a.end(
+                ts=ts,
+                value=recent,
+                threshold=line,
+                window=window,
+                message=(
+                    f"{a.detector}: over: mean log loss of the last {window} examples is "
+                    f"{recent:.4f}, back under {line:.4f} (alert {a.id})"
+                ),
+            )
+            for a in self._loss_open
+        ]
+        self._loss_open = []
+        self._end_recent.clear()
+        return ends
+
+    def _reset_ends(self, ts: float) -> list[Alert]:
+        ends = [
+            a.end(
+                ts=ts,
+                value=a.value,
+                threshold=a.threshold,
+                window=0,
+                message=f"{a.detector}: over: the monitor was reset (a rollback) (alert {a.id})",
+            )
+            for a in self._pending_ends
+        ]
+        self._pending_ends = []
+        return ends
+
     def _error_update(self, wrong: bool, ts: float) -> list[Alert]:
-        adwin = self._error
-        size, mean = adwin.width, adwin.estimation
-        adwin.update(float(wrong))
-        if not adwin.drift_detected:
+        cut = self._error.update(wrong)
+        if cut is None:
             return []
-        # ADWIN dropped the older part of its window: its rate follows from the totals.
-        dropped = size + 1 - adwin.width
-        before = (mean * size + wrong - adwin.estimation * adwin.width) / max(dropped, 1)
-        after, s = adwin.estimation, self.settings
-        threshold = before * (1.0 + s.drift_error_min_increase)
-        if after <= threshold:
-            return []
-        window = int(adwin.width)
-        message = (
-            f"adwin: error rate of the last {window} examples is {after:.4f}, up from "
-            f"{before:.4f} over the {dropped} before them (alerts at {threshold:.4f})"
+        test = (cut.statistic, cut.bound)
+        figures = (
+            f"error rate of the last {cut.n_after} examples is {cut.after:.4f}, "
+            f"{'up' if cut.rise else 'down'} from {cut.before:.4f} over the {cut.n_before} "
+            f"before them (difference {cut.statistic:+.4f}, bound {cut.bound:.4f})"
         )
-        # One drift, one alert: a fresh window, so the error must rise anew to alert again.
-        self._error = drift.ADWIN(delta=s.drift_error_delta)
-        return [self._alert("adwin", "error", (after, threshold, window), ts, message)]
+        if not cut.rise:
+            # A fall: the lower level is the yardstick from now on; an open alert is over.
+            start, self._error_open = self._error_open, None
+            if start is None:
+                return []
+            message = f"adwin: over: {figures} (alert {start.id})"
+            window = cut.n_after
+            return [
+                start.end(
+                    ts=ts,
+                    value=cut.after,
+                    threshold=cut.before,
+                    window=window,
+                    message=message,
+                    test=test,
+                )
+            ]
+        threshold = cut.before * (1.0 + self.settings.drift_error_min_increase)
+        # One drift, one alert: while one is open, a further rise is the same drift.
+        if self._error_open is not None or cut.after <= threshold:
+            return []
+        message = f"adwin: {figures}; alerts above {threshold:.4f}"
+        found = (cut.after, threshold, cut.n_after)
+        alert = self._alert("adwin", "error", found, ts, message, test)
+        self._error_open = alert
+        return [alert]
 
     def _ranking_update(self, y: bool, p: float, ts: float) -> list[Alert]:
         ranking = self._ranking
@@ -366,9 +456,16 @@ class DriftMonitor:
         return alerts
 
     def _alert(
-        self, detector: str, signal: str, found: tuple[float, float, int], ts: float, message: str
+        self,
+        detector: str,
+        signal: str,
+        found: tuple[float, float, int],
+        ts: float,
+        message: str,
+        test: tuple[float, float] | None = None,
     ) -> Alert:
         value, threshold, window = found
+        statistic, line = test if test is not None else (None, None)
         return Alert.make(
             n=self.n,
             ts=ts,
@@ -380,4 +477,24 @@ class DriftMonitor:
             threshold=threshold,
             window=window,
             message=message,
+            test_statistic=statistic,
+            test_threshold=line,
         )
+
+
+def _adwin_test(
+    width: float, total: float, spread: float, x: float, adwin: drift.ADWIN
+) -> tuple[float, float]:
+    """The difference of the means of the part River's ADWIN dropped and the part it kept
+    when it cut, and ADWIN's bound for those sizes (Bifet and Gavaldà; River's form: the
+    window's variance, confidence delta / ln(width)), from its state around the update."""
+    n_all = width + 1
+    kept = adwin.width
+    dropped = max(n_all - kept, 1.0)
+    kept_mean = adwin.estimation
+    dropped_mean = (total + x - kept_mean * kept) / dropped
+    variance = spread / max(width, 1.0)
+    confidence = math.log(2.0 * math.log(max(n_all, 3.0)) / adwin.delta)
+    m = 1.0 / max(kept, 1.0) + 1.0 / dropped
+    bound = math.sqrt(2.0 * m * variance * confidence) + 2.0 / 3.0 * confidence * m
+    return kept_mean - dropped_mean, bound

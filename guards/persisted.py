@@ -9,7 +9,7 @@ the guard starts afresh under the running code and configuration.
 
 from typing import Any
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 """Bump whenever a guard's pickled attributes change meaning or shape."""
 
 

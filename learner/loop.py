@@ -292,7 +292,9 @@ class Learner:
                 self.alerts.extend(found)
                 # The model's performance fell: what it learned is of another regime, so its
                 # steps, grown small with all it saw, are made large again to re-learn fast.
-                if any(a.signal in PERFORMANCE_SIGNALS for a in found) and variant.adapt():
+                if any(a.ends is None and a.signal in PERFORMANCE_SIGNALS for a in found) and (
+                    variant.adapt()
+                ):
                     self.counts["adapted"] += 1
         predict, decider = self._shadow_predict.get(name), self.deciders.get(name)
         if predict is not None and decider is not None:

@@ -404,6 +404,8 @@ class ShardWorker:
         learner.published(delta, stamp.version)
         self._pending = 0
         for alert in delta.alerts:
+            if alert.ends is not None:
+                continue  # the record that closes an alert is not a detection
             telemetry.ALERTS.labels(shard, alert.variant, alert.detector).inc()
             if alert.detector == "rollback":
                 telemetry.ROLLBACKS.labels(shard, alert.variant).inc()

@@ -185,7 +185,7 @@
     const x0 = xs.length ? xs[0] : Date.now() / 1000 - 60;
     const x1 = Math.max(xs.length ? xs[xs.length - 1] : 0, Date.now() / 1000 - 1);
     for (const [name, charts] of Object.entries(state.variantCharts)) {
-      const markers = state.alerts.filter((a) => a.variant === name).map(alertTime);
+      const markers = startedAlerts().filter((a) => a.variant === name).map(alertTime);
       for (const chart of [charts.loss, charts.auc]) {
         chart.setData(xs, state.columns);
         chart.setMarkers(markers);
@@ -197,7 +197,7 @@
       chart.setData(xs, state.columns);
       chart.draw();
     }
-    const events = state.alerts.map((a) => ({ x: alertTime(a), detector: a.detector }));
+    const events = startedAlerts().map((a) => ({ x: alertTime(a), detector: a.detector }));
     const first = events.length ? Math.min(x0, events[0].x) : x0;
     HeadraceCharts.drawTimeline($("alert-timeline"), events, first, x1,
       (e) => DETECTOR_COLORS[e.detector] || "#c62828");
@@ -285,13 +285,37 @@
     ]));
   }
 
+  // A record with `ends` closes the alert of that id: the alert is listed once, with when
+  // it started and when it stopped (event time), or "ongoing".
+  function startedAlerts() {
+    return state.alerts.filter((a) => !a.ends);
+  }
+
+  function endsById() {
+    return new Map(state.alerts.filter((a) => a.ends).map((a) => [a.ends, a]));
+  }
+
   function showAlerts() {
-    $("alerts").replaceChildren(...state.alerts.slice(-MAX_ALERTS_LISTED).reverse().map((a) =>
-      el("li", { "data-detector": a.detector, "data-variant": a.variant, "data-ts": String(a.ts) },
-        `${HeadraceCharts.formatTime(alertTime(a))} `,
-        el("span", { class: "detector" }, a.detector),
-        ` on ${a.signal} · ${a.model}/${a.variant} · value ${formatNumber(a.value, 4)}` +
-          ` (threshold ${formatNumber(a.threshold, 4)}) · ${a.message}`)));
+    const ends = endsById();
+    $("alerts").replaceChildren(...startedAlerts().slice(-MAX_ALERTS_LISTED).reverse().map((a) => {
+      const end = ends.get(a.id);
+      const test = a.test_statistic === null || a.test_statistic === undefined ? "" :
+        ` · test ${formatNumber(a.test_statistic, 4)} (threshold ${formatNumber(a.test_threshold, 4)})`;
+      const span = end
+        ? `started ${HeadraceCharts.formatTime(a.ts)}, stopped ${HeadraceCharts.formatTime(end.ts)}` +
+          ` (${formatAge(end.ts - a.ts)})`
+        : `started ${HeadraceCharts.formatTime(a.ts)}, ongoing`;
+      return el("li", {
+        "data-detector": a.detector, "data-variant": a.variant, "data-ts": String(a.ts),
+        "data-ended": end ? String(end.ts) : "",
+      },
+      `${HeadraceCharts.formatTime(alertTime(a))} `,
+      el("span", { class: "detector" }, a.detector),
+      ` on ${a.signal} · ${a.model}/${a.variant} · value ${formatNumber(a.value, 4)}` +
+        ` (threshold ${formatNumber(a.threshold, 4)})${test} · `,
+      el("span", { class: "span" }, span),
+      ` · ${a.message}`);
+    }));
   }
 
   // -- data -------------------------------------------------------------------

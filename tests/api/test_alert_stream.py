@@ -185,3 +185,42 @@ def test_a_subscriber_that_falls_behind_is_dropped_not_waited_for() -> None:
         assert subscriber.queue.qsize() == 2
 
     asyncio.run(run())
+
+
+def test_an_alert_and_the_record_that_ends_it_carry_the_test_in_the_list_and_the_stream(
+    api: ApiProcess, settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    started = Alert.make(
+        n=40,
+        ts=1_767_225_700.0,
+        model="main",
+        variant="main",
+        detector="page_hinkley",
+        signal="loss",
+        value=0.3,
+        threshold=0.2,
+        window=800,
+        message="page_hinkley: the loss rose",
+        test_statistic=9.5,
+        test_threshold=7.0,
+    )
+    ended = started.end(ts=1_767_225_760.0, value=0.15, threshold=0.2, window=800, message="over")
+
+    async def run() -> None:
+        async with httpx.AsyncClient(base_url=api.url, timeout=10) as client, AsyncExitStack() as s:
+            stream = await Stream.open(client, s)
+            pipe = redis_client.pipeline()
+            alertstore.append(pipe, settings.key_prefix, [started, ended])
+            await asyncio.to_thread(pipe.execute)
+            assert [m for _, m in await stream.alerts(2)] == [started.message, "over"]
+            listed = (await client.get("/drift/alerts")).json()["alerts"]
+            first, second = listed[-2:]
+            assert (first["test_statistic"], first["test_threshold"], first["ends"]) == (
+                9.5,
+                7.0,
+                None,
+            )
+            assert (second["ends"], second["ts"]) == (started.id, 1_767_225_760.0)
+            assert Alert.from_dict({k: v for k, v in second.items() if k != "stream_id"}) == ended
+
+    asyncio.run(run())

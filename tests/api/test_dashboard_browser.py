@@ -75,6 +75,23 @@ HOSTILE = Alert(
 )
 """An alert from long before the drift, whose text is markup."""
 
+STOPPED = Alert.make(
+    n=7,
+    ts=100.0,
+    model="main",
+    variant="main",
+    detector="adwin",
+    signal="error",
+    value=0.12,
+    threshold=0.03,
+    window=640,
+    message="adwin: error rate rose (a stored one, from before the stream)",
+    test_statistic=0.1,
+    test_threshold=0.04,
+)
+"""An error alert that stopped 90 s (event time) after it started: its end record follows."""
+STOPPED_END = STOPPED.end(ts=190.0, value=0.02, threshold=0.12, window=320, message="over")
+
 T = TypeVar("T")
 ALERTS = (By.CSS_SELECTOR, "#alerts li")
 
@@ -129,6 +146,10 @@ def answered(action: str) -> Callable[[WebDriver], str | None]:
         return text if text.startswith(action) and "…" not in text else None
 
     return check
+
+
+def lines_with(driver: WebDriver, text: str) -> list[WebElement]:
+    return [li for li in driver.find_elements(*ALERTS) if text in li.text]
 
 
 def hostile_alert(driver: WebDriver) -> WebElement | None:
@@ -193,7 +214,7 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
     api, drifted_at = stack
     # Alerts carry text from the stream: one with markup must show as text, not run.
     with redis_client.pipeline() as pipe:
-        alertstore.append(pipe, topics.key_prefix, [HOSTILE])
+        alertstore.append(pipe, topics.key_prefix, [HOSTILE, STOPPED, STOPPED_END])
         pipe.execute()
     driver = browser()
     try:
@@ -204,6 +225,16 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
         assert listed is not None
         assert listed.find_elements(By.TAG_NAME, "img") == []
         assert driver.execute_script("return window.pwned") is None
+
+        # An alert and the record that closed it: one line, with its test, start and stop.
+        until(driver, 30, "the stopped alert", lambda d: len(lines_with(d, STOPPED.message)) == 1)
+        (stopped,) = lines_with(driver, STOPPED.message)
+        assert stopped.get_attribute("data-ended") == "190"
+        assert "test 0.1000 (threshold 0.0400)" in stopped.text
+        assert "stopped" in stopped.text and "(1.5 min)" in stopped.text
+        assert "ongoing" in lines_with(driver, HOSTILE.message)[0].text
+        # The closing record is not a line of its own.
+        assert not [li for li in driver.find_elements(*ALERTS) if li.text.endswith("· over")]
 
         # Without the token: no admin action anywhere, and a call forged from the page
         # (no header, then a made-up token) is refused by the server.

@@ -51,9 +51,29 @@ def test_dict_round_trip_is_lossless_and_json_ready() -> None:
         "threshold",
         "window",
         "message",
+        "test_statistic",
+        "test_threshold",
+        "ends",
     }
     assert Alert.from_dict(data) == alert
     assert Alert.from_dict(json.loads(json.dumps(data))) == alert
+    tested = sample(test_statistic=9.5, test_threshold=7.0)
+    assert Alert.from_dict(json.loads(json.dumps(tested.to_dict()))) == tested
+
+
+def test_a_record_written_before_the_test_fields_still_reads() -> None:
+    data = sample().to_dict()
+    for name in ("test_statistic", "test_threshold", "ends"):
+        del data[name]
+    assert Alert.from_dict(data) == sample()
+
+
+def test_an_end_record_names_the_alert_it_closes() -> None:
+    alert = sample()
+    end = alert.end(ts=1_767_226_000.0, value=0.2, threshold=0.27, window=800, message="over")
+    assert end.ends == alert.id and end.id == f"{alert.id}:end"
+    assert (end.detector, end.signal, end.ts) == (alert.detector, alert.signal, 1_767_226_000.0)
+    assert Alert.from_dict(json.loads(json.dumps(end.to_dict()))) == end
 
 
 def test_integers_where_floats_belong_are_accepted() -> None:
@@ -74,6 +94,9 @@ def test_integers_where_floats_belong_are_accepted() -> None:
         ({"ts": float("nan")}, "ts must be finite"),
         ({"window": 2.5}, "window must be a non-negative integer"),
         ({"window": -1}, "window must be a non-negative integer"),
+        ({"test_statistic": "9"}, "test_statistic must be a number or null"),
+        ({"test_threshold": float("inf")}, "test_threshold must be finite"),
+        ({"ends": 4}, "ends must be a string or null"),
     ],
 )
 def test_from_dict_refuses_what_is_not_an_alert(change: dict[str, Any], complaint: str) -> None:

@@ -51,9 +51,10 @@ def run_learner(
 
 
 def loss_alerts(client: redis.Redis, settings: StreamSettings) -> list[dict[str, Any]]:
-    """Alerts on how well the model does: its loss or its ranking."""
+    """Alerts on how well the model does: its loss or its ranking (not the records that
+    close them)."""
     every = alertstore.recent(client, settings.key_prefix, limit=alertstore.MAX_ALERTS)
-    return [a for a in every if a["signal"] in ("loss", "ranking")]
+    return [a for a in every if a["signal"] in ("loss", "ranking") and a.get("ends") is None]
 
 
 def test_a_concept_drift_is_alerted_by_the_performance_detectors_soon_after_it(

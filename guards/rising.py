@@ -1,0 +1,120 @@
+"""A one-sided adaptive window on a rate (the 0/1 error): alerts when it rises, only.
+
+River's ADWIN is two-sided and, after any cut, starts over with an empty window. On the
+error of a model that is still improving, it cuts on a fall (the early, worse part of the
+window is dropped) and then has nothing left to compare a later rise with: on River's SEA
+stream with a gradual drift, its first cut after the drift began was such a fall, and the
+rise was found 2,144 examples after it, from a fresh window.
+
+Here the window is kept in blocks of `clock` examples (ADWIN's own check interval). After
+each block every split of the window into older and newer blocks is tested with ADWIN's
+bound (Bifet and Gavaldà 2007, as River computes it: the window's variance, a
+confidence of delta / ln(width)). A split whose newer part is significantly lower drops
+the older part and nothing else happens: the lower level is the new yardstick, and the
+evidence for it is kept. A split whose newer part is significantly higher is a rise: the
+older part is dropped too, and the caller hears of it with the test's statistic (the
+difference of the two rates) and its threshold (the bound), for the split where the
+statistic exceeds the bound the most.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """A significant change between the older and the newer part of the window."""
+
+    before: float
+    """Rate of the older part (dropped)."""
+    after: float
+    """Rate of the newer part (kept)."""
+    n_before: int
+    n_after: int
+    statistic: float
+    """after - before."""
+    bound: float
+    """ADWIN's bound for those two parts: |statistic| above it is significant."""
+
+    @property
+    def rise(self) -> bool:
+        return self.statistic > 0
+
+
+class RisingRate:
+    """Adaptive window on a rate; `update` returns the cut a block made, if any."""
+
+    def __init__(self, delta: float, clock: int = 32, max_blocks: int = 2_048) -> None:
+        self.delta = delta
+        self.clock = clock
+        self.max_blocks = max_blocks
+        # Hits per block, oldest first, in [start, end) of a buffer twice the window's size:
+        # appending and dropping the oldest only move indices; a full buffer is compacted.
+        # One byte a block (a block holds at most `clock` hits): the monitor is committed
+        # with the learner's state, so its size is paid at every publish.
+        if not 0 < clock < 256:
+            raise ValueError("clock must be between 1 and 255")
+        self._buf = np.zeros(2 * max_blocks, dtype=np.uint8)
+        self._start = self._end = 0
+        self._count = 0
+        self._hits = 0
+
+    @property
+    def width(self) -> int:
+        """Examples in the window (full blocks only)."""
+        return (self._end - self._start) * self.clock
+
+    @property
+    def rate(self) -> float:
+        """The rate over the window."""
+        width = self.width
+        hits = int(self._buf[self._start : self._end].sum(dtype=np.int64))
+        return hits / width if width else 0.0
+
+    def update(self, hit: bool) -> Cut | None:
+        self._count += 1
+        self._hits += hit
+        if self._count < self.clock:
+            return None
+        if self._end == len(self._buf):
+            kept = self._buf[self._start : self._end].copy()
+            self._buf[: len(kept)] = kept
+            self._start, self._end = 0, len(kept)
+        self._buf[self._end] = self._hits
+        self._end += 1
+        if self._end - self._start > self.max_blocks:
+            self._start += 1
+        self._count = self._hits = 0
+        return self._check()
+
+    def _check(self) -> Cut | None:
+        k = self._end - self._start
+        if k < 2:
+            return None
+        c = self.clock
+        # Newest block first: the newer part of split i is the first i + 1 blocks.
+        cumulative = np.cumsum(self._buf[self._start : self._end][::-1], dtype=np.float64)
+        total = float(cumulative[-1])
+        newer = cumulative[:-1]
+        n_new = np.arange(1, k, dtype=np.float64) * c
+        n_old = k * c - n_new
+        width = k * c
+        p = total / width
+        variance = p * (1.0 - p)
+        if variance == 0.0:
+            return None
+        diff = newer / n_new - (total - newer) / n_old
+        confidence = math.log(2.0 * math.log(width) / self.delta)
+        m = 1.0 / n_new + 1.0 / n_old
+        bound = np.sqrt(2.0 * m * variance * confidence) + 2.0 / 3.0 * confidence * m
+        excess = np.abs(diff) - bound
+        i = int(np.argmax(excess))
+        if excess[i] <= 0:
+            return None
+        after = float(newer[i]) / float(n_new[i])
+        before = (total - float(newer[i])) / float(n_old[i])
+        cut = Cut(before, after, int(n_old[i]), int(n_new[i]), float(diff[i]), float(bound[i]))
+        self._start = self._end - (i + 1)
+        return cut
