@@ -174,20 +174,26 @@ def test_three_shards_answer_their_users_and_survive_a_learner_kill(
         active = next(p for p in learners[victim] if p.pid == active_pid)
         standby = next(p for p in learners[victim] if p.pid != active_pid)
         others = {n: lease_pid(redis_client, prefix, n) for n in names if n != victim}
-        before = stamps(redis_client, prefix, names)
         active.kill()
         killed_at = time.monotonic()
+        before = stamps(redis_client, prefix, names)
 
         # Until the standby holds the lease, the API answers every user, the victim's from
-        # the model it holds; the versions are read before each look at the lease.
+        # the model it holds. `during`: the versions last read before a look at the lease
+        # that found it not taken yet.
         probe = [next(u for u in users if owner[u] == n) for n in names]
         turn = 0
+        during = before
         while True:
-            during = stamps(redis_client, prefix, names)
+            read = stamps(redis_client, prefix, names)
             if lease_pid(redis_client, prefix, victim) == standby.pid:
-                taken_at = time.monotonic()
+                # Seen here up to a request later: the lease's age says when it was taken
+                # (at the latest: the new owner may have renewed it since).
+                left_ms = int(redis_client.pttl(ShardKeys(prefix, victim).lease))
+                taken_at = time.monotonic() - (LEASE_TTL_MS - left_ms) / 1000
                 break
             assert time.monotonic() - killed_at < 60, "the standby did not take the lease"
+            during = read
             user = probe[turn % len(probe)]
             assert predict(apis[turn % 2], bodies[user])["model"] == owner[user]
             turn += 1
