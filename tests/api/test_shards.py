@@ -1,6 +1,6 @@
 """Several shards for real: 12 partitions in 3 shards, an active and a standby learner per
-shard (`headrace learn` processes), two API replicas (`headrace serve`), on the real Kafka
-and Redis.
+shard (`headrace learn` processes), two API replicas (`headrace serve`, one with two
+workers), on the real Kafka and Redis.
 
 - Every user is answered by the shard whose partitions hold the user's events, as Kafka
   placed them, at the version that shard published.
@@ -87,8 +87,11 @@ def ready(api: ApiProcess) -> bool:
     return httpx.get(f"{api.url}/ready", timeout=30).status_code == 200
 
 
-def predict(api: ApiProcess, body: dict[str, Any]) -> dict[str, Any]:
+def predict(api: ApiProcess, body: dict[str, Any], starting: bool = False) -> dict[str, Any] | None:
+    """The answer; None for a 503 while `starting` (a worker still loading its models)."""
     response = httpx.post(f"{api.url}/predict", json=body, timeout=30)
+    if starting and response.status_code == 503:
+        return None
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
@@ -129,8 +132,11 @@ def test_three_shards_answer_their_users_and_survive_a_learner_kill(
         meta = read_meta(redis_client, ShardKeys(prefix, name))
         assert meta is not None and meta["partitions"] == layout[name]
 
+    # Two replicas, the first with two workers (`headrace serve --workers 2`): its /ready
+    # is one worker's, so the other may still be loading for a moment.
     apis = [
-        ApiProcess(api_env(sharded, model_poll_s=0.2), tmp_path / f"api{i}.log") for i in (0, 1)
+        ApiProcess(api_env(sharded, model_poll_s=0.2), tmp_path / f"api{i}.log", workers=2 - i)
+        for i in (0, 1)
     ]
     started.extend(apis)
     for api in apis:
@@ -146,7 +152,9 @@ def test_three_shards_answer_their_users_and_survive_a_learner_kill(
     published = stamps(redis_client, prefix, names)
 
     def answered_by_owner(api: ApiProcess, user: str, want: dict[str, Stamp]) -> bool:
-        got = predict(api, bodies[user])
+        got = predict(api, bodies[user], starting=True)
+        if got is None:
+            return False
         assert got["model"] == owner[user], (user, got)
         return Stamp(got["epoch"], got["version"]) == want[owner[user]]
 
@@ -195,7 +203,8 @@ def test_three_shards_answer_their_users_and_survive_a_learner_kill(
             assert time.monotonic() - killed_at < 60, "the standby did not take the lease"
             during = read
             user = probe[turn % len(probe)]
-            assert predict(apis[turn % 2], bodies[user])["model"] == owner[user]
+            answer = predict(apis[turn % 2], bodies[user])
+            assert answer is not None and answer["model"] == owner[user]
             turn += 1
         assert during[victim] == before[victim]
         # The other shards kept their learners and published while the victim had none.
