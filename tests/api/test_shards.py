@@ -140,8 +140,9 @@ def test_three_shards_answer_their_users_and_survive_a_learner_kill(
     ]
     started.extend(apis)
     for api in apis:
-        api.wait_listening()
-        wait_for(partial(ready, api), "/ready", 60)
+        # Starting two workers on a starved machine takes a while: a generous wait.
+        api.wait_listening(timeout=120)
+        wait_for(partial(ready, api), "/ready", 120)
         listed = httpx.get(f"{api.url}/models").json()["models"]
         assert [m["model"] for m in listed] == names
 
