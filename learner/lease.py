@@ -43,6 +43,10 @@ return 0
 """
 
 
+_PAST_EXPIRY_S = 0.01
+"""A standby tries this long after the holder's lease should have run out."""
+
+
 def default_owner_id() -> str:
     """host:pid:random, unique per process start."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -93,6 +97,16 @@ class Lease:
         if self.token is not None:
             self._release(keys=[self._keys.lease], args=[self.token])
             self.token = None
+
+    def next_try_s(self, most: float) -> float:
+        """How long a standby waits before it tries again: until just after the holder's
+        lease runs out, and at most `most` seconds (0.01 when nobody holds it).
+
+        Trying on a fixed cadence would add up to one interval to every takeover; timed by
+        the lease itself, a dead owner's shard is taken within the TTL of its last renewal.
+        """
+        left_ms = int(self._client.pttl(self._keys.lease))
+        return min(most, max(0, left_ms) / 1000 + _PAST_EXPIRY_S)
 
     def holder(self) -> str | None:
         """Who holds the lease now (owner|generation), for status displays."""

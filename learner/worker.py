@@ -140,7 +140,7 @@ class ShardWorker:
         try:
             while not stop.is_set():
                 if not self.lease.try_acquire():
-                    stop.wait(retry_s)
+                    stop.wait(self.lease.next_try_s(retry_s))
                     continue
                 log.info(
                     "shard %s: active (lease generation %d)", self.keys.shard, self.lease.generation

@@ -135,7 +135,7 @@ class ApiProcess:
             argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
-    def wait_listening(self, timeout: float = 30.0) -> None:
+    def wait_listening(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
