@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from api import errors
 from api.alertfeed import AlertFeed
+from api.cascade import check_shards, variants_wanted
 from api.deps import Services, key_digest
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher
@@ -29,7 +30,7 @@ from api.routes import admin, dashboard, drift, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
-from api.traffic import TrafficSplit
+from api.traffic import TrafficSplit, shard_names
 from learner.layout import alerts_key
 from learner.recovery import Snapshots
 from learner.redisconn import connect
@@ -60,6 +61,7 @@ def create_app(
     previous ones): the app verifies state and snapshots with them and never holds a
     signing key, so it can neither forge state nor take or restore a snapshot itself."""
     stream = stream if stream is not None else StreamSettings()
+    check_shards(settings.cascade, shard_names(stream.shards))
     metrics = Metrics()
     decoder = RequestDecoder(settings.max_candidates)
 
@@ -142,8 +144,10 @@ def _build(
     split = TrafficSplit(settings.traffic)
     shadow = settings.shadow_variant
 
+    cascades = settings.cascade
+
     def wanted(names: list[str]) -> list[str]:
-        return [*split.names, *([shadow] if shadow else [])]
+        return [*split.names, *([shadow] if shadow else []), *variants_wanted(cascades)]
 
     holder = ModelHolder(
         state_client,
@@ -172,6 +176,7 @@ def _build(
         shadow=Shadow(shadow, settings.shadow_rate) if shadow else None,
         publish_by_default=settings.publish_impressions,
         max_impressions=settings.max_impressions,
+        cascades=cascades,
     )
     services = Services(
         settings=settings,

@@ -100,6 +100,13 @@ class ModelOutputError(ApiError):
     code = "model_output"
 
 
+class CascadeError(ApiError):
+    """The shard's cascade names a variant its published state does not have."""
+
+    status = 503
+    code = "cascade_unavailable"
+
+
 class AdminOffError(ApiError):
     """Admin routes answer only when HEADRACE_ADMIN_TOKEN is configured."""
 

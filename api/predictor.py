@@ -8,12 +8,14 @@ impressions to the publisher's queue and the shadow variant's work to after the 
 
 import os
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
+from api import cascade
+from api.cascade import CascadeSpec
 from api.errors import ModelOutputError, NoModelError
 from api.holder import ModelHolder, Served
 from api.impressions import ImpressionBatch, ImpressionPublisher
@@ -56,6 +58,7 @@ class Predictor:
         shadow: Shadow | None = None,
         publish_by_default: bool = False,
         max_impressions: int = 100,
+        cascades: Mapping[str, CascadeSpec] | None = None,
     ) -> None:
         self.holder = holder
         self.online = online
@@ -66,6 +69,7 @@ class Predictor:
         self.shadow = shadow
         self.publish_by_default = publish_by_default
         self.max_impressions = max_impressions
+        self.cascades = dict(cascades or {})
 
     async def predict(self, request: PredictRequest) -> Prediction:
         served = self.holder.served
@@ -92,23 +96,35 @@ class Predictor:
         if not np.isfinite(scores).all():
             raise ModelOutputError(f"model {shard.shard}/{variant.name} v{shard.version} gave NaN")
         request_id = os.urandom(16).hex()
-        order = ranking(scores, request.top_k)
-        values = scores.tolist()
-        ids = [f"{request_id}-{i}" for i in order]
-        body = orjson.dumps(
-            {
-                "request_id": request_id,
-                "model": shard.shard,
-                "variant": variant.name,
-                "epoch": shard.epoch,
-                "version": shard.version,
-                "degraded": degraded,
-                "scores": [
-                    {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
-                    for i, iid in zip(order, ids, strict=True)
-                ],
-            }
-        )
+        spec = cascade.for_shard(self.cascades, shard.shard) if self.cascades else None
+        if spec is not None and spec.first == variant.name:
+            # The cheap stage's variant is `variant`; both come from this one `shard`.
+            _, then = cascade.stages(spec, shard)
+            cascaded = cascade.run(then, spec.top, columns, scores)
+            if not np.isfinite(cascaded.scores).all():
+                raise ModelOutputError(f"model {shard.shard}/{then.name} v{shard.version} gave NaN")
+            top_k = request.top_k
+            order = list(range(n)) if top_k is None else cascaded.order[:top_k]
+            ids = [f"{request_id}-{i}" for i in order]
+            body = _cascade_body(request_id, shard, spec, degraded, cascaded, order, ids, request)
+        else:
+            order = ranking(scores, request.top_k)
+            values = scores.tolist()
+            ids = [f"{request_id}-{i}" for i in order]
+            body = orjson.dumps(
+                {
+                    "request_id": request_id,
+                    "model": shard.shard,
+                    "variant": variant.name,
+                    "epoch": shard.epoch,
+                    "version": shard.version,
+                    "degraded": degraded,
+                    "scores": [
+                        {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
+                        for i, iid in zip(order, ids, strict=True)
+                    ],
+                }
+            )
         self.metrics.predicted(shard.shard, variant.name, shard.version)
         self.metrics.candidates.observe(len(candidates))
         publish = request.publish_impressions
@@ -151,6 +167,47 @@ class Predictor:
             metrics.shadow_top1.labels(*labels, "yes" if agree else "no").inc()
 
         return run
+
+
+def _cascade_body(
+    request_id: str,
+    shard: ShardModel,
+    spec: CascadeSpec,
+    degraded: bool,
+    cascaded: cascade.Cascaded,
+    order: list[int],
+    ids: list[str],
+    request: PredictRequest,
+) -> bytes:
+    """The response of a cascade: each candidate says which stage scored it last, and the
+    body names both stages' variants, with the one (epoch, version) they both belong to."""
+    values = cascaded.scores.tolist()
+    rescored = cascaded.rescored.tolist()
+    candidates = request.candidates
+    stamp = {"epoch": shard.epoch, "version": shard.version}
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "model": shard.shard,
+            "variant": spec.first,
+            **stamp,
+            "degraded": degraded,
+            "cascade": {
+                "first": {"variant": spec.first, **stamp},
+                "then": {"variant": spec.then, **stamp},
+                "top": spec.top,
+            },
+            "scores": [
+                {
+                    "item_id": candidates[i].item_id,
+                    "score": values[i],
+                    "stage": cascade.THEN if rescored[i] else cascade.FIRST,
+                    "impression_id": iid,
+                }
+                for i, iid in zip(order, ids, strict=True)
+            ],
+        }
+    )
 
 
 def _shard(served: Served, user_id: str) -> ShardModel:
