@@ -26,7 +26,7 @@ from api.impressions import ImpressionPublisher
 from api.online import OnlineAggregates, RedisHealth
 from api.predictor import Predictor, Shadow
 from api.resp import RespPipeline
-from api.routes import admin, dashboard, drift, health, models, predict
+from api.routes import admin, dashboard, drift, export, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
@@ -90,6 +90,7 @@ def create_app(
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.include_router(predict.router)
     app.include_router(models.router)
+    app.include_router(export.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(drift.router)

@@ -98,16 +98,28 @@ def stages(spec: CascadeSpec, shard: ShardModel) -> tuple[LoadedVariant, LoadedV
 
 def run(then: LoadedVariant, top: int, columns: FeatureColumns, cheap: Scores) -> Cascaded:
     """Re-score the `top` best of `cheap` (the first stage's scores of every candidate)."""
+    head = head_of(cheap, top)
+    expensive = score_columns(then, subset(columns, head.tolist(), len(cheap)), len(head))
+    return merge(cheap, head, expensive)
+
+
+def head_of(cheap: Scores, top: int) -> npt.NDArray[np.intp]:
+    """The candidates the second stage re-scores: the `top` best cheap scores, best first
+    (equal scores keep candidate order)."""
+    return np.argsort(-cheap, kind="stable")[: min(top, len(cheap))]
+
+
+def merge(cheap: Scores, head: npt.NDArray[np.intp], expensive: Scores) -> Cascaded:
+    """The cascade's answer from the first stage's scores of every candidate and the
+    second stage's scores of `head` (as `head_of` gave it)."""
     n = len(cheap)
-    ranked = np.argsort(-cheap, kind="stable")  # equal scores keep candidate order
-    head = ranked[: min(top, n)]
-    expensive = score_columns(then, subset(columns, head.tolist(), n), len(head))
     scores = cheap.copy()
     scores[head] = expensive
     rescored = np.zeros(n, dtype=np.bool_)
     rescored[head] = True
     by_new = head[np.argsort(-expensive, kind="stable")]
-    order: list[int] = [*by_new.tolist(), *ranked[len(head) :].tolist()]
+    rest = np.argsort(-cheap, kind="stable")[len(head) :]
+    order: list[int] = [*by_new.tolist(), *rest.tolist()]
     return Cascaded(scores, rescored, order)
 
 

@@ -107,6 +107,13 @@ class CascadeError(ApiError):
     code = "cascade_unavailable"
 
 
+class NotExportableError(ApiError):
+    """The variant has no JSON form: not the logistic pipeline, or non-finite numbers."""
+
+    status = 409
+    code = "not_exportable"
+
+
 class AdminOffError(ApiError):
     """Admin routes answer only when HEADRACE_ADMIN_TOKEN is configured."""
 

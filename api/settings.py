@@ -55,6 +55,11 @@ class ApiSettings(BaseSettings):
     `first` ranks every candidate and `then` re-scores the best `top` (docs/api.md,
     "Cascade"). Empty (the default): one variant scores everything."""
 
+    export_models: bool = False
+    """Serve GET /models/{shard}/{variant}/export: the logistic model's weights as JSON for
+    api/static/scorer.js. Off by default: whoever reaches the route has the weights and the
+    one-hot vocabulary (every query text, category and brand the model holds a weight for)."""
+
     publish_impressions: bool = False
     """Publish an `impression` event per returned candidate to the events topic by default
     (a request's `publish_impressions: false` turns it off). Off, only an authenticated
