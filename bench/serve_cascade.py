@@ -15,9 +15,9 @@ cheap ranking's best M re-scored and put first). Against the simulator's hidden 
 probabilities it prints, averaged over the requests: the expected ROC AUC within a request
 (how well the ranking orders that request's candidates; tests/heldout.py's exact
 expectation) and NDCG@10 with the hidden probability as the gain. `gain kept` is the
-share of the expensive variant's gain over the cheap one that the cascade keeps (only
-meaningful when the expensive one is better); `scored` is the candidates the expensive
-variant scores, as a share of scoring them all.
+share of the expensive variant's gain over the cheap one that the cascade keeps (`worse`
+when the expensive one alone ranks below the cheap one: there is no gain to keep);
+`scored` is the candidates the expensive variant scores, as a share of scoring them all.
 
 Both sides rank the same requests with the same aggregates at the same time: the check
 line says so.
@@ -151,13 +151,17 @@ def report(
             kept = f"{share(c_auc, base_auc, auc)} / {share(c_ndcg, base_ndcg, ndcg)}"
             scored = f"{min(m, args.k) / args.k:.0%}"
             print(f"{f'{kind} top {m}':>16} {c_auc:>7.4f} {c_ndcg:>8.4f} {kept:>18} {scored:>7}")
-    print("gain kept: (cascade - cheap) / (expensive - cheap), for AUC / NDCG@10")
+    print(
+        "gain kept: (cascade - cheap) / (expensive - cheap), for AUC / NDCG@10; `worse`: "
+        "the expensive variant alone ranks below the cheap one, so there is no gain to keep"
+    )
 
 
 def share(got: float, cheap: float, rich: float) -> str:
     gain = rich - cheap
-    if abs(gain) < 1e-4:
-        return "n/a (no gain)"
+    if gain < 1e-4:
+        # No gain to keep: the expensive variant ranks no better than the cheap one.
+        return "none" if gain > -1e-4 else "worse"
     value = (got - cheap) / gain
     return f"{value:.0%}" if math.isfinite(value) else "n/a"
 
