@@ -26,6 +26,7 @@ line says so.
 import argparse
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.cascade import head_of, merge  # noqa: E402
+from api.cascade import head_of, merge, run  # noqa: E402
+from api.loading import LoadedVariant  # noqa: E402
+from api.scoring import score_columns  # noqa: E402
 from bench.quality import learner_run, learner_scorer  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
+from headrace.sim.store_world import ShopRequest  # noqa: E402
+from learner.features import ItemColumns, features_many  # noqa: E402
+from learner.linear import LinearScorer  # noqa: E402
+from learner.loop import Learner  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
@@ -89,11 +96,13 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100, help="candidates per request")
     parser.add_argument("--then", default="fm,tree", help="expensive kinds")
     parser.add_argument("--tops", default="5,10,20,50")
+    parser.add_argument("--cost-k", type=int, default=1_000, help="candidates, for the CPU")
     args = parser.parse_args()
     expensive = args.then.split(",")
     tops = [int(t) for t in args.tops.split(",")]
     names = [CHEAP, *expensive, *(f"{e} top {m}" for e in expensive for m in tops)]
     tallies: dict[str, Tally] = {name: Tally([], []) for name in names}
+    costs: list[dict[str, float]] = []
     client = connect(StreamSettings())
     for seed in (int(s) for s in args.seeds.split(",")):
         config = SimulatorConfig(
@@ -124,12 +133,59 @@ def main() -> None:
                     # The same model on the same features: scoring only `head` gives these.
                     tallies[f"{kind} top {m}"].add(merge(cheap, head, rich[head]).order, p)
             ranked += 1
+        costs.append(cost(learner, data.requests[:50], expensive, tops, args.cost_k, at))
         print(
             f"seed {seed}: {len(records):,} records learned by {CHEAP} and "
             f"{', '.join(expensive)}; {ranked} held-out requests of {args.k} candidates "
             "ranked by every row below (check: the same requests, aggregates and time)"
         )
     report(tallies, expensive, tops, args)
+    print(
+        f"\nCPU per request of {args.cost_k:,} candidates in this process (thread time, "
+        "means over the seeds): the features and the cheap scoring, and what each adds"
+    )
+    for name in costs[0]:
+        print(f"{name:>24} {np.mean([c[name] for c in costs]):>9,.0f} us")
+
+
+def cost(
+    learner: Learner,
+    requests: list[ShopRequest],
+    expensive: list[str],
+    tops: list[int],
+    k: int,
+    at: float,
+) -> dict[str, float]:
+    """Thread CPU microseconds a request of `k` candidates spends on each stage, as the API
+    runs them (features_many, score_columns, api.cascade.run) on the learner's models."""
+    cache, keys, config = learner.cache, learner.keys, learner.feature_config
+    loaded = {
+        kind: LoadedVariant(kind, kind, v.model, LinearScorer.from_model(v.model), kind)
+        for kind, v in learner.variants.items()
+    }
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, started: float) -> float:
+        now = time.thread_time()
+        spent.setdefault(name, []).append((now - started) * 1e6)
+        return now
+
+    for request in requests:
+        items = (list(request.candidates) * (k // len(request.candidates) + 1))[:k]
+        user = cache.get(keys.user(request.user_id))
+        aggs = ItemColumns.of([cache.get(keys.item(c.item_id)) for c in items])
+        started = time.thread_time()
+        columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
+        started = timed("features", started)
+        cheap = score_columns(loaded[CHEAP], columns, k)
+        started = timed(f"{CHEAP} (numpy)", started)
+        for kind in expensive:
+            for m in tops:
+                run(loaded[kind], m, columns, cheap)
+                started = timed(f"+ {kind} top {m}", started)
+            score_columns(loaded[kind], columns, k)
+            started = timed(f"{kind} alone (River)", started)
+    return {name: float(np.mean(values)) for name, values in spent.items()}
 
 
 def report(
