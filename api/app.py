@@ -19,7 +19,7 @@ from redis.retry import Retry
 
 from api import errors
 from api.alertfeed import AlertFeed
-from api.cascade import check_shards, variants_wanted
+from api.cascadespec import check_shards, variants_wanted
 from api.deps import Services, key_digest
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher

@@ -4,67 +4,24 @@ re-scores only the cheap ranking's top `top`.
 Both stages are variants of ONE loaded shard state (`ShardModel`): a request reads the
 served state once, so the two versions a response names are always the same publish.
 The re-scored candidates come first in the ranking, ordered by the expensive score; the
-others follow in the cheap order. Configured per shard (`HEADRACE_CASCADE`, api/settings.py).
+others follow in the cheap order. Configured per shard (`HEADRACE_CASCADE`: api/cascadespec.py).
 """
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.cascadespec import CascadeSpec
 from api.errors import CascadeError
 from api.loading import LoadedVariant, ShardModel
 from api.scoring import Scores, score_columns
 from learner.features import FeatureColumns
 
-EVERY_SHARD = "*"
-"""The key of a cascade that applies to every shard without one of its own."""
-
 FIRST, THEN = "first", "then"
 """What a response's `stage` says of a candidate: scored by the cheap variant only, or
 re-scored by the expensive one."""
-
-
-class CascadeSpec(BaseModel):
-    """One shard's cascade: `first` ranks everything, `then` re-scores its top `top`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    first: str = Field(min_length=1)
-    """The cheap variant (the logistic model, scored with numpy)."""
-    then: str = Field(min_length=1)
-    """The expensive variant (fm, tree, any River model), scored with River."""
-    top: int = Field(ge=1, le=100_000)
-    """How many of the cheap ranking's best candidates the expensive variant re-scores."""
-
-    @model_validator(mode="after")
-    def _two_variants(self) -> "CascadeSpec":
-        if self.first == self.then:
-            raise ValueError(f"a cascade needs two different variants, not {self.first!r} twice")
-        return self
-
-
-def for_shard(cascades: Mapping[str, CascadeSpec], shard: str) -> CascadeSpec | None:
-    return cascades.get(shard, cascades.get(EVERY_SHARD))
-
-
-def check_shards(cascades: Mapping[str, CascadeSpec], shards: Iterable[str]) -> None:
-    """Raise ValueError when HEADRACE_CASCADE names a shard HEADRACE_SHARDS does not have."""
-    known = list(shards)
-    unknown = sorted(set(cascades) - {EVERY_SHARD, *known})
-    if unknown:
-        raise ValueError(
-            f"HEADRACE_CASCADE names shard(s) {', '.join(unknown)}, which HEADRACE_SHARDS "
-            f"does not have (it has: {', '.join(known)})"
-        )
-
-
-def variants_wanted(cascades: Mapping[str, CascadeSpec]) -> list[str]:
-    """Every variant some cascade needs deserialized."""
-    return list(dict.fromkeys(n for spec in cascades.values() for n in (spec.first, spec.then)))
 
 
 def problem(spec: CascadeSpec, shard: ShardModel) -> str | None:

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from api import cascade
-from api.cascade import CascadeSpec
+from api.cascadespec import CascadeSpec, for_shard
 from api.errors import ModelOutputError, NoModelError
 from api.holder import ModelHolder, Served
 from api.impressions import ImpressionBatch, ImpressionPublisher
@@ -96,7 +96,7 @@ class Predictor:
         if not np.isfinite(scores).all():
             raise ModelOutputError(f"model {shard.shard}/{variant.name} v{shard.version} gave NaN")
         request_id = os.urandom(16).hex()
-        spec = cascade.for_shard(self.cascades, shard.shard) if self.cascades else None
+        spec = for_shard(self.cascades, shard.shard) if self.cascades else None
         if spec is not None and spec.first == variant.name:
             # The cheap stage's variant is `variant`; both come from this one `shard`.
             _, then = cascade.stages(spec, shard)

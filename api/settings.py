@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from api.cascade import EVERY_SHARD, CascadeSpec
+from api.cascadespec import EVERY_SHARD, CascadeSpec
 
 # Words people leave in example configs: a token containing one of them (any case, any
 # separators) is a placeholder, however long.

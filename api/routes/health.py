@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from api.cascade import for_shard, problem
+from api.cascade import problem
+from api.cascadespec import for_shard
 from api.deps import Services, ServicesDep
 from api.routes import json_response
 

@@ -160,7 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
-    from api.cascade import check_shards
+    from api.cascadespec import check_shards
     from api.settings import ApiSettings
     from api.traffic import shard_names
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.cascade import EVERY_SHARD, CascadeSpec, check_shards
+from api.cascadespec import EVERY_SHARD, CascadeSpec, check_shards
 from api.settings import ApiSettings
 from headrace.sim.simulator import generate, world
 from learner import modelcodec
