@@ -19,6 +19,7 @@ from redis.retry import Retry
 
 from api import errors
 from api.alertfeed import AlertFeed
+from api.cascadespec import check_shards, variants_wanted
 from api.deps import Services, key_digest
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher
@@ -27,11 +28,11 @@ from api.online import OnlineAggregates, RedisHealth
 from api.predictor import Predictor, Shadow
 from api.resp import RespPipeline
 from api.respcache import ResponseCache
-from api.routes import admin, dashboard, drift, health, models, predict
+from api.routes import admin, dashboard, drift, export, health, models, predict
 from api.schemas import RequestDecoder, openapi_components
 from api.settings import ApiSettings
 from api.telemetry import LatencyMiddleware, Metrics
-from api.traffic import TrafficSplit
+from api.traffic import TrafficSplit, shard_names
 from learner.layout import alerts_key
 from learner.recovery import Snapshots
 from learner.redisconn import connect
@@ -62,6 +63,7 @@ def create_app(
     previous ones): the app verifies state and snapshots with them and never holds a
     signing key, so it can neither forge state nor take or restore a snapshot itself."""
     stream = stream if stream is not None else StreamSettings()
+    check_shards(settings.cascade, shard_names(stream.shards))
     metrics = Metrics()
     decoder = RequestDecoder(settings.max_candidates)
 
@@ -90,6 +92,7 @@ def create_app(
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.include_router(predict.router)
     app.include_router(models.router)
+    app.include_router(export.router)
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(drift.router)
@@ -144,8 +147,10 @@ def _build(
     split = TrafficSplit(settings.traffic)
     shadow = settings.shadow_variant
 
+    cascades = settings.cascade
+
     def wanted(names: list[str]) -> list[str]:
-        return [*split.names, *([shadow] if shadow else [])]
+        return [*split.names, *([shadow] if shadow else []), *variants_wanted(cascades)]
 
     holder = ModelHolder(
         state_client,
@@ -182,6 +187,7 @@ def _build(
         responses=ResponseCache(metrics, age, entries, time.monotonic)
         if settings.response_cache
         else None,
+        cascades=cascades,
     )
     services = Services(
         settings=settings,

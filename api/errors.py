@@ -100,6 +100,20 @@ class ModelOutputError(ApiError):
     code = "model_output"
 
 
+class CascadeError(ApiError):
+    """The shard's cascade names a variant its published state does not have."""
+
+    status = 503
+    code = "cascade_unavailable"
+
+
+class NotExportableError(ApiError):
+    """The variant has no JSON form: not the logistic pipeline, or non-finite numbers."""
+
+    status = 409
+    code = "not_exportable"
+
+
 class AdminOffError(ApiError):
     """Admin routes answer only when HEADRACE_ADMIN_TOKEN is configured."""
 

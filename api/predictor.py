@@ -11,12 +11,14 @@ impressions to the publisher's queue and the shadow variant's work to after the 
 import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
+from api import cascade
+from api.cascadespec import CascadeSpec, for_shard
 from api.errors import ModelOutputError, NoModelError
 from api.holder import ModelHolder, Served
 from api.impressions import ImpressionBatch, ImpressionPublisher
@@ -64,6 +66,7 @@ class Predictor:
         items: ItemCache | None = None,
         responses: ResponseCache | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        cascades: Mapping[str, CascadeSpec] | None = None,
     ) -> None:
         self.holder = holder
         self.online = online
@@ -79,6 +82,7 @@ class Predictor:
         self.responses = responses
         """Answers cached for users without history (HEADRACE_RESPONSE_CACHE), or None."""
         self.monotonic = monotonic
+        self.cascades = dict(cascades or {})
 
     async def predict(self, request: PredictRequest) -> Prediction:
         served = self.holder.served
@@ -104,12 +108,17 @@ class Predictor:
             user, items = fetched
         at = self.clock()
         context, n = request.context, len(candidates)
-        # A user without history gets what any such user gets (api/respcache.py).
+        spec = for_shard(self.cascades, shard.shard) if self.cascades else None
+        if spec is not None and spec.first != variant.name:
+            spec = None
+        # A user without history gets what any such user gets (api/respcache.py). A cascade's
+        # answer names its stages, which a cached plain answer does not: it is never cached.
         responses, key, answer = self.responses, None, None
-        if responses is not None and not user and not degraded:
+        if responses is not None and spec is None and not user and not degraded:
             key = responses.key(variant, context, candidates, request.top_k)
             answer = responses.get(shard, key)
         after: AfterResponse | None = None
+        cascaded: cascade.Cascaded | None = None
         if answer is None:
             columns = features_many(context, candidates, user, items, at, shard.feature_config)
             scores = score_columns(variant, columns, n)
@@ -117,27 +126,43 @@ class Predictor:
                 raise ModelOutputError(
                     f"model {shard.shard}/{variant.name} v{shard.version} gave NaN"
                 )
-            answer = Answer(ranking(scores, request.top_k), scores.tolist(), read_at)
-            if responses is not None and key is not None:
-                responses.put(shard, key, answer)
+            if spec is not None:
+                # The cheap stage's variant is `variant`; both come from this one `shard`.
+                _, then = cascade.stages(spec, shard)
+                cascaded = cascade.run(then, spec.top, columns, scores)
+                if not np.isfinite(cascaded.scores).all():
+                    raise ModelOutputError(
+                        f"model {shard.shard}/{then.name} v{shard.version} gave NaN"
+                    )
+            else:
+                answer = Answer(ranking(scores, request.top_k), scores.tolist(), read_at)
+                if responses is not None and key is not None:
+                    responses.put(shard, key, answer)
             after = self._shadow_work(shard, variant, columns, scores)
         request_id = os.urandom(16).hex()
-        order, values = answer.order, answer.scores
-        ids = [f"{request_id}-{i}" for i in order]
-        body = orjson.dumps(
-            {
-                "request_id": request_id,
-                "model": shard.shard,
-                "variant": variant.name,
-                "epoch": shard.epoch,
-                "version": shard.version,
-                "degraded": degraded,
-                "scores": [
-                    {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
-                    for i, iid in zip(order, ids, strict=True)
-                ],
-            }
-        )
+        if spec is not None and cascaded is not None:
+            top_k = request.top_k
+            order = list(range(n)) if top_k is None else cascaded.order[:top_k]
+            ids = [f"{request_id}-{i}" for i in order]
+            body = _cascade_body(request_id, shard, spec, degraded, cascaded, order, ids, request)
+        else:
+            assert answer is not None
+            order, values = answer.order, answer.scores
+            ids = [f"{request_id}-{i}" for i in order]
+            body = orjson.dumps(
+                {
+                    "request_id": request_id,
+                    "model": shard.shard,
+                    "variant": variant.name,
+                    "epoch": shard.epoch,
+                    "version": shard.version,
+                    "degraded": degraded,
+                    "scores": [
+                        {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
+                        for i, iid in zip(order, ids, strict=True)
+                    ],
+                }
+            )
         self.metrics.predicted(shard.shard, variant.name, shard.version)
         self.metrics.candidates.observe(len(candidates))
         publish = request.publish_impressions
@@ -179,6 +204,47 @@ class Predictor:
             metrics.shadow_top1.labels(*labels, "yes" if agree else "no").inc()
 
         return run
+
+
+def _cascade_body(
+    request_id: str,
+    shard: ShardModel,
+    spec: CascadeSpec,
+    degraded: bool,
+    cascaded: cascade.Cascaded,
+    order: list[int],
+    ids: list[str],
+    request: PredictRequest,
+) -> bytes:
+    """The response of a cascade: each candidate says which stage scored it last, and the
+    body names both stages' variants, with the one (epoch, version) they both belong to."""
+    values = cascaded.scores.tolist()
+    rescored = cascaded.rescored.tolist()
+    candidates = request.candidates
+    stamp = {"epoch": shard.epoch, "version": shard.version}
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "model": shard.shard,
+            "variant": spec.first,
+            **stamp,
+            "degraded": degraded,
+            "cascade": {
+                "first": {"variant": spec.first, **stamp},
+                "then": {"variant": spec.then, **stamp},
+                "top": spec.top,
+            },
+            "scores": [
+                {
+                    "item_id": candidates[i].item_id,
+                    "score": values[i],
+                    "stage": cascade.THEN if rescored[i] else cascade.FIRST,
+                    "impression_id": iid,
+                }
+                for i, iid in zip(order, ids, strict=True)
+            ],
+        }
+    )
 
 
 def _shard(served: Served, user_id: str) -> ShardModel:

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from api.cascadespec import EVERY_SHARD, CascadeSpec
+
 # Words people leave in example configs: a token containing one of them (any case, any
 # separators) is a placeholder, however long.
 _PLACEHOLDER_WORDS = ("changeme", "changethis", "placeholder", "example", "yourtoken", "secret")
@@ -46,6 +48,17 @@ class ApiSettings(BaseSettings):
 
     shadow_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     """Share of requests the shadow variant also scores (after the response is sent)."""
+
+    cascade: dict[str, CascadeSpec] = {}
+    """A cascade per shard, as JSON: '{"first": "main", "then": "fm", "top": 50}' for every
+    shard, or '{"eu": {...}, "us": {...}}' by shard name. Users served `first` get it:
+    `first` ranks every candidate and `then` re-scores the best `top` (docs/api.md,
+    "Cascade"). Empty (the default): one variant scores everything."""
+
+    export_models: bool = False
+    """Serve GET /models/{shard}/{variant}/export: the logistic model's weights as JSON for
+    api/static/scorer.js. Off by default: whoever reaches the route has the weights and the
+    one-hot vocabulary (every query text, category and brand the model holds a weight for)."""
 
     publish_impressions: bool = False
     """Publish an `impression` event per returned candidate to the events topic by default
@@ -115,6 +128,13 @@ class ApiSettings(BaseSettings):
                 raise ValueError(f"traffic share of {name!r} must be a finite number >= 0")
         if value and sum(value.values()) <= 0:
             raise ValueError("traffic shares must not all be 0")
+        return value
+
+    @field_validator("cascade", mode="before")
+    @classmethod
+    def _one_for_every_shard(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "first" in value:
+            return {EVERY_SHARD: value}
         return value
 
     @field_validator("api_keys", "admin_previous_tokens", mode="before")

@@ -1,6 +1,7 @@
 """/predict throughput and latency: headrace's API against the naive FastAPI app.
 
     .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000] [--port-base N]
+        [--cascade fm:50]
 
 Starts its own Redis (a free 127.0.0.1 port, or --port-base; a temporary folder), trains
 the learner's logistic model on a simulator stream and publishes it there, then runs both
@@ -13,6 +14,11 @@ and p99 per app and candidate count, the ratio, each server's CPU use during the
 shared box: runs with a large share are not comparable), requests per CPU-second of each
 server with its ratio (the figure such sharing skews least), and each server's resident
 memory before and after.
+
+With `--cascade KIND:M` the model also learns a variant of that kind, and two more API
+processes run: `cascade` (HEADRACE_CASCADE: the logistic variant ranks every candidate,
+KIND re-scores the best M) and KIND alone (HEADRACE_TRAFFIC); their lines carry the ratio
+of their requests per CPU-second to the plain API's (`api`, the logistic variant alone).
 """
 
 import argparse
@@ -53,11 +59,17 @@ from stream.settings import StreamSettings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def train(stream: StreamSettings, config: SimulatorConfig, signer: SigningKey) -> int:
+def train(
+    stream: StreamSettings,
+    config: SimulatorConfig,
+    signer: SigningKey,
+    variants: dict[str, str] | None = None,
+) -> int:
     """The learner's core over `config`'s stream, published once (no Kafka needed)."""
     client: redis.Redis = connect(stream)
     keys = ShardKeys(stream.key_prefix, "main")
-    learner = Learner(LearnerSettings(join_window_s=300.0), keys, AggregateCache(client))
+    settings = LearnerSettings(join_window_s=300.0, variants=variants or {"main": "logreg"})
+    learner = Learner(settings, keys, AggregateCache(client))
     learner.topology = {"partitions": [0], "n_partitions": 1}
     for offset, record in enumerate(generate(config)):
         event = parse_event(record.value)
@@ -145,6 +157,20 @@ def bodies(config: SimulatorConfig, k: int, n: int = 50) -> list[bytes]:
     return out
 
 
+def check_cascade(url: str, config: SimulatorConfig, top: int, k: int) -> None:
+    """The cascade app really runs both stages: the same work as claimed, not a fallback."""
+    import httpx
+
+    body = bodies(config, k, 1)[0]
+    headers = {"Content-Type": "application/json"}
+    answer = httpx.post(f"{url}/predict", content=body, headers=headers, timeout=30).json()
+    assert "scores" in answer, answer
+    stages = [entry["stage"] for entry in answer["scores"]]
+    assert stages.count("then") == min(top, len(stages)), answer.get("error", stages[:5])
+    first, then = answer["cascade"]["first"], answer["cascade"]["then"]
+    print(f"cascade checked: {first['variant']} then {then['variant']} v{then['version']}")
+
+
 def busy_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -206,6 +232,12 @@ def main() -> None:
         help="py-spy's collapsed stacks of the API's last run go to this file (pip install py-spy)",
     )
     parser.add_argument(
+        "--cascade",
+        default="",
+        metavar="KIND:M",
+        help="also run the cascade (logreg, then KIND on the best M) and KIND alone",
+    )
+    parser.add_argument(
         "--port-base",
         type=int,
         default=0,
@@ -215,7 +247,10 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.port_base <= 65_533:
         parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
-    port = iter(range(args.port_base, args.port_base + 3)) if args.port_base else None
+    port = iter(range(args.port_base, args.port_base + 5)) if args.port_base else None
+    cascade_kind, _, top = args.cascade.partition(":")
+    if args.cascade and not (cascade_kind and top.isdigit() and int(top) >= 1):
+        parser.error("--cascade takes KIND:M, e.g. fm:50")
 
     def next_port() -> int:
         return next(port) if port is not None else free_port()
@@ -237,7 +272,8 @@ def main() -> None:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         began = time.perf_counter()
-        version = train(stream, config, signer)
+        variants = {"main": "logreg", **({cascade_kind: cascade_kind} if args.cascade else {})}
+        version = train(stream, config, signer, variants)
         print(
             f"model version {version} trained on {args.events:,} records "
             f"in {time.perf_counter() - began:.1f} s; logs in {tmp}"
@@ -278,11 +314,28 @@ def main() -> None:
             tmp / "naive.log",
             ports["naive"],
         )
+        if args.cascade:
+            spec = {"first": "main", "then": cascade_kind, "top": int(top)}
+            extra = {
+                "cascade": {"HEADRACE_CASCADE": orjson.dumps(spec).decode()},
+                cascade_kind: {"HEADRACE_TRAFFIC": orjson.dumps({cascade_kind: 1}).decode()},
+            }
+            for name, settings in extra.items():
+                ports[name] = next_port()
+                procs[name] = start(
+                    [sys.executable, "-m", "headrace.cli", "serve", "--port", str(ports[name])],
+                    {**env, **settings},
+                    tmp / f"{name}.log",
+                    ports[name],
+                )
+            check_cascade(f"http://127.0.0.1:{ports['cascade']}", config, int(top), max(sizes))
         memory = {name: [rss_mb(p.pid)] for name, p in procs.items()}
         runs: dict[tuple[str, int], list[Result]] = {}
         for k in sizes:
             load = bodies(config, k)
-            urls = [f"http://127.0.0.1:{ports[name]}" for name in procs]
+            # The plain API and the naive app do the same work; the cascade's apps rank
+            # otherwise by design and were checked above (check_cascade).
+            urls = [f"http://127.0.0.1:{ports[name]}" for name in ("api", "naive")]
             gap = same_answers(urls, load)
             print(
                 f"{k} candidates: both apps rank {len(load)} bodies alike (scores within {gap:.1g})"
@@ -331,8 +384,9 @@ def report(
         f"{'candidates':>10} {'app':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'non-2xx':>7} {'cpu':>5} {'others':>6} {'req/cpu-s':>9}"
     )
+    names = list(dict.fromkeys(name for name, _ in results))
     for k in sizes:
-        for name in ("api", "naive"):
+        for name in names:
             r = results[(name, k)]
             print(
                 f"{k:>10} {name:>6} {r.rps:>8,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
@@ -344,6 +398,12 @@ def report(
             f"{k:>10} {'ratio':>6} {ratio:>7.1f}x {'':>7} {'':>7} {'':>7} {'':>5} {'':>6} "
             f"{per_cpu(api) / max(per_cpu(naive), 1e-9):>8.1f}x"
         )
+        for name in names:
+            if name not in ("api", "naive"):
+                # The cost of the cascade (or the expensive variant alone) against the plain
+                # API's: the cheap variant scoring everything.
+                cost = per_cpu(api) / max(per_cpu(results[(name, k)]), 1e-9)
+                print(f"{k:>10} {name:>6} costs {cost:.2f}x the api's CPU per request")
     for name, (before, after) in memory.items():
         print(f"resident memory {name}: {before:.0f} MB at start, {after:.0f} MB after the runs")
 

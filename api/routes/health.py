@@ -6,6 +6,8 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from api.cascade import problem
+from api.cascadespec import for_shard
 from api.deps import Services, ServicesDep
 from api.routes import json_response
 
@@ -55,7 +57,18 @@ def not_ready_reasons(services: Services) -> list[str]:
     for name in services.holder.shard_names:
         if (gone := missing.get(name)) is not None:
             reasons.append(gone)
-    return reasons
+    return reasons + cascade_problems(services)
+
+
+def cascade_problems(services: Services) -> list[str]:
+    """A configured cascade whose variants the shard's loaded state lacks (its users get 503)."""
+    cascades = services.predictor.cascades
+    found = []
+    for name, shard in services.holder.served.shards.items():
+        spec = for_shard(cascades, name) if cascades else None
+        if spec is not None and (why := problem(spec, shard)) is not None:
+            found.append(why)
+    return found
 
 
 def degraded(services: Services) -> bool:

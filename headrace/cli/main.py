@@ -160,7 +160,9 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from pydantic import ValidationError
 
+    from api.cascadespec import check_shards
     from api.settings import ApiSettings
+    from api.traffic import shard_names
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.workers < 1:
@@ -171,11 +173,14 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         # Checked here, once, so a bad setting is one clear line rather than a worker crash.
         settings = ApiSettings()
-        StreamSettings()
+        check_shards(settings.cascade, shard_names(StreamSettings().shards))
         signing = SigningSettings()
         signing.verify_keys()
     except ValidationError as exc:
         print(one_line(exc), file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"headrace: error: {exc}", file=sys.stderr)
         return 2
     if signing.has_signer:
         # The API verifies; were it able to sign, taking it over would forge state too.

@@ -1,0 +1,226 @@
+"""Held-out ranking quality of the cascade, against the cheap and the expensive variant alone.
+
+    .venv/bin/python bench/serve_cascade.py [--seeds 1,2,3] [--count 60000] [--k 100]
+        [--then fm,tree] [--tops 5,10,20,50]
+
+Needs a Redis (the local stack: `headrace stack up`, or HEADRACE_REDIS_URL) for the
+learner's aggregates, under a key prefix of its own that is deleted afterwards.
+
+For each seed the simulator's stream goes through the learner's own core (bench/quality.py's
+`learner_run`: the code `headrace learn` runs, every variant learning every example), then
+`--requests` storefront requests it never saw, of `--k` candidates each, are ranked by:
+the cheap variant alone (`logreg`), each expensive variant alone (`--then`), and the
+cascade of the two for each `--tops` M (api/cascade.py's own `head_of` and `merge`: the
+cheap ranking's best M re-scored and put first). Against the simulator's hidden purchase
+probabilities it prints, averaged over the requests: the expected ROC AUC within a request
+(how well the ranking orders that request's candidates; tests/heldout.py's exact
+expectation) and NDCG@10 with the hidden probability as the gain. `gain kept` is the
+share of the expensive variant's gain over the cheap one that the cascade keeps (`worse`
+when the expensive one alone ranks below the cheap one: there is no gain to keep);
+`scored` is the candidates the expensive variant scores, as a share of scoring them all.
+
+Both sides rank the same requests with the same aggregates at the same time: the check
+line says so.
+"""
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api.cascade import head_of, merge, run  # noqa: E402
+from api.loading import LoadedVariant  # noqa: E402
+from api.scoring import score_columns  # noqa: E402
+from bench.quality import learner_run, learner_scorer  # noqa: E402
+from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
+from headrace.sim.store_world import ShopRequest  # noqa: E402
+from learner.features import ItemColumns, features_many  # noqa: E402
+from learner.linear import LinearScorer  # noqa: E402
+from learner.loop import Learner  # noqa: E402
+from learner.redisconn import connect  # noqa: E402
+from learner.settings import LearnerSettings  # noqa: E402
+from stream.settings import StreamSettings  # noqa: E402
+from tests.heldout import expected_auc, held_out  # noqa: E402
+
+CHEAP = "logreg"
+
+
+def ndcg_at(order: list[int], p: np.ndarray, k: int = 10) -> float:
+    """NDCG@k of a ranking (candidate indices, best first) with gains `p`."""
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    got = p[np.asarray(order[:k])]
+    ideal = np.sort(p)[::-1][:k]
+    return float((got * discounts[: len(got)]).sum() / (ideal * discounts[: len(ideal)]).sum())
+
+
+def by_score(scores: np.ndarray) -> list[int]:
+    order: list[int] = np.argsort(-scores, kind="stable").tolist()
+    return order
+
+
+def ranked_auc(order: list[int], p: np.ndarray) -> float:
+    """Expected ROC AUC of a ranking: the rank is the score."""
+    score = np.empty(len(order), dtype=np.float64)
+    score[np.asarray(order)] = np.arange(len(order), 0, -1, dtype=np.float64)
+    return expected_auc(p, score)
+
+
+@dataclass
+class Tally:
+    auc: list[float]
+    ndcg: list[float]
+
+    def add(self, order: list[int], p: np.ndarray) -> None:
+        self.auc.append(ranked_auc(order, p))
+        self.ndcg.append(ndcg_at(order, p))
+
+    @property
+    def means(self) -> tuple[float, float]:
+        return float(np.mean(self.auc)), float(np.mean(self.ndcg))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--count", type=int, default=60_000)
+    parser.add_argument("--n-users", type=int, default=2_000)
+    parser.add_argument("--n-items", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--k", type=int, default=100, help="candidates per request")
+    parser.add_argument("--then", default="fm,tree", help="expensive kinds")
+    parser.add_argument("--tops", default="5,10,20,50")
+    parser.add_argument("--cost-k", type=int, default=1_000, help="candidates, for the CPU")
+    args = parser.parse_args()
+    expensive = args.then.split(",")
+    tops = [int(t) for t in args.tops.split(",")]
+    names = [CHEAP, *expensive, *(f"{e} top {m}" for e in expensive for m in tops)]
+    tallies: dict[str, Tally] = {name: Tally([], []) for name in names}
+    costs: list[dict[str, float]] = []
+    client = connect(StreamSettings())
+    for seed in (int(s) for s in args.seeds.split(",")):
+        config = SimulatorConfig(
+            seed=seed, count=args.count, n_users=args.n_users, n_items=args.n_items
+        )
+        records = list(generate(config))
+        data = held_out(config, args.requests, k=args.k)
+        learner, _ = learner_run(
+            client,
+            records,
+            "fnw",
+            [CHEAP, *expensive],
+            LearnerSettings().join_window_s,
+            lambda n: None,
+        )
+        at = records[-1].ts_ms / 1000
+        scorers = {kind: learner_scorer(learner, kind, at) for kind in [CHEAP, *expensive]}
+        ranked = 0
+        for i, request in enumerate(data.requests):
+            p = data.p[i * args.k : (i + 1) * args.k]
+            cheap = scorers[CHEAP](request)
+            tallies[CHEAP].add(by_score(cheap), p)
+            for kind in expensive:
+                rich = scorers[kind](request)
+                tallies[kind].add(by_score(rich), p)
+                for m in tops:
+                    head = head_of(cheap, m)
+                    # The same model on the same features: scoring only `head` gives these.
+                    tallies[f"{kind} top {m}"].add(merge(cheap, head, rich[head]).order, p)
+            ranked += 1
+        costs.append(cost(learner, data.requests[:50], expensive, tops, args.cost_k, at))
+        print(
+            f"seed {seed}: {len(records):,} records learned by {CHEAP} and "
+            f"{', '.join(expensive)}; {ranked} held-out requests of {args.k} candidates "
+            "ranked by every row below (check: the same requests, aggregates and time)"
+        )
+    report(tallies, expensive, tops, args)
+    print(
+        f"\nCPU per request of {args.cost_k:,} candidates in this process (thread time, "
+        "means over the seeds): the features and the cheap scoring, and what each adds"
+    )
+    for name in costs[0]:
+        print(f"{name:>24} {np.mean([c[name] for c in costs]):>9,.0f} us")
+
+
+def cost(
+    learner: Learner,
+    requests: list[ShopRequest],
+    expensive: list[str],
+    tops: list[int],
+    k: int,
+    at: float,
+) -> dict[str, float]:
+    """Thread CPU microseconds a request of `k` candidates spends on each stage, as the API
+    runs them (features_many, score_columns, api.cascade.run) on the learner's models."""
+    cache, keys, config = learner.cache, learner.keys, learner.feature_config
+    loaded = {
+        kind: LoadedVariant(kind, kind, v.model, LinearScorer.from_model(v.model), kind)
+        for kind, v in learner.variants.items()
+    }
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, started: float) -> float:
+        now = time.thread_time()
+        spent.setdefault(name, []).append((now - started) * 1e6)
+        return now
+
+    for request in requests:
+        items = (list(request.candidates) * (k // len(request.candidates) + 1))[:k]
+        user = cache.get(keys.user(request.user_id))
+        aggs = ItemColumns.of([cache.get(keys.item(c.item_id)) for c in items])
+        started = time.thread_time()
+        columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
+        started = timed("features", started)
+        cheap = score_columns(loaded[CHEAP], columns, k)
+        started = timed(f"{CHEAP} (numpy)", started)
+        for kind in expensive:
+            for m in tops:
+                run(loaded[kind], m, columns, cheap)
+                started = timed(f"+ {kind} top {m}", started)
+            score_columns(loaded[kind], columns, k)
+            started = timed(f"{kind} alone (River)", started)
+    return {name: float(np.mean(values)) for name, values in spent.items()}
+
+
+def report(
+    tallies: dict[str, Tally], expensive: list[str], tops: list[int], args: argparse.Namespace
+) -> None:
+    n = len(tallies[CHEAP].auc)
+    print(
+        f"\n{n} requests of {args.k} candidates (seeds {args.seeds}, {args.count:,} records "
+        "each); means over the requests"
+    )
+    print(f"{'ranking':>16} {'AUC':>7} {'NDCG@10':>8} {'gain kept':>18} {'scored':>7}")
+    base_auc, base_ndcg = tallies[CHEAP].means
+    print(f"{CHEAP:>16} {base_auc:>7.4f} {base_ndcg:>8.4f} {'':>18} {'0%':>7}")
+    for kind in expensive:
+        auc, ndcg = tallies[kind].means
+        print(f"{kind:>16} {auc:>7.4f} {ndcg:>8.4f} {'':>18} {'100%':>7}")
+        for m in tops:
+            c_auc, c_ndcg = tallies[f"{kind} top {m}"].means
+            kept = f"{share(c_auc, base_auc, auc)} / {share(c_ndcg, base_ndcg, ndcg)}"
+            scored = f"{min(m, args.k) / args.k:.0%}"
+            print(f"{f'{kind} top {m}':>16} {c_auc:>7.4f} {c_ndcg:>8.4f} {kept:>18} {scored:>7}")
+    print(
+        "gain kept: (cascade - cheap) / (expensive - cheap), for AUC / NDCG@10; `worse`: "
+        "the expensive variant alone ranks below the cheap one, so there is no gain to keep"
+    )
+
+
+def share(got: float, cheap: float, rich: float) -> str:
+    gain = rich - cheap
+    if gain < 1e-4:
+        # No gain to keep: the expensive variant ranks no better than the cheap one.
+        return "none" if gain > -1e-4 else "worse"
+    value = (got - cheap) / gain
+    return f"{value:.0%}" if math.isfinite(value) else "n/a"
+
+
+if __name__ == "__main__":
+    main()
