@@ -1,21 +1,24 @@
-"""The local stack: one Kafka broker and one Redis server on 127.0.0.1, without Docker.
+"""The local stack: Kafka and Redis on 127.0.0.1, without Docker.
 
-`up`, `down` and `status` are what `headrace stack up|down|status` runs. `up`
-is idempotent: services that already run and answer are left alone. The
-services themselves live in `kafka_local` and `redis_local`.
+One broker and one Redis server by default; HEADRACE_KAFKA_BROKERS=3 (`--brokers 3`) runs
+three brokers, HEADRACE_STACK_REDIS=sentinel (`--redis sentinel`) a replica and three
+sentinels beside the Redis primary. `up`, `down` and `status` are what `headrace stack
+up|down|status` runs. `up` is idempotent: services that already run and answer are left
+alone. The services themselves live in `kafka_local`, `redis_local` and `redis_sentinel`.
 """
 
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local
+from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local, redis_sentinel
 from headrace.devstack.errors import StackError
-from stream.probe import answering
+from stream.probe import answering, answering_at
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 
@@ -59,10 +62,12 @@ class StackStatus:
     redis: ServiceStatus
     stack_dir: str
     topics_created: tuple[str, ...] = ()
+    more: tuple[ServiceStatus, ...] = ()
+    """The other Kafka brokers, the Redis replica and the sentinels, where the stack has them."""
 
     @property
-    def services(self) -> tuple[ServiceStatus, ServiceStatus]:
-        return (self.kafka, self.redis)
+    def services(self) -> tuple[ServiceStatus, ...]:
+        return (self.kafka, self.redis, *self.more)
 
     @property
     def all_running(self) -> bool:
@@ -90,13 +95,25 @@ def _stack_dir(settings: StreamSettings) -> str:
 
 
 def _kafka_address(settings: StreamSettings) -> str:
-    return f"{kafka_local.address(settings)} (ctl {settings.controller_port})"
+    first = kafka_local.nodes(settings)[0]
+    return f"{first.address} (ctl {first.controller_port})"
 
 
 def status(settings: StreamSettings) -> StackStatus:
     """What runs now; each running service is probed once (metadata request, PING)."""
     kafka_pid = kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
+    more: list[ServiceStatus] = []
+    for address, pid in kafka_local.running(settings)[1:]:
+        host, _, port = address.rpartition(":")
+        up = pid is not None and int(port) > 0 and answering_at(host, int(port))
+        more.append(ServiceStatus("kafka", address, pid, up))
+    for member in _redis_members(settings):
+        pid = redis_sentinel.running_pid(member)
+        up = pid is not None and redis_local.ping_at(
+            member.host, member.port, settings.redis_password_value, 1.0
+        )
+        more.append(ServiceStatus(_member_label(member), member.address, pid, up))
     return StackStatus(
         kafka=ServiceStatus(
             "kafka",
@@ -111,7 +128,22 @@ def status(settings: StreamSettings) -> StackStatus:
             redis_pid is not None and redis_local.answering(settings),
         ),
         stack_dir=_stack_dir(settings),
+        more=tuple(more),
     )
+
+
+def _redis_members(settings: StreamSettings) -> list[redis_sentinel.Member]:
+    """The replica and sentinels of this stack's shape, or left running from another."""
+    if settings.stack_redis == "sentinel":
+        return redis_sentinel.members(settings)
+    shaped = settings.model_copy(update={"stack_redis": "sentinel"})
+    host, port = settings.redis_host_port
+    shaped.redis_sentinels = ",".join(f"{host}:{port + 2 + i}" for i in range(3))
+    return [m for m in redis_sentinel.members(shaped) if redis_sentinel.running_pid(m)]
+
+
+def _member_label(member: redis_sentinel.Member) -> str:
+    return "replica" if member.role == "replica" else member.name.replace("sentinel-", "sent")
 
 
 def _check_prerequisites(
@@ -134,6 +166,8 @@ def _check_prerequisites(
         redis_local.check_server()
         redis_local.check_password(settings)
         redis_local.check_port(settings)
+        if settings.stack_redis == "sentinel":
+            redis_sentinel.check_ports(settings)
 
 
 def up(
@@ -189,12 +223,48 @@ def _up(
         )
         if kafka_status.action == STARTED:
             started.append(lambda: kafka_local.stop(settings))
+        more = _more_kafka(settings, kafka_status)
+        more += _redis_group(settings, started, redis_timeout)
         created = _create_topics(settings)
     except BaseException:
         for stop in reversed(started):
             stop()
         raise
-    return StackStatus(kafka_status, redis_status, _stack_dir(settings), tuple(created))
+    return StackStatus(
+        kafka_status, redis_status, _stack_dir(settings), tuple(created), tuple(more)
+    )
+
+
+def _more_kafka(settings: StreamSettings, first: ServiceStatus) -> list[ServiceStatus]:
+    """The other brokers' lines: `kafka_local.start` starts (or waits for) them all."""
+    out = []
+    for node in kafka_local.nodes(settings)[1:]:
+        pid = kafka_local.running_pid(settings, node.id)
+        out.append(ServiceStatus("kafka", node.address, pid, pid is not None, first.action))
+    return out
+
+
+def _redis_group(
+    settings: StreamSettings, started: list[Callable[[], object]], timeout: float
+) -> list[ServiceStatus]:
+    """Start the replica and the sentinels where HEADRACE_STACK_REDIS asks for them."""
+    if settings.stack_redis != "sentinel":
+        return []
+    out = []
+    for member in redis_sentinel.members(settings):
+        out.append(
+            _bring_up(
+                _member_label(member),
+                member.address,
+                redis_sentinel.running_pid(member),
+                start=partial(redis_sentinel.start_member, settings, member, timeout=timeout),
+                wait=lambda pid: None,
+            )
+        )
+        if out[-1].action == STARTED:
+            started.append(partial(redis_sentinel.stop_member, member))
+    redis_sentinel.wait_watching(settings)
+    return out
 
 
 def _bring_up(
@@ -244,6 +314,20 @@ def _down(settings: StreamSettings, timeout: float) -> StackStatus:
             lambda: redis_local.stop(settings, timeout=timeout),
         ),
     )
+    more: list[ServiceStatus] = []
+    # The sentinels first: stopping the primary under them would start a failover.
+    for member in reversed(_redis_members(settings)):
+        began = time.monotonic()
+        try:
+            pid = redis_sentinel.stop_member(member, timeout=timeout)
+        except StackError as exc:
+            errors.append(exc)
+            continue
+        if pid is not None:
+            label = _member_label(member)
+            more.append(
+                ServiceStatus(label, member.address, None, False, STOPPED, time.monotonic() - began)
+            )
     for name, address, stop in stops:
         began = time.monotonic()
         try:
@@ -257,4 +341,4 @@ def _down(settings: StreamSettings, timeout: float) -> StackStatus:
         results[name] = ServiceStatus(name, address, None, False, action, took)
     if errors:
         raise errors[0]
-    return StackStatus(results["kafka"], results["redis"], _stack_dir(settings))
+    return StackStatus(results["kafka"], results["redis"], _stack_dir(settings), more=tuple(more))
