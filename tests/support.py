@@ -139,6 +139,9 @@ def stack_env(settings: StreamSettings) -> dict[str, str]:
     }
     if settings.redis_password is not None:
         env["HEADRACE_REDIS_PASSWORD"] = settings.redis_password.get_secret_value()
+    if settings.redis_sentinels:
+        env["HEADRACE_REDIS_SENTINELS"] = settings.redis_sentinels
+        env["HEADRACE_REDIS_SENTINEL_SERVICE"] = settings.redis_sentinel_service
     return env
 
 
