@@ -257,29 +257,38 @@ def running_pid(settings: StreamSettings, node_id: int = 1) -> int | None:
 def start(
     settings: StreamSettings, *, cache_dir: str | Path | None = None, timeout: float = 60.0
 ) -> int:
-    """Start this stack's brokers and wait until they answer; return the first one's pid.
+    """Start this stack's brokers that do not run, wait until all answer; return the first
+    one's pid.
 
     `cache_dir` is the stack folder whose jars (and Maven cache) to use, by
     default `settings.kafka_cache_dir`; tests point it at a shared one. Raises
-    StackError if a broker already runs (see `running_pid`) or does not come up.
+    StackError if every broker already runs (see `running_pid`) or one does not come up.
     Several nodes start together: none answers before a majority of the quorum runs.
     """
     every = nodes(settings)
-    for n in every:
-        if (pid := supervisor.running_pid(_server(n))) is not None:
-            raise StackError(f"Kafka already runs with pid {pid}", "headrace stack down stops it")
+    missing = [n for n in every if supervisor.running_pid(_server(n)) is None]
+    if not missing:
+        pid = supervisor.running_pid(_server(every[0]))
+        raise StackError(f"Kafka already runs with pid {pid}", "headrace stack down stops it")
     pids: list[int] = []
     try:
-        for n in every:
+        for n in missing:
             pids.append(start_node(settings, n.id, cache_dir=cache_dir, wait=False))
-        for n, pid in zip(every, pids, strict=True):
+        for n, pid in zip(missing, pids, strict=True):
             wait_ready(settings, pid, timeout, node_id=n.id)
         wait_registered(settings, timeout)
     except BaseException:
-        for n in every:
+        for n in missing:
             stop_node(settings, n.id)
         raise
-    return pids[0]
+    first = supervisor.running_pid(_server(every[0]))
+    assert first is not None
+    return first
+
+
+def missing_nodes(settings: StreamSettings) -> list[Node]:
+    """The nodes of this stack that do not run."""
+    return [n for n in nodes(settings) if supervisor.running_pid(_server(n)) is None]
 
 
 def start_node(

@@ -147,7 +147,10 @@ def _member_label(member: redis_sentinel.Member) -> str:
 
 
 def _check_prerequisites(
-    settings: StreamSettings, cache_dir: str | Path, start_kafka: bool, start_redis: bool
+    settings: StreamSettings,
+    cache_dir: str | Path,
+    kafka_nodes: list[kafka_local.Node],
+    start_redis: bool,
 ) -> None:
     """Everything that can be known wrong before starting anything, so a failure starts nothing."""
     _, kafka_port = settings.kafka_host_port
@@ -158,10 +161,10 @@ def _check_prerequisites(
             "give HEADRACE_REDIS_URL, HEADRACE_KAFKA_BOOTSTRAP and HEADRACE_CONTROLLER_PORT "
             "three different ports",
         )
-    if start_kafka:
+    if kafka_nodes:
         kafka_jars.check_java()
         kafka_jars.check_maven(cache_dir)
-        kafka_local.check_ports(settings)
+        kafka_local.check_ports(settings, only=kafka_nodes)
     if start_redis:
         redis_local.check_server()
         redis_local.check_password(settings)
@@ -199,9 +202,11 @@ def _up(
     redis_timeout: float,
 ) -> StackStatus:
     cache = settings.kafka_cache_dir if cache_dir is None else cache_dir
-    kafka_pid = kafka_local.running_pid(settings)
+    missing = kafka_local.missing_nodes(settings)
+    # Any node down (one killed, say): start those, and report the first as started.
+    kafka_pid = None if missing else kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
-    _check_prerequisites(settings, cache, kafka_pid is None, redis_pid is None)
+    _check_prerequisites(settings, cache, missing, redis_pid is None)
 
     started: list[Callable[[], object]] = []
     try:
