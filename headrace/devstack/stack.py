@@ -38,6 +38,8 @@ class ServiceStatus:
     """What this call did to the service (STARTED, ALREADY_RUNNING, ...); empty for `status`."""
     seconds: float | None = None
     """How long starting or stopping took."""
+    role: str = ""
+    """A Redis server's role behind Sentinel as it says it now: "master" or "slave"."""
 
     @property
     def running(self) -> bool:
@@ -53,6 +55,8 @@ class ServiceStatus:
             state = "stopped"
         if self.action and self.action != STOPPED:
             state += f" ({self.action}{took})"
+        if self.role:
+            state += ", primary" if self.role == "master" else ", replica"
         return f"{self.name:<6} {self.address:<24} {state}"
 
 
@@ -105,15 +109,17 @@ def status(settings: StreamSettings) -> StackStatus:
     redis_pid = redis_local.running_pid(settings)
     more: list[ServiceStatus] = []
     for address, pid in kafka_local.running(settings)[1:]:
-        host, _, port = address.rpartition(":")
-        up = pid is not None and int(port) > 0 and answering_at(host, int(port))
+        node_host, _, node_port = address.rpartition(":")
+        up = pid is not None and int(node_port) > 0 and answering_at(node_host, int(node_port))
         more.append(ServiceStatus("kafka", address, pid, up))
     for member in _redis_members(settings):
         pid = redis_sentinel.running_pid(member)
         up = pid is not None and redis_local.ping_at(
             member.host, member.port, settings.redis_password_value, 1.0
         )
-        more.append(ServiceStatus(_member_label(member), member.address, pid, up))
+        role = _role(settings, member.host, member.port) if member.role == "replica" else ""
+        more.append(ServiceStatus(_member_label(member), member.address, pid, up, role=role))
+    redis_host, redis_port = settings.redis_host_port
     return StackStatus(
         kafka=ServiceStatus(
             "kafka",
@@ -126,6 +132,7 @@ def status(settings: StreamSettings) -> StackStatus:
             redis_local.address(settings),
             redis_pid,
             redis_pid is not None and redis_local.answering(settings),
+            role=_role(settings, redis_host, redis_port) if redis_pid is not None else "",
         ),
         stack_dir=_stack_dir(settings),
         more=tuple(more),
@@ -140,6 +147,13 @@ def _redis_members(settings: StreamSettings) -> list[redis_sentinel.Member]:
     host, port = settings.redis_host_port
     shaped.redis_sentinels = ",".join(f"{host}:{port + 2 + i}" for i in range(3))
     return [m for m in redis_sentinel.members(shaped) if redis_sentinel.running_pid(m)]
+
+
+def _role(settings: StreamSettings, host: str, port: int) -> str:
+    """Which of primary and replica a server is now: a failover swaps them."""
+    if settings.stack_redis != "sentinel" and not settings.sentinel_addresses:
+        return ""
+    return redis_sentinel.role(host, port, settings.redis_password_value) or ""
 
 
 def _member_label(member: redis_sentinel.Member) -> str:
