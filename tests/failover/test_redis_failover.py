@@ -3,6 +3,7 @@ the learner resumes from the state and offsets the new primary really holds (wha
 replica had not received is learned again, once), and every API replica answers from the
 new primary without a restart."""
 
+import asyncio
 import os
 import signal
 import time
@@ -14,6 +15,7 @@ import httpx
 import pytest
 import redis
 
+from api.resp import RespError, RespPipeline, pack
 from headrace.devstack import redis_local, redis_sentinel
 from headrace.sim.simulator import generate
 from learner.epoch import Stamp
@@ -54,6 +56,42 @@ def stamp_at(settings: StreamSettings, host: str, port: int) -> Stamp:
         return read_stamp(client, ShardKeys(settings.key_prefix, "main"))
     finally:
         client.close()
+
+
+def test_the_api_pipeline_reads_from_the_primary_and_refuses_a_replica(
+    cluster: StreamSettings, cluster_redis: redis.Redis
+) -> None:
+    cluster_redis.set(f"{cluster.key_prefix}:probe", b"here")
+    primary = sentinel_master(cluster)
+    assert primary is not None
+    servers = [
+        cluster.redis_host_port,
+        *((m.host, m.port) for m in redis_sentinel.members(cluster)),
+    ]
+    replica = next(a for a in servers[:2] if a[1] != primary[1])
+
+    async def read(named: tuple[str, int] | None) -> list[object]:
+        pipeline = RespPipeline(
+            cluster.redis_url,
+            5.0,
+            password=cluster.redis_password_value,
+            sentinels=cluster.sentinel_addresses,
+            service=cluster.redis_sentinel_service,
+        )
+        if named is not None:
+            # The sentinels' answer as it may be just after a failover: stale.
+            async def stale() -> tuple[str, int]:
+                return named
+
+            pipeline._primary = stale  # type: ignore[method-assign]
+        try:
+            return await pipeline.execute(pack("GET", f"{cluster.key_prefix}:probe"), 1)
+        finally:
+            pipeline.close()
+
+    assert asyncio.run(read(None)) == [b"here"]
+    with pytest.raises(RespError, match="slave"):
+        asyncio.run(read(replica))
 
 
 def ready(url: str) -> bool:
