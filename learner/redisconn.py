@@ -41,7 +41,9 @@ def connect(settings: StreamSettings, **options: Any) -> redis.Redis:
 
 
 def _failover_retry() -> Retry:
-    # 0.1, 0.2, 0.4, 0.8 then 1 s a try: about FAILOVER_RETRY_S in all.
+    # Waits of 0.2, 0.4, 0.8, then 1 s between tries: about FAILOVER_RETRY_S in all. A
+    # WATCHed transaction (the learner's publish) is not retried by redis-py: it fails
+    # with WatchError, and the learner's fencing decides.
     return Retry(ExponentialBackoff(cap=1.0, base=0.1), int(FAILOVER_RETRY_S))
 
 
