@@ -21,6 +21,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
 
 from api.errors import TooManyStreamsError
 from learner.alertstore import decode, parse_id
@@ -68,6 +69,8 @@ class AlertFeed:
         capacity: int,
         *,
         password: str | None = None,
+        sentinels: list[tuple[str, int]] | None = None,
+        service: str = "",
         block_ms: int = 1_000,
         queue_size: int = 1_000,
     ) -> None:
@@ -77,6 +80,8 @@ class AlertFeed:
         self.queue_size = queue_size
         self._url = redis_url
         self._password = password
+        self._sentinels = sentinels
+        self._service = service
         self._client: redis.asyncio.Redis | None = None
         self._subscribers: set[Subscriber] = set()
         self._task: asyncio.Task[None] | None = None
@@ -132,6 +137,19 @@ class AlertFeed:
             self._client = None
 
     def _redis(self) -> redis.asyncio.Redis:
+        if self._client is None and self._sentinels:
+            # Each new connection asks the sentinels for the primary: a failover breaks
+            # the reader's connection, and its retry reaches the promoted replica.
+            sentinel = redis.asyncio.sentinel.Sentinel(
+                self._sentinels,
+                sentinel_kwargs={"password": self._password, "socket_timeout": 2},
+                password=self._password,
+            )
+            self._client = sentinel.master_for(
+                self._service,
+                socket_timeout=self.block_ms / 1000 + 5,
+                socket_connect_timeout=2,
+            )
         if self._client is None:
             # The reader's XREAD blocks one connection; a resuming client's backlog takes
             # another, waiting (not failing) when a few are already busy.

@@ -134,7 +134,11 @@ def _build(
     clock: Callable[[], float],
 ) -> tuple[Services, list[Callable[[], None]]]:
     requests_pipeline = RespPipeline(
-        stream.redis_url, settings.redis_timeout_s, password=stream.redis_password_value
+        stream.redis_url,
+        settings.redis_timeout_s,
+        password=stream.redis_password_value,
+        sentinels=stream.sentinel_addresses,
+        service=stream.redis_sentinel_service,
     )
     state_client: redis.Redis = connect(
         stream,
@@ -206,6 +210,8 @@ def _build(
             alerts_key(stream.key_prefix),
             settings.max_alert_streams,
             password=stream.redis_password_value,
+            sentinels=stream.sentinel_addresses,
+            service=stream.redis_sentinel_service,
         ),
     )
     metrics.watch(

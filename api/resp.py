@@ -12,6 +12,10 @@ Read-only commands only: a timeout or a broken connection fails every request wa
 it and drops the connection (the next request connects anew), so nothing is ever
 half-applied. Connection settings (host, port, unix socket, TLS, AUTH, database) come
 from the Redis URL, parsed by redis-py; the password from it or HEADRACE_REDIS_PASSWORD.
+
+Behind Redis Sentinel, each (re)connect asks the sentinels where the primary is and then
+checks with ROLE that the server it reached is the primary: a failover drops the old
+connection, and the next request lands on the promoted replica.
 """
 
 import asyncio
@@ -20,6 +24,8 @@ from collections import deque
 from typing import Any
 
 import hiredis
+import redis
+import redis.asyncio.sentinel
 from redis.connection import SSLConnection, parse_url
 
 
@@ -82,10 +88,31 @@ def _expire(future: "asyncio.Future[list[Any]]") -> None:
 class RespPipeline:
     """Sends batches of commands on one shared connection; each caller gets its replies."""
 
-    def __init__(self, url: str, timeout_s: float, *, password: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float,
+        *,
+        password: str | None = None,
+        sentinels: list[tuple[str, int]] | None = None,
+        service: str = "",
+    ) -> None:
         self._params = parse_url(url)
         if password is not None and self._params.get("password") is None:
             self._params["password"] = password
+        self._sentinel = (
+            redis.asyncio.sentinel.Sentinel(
+                sentinels,
+                sentinel_kwargs={
+                    "password": self._params.get("password"),
+                    "socket_timeout": timeout_s,
+                    "socket_connect_timeout": timeout_s,
+                },
+            )
+            if sentinels
+            else None
+        )
+        self._service = service
         self._timeout = timeout_s
         self._conn: _Replies | None = None
         self._connecting: asyncio.Lock | None = None
@@ -135,10 +162,21 @@ class RespPipeline:
             self._conn = conn
             return conn
 
+    async def _primary(self) -> tuple[str, int]:
+        assert self._sentinel is not None
+        try:
+            host, port = await self._sentinel.discover_master(self._service)
+        except redis.RedisError as exc:
+            raise OSError(f"the sentinels name no primary: {exc}") from exc
+        return str(host), int(port)
+
     async def _open(self) -> _Replies:
         loop = asyncio.get_running_loop()
         params = self._params
-        if "path" in params:
+        if self._sentinel is not None:
+            host, port = await self._primary()
+            _, conn = await loop.create_connection(_Replies, host, port)
+        elif "path" in params:
             _, conn = await loop.create_unix_connection(_Replies, params["path"])
         else:
             tls = (
@@ -156,12 +194,19 @@ class RespPipeline:
             setup.append(pack("AUTH", *([user] if user else []), params["password"]))
         if params.get("db"):
             setup.append(pack("SELECT", str(params["db"])))
+        if self._sentinel is not None:
+            # The sentinels' answer may be seconds old: a demoted primary must not serve.
+            setup.append(pack("ROLE"))
         if setup:
             future: asyncio.Future[list[Any]] = loop.create_future()
             conn.waiting.append((len(setup), [], future))
             conn.transport.write(b"".join(setup))
-            for reply in await future:
+            replies = await future
+            for reply in replies:
                 if isinstance(reply, hiredis.ReplyError):
                     conn.transport.abort()
                     raise OSError(f"Redis refused the connection set-up: {reply}")
+            if self._sentinel is not None and replies[-1][0] != b"master":
+                conn.transport.abort()
+                raise OSError(f"the server the sentinels named is a {replies[-1][0]!r}")
         return conn

@@ -1,17 +1,85 @@
-"""Connecting to the deployment's Redis, authenticated, the same way in every process."""
+"""Connecting to the deployment's Redis, authenticated, the same way in every process.
+
+With HEADRACE_REDIS_SENTINELS set, the client is redis-py's Sentinel-managed one: each new
+connection asks the sentinels where the primary is, and a connection that finds its server
+demoted to a replica (READONLY) is dropped, so clients follow a failover by themselves.
+"""
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+import redis.sentinel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from stream.settings import StreamSettings
 
+FAILOVER_RETRY_S = 15.0
+"""How long a Sentinel client keeps retrying a command by default: longer than a failover
+(the sentinels' down-after time plus an election), so a learner rides one out."""
+
 
 def connect(settings: StreamSettings, **options: Any) -> redis.Redis:
-    """A client of HEADRACE_REDIS_URL, with HEADRACE_REDIS_PASSWORD unless the URL has one.
+    """A client of HEADRACE_REDIS_URL (or of the primary the sentinels name), with
+    HEADRACE_REDIS_PASSWORD unless the URL has one.
 
     `options` go to redis-py (timeouts, retries)."""
     password = settings.redis_password_value
+    if settings.sentinel_addresses:
+        options.setdefault("retry", _failover_retry())
+        sentinel = redis.sentinel.Sentinel(
+            settings.sentinel_addresses,
+            sentinel_kwargs=_sentinel_kwargs(settings, options),
+            **_url_credentials(settings),
+        )
+        client: redis.Redis = sentinel.master_for(settings.redis_sentinel_service, **options)
+        return client
     # from_url lets the URL's own credentials win over keyword arguments.
     extra: dict[str, Any] = {"password": password} if password is not None else {}
     return redis.Redis.from_url(settings.redis_url, **extra, **options)
+
+
+def _failover_retry() -> Retry:
+    # Waits of 0.2, 0.4, 0.8, then 1 s between tries: about FAILOVER_RETRY_S in all. A
+    # WATCHed transaction (the learner's publish) is not retried by redis-py: it fails
+    # with WatchError, and the learner's fencing decides.
+    return Retry(ExponentialBackoff(cap=1.0, base=0.1), int(FAILOVER_RETRY_S))
+
+
+def _url_credentials(settings: StreamSettings) -> dict[str, Any]:
+    """The database, user and password of the URL (its host and port are the sentinels')."""
+    parts = urlsplit(settings.redis_url)
+    out: dict[str, Any] = {"password": settings.redis_password_value}
+    if parts.username:
+        out["username"] = parts.username
+    db = parts.path.lstrip("/")
+    if db:
+        out["db"] = int(db)
+    return out
+
+
+def _sentinel_kwargs(settings: StreamSettings, options: dict[str, Any]) -> dict[str, Any]:
+    # The sentinels require the same password; they answer at once or not at all.
+    timeout = options.get("socket_connect_timeout") or 1.0
+    return {
+        "password": settings.redis_password_value,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+
+
+def sentinel_master(settings: StreamSettings, timeout: float = 1.0) -> tuple[str, int] | None:
+    """Where the sentinels say the primary is now; None when none of them can say."""
+    sentinel = redis.sentinel.Sentinel(
+        settings.sentinel_addresses,
+        sentinel_kwargs=_sentinel_kwargs(settings, {"socket_connect_timeout": timeout}),
+    )
+    try:
+        host, port = sentinel.discover_master(settings.redis_sentinel_service)
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        for client in sentinel.sentinels:
+            client.close()
+    return str(host), int(port)

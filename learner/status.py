@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import redis
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -104,6 +105,13 @@ def redis_problem(client: redis.Redis) -> str | None:
         return None if client.ping() else "no answer"
     except redis.AuthenticationError as exc:
         return f"{exc}: set HEADRACE_REDIS_PASSWORD to the password it requires"
+    except redis.sentinel.MasterNotFoundError as exc:
+        # Sentinels that refuse the password: redis-py names the cause only in the message.
+        if "AuthenticationError" in str(exc):
+            return (
+                "the sentinels refuse it: set HEADRACE_REDIS_PASSWORD to the password it requires"
+            )
+        return ""
     except redis.RedisError:
         return ""
 

@@ -21,6 +21,11 @@ def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
 def answering(settings: StreamSettings, timeout: float = 3.0) -> bool:
     """True when the first broker answers a metadata request (not just accepts connections)."""
     host, port = settings.kafka_host_port
+    return answering_at(host, port, timeout)
+
+
+def answering_at(host: str, port: int, timeout: float = 3.0) -> bool:
+    """True when the broker at host:port answers a metadata request."""
     # A plain connect first: kafka-python logs every refused connection loudly.
     if not tcp_open(host, port, timeout):
         return False
@@ -40,6 +45,25 @@ def answering(settings: StreamSettings, timeout: float = 3.0) -> bool:
     except (KafkaError, OSError):
         return False
     return True
+
+
+def brokers_registered(settings: StreamSettings, timeout_s: float = 3.0) -> int:
+    """How many brokers the cluster lists now; 0 when no bootstrap server answers."""
+    millis = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="headrace-stack",
+            request_timeout_ms=millis,
+            bootstrap_timeout_ms=millis,
+            reconnect_backoff_max_ms=200,
+        )
+        try:
+            return len(admin.describe_cluster()["brokers"])
+        finally:
+            admin.close()
+    except (KafkaError, OSError):
+        return 0
 
 
 def end_offsets(settings: StreamSettings, timeout_s: float = 3.0) -> dict[int, int] | None:

@@ -3,10 +3,15 @@
 Built by each composition root (CLI command, test fixture), never at import time.
 """
 
+from typing import Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SENTINELS = 3
+"""Sentinels of the local stack's Redis with failover: a majority of three agrees on a
+failover, so one sentinel may die without stopping it."""
 
 
 class StreamSettings(BaseSettings):
@@ -26,6 +31,20 @@ class StreamSettings(BaseSettings):
     redis_password: SecretStr | None = None
     """Password Redis requires (HEADRACE_REDIS_PASSWORD), unless the URL carries one. The
     local stack's Redis requires it too (`requirepass`)."""
+
+    redis_sentinels: str = ""
+    """Redis Sentinels, comma separated (host:port). Set, every client asks them where the
+    primary of HEADRACE_REDIS_SENTINEL_SERVICE is (on each connect) and follows a failover;
+    the URL's host and port are then unused (its database and user still apply). The
+    sentinels take the same password as Redis."""
+
+    redis_sentinel_service: str = "headrace"
+    """The name the sentinels monitor the primary under (`sentinel monitor <name> ...`)."""
+
+    stack_redis: Literal["single", "sentinel"] = "single"
+    """What `headrace stack up` runs for Redis: `single` (one server) or `sentinel` (a
+    primary on the URL's port, a replica on the next port and three sentinels on the three
+    after it; HEADRACE_REDIS_SENTINELS then defaults to them)."""
 
     key_prefix: str = "headrace"
     """Prefix of every Redis key headrace writes; deployments (or tests) can share a Redis."""
@@ -61,6 +80,12 @@ class StreamSettings(BaseSettings):
     controller_port: int = Field(default=9093, ge=1, le=65535)
     """Port of the local broker's KRaft controller listener."""
 
+    kafka_brokers: int = Field(default=1, ge=1, le=9)
+    """Brokers of the local stack (`headrace stack up --brokers N`). With more than one,
+    node i listens on the first bootstrap port + 2(i-1) and its controller on
+    HEADRACE_CONTROLLER_PORT + 2(i-1), all of them voters of the KRaft quorum, and a
+    one-address HEADRACE_KAFKA_BOOTSTRAP is widened to list every node."""
+
     kafka_heap: str = "512m"
     """Java heap (-Xmx) of the local broker."""
 
@@ -68,6 +93,39 @@ class StreamSettings(BaseSettings):
     @classmethod
     def _empty_password_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _local_cluster_addresses(self) -> Self:
+        # Clients of a local multi-node stack must know every node, or the loss of the one
+        # they were told about would leave them unable to find the others.
+        if self.kafka_brokers > 1 and "," not in self.kafka_bootstrap:
+            host, port = self.kafka_host_port
+            self.kafka_bootstrap = ",".join(
+                f"{host}:{port + 2 * i}" for i in range(self.kafka_brokers)
+            )
+        if self.stack_redis == "sentinel" and not self.redis_sentinels.strip():
+            host, port = self.redis_host_port
+            self.redis_sentinels = ",".join(f"{host}:{port + 2 + i}" for i in range(SENTINELS))
+        return self
+
+    @property
+    def kafka_addresses(self) -> list[tuple[str, int]]:
+        """Every bootstrap server, split."""
+        out = []
+        for item in self.kafka_bootstrap.split(","):
+            host, _, port = item.strip().rpartition(":")
+            out.append((host or "127.0.0.1", int(port)))
+        return out
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The Redis Sentinels to ask for the primary; empty: Redis is the URL's server."""
+        out = []
+        for item in self.redis_sentinels.split(","):
+            if item.strip():
+                host, _, port = item.strip().rpartition(":")
+                out.append((host or "127.0.0.1", int(port)))
+        return out
 
     @property
     def redis_password_value(self) -> str | None:

@@ -16,6 +16,7 @@ from kafka.structs import TopicPartition
 from learner.signing import Seal
 from snapshots.keys import SigningKey
 from stream.settings import StreamSettings
+from stream.topics import replication
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,6 +139,9 @@ def stack_env(settings: StreamSettings) -> dict[str, str]:
     }
     if settings.redis_password is not None:
         env["HEADRACE_REDIS_PASSWORD"] = settings.redis_password.get_secret_value()
+    if settings.redis_sentinels:
+        env["HEADRACE_REDIS_SENTINELS"] = settings.redis_sentinels
+        env["HEADRACE_REDIS_SENTINEL_SERVICE"] = settings.redis_sentinel_service
     return env
 
 
@@ -164,13 +168,15 @@ def create_topic(
     """Create topic `name` with topic configs `config` (e.g. max.message.bytes); return it."""
     admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     try:
+        # As the stack's own topics: replication 3 and min ISR 2 on a cluster of three.
+        replicas, configs = replication(len(admin.describe_cluster()["brokers"]))
         admin.create_topics(
             [
                 NewTopic(
                     name,
                     num_partitions=partitions,
-                    replication_factor=1,
-                    topic_configs=config or {},
+                    replication_factor=replicas,
+                    topic_configs={**configs, **(config or {})},
                 )
             ]
         )

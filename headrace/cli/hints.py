@@ -6,6 +6,7 @@ from redis.exceptions import AuthenticationError as RedisAuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError
 
 from headrace.devstack.errors import StackError
 from learner.errors import (
@@ -72,6 +73,9 @@ _BY_KIND = {
 
 def _hint(exc: BaseException) -> str | None:
     if isinstance(exc, RedisAuthenticationError):
+        return _AUTH_HINT
+    # Sentinels that refuse the password: redis-py names the cause only in the message.
+    if isinstance(exc, MasterNotFoundError) and "AuthenticationError" in str(exc):
         return _AUTH_HINT
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return _REDIS

@@ -83,11 +83,18 @@ def check_password(settings: StreamSettings) -> str:
     return password
 
 
-def _write_config(path: Path, password: str) -> None:
+def write_config(path: Path, lines: list[str]) -> None:
+    """A config file readable by its owner only: it holds the password."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(f"requirepass {password}\n")
+        out.write("".join(f"{line}\n" for line in lines))
     path.chmod(0o600)
+
+
+def auth_lines(password: str) -> list[str]:
+    # masterauth too: after a failover this server may be made a replica of another.
+    return [f"requirepass {password}", f"masterauth {password}"]
 
 
 def check_port(settings: StreamSettings) -> None:
@@ -97,10 +104,13 @@ def check_port(settings: StreamSettings) -> None:
 
 
 def _server(settings: StreamSettings) -> supervisor.Server:
-    paths = RedisPaths.of(settings)
+    return server_of(RedisPaths.of(settings), "redis-server", address(settings))
+
+
+def server_of(paths: RedisPaths, name: str, address: str) -> supervisor.Server:
     return supervisor.Server(
-        name="redis-server",
-        address=address(settings),
+        name=name,
+        address=address,
         pid_file=paths.pid_file,
         output=paths.log,
         logs_hint=f"full log: {paths.log}",
@@ -135,12 +145,17 @@ def answering(settings: StreamSettings, timeout: float = 1.0) -> bool:
 def _ping(settings: StreamSettings, timeout: float) -> bool:
     """Whether an authenticated PING is answered; AuthenticationError when it is refused."""
     host, port = settings.redis_host_port
+    return ping_at(host, port, settings.redis_password_value, timeout)
+
+
+def ping_at(host: str, port: int, password: str | None, timeout: float) -> bool:
+    """Whether the server (or sentinel) at host:port answers an authenticated PING."""
     if not tcp_open(host, port, timeout):
         return False
     client = redis.Redis(
         host=host,
         port=port,
-        password=settings.redis_password_value,
+        password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         # One attempt per probe: the caller's loop does the retrying.
@@ -167,8 +182,19 @@ def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
     check_port(settings)
     _, port = settings.redis_host_port
     paths.data.mkdir(parents=True, exist_ok=True)
-    _write_config(paths.config, password)
-    argv = [
+    write_config(paths.config, auth_lines(password))
+    argv = server_argv(executable, paths, port)
+    return supervisor.launch(
+        server,
+        argv,
+        paths.data,
+        lambda pid, since: wait_ready(settings, pid, timeout, since=since),
+    )
+
+
+def server_argv(executable: str, paths: RedisPaths, port: int) -> list[str]:
+    """How a data-holding redis-server of the stack starts: AOF on, 127.0.0.1 only."""
+    return [
         executable,
         str(paths.config),
         "--bind",
@@ -192,12 +218,6 @@ def start(settings: StreamSettings, *, timeout: float = 20.0) -> int:
         "--logfile",
         "",
     ]
-    return supervisor.launch(
-        server,
-        argv,
-        paths.data,
-        lambda pid, since: wait_ready(settings, pid, timeout, since=since),
-    )
 
 
 def wait_ready(settings: StreamSettings, pid: int, timeout: float, *, since: int = 0) -> None:

@@ -1,21 +1,24 @@
-"""The local stack: one Kafka broker and one Redis server on 127.0.0.1, without Docker.
+"""The local stack: Kafka and Redis on 127.0.0.1, without Docker.
 
-`up`, `down` and `status` are what `headrace stack up|down|status` runs. `up`
-is idempotent: services that already run and answer are left alone. The
-services themselves live in `kafka_local` and `redis_local`.
+One broker and one Redis server by default; HEADRACE_KAFKA_BROKERS=3 (`--brokers 3`) runs
+three brokers, HEADRACE_STACK_REDIS=sentinel (`--redis sentinel`) a replica and three
+sentinels beside the Redis primary. `up`, `down` and `status` are what `headrace stack
+up|down|status` runs. `up` is idempotent: services that already run and answer are left
+alone. The services themselves live in `kafka_local`, `redis_local` and `redis_sentinel`.
 """
 
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local
+from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local, redis_sentinel
 from headrace.devstack.errors import StackError
-from stream.probe import answering
+from stream.probe import answering, answering_at
 from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 
@@ -35,6 +38,8 @@ class ServiceStatus:
     """What this call did to the service (STARTED, ALREADY_RUNNING, ...); empty for `status`."""
     seconds: float | None = None
     """How long starting or stopping took."""
+    role: str = ""
+    """A Redis server's role behind Sentinel as it says it now: "master" or "slave"."""
 
     @property
     def running(self) -> bool:
@@ -50,6 +55,8 @@ class ServiceStatus:
             state = "stopped"
         if self.action and self.action != STOPPED:
             state += f" ({self.action}{took})"
+        if self.role:
+            state += ", primary" if self.role == "master" else ", replica"
         return f"{self.name:<6} {self.address:<24} {state}"
 
 
@@ -59,10 +66,12 @@ class StackStatus:
     redis: ServiceStatus
     stack_dir: str
     topics_created: tuple[str, ...] = ()
+    more: tuple[ServiceStatus, ...] = ()
+    """The other Kafka brokers, the Redis replica and the sentinels, where the stack has them."""
 
     @property
-    def services(self) -> tuple[ServiceStatus, ServiceStatus]:
-        return (self.kafka, self.redis)
+    def services(self) -> tuple[ServiceStatus, ...]:
+        return (self.kafka, self.redis, *self.more)
 
     @property
     def all_running(self) -> bool:
@@ -90,13 +99,27 @@ def _stack_dir(settings: StreamSettings) -> str:
 
 
 def _kafka_address(settings: StreamSettings) -> str:
-    return f"{kafka_local.address(settings)} (ctl {settings.controller_port})"
+    first = kafka_local.nodes(settings)[0]
+    return f"{first.address} (ctl {first.controller_port})"
 
 
 def status(settings: StreamSettings) -> StackStatus:
     """What runs now; each running service is probed once (metadata request, PING)."""
     kafka_pid = kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
+    more: list[ServiceStatus] = []
+    for address, pid in kafka_local.running(settings)[1:]:
+        node_host, _, node_port = address.rpartition(":")
+        up = pid is not None and int(node_port) > 0 and answering_at(node_host, int(node_port))
+        more.append(ServiceStatus("kafka", address, pid, up))
+    for member in _redis_members(settings):
+        pid = redis_sentinel.running_pid(member)
+        up = pid is not None and redis_local.ping_at(
+            member.host, member.port, settings.redis_password_value, 1.0
+        )
+        role = _role(settings, member.host, member.port) if member.role == "replica" else ""
+        more.append(ServiceStatus(_member_label(member), member.address, pid, up, role=role))
+    redis_host, redis_port = settings.redis_host_port
     return StackStatus(
         kafka=ServiceStatus(
             "kafka",
@@ -109,13 +132,39 @@ def status(settings: StreamSettings) -> StackStatus:
             redis_local.address(settings),
             redis_pid,
             redis_pid is not None and redis_local.answering(settings),
+            role=_role(settings, redis_host, redis_port) if redis_pid is not None else "",
         ),
         stack_dir=_stack_dir(settings),
+        more=tuple(more),
     )
 
 
+def _redis_members(settings: StreamSettings) -> list[redis_sentinel.Member]:
+    """The replica and sentinels of this stack's shape, or left running from another."""
+    if settings.stack_redis == "sentinel":
+        return redis_sentinel.members(settings)
+    shaped = settings.model_copy(update={"stack_redis": "sentinel"})
+    host, port = settings.redis_host_port
+    shaped.redis_sentinels = ",".join(f"{host}:{port + 2 + i}" for i in range(3))
+    return [m for m in redis_sentinel.members(shaped) if redis_sentinel.running_pid(m)]
+
+
+def _role(settings: StreamSettings, host: str, port: int) -> str:
+    """Which of primary and replica a server is now: a failover swaps them."""
+    if settings.stack_redis != "sentinel" and not settings.sentinel_addresses:
+        return ""
+    return redis_sentinel.role(host, port, settings.redis_password_value) or ""
+
+
+def _member_label(member: redis_sentinel.Member) -> str:
+    return "replica" if member.role == "replica" else member.name.replace("sentinel-", "sent")
+
+
 def _check_prerequisites(
-    settings: StreamSettings, cache_dir: str | Path, start_kafka: bool, start_redis: bool
+    settings: StreamSettings,
+    cache_dir: str | Path,
+    kafka_nodes: list[kafka_local.Node],
+    start_redis: bool,
 ) -> None:
     """Everything that can be known wrong before starting anything, so a failure starts nothing."""
     _, kafka_port = settings.kafka_host_port
@@ -126,14 +175,16 @@ def _check_prerequisites(
             "give HEADRACE_REDIS_URL, HEADRACE_KAFKA_BOOTSTRAP and HEADRACE_CONTROLLER_PORT "
             "three different ports",
         )
-    if start_kafka:
+    if kafka_nodes:
         kafka_jars.check_java()
         kafka_jars.check_maven(cache_dir)
-        kafka_local.check_ports(settings)
+        kafka_local.check_ports(settings, only=kafka_nodes)
     if start_redis:
         redis_local.check_server()
         redis_local.check_password(settings)
         redis_local.check_port(settings)
+        if settings.stack_redis == "sentinel":
+            redis_sentinel.check_ports(settings)
 
 
 def up(
@@ -165,9 +216,11 @@ def _up(
     redis_timeout: float,
 ) -> StackStatus:
     cache = settings.kafka_cache_dir if cache_dir is None else cache_dir
-    kafka_pid = kafka_local.running_pid(settings)
+    missing = kafka_local.missing_nodes(settings)
+    # Any node down (one killed, say): start those, and report the first as started.
+    kafka_pid = None if missing else kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
-    _check_prerequisites(settings, cache, kafka_pid is None, redis_pid is None)
+    _check_prerequisites(settings, cache, missing, redis_pid is None)
 
     started: list[Callable[[], object]] = []
     try:
@@ -189,12 +242,48 @@ def _up(
         )
         if kafka_status.action == STARTED:
             started.append(lambda: kafka_local.stop(settings))
+        more = _more_kafka(settings, kafka_status)
+        more += _redis_group(settings, started, redis_timeout)
         created = _create_topics(settings)
     except BaseException:
         for stop in reversed(started):
             stop()
         raise
-    return StackStatus(kafka_status, redis_status, _stack_dir(settings), tuple(created))
+    return StackStatus(
+        kafka_status, redis_status, _stack_dir(settings), tuple(created), tuple(more)
+    )
+
+
+def _more_kafka(settings: StreamSettings, first: ServiceStatus) -> list[ServiceStatus]:
+    """The other brokers' lines: `kafka_local.start` starts (or waits for) them all."""
+    out = []
+    for node in kafka_local.nodes(settings)[1:]:
+        pid = kafka_local.running_pid(settings, node.id)
+        out.append(ServiceStatus("kafka", node.address, pid, pid is not None, first.action))
+    return out
+
+
+def _redis_group(
+    settings: StreamSettings, started: list[Callable[[], object]], timeout: float
+) -> list[ServiceStatus]:
+    """Start the replica and the sentinels where HEADRACE_STACK_REDIS asks for them."""
+    if settings.stack_redis != "sentinel":
+        return []
+    out = []
+    for member in redis_sentinel.members(settings):
+        out.append(
+            _bring_up(
+                _member_label(member),
+                member.address,
+                redis_sentinel.running_pid(member),
+                start=partial(redis_sentinel.start_member, settings, member, timeout=timeout),
+                wait=lambda pid: None,
+            )
+        )
+        if out[-1].action == STARTED:
+            started.append(partial(redis_sentinel.stop_member, member))
+    redis_sentinel.wait_watching(settings)
+    return out
 
 
 def _bring_up(
@@ -244,6 +333,20 @@ def _down(settings: StreamSettings, timeout: float) -> StackStatus:
             lambda: redis_local.stop(settings, timeout=timeout),
         ),
     )
+    more: list[ServiceStatus] = []
+    # The sentinels first: stopping the primary under them would start a failover.
+    for member in reversed(_redis_members(settings)):
+        began = time.monotonic()
+        try:
+            pid = redis_sentinel.stop_member(member, timeout=timeout)
+        except StackError as exc:
+            errors.append(exc)
+            continue
+        if pid is not None:
+            label = _member_label(member)
+            more.append(
+                ServiceStatus(label, member.address, None, False, STOPPED, time.monotonic() - began)
+            )
     for name, address, stop in stops:
         began = time.monotonic()
         try:
@@ -257,4 +360,4 @@ def _down(settings: StreamSettings, timeout: float) -> StackStatus:
         results[name] = ServiceStatus(name, address, None, False, action, took)
     if errors:
         raise errors[0]
-    return StackStatus(results["kafka"], results["redis"], _stack_dir(settings))
+    return StackStatus(results["kafka"], results["redis"], _stack_dir(settings), more=tuple(more))

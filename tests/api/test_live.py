@@ -200,6 +200,9 @@ def test_redis_restart_under_load(tmp_path: Path, stack_settings: StreamSettings
     own = stack_settings.model_copy(
         update={
             "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            # One server of its own, even when the test stack runs Sentinel.
+            "redis_sentinels": "",
+            "stack_redis": "single",
             "stack_dir": str(tmp_path / "stack"),
             "key_prefix": "restart",
         }

@@ -56,6 +56,10 @@ def own_settings(tmp_path_factory: pytest.TempPathFactory) -> StreamSettings:
         redis_password=SecretStr("own-stack-password-0123456789abcdef"),
         kafka_heap="256m",
         partitions=2,
+        # The one-broker, one-Redis shape, whatever the test stack runs.
+        kafka_brokers=1,
+        stack_redis="single",
+        redis_sentinels="",
     )
 
 

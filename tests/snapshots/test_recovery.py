@@ -57,6 +57,9 @@ def own_redis(settings: StreamSettings, tmp_path: Path) -> Iterator[StreamSettin
     own = settings.model_copy(
         update={
             "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+            # One server of its own, even when the test stack runs Sentinel.
+            "redis_sentinels": "",
+            "stack_redis": "single",
             "stack_dir": str(tmp_path / "stack"),
         }
     )
