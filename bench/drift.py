@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from guards.alerts import Alert  # noqa: E402
-from guards.drift import KSWIN, DriftMonitor  # noqa: E402
+from guards.drift import DriftMonitor  # noqa: E402
+from guards.kswin import KSWIN  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402

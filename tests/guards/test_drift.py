@@ -19,7 +19,9 @@ from river import drift as river_drift
 from river import linear_model
 
 from guards.alerts import Alert
-from guards.drift import KSWIN, DriftMonitor, PopulationStability
+from guards.drift import DriftMonitor
+from guards.kswin import KSWIN
+from guards.psi import PopulationStability
 from guards.settings import GuardSettings
 
 Example = tuple[dict[str, float], bool]

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 
-from guards.drift import DriftMonitor, PopulationStability
+from guards.drift import DriftMonitor
+from guards.psi import PopulationStability
 from guards.settings import GuardSettings
 from learner.aggregates import AggregateCache
 from learner.layout import ShardKeys
