@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -93,6 +94,25 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def ports_from(base: int, count: int = 5) -> Callable[[], int]:
+    """The next port: `base`, `base + 1`, ... (up to `count`), or a free one when base is 0."""
+    fixed = iter(range(base, base + count)) if base else None
+    return lambda: next(fixed) if fixed is not None else free_port()
+
+
+def bench_redis(redis_port: int) -> tuple[Path, StreamSettings, SigningKey]:
+    """A temporary folder, the settings of a password-protected Redis of the bench's own on
+    `redis_port` (not started yet) and the signing key its models are sealed with."""
+    tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+    stream = StreamSettings(
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        redis_password=SecretStr(secrets.token_urlsafe(32)),
+        stack_dir=str(tmp),
+        key_prefix="bench",
+    )
+    return tmp, stream, SigningKey.generate()
 
 
 def rss_mb(pid: int) -> float:
@@ -247,23 +267,13 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.port_base <= 65_533:
         parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
-    port = iter(range(args.port_base, args.port_base + 5)) if args.port_base else None
+    next_port = ports_from(args.port_base)
     cascade_kind, _, top = args.cascade.partition(":")
     if args.cascade and not (cascade_kind and top.isdigit() and int(top) >= 1):
         parser.error("--cascade takes KIND:M, e.g. fm:50")
 
-    def next_port() -> int:
-        return next(port) if port is not None else free_port()
-
     sizes = [int(k) for k in args.candidates.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
-    stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{next_port()}/0",
-        redis_password=SecretStr(secrets.token_urlsafe(32)),
-        stack_dir=str(tmp),
-        key_prefix="bench",
-    )
-    signer = SigningKey.generate()
+    tmp, stream, signer = bench_redis(next_port())
     start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
     config = SimulatorConfig(
         seed=3, count=args.events, n_users=2_000, n_items=max(sizes) * 2, start=start_at

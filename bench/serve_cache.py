@@ -18,10 +18,8 @@ and to the naive app.
 """
 
 import argparse
-import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,9 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 import httpx
 import numpy as np
 import orjson
-from pydantic import SecretStr
 
-from bench.serve import free_port, measure, median_run, per_cpu, start
+from bench.serve import bench_redis, measure, median_run, per_cpu, ports_from, start
 from bench.serve_check import same_answers
 from bench.serve_load import Result
 from headrace.devstack import redis_local
@@ -193,19 +190,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.profile = None
-    ports = iter(range(args.port_base, args.port_base + 5)) if args.port_base else None
-
-    def next_port() -> int:
-        return next(ports) if ports is not None else free_port()
-
-    tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
-    stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{next_port()}/0",
-        redis_password=SecretStr(secrets.token_urlsafe(32)),
-        stack_dir=str(tmp),
-        key_prefix="bench",
-    )
-    signer = SigningKey.generate()
+    next_port = ports_from(args.port_base)
+    tmp, stream, signer = bench_redis(next_port())
     start_at = datetime.now(UTC) - timedelta(seconds=args.events / 12 + 300)
     config = SimulatorConfig(
         seed=3, count=args.events, n_users=args.users, n_items=args.items, start=start_at
