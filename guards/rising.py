@@ -71,7 +71,7 @@ class RisingRate:
         self,
         delta: float,
         delta_settled: float | None = None,
-        settled: int = 8,
+        settled: int = 16,
         clock: int = 32,
         max_blocks: int = 2_048,
     ) -> None:
