@@ -141,16 +141,21 @@ class RisingRate:
         diff = newer / n_new - (total - newer) / n_old
         log_width = math.log(width)
         m = 1.0 / n_new + 1.0 / n_old
+        # ADWIN's bound, sqrt(2 m variance confidence) + 2/3 confidence m, with one square
+        # root for both confidences: the window's checks are most of the guards' cost.
+        root_m = np.sqrt(m)
         strict = math.log(2.0 * log_width / self.delta)
-        bound = np.sqrt((2.0 * variance * strict) * m) + (2.0 / 3.0 * strict) * m
+        bound = math.sqrt(2.0 * variance * strict) * root_m + (2.0 / 3.0 * strict) * m
         excess = np.abs(diff) - bound
         # Splits 0 .. settled - 1 have an older part of at least `settled` x `_low` blocks.
         settled = min(k - 1, k - self.settled * self._low)
         loose = bound
         if settled > 0 and self.delta_settled > self.delta:
             confidence = math.log(2.0 * log_width / self.delta_settled)
-            near = m[:settled]
-            loose = np.sqrt((2.0 * variance * confidence) * near) + (2.0 / 3.0 * confidence) * near
+            root_near, near = root_m[:settled], m[:settled]
+            loose = (
+                math.sqrt(2.0 * variance * confidence) * root_near + (2.0 / 3.0 * confidence) * near
+            )
             np.maximum(excess[:settled], diff[:settled] - loose, out=excess[:settled])
         i = int(np.argmax(excess))
         if excess[i] <= 0:
