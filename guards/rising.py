@@ -30,18 +30,24 @@ the rise up to 960 examples after River's ADWIN, or not at all.
 
 import math
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
 
-@cache
-def _splits(clock: int, max_blocks: int) -> np.ndarray:
-    """Examples in the newer part of each split, newest first: not part of the pickled
-    state (the window's state is committed with the learner's at every publish)."""
-    sizes = np.arange(1, max_blocks, dtype=np.float64) * clock
-    sizes.flags.writeable = False
-    return sizes
+@lru_cache(maxsize=4)
+def _splits(clock: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For a window of `k` blocks, newest first, per split: the examples in the newer and
+    in the older part, and ADWIN's m (1/newer + 1/older) and its square root. They depend
+    on `k` alone, which stays at the cap while the window is full: computed once, not at
+    every check, and not part of the pickled state (committed at every publish)."""
+    n_new = np.arange(1, k, dtype=np.float64) * clock
+    n_old = k * clock - n_new
+    m = 1.0 / n_new + 1.0 / n_old
+    arrays = (n_new, n_old, m, np.sqrt(m))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,18 +138,15 @@ class RisingRate:
         total = float(cumulative[-1])
         newer = cumulative[:-1]
         width = k * c
-        n_new = _splits(c, self.max_blocks)[: k - 1]
-        n_old = width - n_new
+        n_new, n_old, m, root_m = _splits(c, k)
         p = total / width
         variance = p * (1.0 - p)
         if variance == 0.0:
             return None
         diff = newer / n_new - (total - newer) / n_old
         log_width = math.log(width)
-        m = 1.0 / n_new + 1.0 / n_old
-        # ADWIN's bound, sqrt(2 m variance confidence) + 2/3 confidence m, with one square
-        # root for both confidences: the window's checks are most of the guards' cost.
-        root_m = np.sqrt(m)
+        # ADWIN's bound, sqrt(2 m variance confidence) + 2/3 confidence m, with the square
+        # root of m taken once for both confidences: these checks are most of the guards' cost.
         strict = math.log(2.0 * log_width / self.delta)
         bound = math.sqrt(2.0 * variance * strict) * root_m + (2.0 / 3.0 * strict) * m
         excess = np.abs(diff) - bound
