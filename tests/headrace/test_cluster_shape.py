@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from headrace.devstack import kafka_local, redis_sentinel
+from headrace.devstack import kafka_cluster, redis_sentinel
 from headrace.devstack.errors import StackError
 from stream.settings import StreamSettings
 from stream.topics import replication
@@ -27,7 +27,7 @@ def shape(tmp_path: Path, **values: object) -> StreamSettings:
 def test_three_brokers_widen_a_one_address_bootstrap(tmp_path: Path) -> None:
     settings = shape(tmp_path, kafka_brokers=3)
     assert settings.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
-    nodes = kafka_local.nodes(settings)
+    nodes = kafka_cluster.nodes(settings)
     assert [(n.id, n.port, n.controller_port) for n in nodes] == [
         (1, 9092, 9093),
         (2, 9094, 9095),
@@ -39,18 +39,18 @@ def test_three_brokers_widen_a_one_address_bootstrap(tmp_path: Path) -> None:
 def test_a_listed_bootstrap_is_kept_and_must_match_the_count(tmp_path: Path) -> None:
     listed = "127.0.0.1:9100,127.0.0.1:9200,127.0.0.1:9300"
     settings = shape(tmp_path, kafka_brokers=3, kafka_bootstrap=listed)
-    assert [n.port for n in kafka_local.nodes(settings)] == [9100, 9200, 9300]
+    assert [n.port for n in kafka_cluster.nodes(settings)] == [9100, 9200, 9300]
     two = shape(tmp_path, kafka_brokers=3, kafka_bootstrap="127.0.0.1:9100,127.0.0.1:9200")
     with pytest.raises(StackError, match="lists 2 addresses"):
-        kafka_local.nodes(two)
+        kafka_cluster.nodes(two)
 
 
 def test_three_nodes_form_one_quorum_with_replication_3_and_min_isr_2(tmp_path: Path) -> None:
     settings = shape(tmp_path, kafka_brokers=3)
-    second = kafka_local.nodes(settings)[1]
+    second = kafka_cluster.nodes(settings)[1]
     config = dict(
         line.split("=", 1)
-        for line in kafka_local.server_properties(settings, second).splitlines()
+        for line in kafka_cluster.server_properties(settings, second).splitlines()
         if "=" in line and not line.startswith("#")
     )
     assert config["node.id"] == "2"
@@ -66,9 +66,9 @@ def test_three_nodes_form_one_quorum_with_replication_3_and_min_isr_2(tmp_path: 
 
 def test_one_node_keeps_its_single_broker_layout(tmp_path: Path) -> None:
     settings = shape(tmp_path)
-    (only,) = kafka_local.nodes(settings)
+    (only,) = kafka_cluster.nodes(settings)
     assert only.paths.pid_file == tmp_path.resolve() / "kafka.pid"
-    text = kafka_local.server_properties(settings, only)
+    text = kafka_cluster.server_properties(settings, only)
     assert "controller.quorum.voters=1@127.0.0.1:9093\n" in text
     assert "min.insync.replicas=1\n" in text
 
