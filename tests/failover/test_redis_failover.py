@@ -17,7 +17,7 @@ from api.resp import RespError, RespPipeline, pack
 from headrace.devstack import redis_local, redis_sentinel
 from learner.epoch import Stamp
 from learner.layout import ShardKeys, read_stamp
-from learner.redisconn import sentinel_master
+from learner.redisconn import async_primary, async_sentinels, sentinel_master
 from stream.settings import StreamSettings
 from tests.api.helpers import JOIN_WINDOW_S, ApiProcess, api_env
 from tests.failover.scenario import (
@@ -52,6 +52,13 @@ def stamp_at(settings: StreamSettings, host: str, port: int) -> Stamp:
         return read_stamp(client, ShardKeys(settings.key_prefix, "main"))
     finally:
         client.close()
+
+
+def test_blocking_and_asyncio_clients_are_told_the_same_primary(cluster: StreamSettings) -> None:
+    sentinels = async_sentinels(cluster.sentinel_addresses, cluster.redis_password_value, 2.0)
+    told = asyncio.run(async_primary(sentinels, cluster.redis_sentinel_service))
+    assert told == sentinel_master(cluster)
+    assert told[1] in (cluster.redis_host_port[1], redis_sentinel.members(cluster)[0].port)
 
 
 def test_the_api_pipeline_reads_from_the_primary_and_refuses_a_replica(
