@@ -23,10 +23,10 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     import redis
-    from prometheus_client import start_http_server
 
     from learner.compose import build_worker
     from learner.models import check_variants
+    from learner.scrape import serve_metrics
     from learner.settings import LearnerSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -38,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
     stream = StreamSettings()
     settings = LearnerSettings()
     check_variants(settings.variants)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.metrics_host)
+    serve_metrics(settings.metrics_host, settings.metrics_port)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
