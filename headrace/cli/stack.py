@@ -14,27 +14,29 @@ def add_commands(commands: Commands) -> None:
         type=int,
         choices=range(1, 10),
         metavar="N",
-        help="Kafka brokers to run (default HEADRACE_KAFKA_BROKERS, 1); 3 gives replication 3",
+        help="Kafka brokers to run (default HEADRACE_KAFKA_BROKERS, else as the stack in "
+        "HEADRACE_STACK_DIR was started, else 1); 3 gives replication 3",
     )
     stack.add_argument(
         "--redis",
         choices=["single", "sentinel"],
         help="one Redis server, or a primary, a replica and three sentinels "
-        "(default HEADRACE_STACK_REDIS, single)",
+        "(default HEADRACE_STACK_REDIS, else as the stack was started, else single)",
     )
     stack.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from headrace.devstack import stack
+    from headrace.devstack import shape, stack
 
-    shape: dict[str, object] = {}
+    chosen: dict[str, object] = {}
     if args.brokers is not None:
-        shape["kafka_brokers"] = args.brokers
+        chosen["kafka_brokers"] = args.brokers
     if args.redis is not None:
-        shape["stack_redis"] = args.redis
+        chosen["stack_redis"] = args.redis
     # Keyword arguments win over the environment, and the validators widen the addresses.
-    settings = StreamSettings(**shape)  # type: ignore[arg-type]
+    # Where neither chooses a shape, the folder's stack keeps the one it was started with.
+    settings = shape.as_started(StreamSettings(**chosen))  # type: ignore[arg-type]
     if args.action == "up":
         result = stack.up(settings)
     elif args.action == "down":

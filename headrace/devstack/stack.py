@@ -24,6 +24,7 @@ from headrace.devstack import (
     localproc,
     redis_local,
     redis_sentinel,
+    shape,
 )
 from headrace.devstack.errors import StackError
 from stream.probe import answering, answering_at
@@ -112,7 +113,9 @@ def _kafka_address(settings: StreamSettings) -> str:
 
 
 def status(settings: StreamSettings) -> StackStatus:
-    """What runs now; each running service is probed once (metadata request, PING)."""
+    """What runs now; each running service is probed once (metadata request, PING). Where
+    `settings` choose no shape, the one the last `up` in their folder started."""
+    settings = shape.as_started(settings)
     kafka_pid = kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
     more: list[ServiceStatus] = []
@@ -253,6 +256,7 @@ def _up(
         more = _more_kafka(settings, kafka_status)
         more += _redis_group(settings, started, redis_timeout)
         created = _create_topics(settings)
+        shape.record(settings)
     except BaseException:
         for stop in reversed(started):
             stop()
@@ -322,7 +326,9 @@ def _create_topics(settings: StreamSettings) -> list[str]:
 
 
 def down(settings: StreamSettings, *, timeout: float = 30.0) -> StackStatus:
-    """Stop both services (SIGTERM, SIGKILL after `timeout`); stopping a stopped one is fine."""
+    """Stop both services (SIGTERM, SIGKILL after `timeout`); stopping a stopped one is fine.
+    Where `settings` choose no shape, the one the last `up` in their folder started."""
+    settings = shape.as_started(settings)
     if not Path(_stack_dir(settings)).is_dir():
         # Nothing was ever started here; taking the lock would create the folder.
         return _down(settings, timeout)
