@@ -1,5 +1,5 @@
-"""`headrace stack status` on the three-broker, Sentinel stack, run as an operator would:
-with its folder, ports and password, but neither `--brokers` nor `--redis`."""
+"""`headrace stack status` and `up` on the three-broker, Sentinel stack, run as an operator
+would: with its folder, ports and password, but neither `--brokers` nor `--redis`."""
 
 import os
 
@@ -12,7 +12,8 @@ from tests.support import headrace
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_status_without_the_shape_reads_what_up_started(cluster_stack: StreamSettings) -> None:
+def operator_env(cluster_stack: StreamSettings) -> dict[str, str]:
+    """The stack's folder, first broker, Redis and password; no word of its shape."""
     first_broker = cluster_stack.kafka_addresses[0]
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEADRACE_")}
     env.update(
@@ -24,7 +25,11 @@ def test_status_without_the_shape_reads_what_up_started(cluster_stack: StreamSet
             "HEADRACE_REDIS_PASSWORD": cluster_stack.redis_password_value or "",
         }
     )
-    done = headrace(env, "stack", "status")
+    return env
+
+
+def test_status_without_the_shape_reads_what_up_started(cluster_stack: StreamSettings) -> None:
+    done = headrace(operator_env(cluster_stack), "stack", "status")
     lines = done.stdout.splitlines()
     assert done.returncode in (0, 3), done.stderr  # 3: a test before this one killed a server
     kafka = [line for line in lines if line.startswith("kafka ")]
@@ -36,3 +41,13 @@ def test_status_without_the_shape_reads_what_up_started(cluster_stack: StreamSet
     for line, member in zip(group, redis_sentinel.members(cluster_stack), strict=True):
         assert member.address in line, done.stdout
     assert all("running, pid" in line for line in group[1:]), done.stdout
+
+
+def test_up_without_the_shape_keeps_the_three_brokers(cluster_stack: StreamSettings) -> None:
+    """Not a one-broker stack on the first node's port: the three that run, left alone
+    (and whatever a test before this one killed, started again)."""
+    done = headrace(operator_env(cluster_stack), "stack", "up", timeout=300)
+    assert done.returncode == 0, done.stderr
+    kafka = [line for line in done.stdout.splitlines() if line.startswith("kafka ")]
+    assert len(kafka) == 3 and all("running, pid" in line for line in kafka), done.stdout
+    assert f"export HEADRACE_KAFKA_BOOTSTRAP={cluster_stack.kafka_bootstrap}" in done.stdout
