@@ -20,9 +20,11 @@ stream showed of that shopper before the request:
 - the request's own query, like any visit's.
 
 The prior is the simulator's: each taste N(pop, 0.8^2), pop estimated as the mean of every
-shopper's hidden taste. The posterior is sampled by importance sampling (a defensive
-mixture of the prior and a Gaussian fitted to a first pass from the prior), and the
-oracle predicts E[sigmoid(logit)] under it. Its expected AUC over the hidden model's own
+shopper's hidden taste. The posterior is sampled by importance sampling (the prior, then
+up to six passes of a Gaussian fitted to the pass before, mixed with the prior, until the
+effective sample size is a quarter of the samples), and the oracle predicts
+E[sigmoid(logit)] under it; the table gives the smallest and the median effective
+sample size over the held-out shoppers. Its expected AUC over the hidden model's own
 on the same requests is the ceiling ratio. For reference it also prints the oracle that
 knows the prior only, the ones that use the queries only or the purchases only, and
 (with --learner, which needs a Redis as bench/quality.py does) the shipped learner's
