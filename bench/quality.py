@@ -202,7 +202,7 @@ def replay(
         if isinstance(event, Impression):
             x = features(event.context, event.item, user, item_aggs, at, config)
             out.append((x, bool(record.will_purchase)))
-            observe_impression(user, item_aggs, event.item, at, config)
+            observe_impression(user, item_aggs, event.item, at, config, event.context)
             shown[event.impression_id] = event.item
         else:
             item = shown.get(event.impression_id or "")

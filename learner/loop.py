@@ -200,7 +200,7 @@ class Learner:
         )
         for closed in self.joins.add(pending):
             self._close(closed)
-        observe_impression(user, item_aggs, event.item, at, self.feature_config)
+        observe_impression(user, item_aggs, event.item, at, self.feature_config, event.context)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
 

@@ -102,12 +102,14 @@ def rows_of(columns: FeatureColumns, n: int) -> list[dict[str, Any]]:
 
 
 def past_events(user: dict[str, float], steps: list[tuple[str, float, str, float]]) -> None:
-    """Outcomes at `at` (seconds from a fixed start) of items of various categories."""
+    """Outcomes at `at` (seconds from a fixed start) of items of various categories, shown
+    in answer to a query of their category or on a page without one."""
     for kind, price, category, offset in steps:
         at = 1_767_225_600.0 + offset
         item: dict[str, float] = {}
         shown = Item(price=price, category=category)
-        observe_impression(user, item, shown, at, CONFIG)
+        asked = Context(query=category if kind != "view" else "", page="category")
+        observe_impression(user, item, shown, at, CONFIG, asked)
         observe_outcome(user, item, kind, shown, at, CONFIG)
 
 
@@ -205,3 +207,54 @@ def test_features_read_only_the_item_fields_the_api_fetches(
     item = Item(price=3.0, category="merino")
     features(Context(), item, {}, reads, 1_767_225_600.0 + at, CONFIG)
     assert reads.read <= set(ITEM_FIELDS)
+
+
+def taste_of(user: dict[str, float], category: str) -> tuple[float, float]:
+    f = features(Context(), Item(price=5.0, category=category), user, {}, 0.0, CONFIG)
+    asked, bought = f["u_taste_asked"], f["u_taste_bought"]
+    assert isinstance(asked, float) and isinstance(bought, float)
+    return asked, bought
+
+
+def visits(user: dict[str, float], query: str, category: str, n: int, bought: int = 0) -> None:
+    """`n` visits showing a page of ten items of `category` for `query`, `bought` of them bought."""
+    at = 1_767_225_600.0
+    for visit in range(n):
+        for position in range(10):
+            at += 1.0
+            shown = Item(price=5.0, category=category)
+            context = Context(query=query, page="search", position=position)
+            observe_impression(user, {}, shown, at, CONFIG, context)
+            if visit < bought and position == 0:
+                observe_outcome(user, {}, "purchase", shown, at, CONFIG)
+
+
+def test_a_new_shopper_has_the_typical_taste() -> None:
+    assert taste_of({}, "merino") == (0.0, 0.0)
+
+
+def test_the_taste_a_shopper_asked_for_is_believed_more_the_more_they_asked() -> None:
+    few: dict[str, float] = {}
+    many: dict[str, float] = {}
+    visits(few, "merino dk", "merino", 2)
+    visits(many, "merino dk", "merino", 20)
+    assert 0.0 < taste_of(few, "merino")[0] < taste_of(many, "merino")[0]
+    # Asking for merino again and again says they care less for what they never ask for.
+    assert taste_of(many, "cotton")[0] < taste_of(few, "cotton")[0] < 0.0
+
+
+def test_pages_without_a_query_ask_for_nothing() -> None:
+    user: dict[str, float] = {}
+    visits(user, "", "merino", 5)
+    assert taste_of(user, "merino")[0] == 0.0
+
+
+def test_shown_often_and_never_bought_is_believed_less_liked() -> None:
+    bought: dict[str, float] = {}
+    never: dict[str, float] = {}
+    visits(bought, "merino dk", "merino", 3, bought=2)
+    visits(never, "merino dk", "merino", 30)
+    assert taste_of(bought, "merino")[1] > 0.0 > taste_of(never, "merino")[1]
+    ignored: dict[str, float] = {}
+    visits(ignored, "merino dk", "merino", 3)
+    assert taste_of(never, "merino")[1] < taste_of(ignored, "merino")[1] < 0.0
