@@ -2,7 +2,8 @@
 
 Route the user to a shard and a variant, read the aggregates (one round trip), build the
 features with the learner's own pipeline at `at` = now (`features_many`: `features()` of
-every candidate, as columns), score, rank, encode (with the caches on, items' aggregates
+every candidate, as columns), score (one variant, or the shard's cascade: api/cascade.py),
+rank, encode (with the caches on, items' aggregates
 and whole answers for users without history may come from a bounded-age cache:
 api/itemcache.py, api/respcache.py); hand the
 impressions to the publisher's queue and the shadow variant's work to after the response.
@@ -112,7 +113,7 @@ class Predictor:
         if spec is not None and spec.first != variant.name:
             spec = None
         # A user without history gets what any such user gets (api/respcache.py). A cascade's
-        # answer names its stages, which a cached plain answer does not: it is never cached.
+        # answer is not cached: the cache's key does not name the cascade's rule.
         responses, key, answer = self.responses, None, None
         if responses is not None and spec is None and not user and not degraded:
             key = responses.key(variant, context, candidates, request.top_k)
