@@ -21,10 +21,10 @@ from typing import Any
 
 import redis
 import redis.asyncio
-import redis.asyncio.sentinel
 
 from api.errors import TooManyStreamsError
 from learner.alertstore import decode, parse_id
+from learner.redisconn import async_sentinels
 
 log = logging.getLogger("headrace.api")
 
@@ -140,11 +140,7 @@ class AlertFeed:
         if self._client is None and self._sentinels:
             # Each new connection asks the sentinels for the primary: a failover breaks
             # the reader's connection, and its retry reaches the promoted replica.
-            sentinel = redis.asyncio.sentinel.Sentinel(
-                self._sentinels,
-                sentinel_kwargs={"password": self._password, "socket_timeout": 2},
-                password=self._password,
-            )
+            sentinel = async_sentinels(self._sentinels, self._password, 2)
             self._client = sentinel.master_for(
                 self._service,
                 socket_timeout=self.block_ms / 1000 + 5,

@@ -21,6 +21,7 @@ from api import errors
 from api.alertfeed import AlertFeed
 from api.cascadespec import check_shards, variants_wanted
 from api.deps import Services, key_digest
+from api.fastpath import FastPredict, HeadraceApp
 from api.holder import ModelHolder
 from api.impressions import ImpressionPublisher
 from api.itemcache import ItemCache
@@ -82,13 +83,14 @@ def create_app(
             for close in closers:
                 close()
 
-    app = FastAPI(
+    app = HeadraceApp(
         title="headrace",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     errors.install(app)
+    app.fast_predict = FastPredict(metrics)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     app.include_router(predict.router)
     app.include_router(models.router)

@@ -8,6 +8,9 @@ from typing import Annotated
 
 import redis
 from fastapi import Depends, Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from api.alertfeed import AlertFeed
 from api.errors import BodyTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
@@ -55,10 +58,10 @@ def key_digest(key: str | bytes) -> bytes:
     return hashlib.sha256(key.encode() if isinstance(key, str) else key).digest()
 
 
-def _presented_key(request: Request) -> str | None:
-    given = request.headers.get("x-api-key")
+def _presented_key(headers: Headers) -> str | None:
+    given = headers.get("x-api-key")
     if given is None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        scheme, _, token = headers.get("authorization", "").partition(" ")
         given = token.strip() if scheme.lower() == "bearer" else None
     return given or None
 
@@ -72,14 +75,14 @@ def _matches(given: str, digests: tuple[bytes, ...]) -> bool:
     return matched
 
 
-def authorize(request: Request, services: Services) -> bool:
+def authorize(headers: Headers, services: Services) -> bool:
     """Accept the request when no keys are configured or it carries one of them.
 
     True when the caller proved a key: only such a caller may ask for impressions."""
     digests = services.key_digests
     if not digests:
         return False
-    given = _presented_key(request)
+    given = _presented_key(headers)
     if given is None:
         raise UnauthorizedError("an API key is required (X-API-Key or Authorization: Bearer)")
     if not _matches(given, digests):
@@ -95,7 +98,7 @@ async def authorize_reader(request: Request, services: ServicesDep) -> Services:
     digests = services.key_digests
     if not digests:
         return services
-    given = _presented_key(request)
+    given = _presented_key(request.headers)
     if given is None:
         raise UnauthorizedError("an API key or the admin token is required")
     admin = tuple(key_digest(t) for t in services.settings.admin_tokens())
@@ -108,12 +111,12 @@ async def authorize_reader(request: Request, services: ServicesDep) -> Services:
 ReaderDep = Annotated[Services, Depends(authorize_reader)]
 
 
-def require_json(request: Request) -> None:
+def require_json(headers: Headers) -> None:
     """415 unless the body is declared as JSON: `application/json` or `application/*+json`.
 
     A missing Content-Type is refused too: a browser's cross-site form or no-cors fetch can
     only send text/plain, form or multipart bodies, so it never gets past this check."""
-    content_type = request.headers.get("content-type")
+    content_type = headers.get("content-type")
     if content_type is None:
         raise UnsupportedMediaTypeError("send the body as application/json (no Content-Type)")
     essence = content_type.partition(";")[0].strip().lower()
@@ -124,15 +127,26 @@ def require_json(request: Request) -> None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` bytes."""
-    declared = request.headers.get("content-length")
+    return await receive_body(request.receive, request.headers, limit)
+
+
+async def receive_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+    """The body from the ASGI `receive`, refused with 413 as soon as it is known to exceed
+    `limit` bytes; ClientDisconnect when the client goes away first."""
+    declared = headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"the body is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     # Counted as it streams: a chunked body (no Content-Length) or a false one is cut off too.
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLargeError(f"the body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

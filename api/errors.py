@@ -226,16 +226,21 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A reference the operator can find in the log; the trace stays there.
+    return _response(500, "internal", unexpected(request.url.path, exc), None, {})
+
+
+def unexpected(path: str, exc: Exception) -> str:
+    """Log an unexpected error with its trace; the message for the client names only a
+    reference the operator can find in the log."""
     reference = os.urandom(6).hex()
     log.error(
         "unexpected %s answering %s (reference %s)",
         type(exc).__name__,
-        request.url.path,
+        path,
         reference,
         exc_info=exc,
     )
-    return _response(500, "internal", f"internal error (reference {reference})", None, {})
+    return f"internal error (reference {reference})"
 
 
 def install(app: FastAPI) -> None:

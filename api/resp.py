@@ -24,9 +24,9 @@ from collections import deque
 from typing import Any
 
 import hiredis
-import redis
-import redis.asyncio.sentinel
 from redis.connection import SSLConnection, parse_url
+
+from learner.redisconn import async_primary, async_sentinels
 
 
 class RespError(ConnectionError):
@@ -101,14 +101,7 @@ class RespPipeline:
         if password is not None and self._params.get("password") is None:
             self._params["password"] = password
         self._sentinel = (
-            redis.asyncio.sentinel.Sentinel(
-                sentinels,
-                sentinel_kwargs={
-                    "password": self._params.get("password"),
-                    "socket_timeout": timeout_s,
-                    "socket_connect_timeout": timeout_s,
-                },
-            )
+            async_sentinels(sentinels, self._params.get("password"), timeout_s)
             if sentinels
             else None
         )
@@ -164,11 +157,7 @@ class RespPipeline:
 
     async def _primary(self) -> tuple[str, int]:
         assert self._sentinel is not None
-        try:
-            host, port = await self._sentinel.discover_master(self._service)
-        except redis.RedisError as exc:
-            raise OSError(f"the sentinels name no primary: {exc}") from exc
-        return str(host), int(port)
+        return await async_primary(self._sentinel, self._service)
 
     async def _open(self) -> _Replies:
         loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ them. Printed per model, as the mean over the seeds:
 """
 
 import argparse
+import secrets
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable
 
 import numpy as np
 import redis
+from pydantic import SecretStr
 from river import compose, tree
 
 from headrace.devstack import redis_local
@@ -57,6 +59,7 @@ from learner.models import (
     SelectStrings,
     build_model,
 )
+from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from learner.variant import Variant
 from stream.events import Impression, Rejection, parse_event
@@ -269,12 +272,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
+    # The local Redis requires a password: one of the bench's own.
     stream_settings = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{free_port()}/0", stack_dir=str(tmp), key_prefix="bench"
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_password=SecretStr(secrets.token_urlsafe(32)),
+        stack_dir=str(tmp),
+        key_prefix="bench",
     )
     redis_local.start(stream_settings)
     try:
-        client: redis.Redis = redis.Redis.from_url(stream_settings.redis_url)
+        client: redis.Redis = connect(stream_settings)
         streams = []
         for seed in args.seeds:
             config = SimulatorConfig(

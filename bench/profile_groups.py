@@ -20,12 +20,21 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("scoring (score_columns)", ("score_columns", "LinearScorer.")),
     ("answers from the response cache", ("ResponseCache.",)),
     ("ranking, encoding, metrics (rest of predict)", ("Predictor.predict", "Metrics.")),
-    ("body read and decode", ("read_body", "RequestDecoder.decode")),
+    ("body read and decode", ("read_body", "receive_body", "RequestDecoder.decode")),
     ("writing the response (socket)", ("RequestResponseCycle.send",)),
     ("model holder (background thread)", ("ModelHolder.", "Thread.run")),
     (
         "HTTP parsing, routing, middleware",
-        ("FastAPI.__call__", "RequestResponseCycle.run_asgi", "HttpToolsProtocol."),
+        (
+            "FastAPI.__call__",
+            "HeadraceApp.__call__",
+            "FastPredict.",
+            "_respond",
+            "answer",
+            "RequestResponseCycle.run_asgi",
+            "HttpToolsProtocol.",
+            "ProxyHeadersMiddleware.",
+        ),
     ),
 )
 FRAME = re.compile(r"(.*?) \((.*?)(?::\d+)?\)$")

@@ -18,6 +18,12 @@ scored. For each method and model kind it prints, side by side:
 - the progressive AUC the learner reports (what /models and the dashboard show: since the
   start, and over its rolling window) and how far the rolling one is from
   the held-out one;
+- where the rolling AUC differs from the held-out one, why: the same window's served
+  predictions ranked by their expected AUC under the hidden probabilities (no draw
+  noise), and the hidden model's own AUC on the window, so that the difference splits
+  into the draws of the window's labels and what the window scores (predictions served
+  up to a window earlier, on the stream's pages at every position) against the held-out
+  requests (the final model, candidates at the top of the page);
 - with --drift-at: events after the drift until the held-out AUC on the new regime
   first passes 0.5 (the new pattern moves the predictions) and until its ratio is back to
   90 % of the ratio before the drift (recovery), from checkpoints every --every records.
@@ -64,9 +70,22 @@ from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
-from tests.heldout import HeldOut, Quality, held_out, quality  # noqa: E402
+from tests.heldout import HeldOut, Quality, expected_auc, held_out, quality  # noqa: E402
 
 Score = Callable[[ShopRequest], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rolling window the learner reports, set against the hidden probabilities."""
+
+    expected: float
+    """Expected ROC AUC of the predictions served for the window's examples."""
+    hidden: float
+    """The hidden model's own expected ROC AUC on the same examples."""
+    agree: float
+    """Share of the window's labels equal to the simulator's outcomes of the impressions
+    it is matched with: 1.0 (or within a few late purchases of it) when the match is right."""
 
 
 @dataclass
@@ -77,6 +96,23 @@ class Row:
     reported_rolling: float | None = None
     curve: list[tuple[int, Quality]] = field(default_factory=list)
     learned: int = 0
+    window: Window | None = None
+
+
+def rolling_window(learner: Learner, kind: str, impressions: list[SimRecord]) -> Window | None:
+    """The window's examples matched with their impressions.
+
+    On one partition in time order, impressions close in impression-time order, so the
+    window holds the impressions just before the `learned`-th; `agree` checks it.
+    """
+    ys, ps = learner.variants[kind].metrics.window_scored()
+    end = learner.counts["learned"]
+    if not len(ys) or end > len(impressions) or end < len(ys):
+        return None
+    matched = impressions[end - len(ys) : end]
+    p = np.array([r.p_purchase or 0.0 for r in matched], dtype=np.float64)
+    bought = np.array([bool(r.will_purchase) for r in matched])
+    return Window(expected_auc(p, ps), expected_auc(p, p), float(np.mean(bought == ys)))
 
 
 def learner_run(
@@ -295,6 +331,7 @@ def main() -> None:
         return after if n > args.drift_at else before
 
     client = connect(StreamSettings())
+    shown = [r for r in records if r.type == "impression"]
     rows: list[Row] = []
     kinds = args.kinds.split(",")
     for method in args.methods.split(","):
@@ -312,6 +349,7 @@ def main() -> None:
                     report.get("rolling_roc_auc"),
                     curves[kind],
                     learner.counts["learned"],
+                    rolling_window(learner, kind, shown),
                 )
             )
         print(f"  {method}: {elapsed:.1f} s, counts {dict(learner.joins.counts)}")
@@ -361,6 +399,27 @@ def main() -> None:
             f"| {row.name} | {row.final.auc:.3f} | {row.final.ratio:.3f} | "
             f"{row.final.calibration:.2f} | {fmt(row.reported)} / {fmt(row.reported_rolling)} | "
             f"{fmt(gap)} | {row.learned:,} |"
+        )
+    print()
+    print(
+        "why the rolling AUC differs from the held-out one: draws = rolling - the same "
+        "window's expected AUC; scored = that expected AUC - held-out (predictions served up "
+        "to a window earlier, on pages at every position, against the final model at the top)"
+    )
+    print(
+        "| model, method | rolling | window expected (/ hidden on it) | held-out (/ hidden) "
+        "| draws | scored | labels matched |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        w = row.window
+        if w is None or row.reported_rolling is None:
+            continue
+        print(
+            f"| {row.name} | {row.reported_rolling:.3f} | {w.expected:.3f} "
+            f"({w.expected / w.hidden:.3f}) | {row.final.auc:.3f} ({row.final.ratio:.3f}) | "
+            f"{row.reported_rolling - w.expected:+.3f} | {w.expected - row.final.auc:+.3f} | "
+            f"{w.agree:.1%} |"
         )
     print()
     print("held-out ratio to the hidden model's AUC (calibration), by records learned:")

@@ -1,7 +1,7 @@
 """/predict throughput and latency: headrace's API against the naive FastAPI app.
 
     .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000] [--port-base N]
-        [--cascade fm:50]
+        [--cascade fm:50] [--compare CHECKOUT] [--granian]
 
 Starts its own Redis (a free 127.0.0.1 port, or --port-base; a temporary folder), trains
 the learner's logistic model on a simulator stream and publishes it there, then runs both
@@ -14,6 +14,12 @@ and p99 per app and candidate count, the ratio, each server's CPU use during the
 shared box: runs with a large share are not comparable), requests per CPU-second of each
 server with its ratio (the figure such sharing skews least), and each server's resident
 memory before and after.
+
+`--compare CHECKOUT` also runs the API from another checkout of the project (for
+instance `git worktree add ../before main`), as `before`: an A/B of two versions of the
+code in one run, on the same Redis, bodies and load, with the same-answers check.
+`--granian` also runs this checkout's API served by granian instead of uvicorn (`pip
+install granian`). A server's CPU and memory include its child processes.
 
 With `--cascade KIND:M` the model also learns a variant of that kind, and two more API
 processes run: `cascade` (HEADRACE_CASCADE: the logistic variant ranks every candidate,
@@ -58,6 +64,8 @@ from stream.events import Rejection, parse_event
 from stream.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parent.parent
+GRANIAN = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop"]
+GRANIAN += ["--host", "127.0.0.1", "--workers", "1", "--no-ws", "--log-level", "warning"]
 
 
 def train(
@@ -116,22 +124,42 @@ def bench_redis(redis_port: int) -> tuple[Path, StreamSettings, SigningKey]:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of `pid` and its descendants (pages they share counted in each)."""
+    total = 0.0
+    for member in family(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def family(pid: int) -> list[int]:
+    """`pid` and its descendants (granian serves from a worker process of its own)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / 100  # utime + stime, in clock ticks
+    """CPU seconds of `pid` and its descendants, every thread included."""
+    total = 0
+    for member in family(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / 100
 
 
-def start(argv: list[str], env: dict[str, str], log: Path, port: int) -> subprocess.Popen[bytes]:
+def start(
+    argv: list[str], env: dict[str, str], log: Path, port: int, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
     import httpx
 
     out = log.open("ab")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -208,6 +236,7 @@ def profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
     py_spy = Path(sys.executable).parent / "py-spy"
     argv = [str(py_spy), "record", "--pid", str(pid), "--duration", f"{args.duration:.0f}"]
     argv += ["--rate", "250", "--format", "raw", "--output", args.profile, "--nonblocking"]
+    argv += ["--subprocesses"]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -256,6 +285,20 @@ def main() -> None:
         default="",
         metavar="KIND:M",
         help="also run the cascade (logreg, then KIND on the best M) and KIND alone",
+    )
+    parser.add_argument(
+        "--granian",
+        action="store_true",
+        help="also run the API served by granian instead of uvicorn, as `granian` "
+        "(pip install granian)",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="CHECKOUT",
+        help="also run the API from another checkout of the project (e.g. a git worktree of "
+        "the main branch) as `before`: an A/B of two versions in one run",
     )
     parser.add_argument(
         "--port-base",
@@ -324,6 +367,29 @@ def main() -> None:
             tmp / "naive.log",
             ports["naive"],
         )
+        same = ["api", "naive"]
+        serve = [sys.executable, "-m", "headrace.cli", "serve", "--port"]
+        if args.granian:
+            # The same app and settings, served by granian: its HTTP parsing and socket
+            # writes run in Rust threads, the app on uvloop.
+            ports["granian"] = next_port()
+            procs["granian"] = start(
+                [*GRANIAN, "--port", str(ports["granian"]), "api.app:app_from_env"],
+                env,
+                tmp / "granian.log",
+                ports["granian"],
+            )
+            same.append("granian")
+        if args.compare is not None:
+            ports["before"] = next_port()
+            procs["before"] = start(
+                [*serve, str(ports["before"])],
+                {**env, "PYTHONPATH": str(args.compare.resolve())},
+                tmp / "before.log",
+                ports["before"],
+                cwd=args.compare.resolve(),
+            )
+            same.append("before")
         if args.cascade:
             spec = {"first": "main", "then": cascade_kind, "top": int(top)}
             extra = {
@@ -345,10 +411,11 @@ def main() -> None:
             load = bodies(config, k)
             # The plain API and the naive app do the same work; the cascade's apps rank
             # otherwise by design and were checked above (check_cascade).
-            urls = [f"http://127.0.0.1:{ports[name]}" for name in ("api", "naive")]
+            urls = [f"http://127.0.0.1:{ports[name]}" for name in same]
             gap = same_answers(urls, load)
             print(
-                f"{k} candidates: both apps rank {len(load)} bodies alike (scores within {gap:.1g})"
+                f"{k} candidates: {', '.join(same)} rank {len(load)} bodies alike "
+                f"(scores within {gap:.1g})"
             )
             # Rounds alternate the apps, so a burst of other work on a shared box does not
             # land on one app only; the report takes the median round.
@@ -409,7 +476,15 @@ def report(
             f"{per_cpu(api) / max(per_cpu(naive), 1e-9):>8.1f}x"
         )
         for name in names:
-            if name not in ("api", "naive"):
+            if name in ("granian", "before"):
+                other = results[(name, k)]
+                print(
+                    f"{k:>10} {name:>6} against naive {other.rps / max(naive.rps, 1e-9):.1f}x "
+                    f"req/s, {per_cpu(other) / max(per_cpu(naive), 1e-9):.1f}x req/cpu-s; "
+                    f"api against {name} {api.rps / max(other.rps, 1e-9):.2f}x req/s, "
+                    f"{per_cpu(api) / max(per_cpu(other), 1e-9):.2f}x req/cpu-s"
+                )
+            elif name not in ("api", "naive"):
                 # The cost of the cascade (or the expensive variant alone) against the plain
                 # API's: the cheap variant scoring everything.
                 cost = per_cpu(api) / max(per_cpu(results[(name, k)]), 1e-9)

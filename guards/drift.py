@@ -68,7 +68,9 @@ class DriftMonitor:
             )
             for i, name in enumerate(s.drift_kswin_features)
         }
-        self._error = RisingRate(s.drift_error_delta)
+        self._error = RisingRate(
+            s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled
+        )
         # signal -> (feature name, or None for the prediction; its PSI tracker)
         signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:

@@ -1,5 +1,7 @@
 """Errors raised by the learner package."""
 
+import errno
+
 
 class LearnerError(Exception):
     """Base class for every error the learner package raises."""
@@ -63,3 +65,17 @@ class OperationError(Exception):
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)
         self.kind = kind
+
+
+class MetricsPortError(LearnerError):
+    """The learner's Prometheus endpoint cannot listen where its settings say (the port is
+    taken, by another learner on the host most often)."""
+
+    def __init__(self, host: str, port: int, reason: OSError) -> None:
+        taken = " (another learner on this host?)" if reason.errno == errno.EADDRINUSE else ""
+        super().__init__(
+            f"the learner's metrics cannot listen on {host}:{port} "
+            f"(HEADRACE_METRICS_HOST, HEADRACE_METRICS_PORT): {reason.strerror or reason}{taken}"
+        )
+        self.host = host
+        self.port = port

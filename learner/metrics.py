@@ -168,6 +168,12 @@ class ProgressiveMetrics:
             "rolling_calibration": ranking.calibration(rolling_mean, rolling_rate),
         }
 
+    def window_scored(self) -> tuple[ranking.Bools, ranking.Floats]:
+        """The rolling window's labels and scored probabilities, oldest first: what its
+        rolling numbers are computed from, for a benchmark to set beside a held-out set."""
+        ys, ps, _ = self._window_arrays()
+        return ys, ps
+
     def reliability(self) -> list[dict[str, float | int | None]]:
         """The reliability table: per bin of predicted probability (RELIABILITY_EDGES), how many
         examples, their mean prediction and the observed positive rate (None when empty),

@@ -179,7 +179,13 @@ _KINDS: dict[str, _Kind] = {
             "lr": _Param(0.05, minimum=0.0),
             "l2": _Param(0.0, minimum=0.0),
             "l1": _Param(0.0, minimum=0.0),
-            "intercept_lr": _Param(0.01, minimum=0.0),
+            # River moves the intercept by plain SGD at a constant step, so it never settles:
+            # it random-walks around its target with a spread of sqrt(step * var(gradient) /
+            # (2 * curvature)), about sqrt(step / 2) for the logistic loss: 0.07 in logit (7 %
+            # of every prediction) at 0.01, 0.02 at 0.001. The one-hot features that are
+            # always on (device, page) carry the base rate on AdaGrad's shrinking steps
+            # instead (docs/learner.md, "Learning quality").
+            "intercept_lr": _Param(0.001, minimum=0.0),
             "optimizer": _Param("adagrad", choices=("sgd", "adagrad", "adam")),
         },
     ),

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import redis
+import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -28,9 +29,10 @@ def connect(settings: StreamSettings, **options: Any) -> redis.Redis:
     password = settings.redis_password_value
     if settings.sentinel_addresses:
         options.setdefault("retry", _failover_retry())
+        timeout = options.get("socket_connect_timeout") or 1.0
         sentinel = redis.sentinel.Sentinel(
             settings.sentinel_addresses,
-            sentinel_kwargs=_sentinel_kwargs(settings, options),
+            sentinel_kwargs=sentinel_kwargs(password, timeout),
             **_url_credentials(settings),
         )
         client: redis.Redis = sentinel.master_for(settings.redis_sentinel_service, **options)
@@ -59,21 +61,17 @@ def _url_credentials(settings: StreamSettings) -> dict[str, Any]:
     return out
 
 
-def _sentinel_kwargs(settings: StreamSettings, options: dict[str, Any]) -> dict[str, Any]:
+def sentinel_kwargs(password: str | None, timeout_s: float) -> dict[str, Any]:
+    """How every client talks to the sentinels themselves (not to the primary)."""
     # The sentinels require the same password; they answer at once or not at all.
-    timeout = options.get("socket_connect_timeout") or 1.0
-    return {
-        "password": settings.redis_password_value,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-    }
+    return {"password": password, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
 
 
 def sentinel_master(settings: StreamSettings, timeout: float = 1.0) -> tuple[str, int] | None:
     """Where the sentinels say the primary is now; None when none of them can say."""
     sentinel = redis.sentinel.Sentinel(
         settings.sentinel_addresses,
-        sentinel_kwargs=_sentinel_kwargs(settings, {"socket_connect_timeout": timeout}),
+        sentinel_kwargs=sentinel_kwargs(settings.redis_password_value, timeout),
     )
     try:
         host, port = sentinel.discover_master(settings.redis_sentinel_service)
@@ -82,4 +80,24 @@ def sentinel_master(settings: StreamSettings, timeout: float = 1.0) -> tuple[str
     finally:
         for client in sentinel.sentinels:
             client.close()
+    return str(host), int(port)
+
+
+def async_sentinels(
+    addresses: list[tuple[str, int]], password: str | None, timeout_s: float
+) -> redis.asyncio.sentinel.Sentinel:
+    """The sentinels, for an asyncio client: `async_primary` says where the primary is now,
+    `master_for` gives a client of it (with the same password)."""
+    return redis.asyncio.sentinel.Sentinel(
+        addresses, sentinel_kwargs=sentinel_kwargs(password, timeout_s), password=password
+    )
+
+
+async def async_primary(sentinel: redis.asyncio.sentinel.Sentinel, service: str) -> tuple[str, int]:
+    """Where the sentinels say the primary of `service` is now; OSError when none can say,
+    as when a server cannot be reached."""
+    try:
+        host, port = await sentinel.discover_master(service)
+    except redis.RedisError as exc:
+        raise OSError(f"the sentinels name no primary: {exc}") from exc
     return str(host), int(port)

@@ -71,7 +71,8 @@ class LearnerSettings(BaseSettings):
     """Records fetched per poll: one Redis round trip prefetches their aggregates."""
 
     metrics_port: int = Field(default=9101, ge=0, le=65535)
-    """Port of the learner's Prometheus endpoint (0: off)."""
+    """Port of the learner's Prometheus endpoint (0: off). One per learner on a host: a
+    learner whose port is taken stops at start with an error naming this setting."""
 
     metrics_host: str = "127.0.0.1"
     """Address the Prometheus endpoint binds to (0.0.0.0 in a container)."""

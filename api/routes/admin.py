@@ -72,7 +72,7 @@ class AdminRoute(APIRoute):
             require_admin(request, request.app.state.services)
             body = await read_body(request, ADMIN_MAX_BODY_BYTES)
             if body:
-                require_json(request)
+                require_json(request.headers)
             return await handler(Request(request.scope, _replay(body, request)))
 
         return guarded

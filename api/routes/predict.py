@@ -8,10 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from api.deps import ServicesDep, authorize, read_body, require_json
+from api.deps import Services, ServicesDep, authorize, read_body, require_json
 from api.errors import ForbiddenError
+from api.predictor import Prediction
 from api.schemas import schema_ref
 
 
@@ -49,10 +51,31 @@ router = APIRouter(tags=["predict"])
     },
 )
 async def predict(request: Request, services: ServicesDep) -> Response:
+    # Served by api.fastpath before FastAPI sees it (this route documents it, and answers
+    # where the fast path steps aside: an app mounted under a root path).
     # A plain call, not a second dependency: FastAPI's resolution costs more than the check.
-    authenticated = authorize(request, services)
-    require_json(request)
+    authenticated = admit(request.headers, services)
     body = await read_body(request, services.settings.max_body_bytes)
+    prediction = await answer(services, body, authenticated)
+    after = prediction.after
+    return Response(
+        prediction.body,
+        media_type="application/json",
+        headers=dict(response_headers(prediction)),
+        background=BackgroundTask(after) if after is not None else None,
+    )
+
+
+def admit(headers: Headers, services: Services) -> bool:
+    """The checks made before the body is read: the API key (True when one was proved) and
+    the declared media type."""
+    authenticated = authorize(headers, services)
+    require_json(headers)
+    return authenticated
+
+
+async def answer(services: Services, body: bytes, authenticated: bool) -> Prediction:
+    """Decode the body and predict."""
     decoded = services.decoder.decode(body)
     if decoded.publish_impressions and not (authenticated or services.settings.publish_impressions):
         # Impressions become training data: an anonymous caller must not write it.
@@ -60,14 +83,12 @@ async def predict(request: Request, services: ServicesDep) -> Response:
             "publish_impressions needs an API key (HEADRACE_API_KEYS); "
             "or the server publishes them for every request (HEADRACE_PUBLISH_IMPRESSIONS)"
         )
-    prediction = await services.predictor.predict(decoded)
-    headers = {"X-Request-ID": prediction.request_id}
+    return await services.predictor.predict(decoded)
+
+
+def response_headers(prediction: Prediction) -> list[tuple[str, str]]:
+    """The answer's own headers, besides its type and length."""
+    headers = [("X-Request-ID", prediction.request_id)]
     if prediction.degraded:
-        headers["X-Headrace-Degraded"] = "aggregates-unavailable"
-    after = prediction.after
-    return Response(
-        prediction.body,
-        media_type="application/json",
-        headers=headers,
-        background=BackgroundTask(after) if after is not None else None,
-    )
+        headers.append(("X-Headrace-Degraded", "aggregates-unavailable"))
+    return headers

@@ -11,6 +11,7 @@ from redis.sentinel import MasterNotFoundError
 from headrace.devstack.errors import StackError
 from learner.errors import (
     LearnerError,
+    MetricsPortError,
     ModelError,
     OperationError,
     StateError,
@@ -93,6 +94,11 @@ def _hint(exc: BaseException) -> str | None:
         return _BY_KIND.get(exc.kind)
     if isinstance(exc, UnverifiedStateError):
         return _UNVERIFIED
+    if isinstance(exc, MetricsPortError):
+        return (
+            "give each learner on a host its own HEADRACE_METRICS_PORT, or 0 for no metrics "
+            "endpoint (docs/learner.md, Metrics)"
+        )
     if isinstance(exc, ModelError):
         return (
             "HEADRACE_VARIANTS gives each variant a kind: logreg, tree, fm, or a model "

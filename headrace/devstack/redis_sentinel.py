@@ -78,9 +78,12 @@ def running_pid(member: Member) -> int | None:
 
 
 def check_ports(settings: StreamSettings) -> None:
+    """StackError when a member that does not run has no free 127.0.0.1 port. Those that
+    run keep theirs: after a failover `up` starts the old primary beside them."""
     for member in members(settings):
         require_local(member.host, "HEADRACE_REDIS_SENTINELS")
-        require_free(member.port, f"Redis's {member.name}", "HEADRACE_REDIS_URL's port")
+        if running_pid(member) is None:
+            require_free(member.port, f"Redis's {member.name}", "HEADRACE_REDIS_URL's port")
 
 
 def _sentinel_lines(settings: StreamSettings, member: Member, password: str) -> list[str]:

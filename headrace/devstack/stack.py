@@ -4,7 +4,8 @@ One broker and one Redis server by default; HEADRACE_KAFKA_BROKERS=3 (`--brokers
 three brokers, HEADRACE_STACK_REDIS=sentinel (`--redis sentinel`) a replica and three
 sentinels beside the Redis primary. `up`, `down` and `status` are what `headrace stack
 up|down|status` runs. `up` is idempotent: services that already run and answer are left
-alone. The services themselves live in `kafka_local`, `redis_local` and `redis_sentinel`.
+alone. The services themselves live in `kafka_local` (the cluster's shape in `kafka_cluster`),
+`redis_local` and `redis_sentinel`.
 """
 
 import time
@@ -16,7 +17,15 @@ from pathlib import Path
 
 from kafka.errors import KafkaError
 
-from headrace.devstack import kafka_jars, kafka_local, localproc, redis_local, redis_sentinel
+from headrace.devstack import (
+    kafka_cluster,
+    kafka_jars,
+    kafka_local,
+    localproc,
+    redis_local,
+    redis_sentinel,
+    shape,
+)
 from headrace.devstack.errors import StackError
 from stream.probe import answering, answering_at
 from stream.settings import StreamSettings
@@ -99,12 +108,14 @@ def _stack_dir(settings: StreamSettings) -> str:
 
 
 def _kafka_address(settings: StreamSettings) -> str:
-    first = kafka_local.nodes(settings)[0]
+    first = kafka_cluster.nodes(settings)[0]
     return f"{first.address} (ctl {first.controller_port})"
 
 
 def status(settings: StreamSettings) -> StackStatus:
-    """What runs now; each running service is probed once (metadata request, PING)."""
+    """What runs now; each running service is probed once (metadata request, PING). Where
+    `settings` choose no shape, the one the last `up` in their folder started."""
+    settings = shape.as_started(settings)
     kafka_pid = kafka_local.running_pid(settings)
     redis_pid = redis_local.running_pid(settings)
     more: list[ServiceStatus] = []
@@ -163,7 +174,7 @@ def _member_label(member: redis_sentinel.Member) -> str:
 def _check_prerequisites(
     settings: StreamSettings,
     cache_dir: str | Path,
-    kafka_nodes: list[kafka_local.Node],
+    kafka_nodes: list[kafka_cluster.Node],
     start_redis: bool,
 ) -> None:
     """Everything that can be known wrong before starting anything, so a failure starts nothing."""
@@ -178,7 +189,7 @@ def _check_prerequisites(
     if kafka_nodes:
         kafka_jars.check_java()
         kafka_jars.check_maven(cache_dir)
-        kafka_local.check_ports(settings, only=kafka_nodes)
+        kafka_cluster.check_ports(settings, only=kafka_nodes)
     if start_redis:
         redis_local.check_server()
         redis_local.check_password(settings)
@@ -245,6 +256,7 @@ def _up(
         more = _more_kafka(settings, kafka_status)
         more += _redis_group(settings, started, redis_timeout)
         created = _create_topics(settings)
+        shape.record(settings)
     except BaseException:
         for stop in reversed(started):
             stop()
@@ -257,7 +269,7 @@ def _up(
 def _more_kafka(settings: StreamSettings, first: ServiceStatus) -> list[ServiceStatus]:
     """The other brokers' lines: `kafka_local.start` starts (or waits for) them all."""
     out = []
-    for node in kafka_local.nodes(settings)[1:]:
+    for node in kafka_cluster.nodes(settings)[1:]:
         pid = kafka_local.running_pid(settings, node.id)
         out.append(ServiceStatus("kafka", node.address, pid, pid is not None, first.action))
     return out
@@ -314,7 +326,9 @@ def _create_topics(settings: StreamSettings) -> list[str]:
 
 
 def down(settings: StreamSettings, *, timeout: float = 30.0) -> StackStatus:
-    """Stop both services (SIGTERM, SIGKILL after `timeout`); stopping a stopped one is fine."""
+    """Stop both services (SIGTERM, SIGKILL after `timeout`); stopping a stopped one is fine.
+    Where `settings` choose no shape, the one the last `up` in their folder started."""
+    settings = shape.as_started(settings)
     if not Path(_stack_dir(settings)).is_dir():
         # Nothing was ever started here; taking the lock would create the folder.
         return _down(settings, timeout)

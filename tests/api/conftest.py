@@ -1,5 +1,6 @@
 """Fixtures of the API tests: real models in the test Redis, the app with its lifespan."""
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,10 +13,13 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from headrace.sim.simulator import SimulatorConfig, generate
+from learner.compose import build_worker
+from learner.recovery import Snapshots
 from learner.redisconn import connect
+from learner.settings import LearnerSettings
 from stream.settings import StreamSettings
-from tests.learner.harness import InProcessLearner
-from tests.support import signing_key, wait_for
+from tests.learner.harness import InProcessLearner, caught_up, end_offsets, send, wait_until
+from tests.support import learner_seal, signing_key, wait_for
 
 SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)
 """A quick stream: enough for a model with an opinion, in well under a second."""
@@ -49,6 +53,33 @@ def running_app(
         if wait_ready:
             wait_for_ready(client)
         yield client
+
+
+@contextmanager
+def owning_learner(
+    topics: StreamSettings, redis_client: redis.Redis, snapshots: Snapshots
+) -> Iterator[None]:
+    """A real learner (the worker of `headrace learn`, in a thread) that owns the shard and
+    has learned SMALL from Kafka when this is entered: the API's snapshot operations go to
+    it. It must still run when the block ends."""
+    send(topics, generate(SMALL))
+    learner_settings = LearnerSettings(
+        metrics_port=0, lease_ttl_ms=20_000, group_id=topics.key_prefix, poll_max_records=500
+    )
+    worker = build_worker(
+        topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        ends = end_offsets(topics)
+        wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
+        yield
+        assert thread.is_alive(), "the learner stopped"
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def wait_for_ready(client: TestClient) -> None:

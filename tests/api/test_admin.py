@@ -20,19 +20,16 @@ from api.settings import ApiSettings
 from guards.alerts import Alert
 from headrace.sim.simulator import generate
 from learner import alertstore
-from learner.compose import build_worker
 from learner.layout import ShardKeys
 from learner.recovery import Snapshots
-from learner.settings import LearnerSettings
 from learner.state import StateStore
 from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.settings import StreamSettings
-from tests.api.conftest import SMALL, running_app
-from tests.learner.harness import InProcessLearner, caught_up, end_offsets, send, wait_until
+from tests.api.conftest import SMALL, owning_learner, running_app
+from tests.learner.harness import InProcessLearner
 from tests.support import (
     WAIT_S,
     headrace,
-    learner_seal,
     signer_env,
     signing_key,
     stack_env,
@@ -54,27 +51,12 @@ def snapshot_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture
 def owned(topics: StreamSettings, redis_client: redis.Redis, snapshot_env: Path) -> Iterator[None]:
     """A real learner owning the shard, caught up with SMALL: it takes and restores."""
-    send(topics, generate(SMALL))
-    learner_settings = LearnerSettings(
-        metrics_port=0, lease_ttl_ms=20_000, group_id=topics.key_prefix, poll_max_records=500
-    )
     snapshots = Snapshots.from_settings(
         SnapshotSettings(snapshot_dir=snapshot_env, snapshot_interval_s=3600),
         _signing(),
     )
-    worker = build_worker(
-        topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        ends = end_offsets(topics)
-        wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
+    with owning_learner(topics, redis_client, snapshots):
         yield
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def _signing() -> SigningSettings:

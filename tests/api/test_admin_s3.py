@@ -3,7 +3,6 @@ server on its own schedule, the API lists and restores from there, and a tampere
 is refused before anything in it is loaded."""
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -13,19 +12,15 @@ import redis
 from pydantic import SecretStr
 
 from api.settings import ApiSettings
-from headrace.sim.simulator import generate
-from learner.compose import build_worker
 from learner.layout import ShardKeys
 from learner.recovery import Snapshots
-from learner.settings import LearnerSettings
 from learner.state import StateStore
 from snapshots.location import S3Location
 from snapshots.s3 import S3Store
 from snapshots.settings import SigningSettings, SnapshotSettings
 from stream.settings import StreamSettings
-from tests.api.conftest import SMALL, running_app
-from tests.learner.harness import caught_up, end_offsets, send, wait_until
-from tests.support import learner_seal, signing_key, wait_for
+from tests.api.conftest import owning_learner, running_app
+from tests.support import signing_key, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,28 +32,12 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def learning(topics: StreamSettings, redis_client: redis.Redis) -> Iterator[Snapshots]:
     """A real learner that owns the shard and snapshots by itself every half second, to
     the store of HEADRACE_SNAPSHOT_URL (the API of the test reads the same one)."""
-    send(topics, generate(SMALL))
     snapshots = Snapshots.from_settings(
         SnapshotSettings(snapshot_interval_s=0.5),
         SigningSettings(signing_key=SecretStr(signing_key().text)),
     )
-    learner_settings = LearnerSettings(
-        metrics_port=0, lease_ttl_ms=20_000, group_id=topics.key_prefix, poll_max_records=500
-    )
-    worker = build_worker(
-        topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        ends = end_offsets(topics)
-        wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
+    with owning_learner(topics, redis_client, snapshots):
         yield snapshots
-        assert thread.is_alive(), "the learner stopped"
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @pytest.fixture

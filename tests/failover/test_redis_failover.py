@@ -8,37 +8,33 @@ import os
 import signal
 import time
 from functools import partial
-from itertools import islice
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from api.resp import RespError, RespPipeline, pack
 from headrace.devstack import redis_local, redis_sentinel
-from headrace.sim.simulator import generate
 from learner.epoch import Stamp
 from learner.layout import ShardKeys, read_stamp
-from learner.redisconn import sentinel_master
+from learner.redisconn import async_primary, async_sentinels, sentinel_master
 from stream.settings import StreamSettings
-from tests.api.helpers import JOIN_WINDOW_S, ApiProcess, api_env, recent_config
-from tests.failover.traffic import Answer, Client, Feed, bodies
-from tests.learner.harness import (
-    LearnerProcess,
-    caught_up,
-    end_offsets,
-    learner_env,
-    send,
-    store,
+from tests.api.helpers import JOIN_WINDOW_S, ApiProcess, api_env
+from tests.failover.scenario import (
+    RATE,
+    WAIT_S,
+    assert_exactly_once,
+    assert_served,
+    drain,
+    first_records,
+    start_traffic,
+    stream,
 )
+from tests.failover.traffic import Answer, Client, Feed, bodies
+from tests.learner.harness import LearnerProcess, learner_env, store
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-STREAM = recent_config(seed=43, count=40_000, n_users=400, n_items=150)
-FIRST = 3_000
-WAIT_S = 240.0
 
 
 def pid_at(settings: StreamSettings, port: int) -> int | None:
@@ -56,6 +52,13 @@ def stamp_at(settings: StreamSettings, host: str, port: int) -> Stamp:
         return read_stamp(client, ShardKeys(settings.key_prefix, "main"))
     finally:
         client.close()
+
+
+def test_blocking_and_asyncio_clients_are_told_the_same_primary(cluster: StreamSettings) -> None:
+    sentinels = async_sentinels(cluster.sentinel_addresses, cluster.redis_password_value, 2.0)
+    told = asyncio.run(async_primary(sentinels, cluster.redis_sentinel_service))
+    assert told == sentinel_master(cluster)
+    assert told[1] in (cluster.redis_host_port[1], redis_sentinel.members(cluster)[0].port)
 
 
 def test_the_api_pipeline_reads_from_the_primary_and_refuses_a_replica(
@@ -94,10 +97,6 @@ def test_the_api_pipeline_reads_from_the_primary_and_refuses_a_replica(
         asyncio.run(read(replica))
 
 
-def ready(url: str) -> bool:
-    return httpx.get(f"{url}/ready").status_code == 200
-
-
 def from_new_primary(client: Client, after: float, first: Stamp) -> Answer | None:
     """The client's first answer since `after` with online features and a state at least
     as new as the first one published to the new primary."""
@@ -117,22 +116,16 @@ def from_new_primary(client: Client, after: float, first: Stamp) -> Answer | Non
 def test_primary_killed_mid_stream_the_replica_takes_over_and_nothing_is_learned_twice(
     cluster: StreamSettings, cluster_redis: redis.Redis, tmp_path: Path
 ) -> None:
-    records = generate(STREAM)
-    send(cluster, islice(records, FIRST))
+    config = stream(seed=43)
+    records = first_records(cluster, config)
     # The production shape: an active learner and a standby, in case the active one exits.
     env = learner_env(cluster, join_window_s=JOIN_WINDOW_S)
     learners = [LearnerProcess(env, tmp_path / f"learner{i}.log") for i in range(2)]
     apis = [ApiProcess(api_env(cluster), tmp_path / f"api{i}.log") for i in range(2)]
-    clients = [Client(api.url, bodies(STREAM)) for api in apis]
-    feed = Feed(cluster, records, rate=1_500)
+    clients = [Client(api.url, bodies(config)) for api in apis]
+    feed = Feed(cluster, records, rate=RATE)
     try:
-        for api in apis:
-            api.wait_listening(60)
-            wait_for(partial(ready, api.url), "ready", WAIT_S)
-        for client in clients:
-            client.start()
-        feed.start()
-        wait_for(lambda: store(cluster_redis, cluster).version() > 5, "publishes", WAIT_S)
+        start_traffic(cluster, cluster_redis, apis, clients, feed)
 
         old = sentinel_master(cluster)
         assert old is not None
@@ -177,9 +170,7 @@ def test_primary_killed_mid_stream_the_replica_takes_over_and_nothing_is_learned
         exited = [learner.pid for learner in learners if learner.proc.poll() is not None]
         print(f"learners that exited during the failover: {exited or 'none'}")
 
-        feed.join(WAIT_S)
-        ends = end_offsets(cluster)
-        wait_for(lambda: caught_up(cluster_redis, cluster, ends), "the lag to drain", WAIT_S)
+        ends = drain(cluster, cluster_redis, feed)
         for learner in learners:
             learner.stop(60)
     except BaseException:
@@ -195,15 +186,5 @@ def test_primary_killed_mid_stream_the_replica_takes_over_and_nothing_is_learned
         for learner in learners:
             learner.close()
 
-    sent = FIRST + feed.sent
-    assert sent == STREAM.count
-    assert sum(ends.values()) == sent
-    meta = store(cluster_redis, cluster).load_meta()
-    assert meta is not None
-    counts = meta["counts"]
-    assert {int(p): o for p, o in meta["offsets"].items()} == ends
-    assert sum(v for k, v in counts.items() if k.startswith("event_")) == sent
-    assert counts.get("duplicate_event", 0) == 0
-    for client in clients:
-        assert client.answers, "no /predict answered"
-        assert client.server_errors() == []
+    assert_exactly_once(cluster, cluster_redis, config, feed, ends)
+    assert_served(clients)

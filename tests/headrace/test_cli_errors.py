@@ -2,6 +2,7 @@
 non-zero."""
 
 import gc
+import socket
 from pathlib import Path
 
 import pytest
@@ -90,19 +91,42 @@ def test_restoring_a_snapshot_that_does_not_exist(
     assert "not found" in line and "`headrace snapshot list`" in line
 
 
+def _learn_without_redis(monkeypatch: pytest.MonkeyPatch) -> int:
+    """`headrace learn` in this process, with no Redis where it would look: it must stop
+    before it needs one."""
+    monkeypatch.setenv("HEADRACE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    threshold = gc.get_threshold()
+    try:
+        return main(["learn"])
+    finally:  # the learner tunes the collector for its own process
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
 def test_a_variant_whose_model_function_cannot_be_imported(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The learner refuses to start, before it waits for the shard's lease."""
     monkeypatch.setenv("HEADRACE_VARIANTS", '{"main": "logreg", "x": "no_such_package.m:build"}')
     monkeypatch.setenv("HEADRACE_METRICS_PORT", "0")
-    monkeypatch.setenv("HEADRACE_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    threshold = gc.get_threshold()
-    try:
-        assert main(["learn"]) == 1
-    finally:  # the learner tunes the collector for its own process
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
+    assert _learn_without_redis(monkeypatch) == 1
     line = _one_line(capsys)
     assert "variant 'x': no_such_package.m:build: cannot import no_such_package" in line
     assert "(hint: HEADRACE_VARIANTS" in line
+
+
+def test_a_second_learner_on_the_metrics_port_of_the_first(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused at start, before the learner asks Redis for the shard (there is none here)."""
+    with socket.socket() as first:  # the first learner's endpoint
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        port = first.getsockname()[1]
+        monkeypatch.setenv("HEADRACE_METRICS_PORT", str(port))
+        monkeypatch.setenv("HEADRACE_METRICS_HOST", "127.0.0.1")
+        assert _learn_without_redis(monkeypatch) == 1
+    line = _one_line(capsys)
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+    assert "another learner on this host?" in line
+    assert "(hint: give each learner on a host its own HEADRACE_METRICS_PORT" in line

@@ -146,6 +146,13 @@ def test_rolling_aucs_are_exact_over_the_window(pairs: Pairs, window: int) -> No
     assert report["rolling_pr_auc"] == pytest.approx(brute_average_precision(last), abs=1e-12)
 
 
+def test_the_window_it_scores_is_the_last_examples_in_order() -> None:
+    pairs = scored(900, seed=6)
+    ys, ps = fed(pairs, 250).window_scored()
+    assert ys.tolist() == [y for y, _ in pairs[-250:]]
+    assert ps.tolist() == [p for _, p in pairs[-250:]]
+
+
 def test_the_cumulative_auc_is_within_its_error_bound_on_a_store_stream() -> None:
     pairs = purchases(30_000, seed=6)
     report = fed(pairs, window=1000).report()
