@@ -1,10 +1,12 @@
 """A two-stage cascade per request: a cheap variant ranks every candidate, an expensive one
-re-scores only the cheap ranking's top `top`.
+re-scores only a span of that ranking: its top `top`, or the `uncertain` candidates
+nearest the cut after the `top`-th.
 
 Both stages are variants of ONE loaded shard state (`ShardModel`): a request reads the
 served state once, so the two versions a response names are always the same publish.
-The re-scored candidates come first in the ranking, ordered by the expensive score; the
-others follow in the cheap order. Configured per shard (`HEADRACE_CASCADE`: api/cascadespec.py).
+The re-scored candidates keep their span's places in the ranking, re-ordered by the
+expensive score; the others keep the cheap order around them. Configured per shard
+(`HEADRACE_CASCADE`: api/cascadespec.py).
 """
 
 from dataclasses import dataclass
@@ -42,7 +44,8 @@ class Cascaded:
     rescored: npt.NDArray[np.bool_]
     """Which candidates the expensive variant scored."""
     order: list[int]
-    """Every candidate, best first: the re-scored ones by their new score, then the rest."""
+    """Every candidate, best first: the cheap ranking with its re-scored span re-ordered
+    by the expensive score."""
 
 
 def stages(spec: CascadeSpec, shard: ShardModel) -> tuple[LoadedVariant, LoadedVariant]:
@@ -53,30 +56,32 @@ def stages(spec: CascadeSpec, shard: ShardModel) -> tuple[LoadedVariant, LoadedV
     return shard.variants[spec.first], shard.variants[spec.then]
 
 
-def run(then: LoadedVariant, top: int, columns: FeatureColumns, cheap: Scores) -> Cascaded:
-    """Re-score the `top` best of `cheap` (the first stage's scores of every candidate)."""
-    head = head_of(cheap, top)
-    expensive = score_columns(then, subset(columns, head.tolist(), len(cheap)), len(head))
-    return merge(cheap, head, expensive)
+def run(then: LoadedVariant, spec: CascadeSpec, columns: FeatureColumns, cheap: Scores) -> Cascaded:
+    """Re-score `spec`'s span of `cheap` (the first stage's scores of every candidate)."""
+    ranked = cheap_order(cheap)
+    start, stop = spec.span(len(cheap))
+    picked = ranked[start:stop]
+    expensive = score_columns(then, subset(columns, picked.tolist(), len(cheap)), len(picked))
+    return merge(cheap, ranked, start, expensive)
 
 
-def head_of(cheap: Scores, top: int) -> npt.NDArray[np.intp]:
-    """The candidates the second stage re-scores: the `top` best cheap scores, best first
-    (equal scores keep candidate order)."""
-    return np.argsort(-cheap, kind="stable")[: min(top, len(cheap))]
+def cheap_order(cheap: Scores) -> npt.NDArray[np.intp]:
+    """Every candidate by the first stage's score, best first (equal scores keep candidate
+    order)."""
+    return np.argsort(-cheap, kind="stable")
 
 
-def merge(cheap: Scores, head: npt.NDArray[np.intp], expensive: Scores) -> Cascaded:
-    """The cascade's answer from the first stage's scores of every candidate and the
-    second stage's scores of `head` (as `head_of` gave it)."""
-    n = len(cheap)
+def merge(cheap: Scores, ranked: npt.NDArray[np.intp], start: int, expensive: Scores) -> Cascaded:
+    """The cascade's answer from the first stage's scores of every candidate, their order
+    (`cheap_order`) and the second stage's scores of `ranked[start:start + len(expensive)]`."""
+    stop = start + len(expensive)
+    picked = ranked[start:stop]
     scores = cheap.copy()
-    scores[head] = expensive
-    rescored = np.zeros(n, dtype=np.bool_)
-    rescored[head] = True
-    by_new = head[np.argsort(-expensive, kind="stable")]
-    rest = np.argsort(-cheap, kind="stable")[len(head) :]
-    order: list[int] = [*by_new.tolist(), *rest.tolist()]
+    scores[picked] = expensive
+    rescored = np.zeros(len(cheap), dtype=np.bool_)
+    rescored[picked] = True
+    by_new = picked[np.argsort(-expensive, kind="stable")]
+    order: list[int] = [*ranked[:start].tolist(), *by_new.tolist(), *ranked[stop:].tolist()]
     return Cascaded(scores, rescored, order)
 
 

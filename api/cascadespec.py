@@ -13,7 +13,8 @@ EVERY_SHARD = "*"
 
 
 class CascadeSpec(BaseModel):
-    """One shard's cascade: `first` ranks everything, `then` re-scores its top `top`."""
+    """One shard's cascade: `first` ranks everything, `then` re-scores its top `top`, or,
+    with `uncertain`, only the `uncertain` candidates nearest the cut after its `top`-th."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -22,13 +23,31 @@ class CascadeSpec(BaseModel):
     then: str = Field(min_length=1)
     """The expensive variant (fm, tree, any River model), scored with River."""
     top: int = Field(ge=1, le=100_000)
-    """How many of the cheap ranking's best candidates the expensive variant re-scores."""
+    """The cut in the cheap ranking: without `uncertain`, the expensive variant re-scores
+    every candidate above it."""
+    uncertain: int | None = Field(default=None, ge=2, le=200_000)
+    """If set, the expensive variant re-scores only this many candidates: those the cheap
+    ranking puts nearest the cut (half above it, half below), whose side of the cut it is
+    least sure of. The ones above them keep the cheap ranking's places."""
 
     @model_validator(mode="after")
     def _two_variants(self) -> "CascadeSpec":
         if self.first == self.then:
             raise ValueError(f"a cascade needs two different variants, not {self.first!r} twice")
+        if self.uncertain is not None and self.uncertain > 2 * self.top:
+            raise ValueError(
+                f"uncertain {self.uncertain} reaches past the first candidate (half of it, "
+                f"{self.uncertain // 2}, lies above the cut at top {self.top}): make it at "
+                f"most {2 * self.top}, or drop it to re-score the top {self.top}"
+            )
         return self
+
+    def span(self, n: int) -> tuple[int, int]:
+        """[start, stop): the places of the cheap ranking of `n` candidates re-scored."""
+        if self.uncertain is None:
+            return 0, min(self.top, n)
+        start = min(self.top - self.uncertain // 2, n)
+        return start, min(start + self.uncertain, n)
 
 
 def for_shard(cascades: Mapping[str, CascadeSpec], shard: str) -> CascadeSpec | None:

@@ -2,7 +2,8 @@
 
 Route the user to a shard and a variant, read the aggregates (one round trip), build the
 features with the learner's own pipeline at `at` = now (`features_many`: `features()` of
-every candidate, as columns), score, rank, encode (with the caches on, items' aggregates
+every candidate, as columns), score (one variant, or the shard's cascade: api/cascade.py),
+rank, encode (with the caches on, items' aggregates
 and whole answers for users without history may come from a bounded-age cache:
 api/itemcache.py, api/respcache.py); hand the
 impressions to the publisher's queue and the shadow variant's work to after the response.
@@ -26,7 +27,7 @@ from api.itemcache import ItemCache
 from api.loading import LoadedVariant, ShardModel
 from api.online import Aggregates, OnlineAggregates
 from api.respcache import Answer, ResponseCache
-from api.schemas import PredictRequest
+from api.schemas import Candidate, PredictRequest
 from api.scoring import Scores, compare, ranking, score_columns
 from api.telemetry import Metrics
 from api.traffic import TrafficSplit
@@ -112,13 +113,12 @@ class Predictor:
         if spec is not None and spec.first != variant.name:
             spec = None
         # A user without history gets what any such user gets (api/respcache.py). A cascade's
-        # answer names its stages, which a cached plain answer does not: it is never cached.
+        # answer is not cached: the cache's key does not name the cascade's rule.
         responses, key, answer = self.responses, None, None
         if responses is not None and spec is None and not user and not degraded:
             key = responses.key(variant, context, candidates, request.top_k)
             answer = responses.get(shard, key)
         after: AfterResponse | None = None
-        cascaded: cascade.Cascaded | None = None
         if answer is None:
             columns = features_many(context, candidates, user, items, at, shard.feature_config)
             scores = score_columns(variant, columns, n)
@@ -127,42 +127,16 @@ class Predictor:
                     f"model {shard.shard}/{variant.name} v{shard.version} gave NaN"
                 )
             if spec is not None:
-                # The cheap stage's variant is `variant`; both come from this one `shard`.
-                _, then = cascade.stages(spec, shard)
-                cascaded = cascade.run(then, spec.top, columns, scores)
-                if not np.isfinite(cascaded.scores).all():
-                    raise ModelOutputError(
-                        f"model {shard.shard}/{then.name} v{shard.version} gave NaN"
-                    )
+                answer = self._cascade(spec, shard, columns, scores, request.top_k, read_at)
             else:
                 answer = Answer(ranking(scores, request.top_k), scores.tolist(), read_at)
                 if responses is not None and key is not None:
                     responses.put(shard, key, answer)
             after = self._shadow_work(shard, variant, columns, scores)
         request_id = os.urandom(16).hex()
-        if spec is not None and cascaded is not None:
-            top_k = request.top_k
-            order = list(range(n)) if top_k is None else cascaded.order[:top_k]
-            ids = [f"{request_id}-{i}" for i in order]
-            body = _cascade_body(request_id, shard, spec, degraded, cascaded, order, ids, request)
-        else:
-            assert answer is not None
-            order, values = answer.order, answer.scores
-            ids = [f"{request_id}-{i}" for i in order]
-            body = orjson.dumps(
-                {
-                    "request_id": request_id,
-                    "model": shard.shard,
-                    "variant": variant.name,
-                    "epoch": shard.epoch,
-                    "version": shard.version,
-                    "degraded": degraded,
-                    "scores": [
-                        {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
-                        for i, iid in zip(order, ids, strict=True)
-                    ],
-                }
-            )
+        order = answer.order
+        ids = [f"{request_id}-{i}" for i in order]
+        body = _body(request_id, shard, variant, spec, degraded, answer, ids, candidates)
         self.metrics.predicted(shard.shard, variant.name, shard.version)
         self.metrics.candidates.observe(len(candidates))
         publish = request.publish_impressions
@@ -174,6 +148,26 @@ class Predictor:
             batch = ImpressionBatch(request.user_id, context, returned, ids[:cap], at)
             self.publisher.offer(batch)
         return Prediction(request_id, body, degraded, after)
+
+    def _cascade(
+        self,
+        spec: CascadeSpec,
+        shard: ShardModel,
+        columns: FeatureColumns,
+        cheap: Scores,
+        top_k: int | None,
+        read_at: float,
+    ) -> Answer:
+        """The cascade's answer, from the first stage's scores `cheap` of every candidate."""
+        # The cheap stage's variant is the one served; both come from this one `shard`.
+        _, then = cascade.stages(spec, shard)
+        cascaded = cascade.run(then, spec, columns, cheap)
+        if not np.isfinite(cascaded.scores).all():
+            raise ModelOutputError(f"model {shard.shard}/{then.name} v{shard.version} gave NaN")
+        rescored = cascaded.rescored.tolist()
+        self.metrics.cascaded(shard.shard, spec.first, spec.then, len(cheap), sum(rescored))
+        order = list(range(len(cheap))) if top_k is None else cascaded.order[:top_k]
+        return Answer(order, cascaded.scores.tolist(), read_at, rescored)
 
     def _variant(self, shard: ShardModel, user_id: str) -> LoadedVariant:
         name = self.split.variant_for(user_id)
@@ -206,45 +200,51 @@ class Predictor:
         return run
 
 
-def _cascade_body(
+def _body(
     request_id: str,
     shard: ShardModel,
-    spec: CascadeSpec,
+    variant: LoadedVariant,
+    spec: CascadeSpec | None,
     degraded: bool,
-    cascaded: cascade.Cascaded,
-    order: list[int],
+    answer: Answer,
     ids: list[str],
-    request: PredictRequest,
+    candidates: list[Candidate],
 ) -> bytes:
-    """The response of a cascade: each candidate says which stage scored it last, and the
-    body names both stages' variants, with the one (epoch, version) they both belong to."""
-    values = cascaded.scores.tolist()
-    rescored = cascaded.rescored.tolist()
-    candidates = request.candidates
+    """The response. A cascade's (`answer.rescored` set) also says which stage scored each
+    candidate last and names both stages' variants, with the one (epoch, version) they both
+    belong to."""
+    values, rescored = answer.scores, answer.rescored
     stamp = {"epoch": shard.epoch, "version": shard.version}
-    return orjson.dumps(
-        {
-            "request_id": request_id,
-            "model": shard.shard,
+    if spec is None or rescored is None:
+        head: dict[str, object] = {"variant": variant.name, **stamp, "degraded": degraded}
+        scores = [
+            {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
+            for i, iid in zip(answer.order, ids, strict=True)
+        ]
+    else:
+        rule: dict[str, int] = {"top": spec.top}
+        if spec.uncertain is not None:
+            rule["uncertain"] = spec.uncertain
+        head = {
             "variant": spec.first,
             **stamp,
             "degraded": degraded,
             "cascade": {
                 "first": {"variant": spec.first, **stamp},
                 "then": {"variant": spec.then, **stamp},
-                "top": spec.top,
+                **rule,
             },
-            "scores": [
-                {
-                    "item_id": candidates[i].item_id,
-                    "score": values[i],
-                    "stage": cascade.THEN if rescored[i] else cascade.FIRST,
-                    "impression_id": iid,
-                }
-                for i, iid in zip(order, ids, strict=True)
-            ],
         }
-    )
+        scores = [
+            {
+                "item_id": candidates[i].item_id,
+                "score": values[i],
+                "stage": cascade.THEN if rescored[i] else cascade.FIRST,
+                "impression_id": iid,
+            }
+            for i, iid in zip(answer.order, ids, strict=True)
+        ]
+    return orjson.dumps({"request_id": request_id, "model": shard.shard, **head, "scores": scores})
 
 
 def _shard(served: Served, user_id: str) -> ShardModel:

@@ -30,6 +30,9 @@ class Answer:
     """Each candidate's score, in candidate order."""
     read_at: float
     """When the oldest aggregate it was computed from was read."""
+    rescored: list[bool] | None = None
+    """A cascade's answer: whether its second stage re-scored each candidate, in candidate
+    order. None when one variant scored them all."""
 
 
 class ResponseCache:

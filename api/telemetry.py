@@ -127,7 +127,17 @@ class Metrics:
             ["model", "variant", "agree"],
             registry=r,
         )
+        self.cascade_candidates = Histogram(
+            "headrace_api_cascade_candidates",
+            "Candidates a cascade's stage scored per request, by model (shard), stage (first: "
+            "the cheap variant, every candidate; then: the expensive variant, its re-scored "
+            "span) and variant; the _sum is the candidates scored",
+            ["model", "stage", "variant"],
+            buckets=(0, 1, 5, 10, 20, 50, 100, 200, 500, 1000, 5000),
+            registry=r,
+        )
         self._versions: dict[tuple[str, str], list[str]] = {}
+        self._stages: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._children: dict[tuple[str, str, int], Any] = {}
         self._state: Collector | None = None
 
@@ -136,6 +146,18 @@ class Metrics:
         if child is None:
             child = self._new_version(model, variant, version)
         child.inc()
+
+    def cascaded(self, model: str, first: str, then: str, scored: int, rescored: int) -> None:
+        """A cascade's request: `first` scored `scored` candidates, `then` `rescored`."""
+        children = self._stages.get((model, first, then))
+        if children is None:
+            histogram = self.cascade_candidates
+            children = self._stages[(model, first, then)] = (
+                histogram.labels(model, "first", first),
+                histogram.labels(model, "then", then),
+            )
+        children[0].observe(scored)
+        children[1].observe(rescored)
 
     def _new_version(self, model: str, variant: str, version: int) -> Any:
         kept = self._versions.setdefault((model, variant), [])

@@ -1,7 +1,7 @@
 """Held-out ranking quality of the cascade, against the cheap and the expensive variant alone.
 
     .venv/bin/python bench/serve_cascade.py [--seeds 1,2,3] [--count 60000] [--k 100]
-        [--then fm,tree] [--tops 5,10,20,50]
+        [--then fm,tree] [--tops 5,10,20,50] [--uncertain 10:10,10:20]
 
 Needs a Redis (the local stack: `headrace stack up`, or HEADRACE_REDIS_URL) for the
 learner's aggregates, under a key prefix of its own that is deleted afterwards.
@@ -10,14 +10,20 @@ For each seed the simulator's stream goes through the learner's own core (bench/
 `learner_run`: the code `headrace learn` runs, every variant learning every example), then
 `--requests` storefront requests it never saw, of `--k` candidates each, are ranked by:
 the cheap variant alone (`logreg`), each expensive variant alone (`--then`), and the
-cascade of the two for each `--tops` M (api/cascade.py's own `head_of` and `merge`: the
-cheap ranking's best M re-scored and put first). Against the simulator's hidden purchase
-probabilities it prints, averaged over the requests: the expected ROC AUC within a request
-(how well the ranking orders that request's candidates; tests/heldout.py's exact
-expectation) and NDCG@10 with the hidden probability as the gain. `gain kept` is the
-share of the expensive variant's gain over the cheap one that the cascade keeps (`worse`
-when the expensive one alone ranks below the cheap one: there is no gain to keep);
+cascade of the two for each `--tops` M (api/cascade.py's own `cheap_order` and `merge`: the
+cheap ranking's best M re-scored and put first) and for each `--uncertain` CUT:K (the K
+candidates of the cheap ranking nearest its CUT re-scored and re-ordered in place). A kind
+may be a model function (`module:function`, e.g. bench/cascade_models.py's). Against the
+simulator's hidden purchase probabilities it prints, averaged over the requests: the
+expected ROC AUC within a request (how well the ranking orders that request's candidates;
+tests/heldout.py's exact expectation) and NDCG@10 with the hidden probability as the
+gain. `gain kept` is the share of the expensive variant's gain over the cheap one that
+the cascade keeps (`worse` when the expensive one alone ranks below the cheap one: there
+is no gain to keep);
 `scored` is the candidates the expensive variant scores, as a share of scoring them all.
+The CPU part prints each cascade's thread time over the cheap path's (features and the
+cheap scoring) in the same run: an upper bound of the whole API's ratio, which also
+parses, fetches and encodes (bench/serve.py --cascade measures that).
 
 Both sides rank the same requests with the same aggregates at the same time: the check
 line says so.
@@ -35,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from api.cascade import head_of, merge, run  # noqa: E402
+from api.cascade import cheap_order, merge, run  # noqa: E402
+from api.cascadespec import CascadeSpec  # noqa: E402
 from api.loading import LoadedVariant  # noqa: E402
 from api.scoring import score_columns  # noqa: E402
 from bench.quality import learner_run, learner_scorer  # noqa: E402
@@ -96,11 +103,22 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=100, help="candidates per request")
     parser.add_argument("--then", default="fm,tree", help="expensive kinds")
     parser.add_argument("--tops", default="5,10,20,50")
+    parser.add_argument(
+        "--uncertain", default="", help="CUT:K,...: re-score the K candidates nearest CUT"
+    )
     parser.add_argument("--cost-k", type=int, default=1_000, help="candidates, for the CPU")
     args = parser.parse_args()
     expensive = args.then.split(",")
-    tops = [int(t) for t in args.tops.split(",")]
-    names = [CHEAP, *expensive, *(f"{e} top {m}" for e in expensive for m in tops)]
+    rules = [
+        (f"top {m}", CascadeSpec(first=CHEAP, then="x", top=int(m)))
+        for m in args.tops.split(",")
+        if m
+    ]
+    for pair in (p for p in args.uncertain.split(",") if p):
+        cut, k = (int(v) for v in pair.split(":"))
+        spec = CascadeSpec(first=CHEAP, then="x", top=cut, uncertain=k)
+        rules.append((f"{k} near {cut}", spec))
+    names = [CHEAP, *expensive, *(f"{e} {r}" for e in expensive for r, _ in rules)]
     tallies: dict[str, Tally] = {name: Tally([], []) for name in names}
     costs: list[dict[str, float]] = []
     client = connect(StreamSettings())
@@ -125,34 +143,42 @@ def main() -> None:
             p = data.p[i * args.k : (i + 1) * args.k]
             cheap = scorers[CHEAP](request)
             tallies[CHEAP].add(by_score(cheap), p)
+            order = cheap_order(cheap)
             for kind in expensive:
                 rich = scorers[kind](request)
                 tallies[kind].add(by_score(rich), p)
-                for m in tops:
-                    head = head_of(cheap, m)
-                    # The same model on the same features: scoring only `head` gives these.
-                    tallies[f"{kind} top {m}"].add(merge(cheap, head, rich[head]).order, p)
+                for rule, spec in rules:
+                    start, stop = spec.span(len(cheap))
+                    # The same model on the same features: scoring only the span gives these.
+                    merged = merge(cheap, order, start, rich[order[start:stop]])
+                    tallies[f"{kind} {rule}"].add(merged.order, p)
             ranked += 1
-        costs.append(cost(learner, data.requests[:50], expensive, tops, args.cost_k, at))
+        costs.append(cost(learner, data.requests[:50], expensive, rules, args.cost_k, at))
         print(
             f"seed {seed}: {len(records):,} records learned by {CHEAP} and "
             f"{', '.join(expensive)}; {ranked} held-out requests of {args.k} candidates "
-            "ranked by every row below (check: the same requests, aggregates and time)"
+            "ranked by every row below (check: the same requests, aggregates and time)",
+            flush=True,
         )
-    report(tallies, expensive, tops, args)
+    report(tallies, expensive, rules, args)
     print(
         f"\nCPU per request of {args.cost_k:,} candidates in this process (thread time, "
-        "means over the seeds): the features and the cheap scoring, and what each adds"
+        "means over the seeds): the features and the cheap scoring, what each adds, and "
+        "the whole over the cheap path's (features + cheap scoring)"
     )
-    for name in costs[0]:
-        print(f"{name:>24} {np.mean([c[name] for c in costs]):>9,.0f} us")
+    means = {name: float(np.mean([c[name] for c in costs])) for name in costs[0]}
+    base = means["features"] + means[f"{CHEAP} (numpy)"]
+    for name, value in means.items():
+        extra = value if name.startswith("+") or name.endswith("alone (River)") else None
+        ratio = f"{(base + extra) / base:>6.2f}x" if extra is not None else ""
+        print(f"{short(name):>28} {value:>9,.0f} us {ratio}")
 
 
 def cost(
     learner: Learner,
     requests: list[ShopRequest],
     expensive: list[str],
-    tops: list[int],
+    rules: list[tuple[str, CascadeSpec]],
     k: int,
     at: float,
 ) -> dict[str, float]:
@@ -180,37 +206,47 @@ def cost(
         cheap = score_columns(loaded[CHEAP], columns, k)
         started = timed(f"{CHEAP} (numpy)", started)
         for kind in expensive:
-            for m in tops:
-                run(loaded[kind], m, columns, cheap)
-                started = timed(f"+ {kind} top {m}", started)
+            for rule, spec in rules:
+                run(loaded[kind], spec, columns, cheap)
+                started = timed(f"+ {kind} {rule}", started)
             score_columns(loaded[kind], columns, k)
             started = timed(f"{kind} alone (River)", started)
     return {name: float(np.mean(values)) for name, values in spent.items()}
 
 
 def report(
-    tallies: dict[str, Tally], expensive: list[str], tops: list[int], args: argparse.Namespace
+    tallies: dict[str, Tally],
+    expensive: list[str],
+    rules: list[tuple[str, CascadeSpec]],
+    args: argparse.Namespace,
 ) -> None:
     n = len(tallies[CHEAP].auc)
     print(
         f"\n{n} requests of {args.k} candidates (seeds {args.seeds}, {args.count:,} records "
         "each); means over the requests"
     )
-    print(f"{'ranking':>16} {'AUC':>7} {'NDCG@10':>8} {'gain kept':>18} {'scored':>7}")
+    print(f"{'ranking':>28} {'AUC':>7} {'NDCG@10':>8} {'gain kept':>18} {'scored':>7}")
     base_auc, base_ndcg = tallies[CHEAP].means
-    print(f"{CHEAP:>16} {base_auc:>7.4f} {base_ndcg:>8.4f} {'':>18} {'0%':>7}")
+    print(f"{CHEAP:>28} {base_auc:>7.4f} {base_ndcg:>8.4f} {'':>18} {'0%':>7}")
     for kind in expensive:
         auc, ndcg = tallies[kind].means
-        print(f"{kind:>16} {auc:>7.4f} {ndcg:>8.4f} {'':>18} {'100%':>7}")
-        for m in tops:
-            c_auc, c_ndcg = tallies[f"{kind} top {m}"].means
+        print(f"{short(kind):>28} {auc:>7.4f} {ndcg:>8.4f} {'':>18} {'100%':>7}")
+        for rule, spec in rules:
+            c_auc, c_ndcg = tallies[f"{kind} {rule}"].means
             kept = f"{share(c_auc, base_auc, auc)} / {share(c_ndcg, base_ndcg, ndcg)}"
-            scored = f"{min(m, args.k) / args.k:.0%}"
-            print(f"{f'{kind} top {m}':>16} {c_auc:>7.4f} {c_ndcg:>8.4f} {kept:>18} {scored:>7}")
+            start, stop = spec.span(args.k)
+            scored = f"{(stop - start) / args.k:.0%}"
+            label = short(f"{kind} {rule}")
+            print(f"{label:>28} {c_auc:>7.4f} {c_ndcg:>8.4f} {kept:>18} {scored:>7}")
     print(
         "gain kept: (cascade - cheap) / (expensive - cheap), for AUC / NDCG@10; `worse`: "
         "the expensive variant alone ranks below the cheap one, so there is no gain to keep"
     )
+
+
+def short(name: str) -> str:
+    """A model function's name without its module, to fit the table."""
+    return name.rsplit(":", 1)[-1] if ":" in name else name
 
 
 def share(got: float, cheap: float, rich: float) -> str:

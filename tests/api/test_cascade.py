@@ -1,5 +1,6 @@
 """The cascade through the API on the real Redis: the logistic variant ranks every candidate,
-the factorization machine re-scores the best few, and both come from one published state.
+the factorization machine re-scores the best few (or the few nearest the cut), and both
+come from one published state.
 
 The learner's own core learns SMALL's stream in steps and publishes a version after each;
 right after every publish (while the app may still serve the previous version, or swap in
@@ -16,8 +17,10 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cascade import cheap_order, merge
 from api.cascadespec import EVERY_SHARD, CascadeSpec, check_shards
 from api.settings import ApiSettings
 from headrace.sim.simulator import generate, world
@@ -32,6 +35,10 @@ from tests.support import signing_key, wait_for
 AT = 1_767_229_200.0  # 2026-01-01T01:00Z: one hour into SMALL's stream
 TOP = 5
 CASCADE = ApiSettings.model_validate({"cascade": {"first": "main", "then": "fm", "top": TOP}})
+CUT, NEAR = 8, 6
+UNCERTAIN = ApiSettings.model_validate(
+    {"cascade": {"first": "main", "then": "fm", "top": CUT, "uncertain": NEAR}}
+)
 
 
 @pytest.fixture
@@ -118,6 +125,82 @@ def test_top_k_ranks_the_rescored_candidates_first(
 
 
 @pytest.mark.integration
+def test_the_uncertain_rule_re_scores_only_the_candidates_nearest_the_cut(
+    settings: StreamSettings, redis_client: redis.Redis, learner: InProcessLearner
+) -> None:
+    learner.process(generate(SMALL))
+    learner.publish()
+    models = models_of(redis_client, learner)
+    store = world(SMALL)
+    rng = np.random.default_rng(11)
+    requests = [store.request_for(int(rng.integers(0, SMALL.n_users)), rng, k=40) for _ in range(5)]
+    config, keys = FeatureConfig(), learner.keys
+    with running_app(UNCERTAIN, settings, clock=lambda: AT) as client:
+        for request in requests:
+            cheap = direct_scores(redis_client, keys, models["main"], request, AT, config)
+            rich = direct_scores(redis_client, keys, models["fm"], request, AT, config)
+            ranked = np.argsort(-np.asarray(cheap), kind="stable").tolist()
+            # The cut after the 8th: the 3 above it and the 3 below are re-scored.
+            above, span, below = ranked[:5], ranked[5:11], ranked[11:]
+            full = client.post("/predict", json=request_body(request)).json()
+            assert full["cascade"]["top"] == CUT
+            assert full["cascade"]["uncertain"] == NEAR
+            for i, entry in enumerate(full["scores"]):
+                if i in span:
+                    assert entry["stage"] == "then"
+                    assert entry["score"] == pytest.approx(rich[i], abs=1e-9)
+                else:
+                    assert entry["stage"] == "first"
+                    assert entry["score"] == pytest.approx(cheap[i], abs=1e-9)
+            got = client.post("/predict", json=request_body(request, top_k=20)).json()["scores"]
+            ids = [c.item_id for c in request.candidates]
+            by_rich = sorted(span, key=lambda i: -rich[i])
+            # The ones above the span keep their places; the span is re-ordered in place.
+            assert [s["item_id"] for s in got] == [ids[i] for i in [*above, *by_rich, *below][:20]]
+        assert stage_sum(client, "first", "main") == 2 * 40 * len(requests)
+        assert stage_sum(client, "then", "fm") == 2 * NEAR * len(requests)
+        assert stage_count(client, "then", "fm") == 2 * len(requests)
+
+
+def stage_sum(client: TestClient, stage: str, variant: str) -> float:
+    """Candidates the cascade's `stage` scored, from /metrics."""
+    return metric_value(client, "headrace_api_cascade_candidates_sum", stage, variant)
+
+
+def stage_count(client: TestClient, stage: str, variant: str) -> float:
+    return metric_value(client, "headrace_api_cascade_candidates_count", stage, variant)
+
+
+def metric_value(client: TestClient, name: str, stage: str, variant: str) -> float:
+    line = f'{name}{{model="main",stage="{stage}",variant="{variant}"}} '
+    for sample in client.get("/metrics").text.splitlines():
+        if sample.startswith(line):
+            return float(sample.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {line} in /metrics")
+
+
+def test_the_uncertain_span_straddles_the_cut() -> None:
+    near = CascadeSpec(first="main", then="fm", top=10, uncertain=6)
+    assert near.span(100) == (7, 13)
+    assert near.span(11) == (7, 11)  # fewer candidates than the span reaches
+    assert near.span(5) == (5, 5)  # every candidate above the span: none re-scored
+    assert CascadeSpec(first="main", then="fm", top=10, uncertain=20).span(100) == (0, 20)
+    assert CascadeSpec(first="main", then="fm", top=10).span(100) == (0, 10)
+    assert CascadeSpec(first="main", then="fm", top=10).span(3) == (0, 3)
+
+
+def test_merge_re_orders_the_span_in_place_and_keeps_the_rest() -> None:
+    cheap = np.array([0.1, 0.9, 0.5, 0.7, 0.3, 0.8])
+    ranked = cheap_order(cheap)
+    assert ranked.tolist() == [1, 5, 3, 2, 4, 0]
+    # Re-score cheap places 2 and 3 (candidates 3 and 2): the expensive model swaps them.
+    got = merge(cheap, ranked, 2, np.array([0.2, 0.6]))
+    assert got.order == [1, 5, 2, 3, 4, 0]
+    assert got.rescored.tolist() == [False, False, True, True, False, False]
+    assert got.scores.tolist() == [0.1, 0.9, 0.6, 0.2, 0.3, 0.8]
+
+
+@pytest.mark.integration
 def test_a_cascade_naming_a_variant_the_shard_lacks_is_refused_and_said(
     settings: StreamSettings, redis_client: redis.Redis
 ) -> None:
@@ -161,6 +244,9 @@ def test_cascade_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ('{"first": "main", "then": "fm"}', "top"),
         ('{"first": "main", "then": "main", "top": 5}', "two different variants"),
         ('{"first": "main", "then": "fm", "top": 5, "band": 1}', "Extra inputs"),
+        ('{"first": "main", "then": "fm", "top": 5, "uncertain": 1}', "greater than or equal to 2"),
+        ('{"first": "main", "then": "fm", "top": 5, "uncertain": 11}', "at most 10"),
+        ('{"first": "main", "then": "fm", "top": 5, "uncertain": "x"}', "valid integer"),
         ('{"first": "", "then": "fm", "top": 5}', "at least 1 character"),
         ("not json", "cascade"),
     ],
