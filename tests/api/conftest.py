@@ -1,6 +1,5 @@
 """Fixtures of the API tests: real models in the test Redis, the app with its lifespan."""
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from learner.recovery import Snapshots
 from learner.redisconn import connect
 from learner.settings import LearnerSettings
 from stream.settings import StreamSettings
-from tests.learner.harness import InProcessLearner, caught_up, end_offsets, send, wait_until
+from tests.learner.harness import InProcessLearner, running_worker, send
 from tests.support import learner_seal, signing_key, wait_for
 
 SMALL = SimulatorConfig(seed=21, count=8_000, n_users=200, n_items=120)
@@ -69,17 +68,9 @@ def owning_learner(
     worker = build_worker(
         topics, learner_settings, redis_client, seal=learner_seal(), snapshots=snapshots
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        ends = end_offsets(topics)
-        wait_until(lambda: caught_up(redis_client, topics, ends), 120, "the learner")
+    with running_worker(worker, redis_client, topics, 120, "the learner") as thread:
         yield
         assert thread.is_alive(), "the learner stopped"
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def wait_for_ready(client: TestClient) -> None:

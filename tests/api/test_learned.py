@@ -11,7 +11,6 @@ The app's clock is pinned to one second after the stream's last event: that is "
 a learner that just caught up, and it makes the features (and the test) reproducible.
 """
 
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from stream.settings import StreamSettings
 from stream.topics import ensure_topics
 from tests.api.conftest import running_app
 from tests.api.helpers import JOIN_WINDOW_S, chunks, direct_scores, request_body, roc_auc
-from tests.learner.harness import caught_up, end_offsets, send, wait_until
+from tests.learner.harness import running_worker, send
 from tests.support import learner_seal, own_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,15 +79,8 @@ def trained(stack_settings: StreamSettings) -> Iterator[Trained]:
         variants={"main": "logreg", "tree": "tree"},
     )
     worker = build_worker(settings, learner_settings, client, seal=learner_seal())
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        ends = end_offsets(settings)
-        wait_until(lambda: caught_up(client, settings, ends), 240, "the learner")
-    finally:
-        stop.set()
-        thread.join(30)
+    with running_worker(worker, client, settings, 240, "the learner"):
+        pass
     yield Trained(settings, client, records, ShardKeys(settings.key_prefix, "main"))
     keys = list(client.scan_iter(match=f"{settings.key_prefix}:*", count=1000))
     if keys:

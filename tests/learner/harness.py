@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,3 +341,21 @@ def predictions(
 def read_all(settings: StreamSettings, topic: str) -> list[Any]:
     """Every record of `topic`, from the beginning to its end as of now."""
     return read_topic(settings, topic)
+
+
+@contextmanager
+def running_worker(
+    worker: ShardWorker, client: redis.Redis, settings: StreamSettings, timeout: float, what: str
+) -> Iterator[threading.Thread]:
+    """`worker` (what `headrace learn` runs) in a thread, caught up with the topic's end
+    offsets as they are on entry; stopped when the block ends."""
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+    try:
+        ends = end_offsets(settings)
+        wait_until(lambda: caught_up(client, settings, ends), timeout, what)
+        yield thread
+    finally:
+        stop.set()
+        thread.join(30)

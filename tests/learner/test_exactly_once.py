@@ -7,7 +7,6 @@ compares the final published state with a learner that never crashed.
 
 import random
 import signal
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.learner.harness import (
     learner_env,
     predictions,
     probe_rows,
+    running_worker,
     send,
     store,
     wait_until,
@@ -73,15 +73,8 @@ def reference_run(settings: StreamSettings, client: redis.Redis) -> StreamSettin
     worker = build_worker(
         ref, learner_settings, client, seal=learner_seal(), guards=GuardSettings()
     )
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-    try:
-        ends = end_offsets(ref)
-        wait_until(lambda: caught_up(client, ref, ends), 120, "the reference learner")
-    finally:
-        stop.set()
-        thread.join(30)
+    with running_worker(worker, client, ref, 120, "the reference learner"):
+        pass
     return ref
 
 
