@@ -15,7 +15,9 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from itertools import chain
-from typing import Any, cast
+from typing import Any
+
+import msgspec
 
 from api.resp import RespError, RespPipeline
 from learner.aggregates import decode_hash
@@ -92,8 +94,11 @@ def _decode(reply: Any) -> Aggregates:
     return {}  # an error reply (WRONGTYPE): nothing known
 
 
-_OR_ZERO: Callable[[Any, Any], Any] = {None: b"0"}.get
-"""_OR_ZERO(v, v): HMGET's nil for a count the item's hash lacks is 0, as features() reads it."""
+_NULL: Callable[[Any, Any], Any] = {None: b"null"}.get
+"""_NULL(v, v): HMGET's nil for the time an item's hash lacks, in JSON (None)."""
+_ZERO: Callable[[Any, Any], Any] = {None: b"0"}.get
+"""_ZERO(v, v): HMGET's nil for a count the item's hash lacks is 0, as features() reads it."""
+_COLUMNS = msgspec.json.Decoder(tuple[list[float | None], list[float], list[float], list[float]])
 
 
 def _item_columns(replies: Sequence[Any]) -> ItemColumns:
@@ -101,23 +106,31 @@ def _item_columns(replies: Sequence[Any]) -> ItemColumns:
     width = len(ITEM_FIELDS)
     if set(map(type, replies)) == {list}:
         flat: list[Any] = list(chain.from_iterable(replies))
-        try:
-            if len(flat) == width * len(replies):
-                # Column by column at C speed: no Python code runs per item.
-                times = flat[0::width]
-                parsed: list[float] = list(map(float, times)) if None not in times else []
-                time = (
-                    cast(list[float | None], parsed)
-                    if parsed or not times
-                    else [None if v is None else float(v) for v in times]
-                )
-                imp, clk, pur = (
-                    list(map(float, map(_OR_ZERO, column, column)))
-                    for column in (flat[j::width] for j in range(1, width))
-                )
-                return ItemColumns(time, imp, clk, pur)
-        except ValueError:  # a value that is not a number: sort the items out one by one
-            pass
+        if len(flat) == width * len(replies):
+            # The columns as one JSON document, parsed by msgspec: float() of a 17-digit
+            # value costs 4 times a short one's, and was a tenth of the request at 100
+            # candidates. msgspec rounds as float() does. What JSON reads otherwise (nan,
+            # inf, "1.", "1,2", a stored "null") fails here or changes the times' count of
+            # nulls, and goes the way below.
+            times = flat[0::width]
+            parts = [b",".join(map(_NULL, times, times))]
+            parts += (
+                b",".join(map(_ZERO, c, c)) for c in (flat[j::width] for j in range(1, width))
+            )
+            doc = b"[[%b]]" % b"],[".join(parts)
+            try:
+                # JSON's integer -0 is msgspec's 0.0: float() keeps the sign.
+                if b"-0," in doc or b"-0]" in doc:
+                    raise msgspec.DecodeError("-0")
+                time, imp, clk, pur = _COLUMNS.decode(doc)
+            except msgspec.DecodeError:
+                pass
+            else:
+                n = len(times)
+                if len(time) == len(imp) == len(clk) == len(pur) == n and time.count(
+                    None
+                ) == times.count(None):
+                    return ItemColumns(time, imp, clk, pur)
     rows = [_item_values(reply, width) for reply in replies]
     return ItemColumns(
         [row[0] for row in rows],

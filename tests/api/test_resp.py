@@ -1,6 +1,7 @@
 """The request path's multiplexed Redis connection: right replies, clean failures."""
 
 import asyncio
+import random
 import socket
 import threading
 from typing import Any
@@ -9,7 +10,7 @@ import pytest
 import redis
 from hiredis import ReplyError
 
-from api.online import OnlineAggregates, RedisHealth
+from api.online import OnlineAggregates, RedisHealth, _item_columns
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import HashWriter
 from learner.features import ItemColumns
@@ -157,3 +158,58 @@ def test_an_item_hash_that_is_not_the_learners_counts_as_a_new_item(
     # makes the item unknown, as does a key of another type.
     a = {"imp": 1.0, "t": 5.5}
     assert items == ItemColumns.of([a, {}, {}, a])
+
+
+def _as_float_does(reply: list[bytes | None]) -> tuple[float | None, float, float, float]:
+    """One item's values read with float(), as features() would read the hash."""
+    try:
+        time, *counts = (None if v is None else float(v) for v in reply)
+    except ValueError:
+        return (None, 0.0, 0.0, 0.0)
+    imp, clk, pur = (0.0 if v is None else v for v in counts)
+    return (time, imp, clk, pur)
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"5",
+        b"-0",
+        b"-0.0",
+        b"-0e3",
+        b"-0.00",
+        b"1e5",
+        b" 2.5 ",
+        b"1_000",
+        b"+5",
+        b"nan",
+        b"inf",
+        b"1.",
+        b"null",
+        b"true",
+        b"1,2",
+        b"1],[2",
+        b"[1]",
+        b"",
+        b"x",
+    ],
+)
+def test_item_values_are_read_as_float_reads_them(odd: bytes) -> None:
+    rng = random.Random(odd)
+    replies: list[list[bytes | None]] = []
+    for i in range(40):
+        row: list[bytes | None] = [b"%.17g" % (1.7e9 + rng.random() * 1e5)]
+        row += [b"%.17g" % (rng.random() * 10 ** rng.randrange(-3, 6)) for _ in range(3)]
+        if i % 7 == 3:
+            row[rng.randrange(4)] = None
+        if i % 11 == 5:
+            row = [None] * 4
+        replies.append(row)
+    for at in (0, 1, 3):  # the time, then counts
+        with_odd = [list(row) for row in replies]
+        with_odd[17][at] = odd
+        rows = [_as_float_does(row) for row in with_odd]
+        expected = ItemColumns(*(list(column) for column in zip(*rows, strict=True)))
+        got = _item_columns(with_odd)
+        # The same floats, to the sign of a zero (and a NaN where float() reads one).
+        assert repr(got) == repr(expected)
