@@ -10,10 +10,10 @@ import pytest
 import redis
 from hiredis import ReplyError
 
-from api.online import OnlineAggregates, RedisHealth, _item_columns
+from api.online import OnlineAggregates, RedisHealth, _hmget_items, _item_columns
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import HashWriter
-from learner.features import ItemColumns
+from learner.features import ITEM_FIELDS, ItemColumns
 from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 
@@ -213,3 +213,11 @@ def test_item_values_are_read_as_float_reads_them(odd: bytes) -> None:
         got = _item_columns(with_odd)
         # The same floats, to the sign of a zero (and a NaN where float() reads one).
         assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("prefix", [b"headrace:main:item:", "h\u00e9:item:".encode()])
+def test_item_commands_are_packed_as_the_generic_packer_packs_them(prefix: bytes) -> None:
+    ids = ["i00017", "", "caf\u00e9", "\u2603 snowman", "a b\r\nc"]
+    for chosen in ([ids[0]], ids, ids[2:], []):
+        expected = b"".join(pack("HMGET", prefix + i.encode(), *ITEM_FIELDS) for i in chosen)
+        assert _hmget_items(prefix, chosen, ITEM_FIELDS) == expected
