@@ -88,10 +88,31 @@ def _item_prefix(keys: ShardKeys) -> bytes:
     return prefix.encode()
 
 
+_FLOATS = msgspec.json.Decoder(list[float])
+
+
+def _floats(values: list[Any]) -> list[float] | None:
+    """float() of each of `values` (bytes) as one JSON array, or None where JSON may read
+    them otherwise (see _item_columns)."""
+    doc = b"[%b]" % b",".join(values)
+    if b"-0," in doc or b"-0]" in doc:
+        return None
+    try:
+        parsed = _FLOATS.decode(doc)
+    except msgspec.DecodeError:
+        return None
+    return parsed if len(parsed) == len(values) else None
+
+
 def _decode(reply: Any) -> Aggregates:
     """learner.aggregates.decode_hash, straight from HGETALL's field, value, ... array."""
     try:
         if isinstance(reply, list):
+            fields, values = reply[0::2], reply[1::2]
+            if len(fields) == len(values):
+                parsed = _floats(values)
+                if parsed is not None:
+                    return dict(zip(map(bytes.decode, fields), parsed, strict=True))
             it = iter(reply)
             return {field.decode(): float(value) for field, value in zip(it, it, strict=True)}
         if isinstance(reply, dict):  # a RESP3 connection
