@@ -173,6 +173,9 @@ def _as_float_does(reply: list[bytes | None]) -> tuple[float | None, float, floa
 ODD_VALUES = [
     b"5",
     b"-0",
+    b"-0 ",
+    b"\t-0\r\n",
+    b"1e-05",
     b"-0.0",
     b"-0e3",
     b"-0.00",
