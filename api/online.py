@@ -94,8 +94,8 @@ _MINUS_ZERO = re.compile(rb"-0(?![0-9.eE])")
 
 
 def _integer_minus_zero(doc: bytes) -> bool:
-    """Whether JSON reads an integer -0 in `doc`: msgspec makes it 0.0, float() -0.0. ("-0"
-    is rare in what the learner writes, so the pattern runs rarely: "1e-05" has it.)"""
+    """Whether JSON reads an integer -0 in `doc`: msgspec makes it 0.0, float() -0.0.
+    (The plain search skips the pattern when no value has "-0"; "1e-05" has it.)"""
     return b"-0" in doc and _MINUS_ZERO.search(doc) is not None
 
 
