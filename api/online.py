@@ -135,13 +135,15 @@ _NULL: Callable[[Any, Any], Any] = {None: b"null"}.get
 """_NULL(v, v): HMGET's nil for the time an item's hash lacks, in JSON (None)."""
 _ZERO: Callable[[Any, Any], Any] = {None: b"0"}.get
 """_ZERO(v, v): HMGET's nil for a count the item's hash lacks is 0, as features() reads it."""
+_FEW_ITEMS = 4
 _COLUMNS = msgspec.json.Decoder(tuple[list[float | None], list[float], list[float], list[float]])
 
 
 def _item_columns(replies: Sequence[Any]) -> ItemColumns:
     """HMGET replies of ITEM_FIELDS, one per item, as columns."""
     width = len(ITEM_FIELDS)
-    if set(map(type, replies)) == {list}:
+    # For a few items, float() per value costs less than building a document.
+    if len(replies) > _FEW_ITEMS and set(map(type, replies)) == {list}:
         flat: list[Any] = list(chain.from_iterable(replies))
         if len(flat) == width * len(replies):
             # The columns as one JSON document, parsed by msgspec: float() of a 17-digit

@@ -228,11 +228,13 @@ def test_item_values_are_read_as_float_reads_them(odd: bytes) -> None:
     for at in (0, 1, 3):  # the time, then counts
         with_odd = [list(row) for row in replies]
         with_odd[17][at] = odd
-        rows = [_as_float_does(row) for row in with_odd]
-        expected = ItemColumns(*(list(column) for column in zip(*rows, strict=True)))
-        got = _item_columns(with_odd)
-        # The same floats, to the sign of a zero (and a NaN where float() reads one).
-        assert repr(got) == repr(expected)
+        with_odd[0][at] = odd
+        for some in (with_odd, with_odd[:1], with_odd[16:19]):  # many items, a few
+            rows = [_as_float_does(row) for row in some]
+            expected = ItemColumns(*(list(column) for column in zip(*rows, strict=True)))
+            got = _item_columns(some)
+            # The same floats, to the sign of a zero (and a NaN where float() reads one).
+            assert repr(got) == repr(expected)
 
 
 @pytest.mark.parametrize("prefix", [b"headrace:main:item:", "h\u00e9:item:".encode()])
