@@ -12,6 +12,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+_FEW_ROWS = 4
+"""Up to this many rows a list of floats stays a list (read value by value, numpy's cost
+per call is more than the work)."""
+
 Column = float | str | None | Sequence[Any] | npt.NDArray[Any]
 """A scalar (every row's value) or one value a row; None (or a None item): no such feature."""
 
@@ -58,6 +62,14 @@ def classify(name: str, column: Column, n: int) -> tuple[str, Any]:
     if kind is str:
         return "categorical", column
     if kind is list and column:
+        if n > _FEW_ROWS and column[0].__class__ is float:  # type: ignore[index]
+            # numpy tells the types apart while it builds the array the scorer stacks
+            # anyway (one pass over the list, not two); what it makes float64 is numeric
+            # below as well, anything else goes the way below.
+            array = np.asarray(column)
+            if array.dtype == np.float64 and array.ndim == 1:
+                _check_length(name, len(array), n)
+                return "numeric", array
         types = set(map(type, column))  # type: ignore[arg-type]
         if types == {str}:
             _check_length(name, len(column), n)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The request path's multiplexed Redis connection: right replies, clean failures."""
 
 import asyncio
+import random
 import socket
 import threading
 from typing import Any
@@ -9,10 +10,10 @@ import pytest
 import redis
 from hiredis import ReplyError
 
-from api.online import OnlineAggregates, RedisHealth
+from api.online import OnlineAggregates, RedisHealth, _decode, _hmget_items, _item_columns
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import HashWriter
-from learner.features import ItemColumns
+from learner.features import ITEM_FIELDS, ItemColumns
 from learner.layout import ShardKeys
 from stream.settings import StreamSettings
 
@@ -157,3 +158,88 @@ def test_an_item_hash_that_is_not_the_learners_counts_as_a_new_item(
     # makes the item unknown, as does a key of another type.
     a = {"imp": 1.0, "t": 5.5}
     assert items == ItemColumns.of([a, {}, {}, a])
+
+
+def _as_float_does(reply: list[bytes | None]) -> tuple[float | None, float, float, float]:
+    """One item's values read with float(), as features() would read the hash."""
+    try:
+        time, *counts = (None if v is None else float(v) for v in reply)
+    except ValueError:
+        return (None, 0.0, 0.0, 0.0)
+    imp, clk, pur = (0.0 if v is None else v for v in counts)
+    return (time, imp, clk, pur)
+
+
+ODD_VALUES = [
+    b"5",
+    b"-0",
+    b"-0 ",
+    b"\t-0\r\n",
+    b"1e-05",
+    b"-0.0",
+    b"-0e3",
+    b"-0.00",
+    b"1e5",
+    b" 2.5 ",
+    b"1_000",
+    b"+5",
+    b"nan",
+    b"inf",
+    b"1.",
+    b"null",
+    b"true",
+    b"1,2",
+    b"1],[2",
+    b"[1]",
+    b"",
+    b"x",
+]
+"""Values float() and JSON read differently, or one of them not at all."""
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES)
+def test_user_values_are_read_as_float_reads_them(odd: bytes) -> None:
+    rng = random.Random(odd)
+    fields = [b"t", b"imp", b"cat:merino", b"ck:caf\xc3\xa9"]
+    values = [b"%.17g" % (rng.random() * 10 ** rng.randrange(-3, 10)) for _ in fields]
+    for at in range(len(values)):
+        with_odd = list(values)
+        with_odd[at] = odd
+        reply = [x for pair in zip(fields, with_odd, strict=True) for x in pair]
+        try:
+            expected = {f.decode(): float(v) for f, v in zip(fields, with_odd, strict=True)}
+        except ValueError:
+            expected = {}  # not the learner's hash
+        assert repr(_decode(reply)) == repr(expected)
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES)
+def test_item_values_are_read_as_float_reads_them(odd: bytes) -> None:
+    rng = random.Random(odd)
+    replies: list[list[bytes | None]] = []
+    for i in range(40):
+        row: list[bytes | None] = [b"%.17g" % (1.7e9 + rng.random() * 1e5)]
+        row += [b"%.17g" % (rng.random() * 10 ** rng.randrange(-3, 6)) for _ in range(3)]
+        if i % 7 == 3:
+            row[rng.randrange(4)] = None
+        if i % 11 == 5:
+            row = [None] * 4
+        replies.append(row)
+    for at in (0, 1, 3):  # the time, then counts
+        with_odd = [list(row) for row in replies]
+        with_odd[17][at] = odd
+        with_odd[0][at] = odd
+        for some in (with_odd, with_odd[:1], with_odd[16:19]):  # many items, a few
+            rows = [_as_float_does(row) for row in some]
+            expected = ItemColumns(*(list(column) for column in zip(*rows, strict=True)))
+            got = _item_columns(some)
+            # The same floats, to the sign of a zero (and a NaN where float() reads one).
+            assert repr(got) == repr(expected)
+
+
+@pytest.mark.parametrize("prefix", [b"headrace:main:item:", "h\u00e9:item:".encode()])
+def test_item_commands_are_packed_as_the_generic_packer_packs_them(prefix: bytes) -> None:
+    ids = ["i00017", "", "caf\u00e9", "\u2603 snowman", "a b\r\nc"]
+    for chosen in ([ids[0]], ids, ids[2:], []):
+        expected = b"".join(pack("HMGET", prefix + i.encode(), *ITEM_FIELDS) for i in chosen)
+        assert _hmget_items(prefix, chosen, ITEM_FIELDS) == expected
