@@ -307,6 +307,12 @@ def main() -> None:
         help="Redis on this port, the API on the next, the naive app on the one after "
         "(default: free ports)",
     )
+    parser.add_argument(
+        "--caches",
+        action="store_true",
+        help="then bench/serve_cache.py at the largest size: the item and response caches "
+        "beside the uncached API and the naive app, on a Zipf mix of users and queries",
+    )
     args = parser.parse_args()
     if not 0 <= args.port_base <= 65_533:
         parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
@@ -434,6 +440,22 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
         redis_local.stop(stream)
+    if args.caches:
+        # A stack and traffic of its own: caches pay off on repeat traffic (Zipf users and
+        # queries, new users), which this bench's rotation of distinct bodies is not.
+        subprocess.run(caches_argv(args, max(sizes)), check=True)
+
+
+def caches_argv(args: argparse.Namespace, candidates: int) -> list[str]:
+    """bench/serve_cache.py with this run's load settings, on ports after this run's."""
+    argv = [
+        sys.executable,
+        str(Path(__file__).with_name("serve_cache.py")),
+        *("--duration", str(args.duration), "--rounds", str(args.rounds)),
+        *("--concurrency", str(args.concurrency), "--candidates", str(candidates)),
+        *("--port-base", str(args.port_base + 20 if args.port_base else 0)),
+    ]
+    return [*argv, "--python-client"] if args.python_client else argv
 
 
 def per_cpu(result: Result) -> float:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import redis
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -109,7 +109,12 @@ def browser() -> webdriver.Chrome:
 
 
 def until(driver: WebDriver, timeout: float, what: str, check: Callable[[WebDriver], T]) -> T:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(check, f"waiting for {what}")
+    # The page re-renders its lists as data arrives: an element found a moment ago may be
+    # gone when the check reads it, which is a reason to look again, not a failure.
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(check, f"waiting for {what}")
 
 
 def points(driver: WebDriver, selector: str) -> tuple[int, float]:
