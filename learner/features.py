@@ -12,6 +12,8 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from learner.taste import asked_mode, bought_mode
+
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
 FeatureColumns = dict[str, float | str | list[float] | list[str]]
@@ -108,55 +110,17 @@ def _category_rates(user: Mapping[str, float], category: str) -> tuple[float, fl
     )
 
 
-# A shopper's taste for a category, estimated as the most likely log-odds shift given
-# what they did: a prior N(0, _TASTE_PRIOR_SD^2) around the store's typical shopper, and
-# two kinds of evidence, each its own estimate (the model weighs them). A rate or a share
-# says what the shopper did; these say how far that moves what we believe of them, so
-# two visits move it less than twenty, and a category they were shown often and never
-# bought is believed less liked than one they were never shown.
-# - asked: a visit with a query shows mostly the category asked for, which a shopper
-#   draws by taste (softmax): the category's query impressions, a page of _PAGE counting
-#   as one visit, against a share 1/_CATEGORIES_TYPICAL of all their query visits;
-# - bought: purchases of the category against its impressions, each bought with the
-#   chance sigmoid(taste + _BUY_TYPICAL_LOGIT), a typical impression's 5 %.
-_TASTE_PRIOR_SD = 0.8
-_TASTE_PRECISION = 1.0 / _TASTE_PRIOR_SD**2
+# A query page shows about this many items: a page of query impressions is one visit.
 _PAGE = 10.0
-_CATEGORIES_TYPICAL = 8.0
-_BUY_TYPICAL_LOGIT = math.log(0.05 / 0.95)
-_NEWTON_STEPS = 8
-"""Newton steps from the prior's mean (each log-posterior is concave): eight end within
-1e-9 of where sixty do, for up to 1,000 visits and 10,000 impressions of a category."""
-
-
-def _asked_mode(asked: float, visits: float) -> float:
-    """Most likely taste shift given `asked` of `visits` query visits for the category."""
-    rate = visits / _CATEGORIES_TYPICAL
-    t = 0.0
-    for _ in range(_NEWTON_STEPS):
-        expected = rate * math.exp(t)
-        t += (asked - expected - t * _TASTE_PRECISION) / (_TASTE_PRECISION + expected)
-    return t
-
-
-def _bought_mode(bought: float, shown: float) -> float:
-    """Most likely taste shift given `bought` purchases of `shown` impressions."""
-    t = 0.0
-    for _ in range(_NEWTON_STEPS):
-        p = 1.0 / (1.0 + math.exp(-(t + _BUY_TYPICAL_LOGIT)))
-        t += (bought - shown * p - t * _TASTE_PRECISION) / (
-            _TASTE_PRECISION + shown * p * (1.0 - p)
-        )
-    return t
 
 
 def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
     """The shopper's taste for `category`: from what they asked for, from what they bought."""
     return (
-        _asked_mode(
+        asked_mode(
             user.get(_ASKED_CATEGORY + category, 0.0) / _PAGE, user.get(_ASKED_TOTAL, 0.0) / _PAGE
         ),
-        _bought_mode(
+        bought_mode(
             user.get(_PURCHASE_CATEGORY + category, 0.0),
             user.get(_SHOWN_CATEGORY + category, 0.0),
         ),
