@@ -140,7 +140,7 @@ class AlertFeed:
         if self._client is None and self._sentinels:
             # Each new connection asks the sentinels for the primary: a failover breaks
             # the reader's connection, and its retry reaches the promoted replica.
-            sentinel = async_sentinels(self._sentinels, self._password, 2)
+            sentinel = async_sentinels(self._sentinels, self._url, self._password, 2)
             self._client = sentinel.master_for(
                 self._service,
                 socket_timeout=self.block_ms / 1000 + 5,

@@ -101,7 +101,7 @@ class RespPipeline:
         if password is not None and self._params.get("password") is None:
             self._params["password"] = password
         self._sentinel = (
-            async_sentinels(sentinels, self._params.get("password"), timeout_s)
+            async_sentinels(sentinels, url, self._params.get("password"), timeout_s)
             if sentinels
             else None
         )
@@ -162,17 +162,19 @@ class RespPipeline:
     async def _open(self) -> _Replies:
         loop = asyncio.get_running_loop()
         params = self._params
+        tls = (
+            ssl.create_default_context()
+            if params.get("connection_class") is SSLConnection
+            else None
+        )
         if self._sentinel is not None:
+            # rediss with sentinels: the primary they name is reached over TLS (its
+            # certificate checked against the name they gave), as redis-py's clients do.
             host, port = await self._primary()
-            _, conn = await loop.create_connection(_Replies, host, port)
+            _, conn = await loop.create_connection(_Replies, host, port, ssl=tls)
         elif "path" in params:
             _, conn = await loop.create_unix_connection(_Replies, params["path"])
         else:
-            tls = (
-                ssl.create_default_context()
-                if params.get("connection_class") is SSLConnection
-                else None
-            )
             _, conn = await loop.create_connection(
                 _Replies, params.get("host", "127.0.0.1"), params.get("port", 6379), ssl=tls
             )

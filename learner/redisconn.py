@@ -3,13 +3,15 @@
 With HEADRACE_REDIS_SENTINELS set, the client is redis-py's Sentinel-managed one: each new
 connection asks the sentinels where the primary is, and a connection that finds its server
 demoted to a replica (READONLY) is dropped, so clients follow a failover by themselves.
+The URL's host and port are then the sentinels' business; its user, database and scheme
+(rediss: TLS) still say how to talk to the primary they name, for every client alike.
 """
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio.sentinel
+import redis.connection
 import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -33,7 +35,7 @@ def connect(settings: StreamSettings, **options: Any) -> redis.Redis:
         sentinel = redis.sentinel.Sentinel(
             settings.sentinel_addresses,
             sentinel_kwargs=sentinel_kwargs(password, timeout),
-            **_url_credentials(settings),
+            **primary_options(settings.redis_url, password),
         )
         client: redis.Redis = sentinel.master_for(settings.redis_sentinel_service, **options)
         return client
@@ -49,15 +51,19 @@ def _failover_retry() -> Retry:
     return Retry(ExponentialBackoff(cap=1.0, base=0.1), int(FAILOVER_RETRY_S))
 
 
-def _url_credentials(settings: StreamSettings) -> dict[str, Any]:
-    """The database, user and password of the URL (its host and port are the sentinels')."""
-    parts = urlsplit(settings.redis_url)
-    out: dict[str, Any] = {"password": settings.redis_password_value}
-    if parts.username:
-        out["username"] = parts.username
-    db = parts.path.lstrip("/")
-    if db:
-        out["db"] = int(db)
+def primary_options(url: str, password: str | None) -> dict[str, Any]:
+    """How a Sentinel-managed client talks to the primary: the URL's user, database and
+    TLS (rediss), and `password` (the URL's own or HEADRACE_REDIS_PASSWORD)."""
+    parts = redis.connection.parse_url(url)
+    out: dict[str, Any] = {"password": password}
+    if parts.get("username"):
+        out["username"] = parts["username"]
+    if parts.get("db"):
+        out["db"] = int(parts["db"])
+    if parts.get("connection_class") is redis.connection.SSLConnection:
+        # redis-py's Sentinel pools take the flag, not a connection class: they pick
+        # their own TLS connection, which asks the sentinels where to connect.
+        out["ssl"] = True
     return out
 
 
@@ -84,12 +90,14 @@ def sentinel_master(settings: StreamSettings, timeout: float = 1.0) -> tuple[str
 
 
 def async_sentinels(
-    addresses: list[tuple[str, int]], password: str | None, timeout_s: float
+    addresses: list[tuple[str, int]], url: str, password: str | None, timeout_s: float
 ) -> redis.asyncio.sentinel.Sentinel:
     """The sentinels, for an asyncio client: `async_primary` says where the primary is now,
-    `master_for` gives a client of it (with the same password)."""
+    `master_for` gives a client of it (as `connect`'s: `primary_options`)."""
     return redis.asyncio.sentinel.Sentinel(
-        addresses, sentinel_kwargs=sentinel_kwargs(password, timeout_s), password=password
+        addresses,
+        sentinel_kwargs=sentinel_kwargs(password, timeout_s),
+        **primary_options(url, password),
     )
 
 

@@ -55,7 +55,9 @@ def stamp_at(settings: StreamSettings, host: str, port: int) -> Stamp:
 
 
 def test_blocking_and_asyncio_clients_are_told_the_same_primary(cluster: StreamSettings) -> None:
-    sentinels = async_sentinels(cluster.sentinel_addresses, cluster.redis_password_value, 2.0)
+    sentinels = async_sentinels(
+        cluster.sentinel_addresses, cluster.redis_url, cluster.redis_password_value, 2.0
+    )
     told = asyncio.run(async_primary(sentinels, cluster.redis_sentinel_service))
     assert told == sentinel_master(cluster)
     assert told[1] in (cluster.redis_host_port[1], redis_sentinel.members(cluster)[0].port)
