@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pydantic import SecretStr
 
 from api.resp import RespPipeline, pack
 from learner.redisconn import async_sentinels, connect
@@ -126,7 +127,7 @@ def tls_sentinel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[St
         )
         yield StreamSettings(
             redis_url=f"rediss://alice@127.0.0.1:{sentinel_port}/2",
-            redis_password=PASSWORD,
+            redis_password=SecretStr(PASSWORD),
             redis_sentinels=f"127.0.0.1:{sentinel_port}",
             redis_sentinel_service=SERVICE,
         )

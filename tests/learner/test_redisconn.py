@@ -5,6 +5,7 @@ import asyncio
 import pytest
 import redis.asyncio.sentinel
 import redis.sentinel
+from pydantic import SecretStr
 
 from learner.redisconn import (
     async_primary,
@@ -60,7 +61,7 @@ def test_every_sentinel_client_talks_to_the_primary_alike() -> None:
     # API's pipeline all took the password only, or dropped the URL's user and TLS.
     settings = StreamSettings(
         redis_url="rediss://alice@127.0.0.1:1/3",
-        redis_password="pw",
+        redis_password=SecretStr("pw"),
         redis_sentinels="127.0.0.1:1",
     )
     blocking = connect(settings, socket_connect_timeout=0.5)
