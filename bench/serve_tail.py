@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/serve_tail.py [--duration 10] [--rounds 3] [--every 0.25]
         [--rate 1000] [--candidates 100] [--port-base N] [--compare CHECKOUT]
+        [--compare-learner CHECKOUT] [--profile FILE]
 
 Starts its own Redis, trains the logistic model and publishes it (as bench/serve.py),
 runs `headrace serve` with one worker (and, with `--compare`, the API of another
@@ -134,8 +135,12 @@ def main() -> None:
     parser.add_argument(
         "--port-base", type=int, default=0, help="Redis, the learner's Redis, api, before"
     )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="py-spy's collapsed stacks of the API's last `live` run go to this file",
+    )
     args = parser.parse_args()
-    args.profile = None
     next_port = ports_from(args.port_base, 4)
     tmp, stream, signer = bench_redis(next_port())
     elsewhere = StreamSettings(
@@ -208,8 +213,17 @@ def main() -> None:
             # does not land on one of them only; the report takes the median round.
             for mode in modes:
                 for name, proc in procs.items():
+                    profiled = args.profile is not None and (name, mode) == ("api", "live")
                     found = run_one(
-                        urls[name], proc.pid, redis_pid, load, args, tmp, learners.get(mode), client
+                        urls[name],
+                        proc.pid,
+                        redis_pid,
+                        load,
+                        args,
+                        tmp,
+                        learners.get(mode),
+                        client,
+                        profiled,
                     )
                     runs.setdefault((name, mode), []).append(found)
         done = {mode: live.close() for mode, live in learners.items()}
@@ -239,6 +253,7 @@ def run_one(
     tmp: Path,
     publisher: LiveLearner | None,
     client: redis.Redis,
+    profiled: bool = False,
 ) -> Run:
     if publisher is not None:
         publisher.resume()
@@ -246,7 +261,7 @@ def run_one(
     count0, sum0 = load_counts(url)
     exec0 = exec_stats(client)
     cpu0 = cpu_s(publisher.pid) if publisher is not None else 0.0
-    result = measure(url, pid, redis_pid, load, args, tmp)
+    result = measure(url, pid, redis_pid, load, args, tmp, profiled)
     cpu1 = cpu_s(publisher.pid) if publisher is not None else 0.0
     if publisher is not None:
         publisher.pause()
