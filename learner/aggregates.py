@@ -27,10 +27,10 @@ def decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, float]:
 # command and parses a QUEUED reply for each). So one script call carries every hash as
 # msgpack, each field's value already as text: msgspec formats all the floats of a
 # publish in one call, as the shortest text that `float()` reads back as exactly the same
-# double. Per 1,000 hashes of a publish (Redis, then the learner): 1.9 and 2.5 ms this
-# way; 12.2 and 1.8 ms when Lua formatted each double (%.17g); 0.5 and 9.0 ms with an
-# HSET each. A live learner's publish of 250 records held Redis 1.7 to 2.2 ms this way,
-# 4.8 to 11.9 ms with Lua formatting, for the same learner CPU (docs/api.md).
+# double. Per 1,000 hashes (Redis, then the learner): 1.9 and 2.5 ms this way; 12.2 and
+# 1.8 ms when Lua formatted each double (%.17g); 0.5 and 9.0 ms with an HSET each. A whole
+# publish of 1,000 records (bench/publish_cost.py): Redis 13 ms instead of 25, the
+# learner 9 ms instead of 6 (docs/api.md, "The p99 while the model learns").
 _WRITE_HASHES = """
 local rows = cmsgpack.unpack(ARGV[1])
 for i, key in ipairs(KEYS) do
