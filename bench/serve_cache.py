@@ -1,7 +1,8 @@
 """The caches on a realistic traffic mix: hit rates and speed-up beside the uncached API.
 
     .venv/bin/python bench/serve_cache.py [--duration 10] [--rounds 3] [--candidates 100]
-        [--anonymous 0.3] [--zipf 1.1] [--pages 300] [--port-base N]
+        [--anonymous 0.3] [--zipf 1.1] [--pages 300] [--publish-every 0.25] [--rate 1000]
+        [--port-base N]
 
 Starts its own Redis, trains and publishes the logistic model (as bench/serve.py), then
 runs three `headrace serve` processes with one worker each: no cache, the item cache, and
@@ -14,13 +15,15 @@ Before measuring it checks all four return the same items and scores (to 1e-6: a
 answer was computed up to the bound earlier). Each round loads each server in turn (wrk,
 16 connections; rounds alternate the servers) and prints req/s, p50, p99, requests per
 CPU-second, the hit rates from each API's /metrics, and the ratios to the uncached API
-and to the naive app.
+and to the naive app. During the runs a live learner (bench/live_publisher.py, a process
+of its own) learns `--rate` records a second of the same stream and publishes them as a new
+model version every `--publish-every` seconds, as a learner with HEADRACE_PUBLISH_EVERY_MS
+does: each version ends both caches' generations.
 """
 
 import argparse
 import subprocess
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,70 +34,18 @@ import httpx
 import numpy as np
 import orjson
 
-from bench.serve import bench_redis, measure, median_run, per_cpu, ports_from, start
+from bench.live_publisher import LiveLearner
+from bench.serve import bench_redis, measure, median_run, per_cpu, ports_from, start, train
 from bench.serve_check import same_answers
 from bench.serve_load import Result
 from headrace.devstack import redis_local
-from headrace.sim.simulator import SimulatorConfig, generate, world
-from learner.aggregates import AggregateCache
-from learner.layout import ShardKeys
-from learner.lease import Lease
-from learner.loop import Learner
-from learner.redisconn import connect
-from learner.settings import LearnerSettings
-from learner.signing import Seal
-from learner.state import StateStore
-from snapshots.keys import SigningKey
-from stream.events import Rejection, parse_event
-from stream.settings import StreamSettings
+from headrace.sim.simulator import SimulatorConfig, world
 
 SERVERS = {
     "no cache": {},
     "item cache": {"HEADRACE_ITEM_CACHE": "true"},
     "both caches": {"HEADRACE_ITEM_CACHE": "true", "HEADRACE_RESPONSE_CACHE": "true"},
 }
-
-
-class Republisher(threading.Thread):
-    """The learner's core over `config`'s stream, published, then published again every
-    `every_s` seconds as a live learner does (HEADRACE_PUBLISH_EVERY_MS, 250 by default):
-    each publish is a new model version, which ends both caches' generations."""
-
-    def __init__(
-        self, stream: StreamSettings, config: SimulatorConfig, signer: SigningKey, every_s: float
-    ) -> None:
-        super().__init__(name="republisher", daemon=True)
-        self.client = connect(stream)
-        keys = ShardKeys(stream.key_prefix, "main")
-        self.learner = Learner(
-            LearnerSettings(join_window_s=300.0), keys, AggregateCache(self.client)
-        )
-        self.learner.topology = {"partitions": [0], "n_partitions": 1}
-        for offset, record in enumerate(generate(config)):
-            event = parse_event(record.value)
-            if not isinstance(event, Rejection):
-                self.learner.prefetch([event])
-                self.learner.process(event, 0, offset)
-        self.lease = Lease(self.client, keys, 60_000)
-        assert self.lease.try_acquire() and self.lease.token is not None
-        self.store = StateStore(self.client, keys, 60_000, Seal.of(signer))
-        self.every_s = every_s
-        self.version = self.publish()
-        self.stop = threading.Event()
-
-    def publish(self) -> int:
-        assert self.lease.token is not None
-        return self.store.publish(self.lease.token, self.learner.delta()).version
-
-    def run(self) -> None:
-        while self.every_s > 0 and not self.stop.wait(self.every_s):
-            self.version = self.publish()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(10)
-        self.lease.release()
-        self.client.close()
 
 
 def zipf_ranks(rng: np.random.Generator, n: int, s: float, size: int) -> np.ndarray:
@@ -184,6 +135,12 @@ def main() -> None:
         default=0.25,
         help="seconds between model versions during the runs, as a live learner (0: one)",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1_000.0,
+        help="records the live learner learns a second between its publishes",
+    )
     parser.add_argument("--python-client", action="store_true", help="asyncio client, not wrk")
     parser.add_argument(
         "--port-base", type=int, default=0, help="Redis, the 3 APIs, the naive app (N to N+4)"
@@ -198,10 +155,19 @@ def main() -> None:
     )
     redis_pid = redis_local.start(stream)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    republisher: Republisher | None = None
+    live: LiveLearner | None = None
     try:
-        republisher = Republisher(stream, config, signer, args.publish_every)
-        first = republisher.version
+        first = train(stream, config, signer)
+        if args.publish_every > 0:
+            live = LiveLearner(
+                stream,
+                signer,
+                start_at,
+                every=args.publish_every,
+                rate=args.rate,
+                users=args.users,
+                items=args.items,
+            )
         load, anonymous = mix(config, args)
         cadence = (
             f"a new model version every {args.publish_every} s during the runs"
@@ -236,7 +202,8 @@ def main() -> None:
         urls["naive"] = f"http://127.0.0.1:{port}"
         gap = same_answers(list(urls.values()), load[:200])
         print(f"all four return the same items, order and scores (within {gap:.1g})")
-        republisher.start()
+        if live is not None:
+            live.resume()
         runs: dict[str, list[tuple[Result, str, str]]] = {}
         for _ in range(args.rounds):
             for name, proc in procs.items():
@@ -245,12 +212,18 @@ def main() -> None:
                 after = cache_counts(urls[name])
                 rates = (rate(before, after, "item"), rate(before, after, "response"))
                 runs.setdefault(name, []).append((result, *rates))
-        republisher.stop.set()
-        print(f"model versions {first} to {republisher.version} served during the runs")
+        if live is not None:
+            stats = live.close()
+            live = None
+            last, learned = stats.get("last_version", first), stats.get("records", 0)
+            print(
+                f"model versions {first} to {last} served during the runs "
+                f"({learned:,} records learned meanwhile)"
+            )
         report(runs, args)
     finally:
-        if republisher is not None:
-            republisher.close()
+        if live is not None:
+            live.close()
         for proc in procs.values():
             proc.terminate()
             proc.wait(10)

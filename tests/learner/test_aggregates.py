@@ -59,3 +59,27 @@ def test_a_nan_reads_back_as_a_nan(redis_client: redis.Redis, settings: StreamSe
         HashWriter(redis_client).write(pipe, {key: {"x": math.nan}})
         pipe.execute()
     assert math.isnan(decode_hash(redis_client.hgetall(key))["x"])
+
+
+def test_values_that_json_cannot_write_keep_their_fields(
+    redis_client: redis.Redis, settings: StreamSettings
+) -> None:
+    """NaN and the infinities, among finite values of several hashes, each in its place."""
+    prefix = settings.key_prefix
+    hashes = {
+        f"{prefix}:u:before": {"a": 1.5, "b": math.inf},
+        f"{prefix}:u:mixed": {"c": math.nan, "d": 0.1, "e": -math.inf, "f": -0.0},
+        f"{prefix}:u:after": {"g": 2.0},
+    }
+    with redis_client.pipeline(transaction=True) as pipe:
+        HashWriter(redis_client).write(pipe, hashes)
+        pipe.execute()
+    mixed = decode_hash(redis_client.hgetall(f"{prefix}:u:mixed"))
+    assert math.isnan(mixed.pop("c"))
+    assert {k: bits(v) for k, v in mixed.items()} == {
+        "d": bits(0.1),
+        "e": bits(-math.inf),
+        "f": bits(-0.0),
+    }
+    assert decode_hash(redis_client.hgetall(f"{prefix}:u:before")) == {"a": 1.5, "b": math.inf}
+    assert decode_hash(redis_client.hgetall(f"{prefix}:u:after")) == {"g": 2.0}
