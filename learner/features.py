@@ -127,6 +127,15 @@ def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
     )
 
 
+def _named_in(name: str, query: str) -> bool:
+    """Whether a (lowered) query names `name`, a category or a brand, or its singular:
+    a shopper asks for a "sock pattern" in a category called "patterns"."""
+    name = name.lower()
+    if name in query:
+        return True
+    return len(name) > 3 and name.endswith("s") and name[:-1] in query
+
+
 def features(
     context: ContextLike,
     item: ItemLike,
@@ -156,8 +165,8 @@ def features(
     cat_ctr, cat_cart, cat_cvr = _category_rates(user, item.category)
     taste_asked, taste_bought = _taste(user, item.category)
     query = context.query.lower()
-    matches = item.category.lower() in query or (
-        item.brand is not None and item.brand.lower() in query
+    matches = _named_in(item.category, query) or (
+        item.brand is not None and _named_in(item.brand, query)
     )
     return {
         "price": item.price,
@@ -272,7 +281,7 @@ def features_many(
     tastes = {category: _taste(user, category) for category in shares}
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
-        in_query[name] = name is not None and name.lower() in query
+        in_query[name] = name is not None and _named_in(name, query)
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s

@@ -258,3 +258,27 @@ def test_shown_often_and_never_bought_is_believed_less_liked() -> None:
     ignored: dict[str, float] = {}
     visits(ignored, "merino dk", "merino", 3)
     assert taste_of(never, "merino")[1] < taste_of(ignored, "merino")[1] < 0.0
+
+
+@pytest.mark.parametrize(
+    ("query", "category", "brand", "named"),
+    [
+        ("sock pattern", "patterns", None, True),  # the singular of a plural category
+        ("merino dk", "merino", None, True),
+        ("circular needles", "needles", None, True),
+        ("budget yarn", "acrylic", None, False),
+        ("sock pattern", "merino", "Drops", False),
+        ("drops merino", "alpaca", "Drops", True),  # the brand names it
+        ("", "patterns", None, False),
+        ("a", "bags", "as", False),  # too short a name to strip
+    ],
+)
+def test_a_query_names_a_category_or_brand_in_the_singular_too(
+    query: str, category: str, brand: str | None, named: bool
+) -> None:
+    context = Context(query=query, page="search", position=0)
+    item = Item(price=5.0, category=category, brand=brand)
+    x = features(context, item, {}, {}, 1_767_225_600.0, CONFIG)
+    assert x["query_match"] == (1.0 if named else 0.0)
+    column = features_many(context, [item], {}, ItemColumns.unknown(1), 1_767_225_600.0, CONFIG)
+    assert column["query_match"] == [x["query_match"]]
