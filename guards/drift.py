@@ -3,8 +3,9 @@
 Called once per learned example, in order. The 0/1 error (the prediction
 at a cut against the label) goes to a one-sided adaptive window on every
 example (guards/rising.py): where a drift first shows on most public
-benchmark streams. The loss goes to ADWIN and
-Page-Hinkley as block means relative to a scale set during a warm-up: raw
+benchmark streams. The label rate goes to such a window too, both ways: a new concept
+whose positives are more or less common, even one the model does no worse on. The loss
+goes to ADWIN and Page-Hinkley as block means relative to a scale set during a warm-up: raw
 per-example log loss at a 5 % positive rate is so heavy-tailed that
 detectors fed with it alarm on noise. A detection becomes an alert only if
 the recent loss is clearly above the loss before it (detectors also fire on
@@ -34,7 +35,8 @@ from guards.rising import RisingRate
 from guards.settings import GuardSettings
 
 PERFORMANCE_SIGNALS = frozenset({"loss", "error", "ranking"})
-"""Alert signals that say the model itself does worse (not only that its inputs moved)."""
+"""Alert signals that say the model itself does worse (not only that its inputs or its
+labels' rate moved)."""
 
 
 class DriftMonitor:
@@ -71,6 +73,8 @@ class DriftMonitor:
         self._error = RisingRate(
             s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled
         )
+        # The label rate does not depend on the model; a change either way is news.
+        self._label = RisingRate(s.drift_label_delta)
         # signal -> (feature name, or None for the prediction; its PSI tracker)
         signals: dict[str, str | None] = {f"feature:{name}": name for name in s.drift_psi_features}
         if s.drift_psi_predictions:
@@ -129,6 +133,8 @@ class DriftMonitor:
         alerts.extend(self._loss(loss, ts))
         if s.drift_error_enabled:
             alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
+        if s.drift_label_enabled:
+            alerts.extend(self._label_update(y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
             alerts.extend(self._ranking_update(y, p, ts))
         if self.n <= self._inputs_from:
@@ -273,6 +279,23 @@ class DriftMonitor:
         alert = self._alert("adwin", "error", found, ts, message, test)
         self._error_open = alert
         return [alert]
+
+    def _label_update(self, y: bool, ts: float) -> list[Alert]:
+        cut = self._label.update(y)
+        if cut is None:
+            return []
+        change = self.settings.drift_label_min_change
+        threshold = cut.before * (1.0 + change if cut.rise else 1.0 - change)
+        if cut.after <= threshold if cut.rise else cut.after >= threshold:
+            return []
+        message = (
+            f"adwin: label rate of the last {cut.n_after} examples is {cut.after:.4f}, "
+            f"{'up' if cut.rise else 'down'} from {cut.before:.4f} over the {cut.n_before} "
+            f"before them (difference {cut.statistic:+.4f}, bound {cut.bound:.4f}); "
+            f"alerts {'above' if cut.rise else 'below'} {threshold:.4f}"
+        )
+        found = (cut.after, threshold, cut.n_after)
+        return [self._alert("adwin", "label", found, ts, message, (cut.statistic, cut.bound))]
 
     def _ranking_update(self, y: bool, p: float, ts: float) -> list[Alert]:
         ranking = self._ranking

@@ -1,4 +1,7 @@
-"""A one-sided adaptive window on a rate (the 0/1 error): alerts when it rises, only.
+"""An adaptive window on a rate: the 0/1 error (alerted on a rise only) and the label rate.
+
+The drift monitor alerts on the error's rises and on the label rate's changes either way
+(at one confidence: `delta_settled` left out); this window reports both kinds of cut.
 
 River's ADWIN is two-sided and, after any cut, starts over with an empty window. On the
 error of a model that is still improving, it cuts on a fall (the early, worse part of the

@@ -107,6 +107,25 @@ class GuardSettings(BaseSettings):
     drift_error_cut: float = Field(default=0.5, gt=0, lt=1)
     """A prediction at or above this says "positive" for the 0/1 error."""
 
+    drift_label_enabled: bool = True
+    """An adaptive window (guards/rising.py: ADWIN's test at one confidence, both ways) on
+    the label rate, fed every example from the start. A new concept whose positives are
+    more or less common shows there even when the model does no worse on it: on River's
+    RandomRBFDrift with new centroids (seed 0) the error fell, 0.362 to 0.347, while the
+    positive rate went from 0.44 to 0.60, alerted 352 examples after the drift."""
+
+    drift_label_delta: float = Field(default=0.0002, gt=0, lt=1)
+    """Its confidence. On the labels of bench/drift.py's clean streams (9 generators, 8
+    seeds, 200,000 examples each) River's 0.002 raised four alerts (Sine seed 4, Friedman
+    seed 2: a run of a thousand labels 18 to 26 % off and back), 0.0005 two, 0.0002 one
+    (Sine seed 4, +18 %), while RandomRBFDrift's new centroids were found 288 to 672
+    examples after the drift on 5 of 8 seeds (seed 0: +384)."""
+
+    drift_label_min_change: float = Field(default=0.1, ge=0)
+    """A significant change is an alert only if the newer rate is more than this much above
+    or below the older one (relative: 0.1 is 10 %). At a 5 % positive rate the window's own
+    test already needs about 15 % over 65,000 examples; at 50 % about 3.5 %."""
+
     drift_ranking_enabled: bool = True
     """Watch the ROC AUC of the served predictions (guards/ranking.py): a drift that
     reorders what shoppers buy shows there long before the log loss moves."""

@@ -31,12 +31,14 @@ def stream(
     return iter(before(seed).take(n))
 
 
-def first_alarms(examples: Iterator[Any], categorical: bool = False) -> tuple[list[int], list[int]]:
+def first_alarms(
+    examples: Iterator[Any], categorical: bool = False, settings: GuardSettings | None = None
+) -> tuple[list[int], list[int]]:
     """Example numbers where the monitor alerted, and where River's ADWIN on the error cut
     on a rise (what it keeps is worse than what it drops; it also cuts on falls)."""
     encode = preprocessing.OneHotEncoder() if categorical else preprocessing.StandardScaler()
     model = compose.Pipeline(encode, linear_model.LogisticRegression())
-    monitor = DriftMonitor("m", "v", GuardSettings())
+    monitor = DriftMonitor("m", "v", settings or GuardSettings())
     adwin = drift.ADWIN()
     guards, river = [], []
     for i, (x, label) in enumerate(examples, 1):
