@@ -25,6 +25,7 @@ the same number of candidates scored).
 """
 
 import argparse
+import itertools
 import sys
 import uuid
 from pathlib import Path
@@ -131,7 +132,7 @@ def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> Non
     print("reliability of the served model at the end (held-out candidates):")
     print("| predicted | candidates | mean predicted | mean hidden | ratio |")
     print("|---|---|---|---|---|")
-    for low, high in zip(BINS, BINS[1:], strict=False):
+    for low, high in itertools.pairwise(BINS):
         inside = (served >= low) & (served < high)
         if inside.any():
             p, h = served[inside].mean(), data.p[inside].mean()
