@@ -39,8 +39,11 @@ class WeightAverage:
     """Learned examples the exponential average spans (its time constant)."""
     every: int = EVERY
     moves: int = 0
-    """Moves so far: the first ones average all the models seen, uniformly, so the served
-    model never mixes in the all-zero weights the learning model started from."""
+    """Moves so far. Until the exponential average's own step is the larger, the k-th move
+    steps 2 / (k + 1): the average of every model seen so far, weighted by its rank
+    (polynomial-decay averaging, Shamir and Zhang, ICML 2013). The served model then
+    never mixes in the all-zero weights the learning model started from, and lags the
+    fast early learning by a third of it rather than half."""
     intercept: float = 0.0
     weights: dict[Any, float] = field(default_factory=dict)
     """Averaged weight per feature key; a key the learning model gained since the last move
@@ -52,7 +55,7 @@ class WeightAverage:
     def update(self, logreg: Any) -> None:
         """Move the average toward `logreg`'s intercept and weights now."""
         self.moves += 1
-        alpha = max(self.every / self.horizon, 1.0 / self.moves)
+        alpha = max(self.every / self.horizon, 2.0 / (self.moves + 1))
         self.intercept += alpha * (float(logreg.intercept) - self.intercept)
         averaged = self.weights
         get = averaged.get

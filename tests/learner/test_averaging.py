@@ -36,7 +36,7 @@ def averaged_variant() -> Variant:
 class Reference:
     """River's pipeline learning as it is told, and the average of its weights, kept here
     from the definition: every EVERY learned examples, each weight moves by
-    max(EVERY / HORIZON, 1 / moves) of its distance to the learning one."""
+    max(EVERY / HORIZON, 2 / (moves + 1)) of its distance to the learning one."""
 
     def __init__(self) -> None:
         self.model = build_model("logreg")
@@ -65,7 +65,7 @@ class Reference:
         self.learned += 1
         if self.learned % EVERY == 0:
             self.moves += 1
-            alpha = max(EVERY / HORIZON, 1 / self.moves)
+            alpha = max(EVERY / HORIZON, 2 / (self.moves + 1))
             self.intercept += alpha * (self.logreg.intercept - self.intercept)
             for key, weight in self.logreg._weights.to_dict().items():
                 old = self.weights.get(key, 0.0)
