@@ -169,12 +169,15 @@ class Variant:
 
     def adapt(self) -> bool:
         """Make the model's optimizer take full-size steps again (after a drift); True if
-        it keeps per-feature step sizes to forget (AdaGrad), else nothing changes."""
+        it keeps per-feature step sizes to forget (AdaGrad), else nothing changes. The
+        served average forgets the models of the old regime too: it starts again from
+        the current one."""
         parts = logreg_parts(self.model)
         optimizer = getattr(parts[1], "optimizer", None) if parts is not None else None
         if not isinstance(optimizer, optim.AdaGrad):
             return False
         optimizer.g2.clear()
+        self.restart_average()
         return True
 
     def score(self, y: bool, p_true: float) -> None:

@@ -214,3 +214,13 @@ def test_a_rollback_restarts_the_average_from_the_model_put_in_place() -> None:
     variant.restart_average()
     x = rest[0][0]
     assert variant.predict(x) == float(variant.model.predict_proba_one(x)[True])
+
+
+def test_a_drift_restarts_the_average_from_the_learning_model() -> None:
+    """The guards' adapt (AdaGrad forgets its steps) makes the average forget the old
+    regime's models as well."""
+    variant, rest = trained()
+    x = rest[0][0]
+    assert variant.predict(x) != float(variant.model.predict_proba_one(x)[True])
+    assert variant.adapt()
+    assert variant.predict(x) == float(variant.model.predict_proba_one(x)[True])
