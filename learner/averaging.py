@@ -10,12 +10,12 @@ changes (docs/learner.md, "Learning quality"). Averaging the weights over the la
 the recent models agree on and cancels most of that walk; the cost is a lag of about
 `horizon` examples behind the learning model.
 
-The learning model keeps learning with its own weights, so learning (and the fake
-negatives' weights, which use its estimate) is exactly as without the average. What is
-served (the published model, the predictions the metrics score) is the same pipeline with
-the averaged weights and intercept in place of the learning ones: the scaler's statistics
-are shared, so everything that scores a published model (the API's numpy path, River's)
-scores the average without knowing it.
+The learning model keeps learning with its own weights, each step River's; only the fake
+negatives' f (learner/feedback.py) is the served estimate, for the negative and for the
+positive that follows it alike. What is served (the published model, the predictions the
+metrics score) is the same pipeline with the averaged weights and intercept in place of
+the learning ones: the scaler's statistics are shared, so everything that scores a
+published model (the API's numpy path, River's) scores the average without knowing it.
 
 Deterministic: the average moves every `every` learned examples, counted by the variant,
 so a learner restored from committed state continues it exactly as one that never stopped.
