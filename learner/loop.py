@@ -22,6 +22,7 @@ from guards.rollback import RollbackDecider
 from guards.settings import GuardSettings
 from learner import modelcodec
 from learner.aggregates import AggregateCache
+from learner.averaging import WeightAverage
 from learner.counters import QUARANTINED
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
@@ -58,7 +59,11 @@ class Learner:
         self.feature_config = FeatureConfig(half_life_s=settings.half_life_s)
         self.variants: dict[str, Variant] = {
             name: Variant(
-                name, kind, build_model(kind), ProgressiveMetrics(settings.metrics_window)
+                name,
+                kind,
+                build_model(kind),
+                ProgressiveMetrics(settings.metrics_window),
+                average=WeightAverage(settings.served_average) if settings.served_average else None,
             )
             for name, kind in settings.variants.items()
         }
@@ -314,6 +319,7 @@ class Learner:
         shadow = self.shadows[name]
         variant = self.variants[name]
         variant.model = modelcodec.loads(modelcodec.dumps(shadow))
+        variant.restart_average()
         self.counts["rollbacks"] += 1
         # An older model under the next number: a new epoch says the line changed course.
         self.new_epoch = True
@@ -353,7 +359,12 @@ class Learner:
     def delta(self) -> Delta:
         """Everything that changed since the last publish, with the offsets it reflects."""
         core = {
-            "variants": {n: (v.kind, v.metrics, v.n_learned) for n, v in self.variants.items()},
+            # The served model is what `models` holds; what learning needs beside it (the
+            # learning weights, when the served ones are their average) rides here.
+            "variants": {
+                n: (v.kind, v.metrics, v.n_learned, v.learning_state())
+                for n, v in self.variants.items()
+            },
             "joins": (self.joins.counts, self.joins.seq, self.joins.watermark),
             "counts": self.counts,
             "partition_time": self.partition_time,
@@ -374,7 +385,7 @@ class Learner:
             offsets=dict(self.offsets),
             meta=meta,
             core=pickle.dumps(core, protocol=pickle.HIGHEST_PROTOCOL),
-            models={n: modelcodec.dumps(v.model) for n, v in self.variants.items()},
+            models={n: v.dumps_served() for n, v in self.variants.items()},
             pending_upserts=pending_upserts,
             pending_deletes=pending_deletes,
             seen_chunk=seen_chunk,
@@ -400,12 +411,18 @@ class Learner:
     def restore(self, committed: Committed) -> None:
         """Continue from committed state (a restart, a takeover, a restore)."""
         core = pickle.loads(committed.core)  # our own state, written by a fenced publish
-        for name, (kind, metrics, n_learned) in core["variants"].items():
+        for name, (kind, metrics, n_learned, *rest) in core["variants"].items():
             # A variant dropped from the configuration stays behind; a new one starts fresh.
             if name not in self.variants or name not in committed.models:
                 continue
-            self.variants[name] = Variant(
-                name, kind, modelcodec.loads(committed.models[name]), metrics, n_learned
+            self.variants[name] = Variant.restored(
+                name,
+                kind,
+                modelcodec.loads(committed.models[name]),
+                metrics,
+                n_learned,
+                rest[0] if rest else None,  # state written before averaging has none
+                self.settings.served_average,
             )
         counts, seq, watermark = core["joins"]
         self.joins.counts = counts

@@ -38,6 +38,12 @@ class LearnerSettings(BaseSettings):
     alike before and after a drift, so the comparison stays fair. At or above
     join_window_s, the guards wait for the close like the metrics."""
 
+    served_average: int = Field(default=2_000, ge=0)
+    """A logistic variant serves the average of its weights over about this many learned
+    examples (an exponential average), not its latest weights: the latest ones wander, and
+    with them the level of every prediction by 10 to 15 % (docs/learner.md, "Learning
+    quality"). It learns with its latest weights all the same. 0: serve the latest weights."""
+
     watermark_idle_s: float = Field(default=60.0, gt=0)
     """A partition read to its end holds the join's event-time watermark at most this far
     behind the newest partition, so a quiet partition does not stall the others."""

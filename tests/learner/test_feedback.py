@@ -80,7 +80,14 @@ class Recording(Learner):
 
 def run(client: redis.Redis, settings: StreamSettings, method: str, count: int) -> Recording:
     core = Recording(
-        LearnerSettings(metrics_port=0, delayed_feedback=method, join_window_s=WINDOW_S),  # type: ignore[arg-type]
+        # The published methods exactly, with the model's own latest estimate as f: the
+        # served average of the weights (learner/averaging.py) has its own test.
+        LearnerSettings(
+            metrics_port=0,
+            delayed_feedback=method,  # type: ignore[arg-type]
+            join_window_s=WINDOW_S,
+            served_average=0,
+        ),
         ShardKeys(settings.key_prefix, "main"),
         AggregateCache(client),
     )
@@ -166,7 +173,14 @@ def test_a_purchase_after_its_window_still_teaches_the_model(
     redis_client: redis.Redis, settings: StreamSettings, method: str
 ) -> None:
     core = Learner(
-        LearnerSettings(metrics_port=0, delayed_feedback=method, join_window_s=WINDOW_S),  # type: ignore[arg-type]
+        # The published methods exactly, with the model's own latest estimate as f: the
+        # served average of the weights (learner/averaging.py) has its own test.
+        LearnerSettings(
+            metrics_port=0,
+            delayed_feedback=method,  # type: ignore[arg-type]
+            join_window_s=WINDOW_S,
+            served_average=0,
+        ),
         ShardKeys(settings.key_prefix, "main"),
         AggregateCache(redis_client),
     )
