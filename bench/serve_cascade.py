@@ -43,16 +43,13 @@ sys.path.insert(0, str(ROOT))
 
 from api.cascade import cheap_order, merge, run  # noqa: E402
 from api.cascadespec import CascadeSpec  # noqa: E402
-from api.loading import LoadedVariant  # noqa: E402
+from api.loading import LoadedVariant, scorer_for  # noqa: E402
 from api.scoring import score_columns  # noqa: E402
-from bench.quality import learner_run, learner_scorer  # noqa: E402
-from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
+from bench.cascade_trained import Trained, trained_models  # noqa: E402
+from headrace.sim.simulator import SimulatorConfig  # noqa: E402
 from headrace.sim.store_world import ShopRequest  # noqa: E402
 from learner.features import ItemColumns, features_many  # noqa: E402
-from learner.linear import LinearScorer  # noqa: E402
-from learner.loop import Learner  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
-from learner.settings import LearnerSettings  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.heldout import expected_auc, held_out  # noqa: E402
 
@@ -107,6 +104,14 @@ def main() -> None:
         "--uncertain", default="", help="CUT:K,...: re-score the K candidates nearest CUT"
     )
     parser.add_argument("--cost-k", type=int, default=1_000, help="candidates, for the CPU")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the learned models in DIR and read them back on the next run with the "
+        "same seed, --count, --n-users, --n-items and kinds (bench/cascade_trained.py)",
+    )
     args = parser.parse_args()
     expensive = args.then.split(",")
     rules = [
@@ -126,21 +131,13 @@ def main() -> None:
         config = SimulatorConfig(
             seed=seed, count=args.count, n_users=args.n_users, n_items=args.n_items
         )
-        records = list(generate(config))
         data = held_out(config, args.requests, k=args.k)
-        learner, _ = learner_run(
-            client,
-            records,
-            "fnw",
-            [CHEAP, *expensive],
-            LearnerSettings().join_window_s,
-            lambda n: None,
-        )
-        at = records[-1].ts_ms / 1000
-        scorers = {kind: learner_scorer(learner, kind, at) for kind in [CHEAP, *expensive]}
+        trained = trained_models(client, config, [CHEAP, *expensive], data.requests, args.cache)
+        scorers = {kind: trained.scorer(kind) for kind in [CHEAP, *expensive]}
         ranked = 0
-        for i, request in enumerate(data.requests):
-            p = data.p[i * args.k : (i + 1) * args.k]
+        for request in data.requests:
+            # A request has up to --k candidates (a store of fewer items gives fewer).
+            p = np.array([c.p_purchase for c in request.candidates], dtype=np.float64)
             cheap = scorers[CHEAP](request)
             tallies[CHEAP].add(by_score(cheap), p)
             order = cheap_order(cheap)
@@ -153,11 +150,12 @@ def main() -> None:
                     merged = merge(cheap, order, start, rich[order[start:stop]])
                     tallies[f"{kind} {rule}"].add(merged.order, p)
             ranked += 1
-        costs.append(cost(learner, data.requests[:50], expensive, rules, args.cost_k, at))
+        costs.append(cost(trained, data.requests[:50], expensive, rules, args.cost_k))
         print(
-            f"seed {seed}: {len(records):,} records learned by {CHEAP} and "
-            f"{', '.join(expensive)}; {ranked} held-out requests of {args.k} candidates "
-            "ranked by every row below (check: the same requests, aggregates and time)",
+            f"seed {seed}: {args.count:,} records learned by {CHEAP} and "
+            f"{', '.join(expensive)} ({trained.source}); {ranked} held-out requests of "
+            f"{args.k} candidates ranked by every row below (check: the same requests, "
+            "aggregates and time)",
             flush=True,
         )
     report(tallies, expensive, rules, args)
@@ -175,19 +173,18 @@ def main() -> None:
 
 
 def cost(
-    learner: Learner,
+    trained: Trained,
     requests: list[ShopRequest],
     expensive: list[str],
     rules: list[tuple[str, CascadeSpec]],
     k: int,
-    at: float,
 ) -> dict[str, float]:
     """Thread CPU microseconds a request of `k` candidates spends on each stage, as the API
     runs them (features_many, score_columns, api.cascade.run) on the learner's models."""
-    cache, keys, config = learner.cache, learner.keys, learner.feature_config
+    keys, config, at = trained.keys, trained.feature_config, trained.at
     loaded = {
-        kind: LoadedVariant(kind, kind, v.model, LinearScorer.from_model(v.model), kind)
-        for kind, v in learner.variants.items()
+        kind: LoadedVariant(kind, kind, model, scorer_for(model), kind)
+        for kind, model in trained.models.items()
     }
     spent: dict[str, list[float]] = {}
 
@@ -198,8 +195,8 @@ def cost(
 
     for request in requests:
         items = (list(request.candidates) * (k // len(request.candidates) + 1))[:k]
-        user = cache.get(keys.user(request.user_id))
-        aggs = ItemColumns.of([cache.get(keys.item(c.item_id)) for c in items])
+        user = trained.aggregate(keys.user(request.user_id))
+        aggs = ItemColumns.of([trained.aggregate(keys.item(c.item_id)) for c in items])
         started = time.thread_time()
         columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
         started = timed("features", started)
