@@ -28,7 +28,7 @@ scorer when the model changes (the API never changes a loaded model: it loads a 
 
 import numbers
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +42,30 @@ from learner.variant import p_true_of
 Row = Mapping[str, Any]
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.intp]
+
+
+class _Plan(NamedTuple):
+    """What the fast path does with columns of given names and kinds (one a deployment)."""
+
+    scalars: tuple[tuple[str, float, float], ...]
+    """(name, mean, std) of each numeric feature given one value for every row."""
+    scalar_rows: list[int]
+    vectors: tuple[str, ...]
+    """The numeric features given a value a row that move the score."""
+    means: Floats
+    stds: Floats
+    """Columns: the means and standard deviations of `vectors`."""
+    v: Floats
+    w: Floats
+    norms: Floats
+    """The latents, weights and squared latent lengths of `vectors`, in their order."""
+    strings: tuple[str, ...]
+    """The string features given one value for every row."""
+    string_vectors: tuple[str, ...]
+    """The string features given a value a row."""
+
+
+_PLANS = 64
 
 
 class FMScorer:
@@ -75,6 +99,9 @@ class FMScorer:
             if var
         }
         self._keys: dict[tuple[str, str], tuple[int, float, int]] = {}
+        self._plans: dict[tuple[tuple[str, ...], ...], _Plan] = {}
+        # Every string feature has value 1 unless the hasher signs them.
+        self._unit = hasher is None or not hasher.alternate_sign
 
     @classmethod
     def from_model(cls, model: Any) -> "FMScorer | None":
@@ -99,6 +126,10 @@ class FMScorer:
         """
         if n == 0:
             return np.zeros(0, dtype=np.float64)
+        if self._unit:
+            fast = self._fast(columns, n)
+            if fast is not None:
+                return fast
         split = self._split(columns, n)
         if split is None:  # types that vary from row to row: River reads them row by row
             return self._by_model(rows_of(columns, n))
@@ -132,12 +163,135 @@ class FMScorer:
         pairwise = 0.5 * (np.einsum("nk,nk->n", total, total) - squares)
         scores = sigmoid(linear + pairwise)
         if clashes is not None and clashes.any():
-            # Two strings in one bucket: one feature of value 2 to River. Rare; the model
-            # scores those rows itself.
-            picked = np.flatnonzero(clashes)
-            all_rows = rows_of(columns, n)
-            scores[picked] = self._by_model([all_rows[i] for i in picked])
+            self._rescore(scores, clashes, columns, n)
         return scores
+
+    # -- the fast path: columns of the API's shapes ----------------------------------
+
+    def _fast(self, columns: Mapping[str, Column], n: int) -> Floats | None:
+        """score_columns of columns that are each all numbers or all strings (what
+        `features_many` gives), every string feature of value 1; None for any other."""
+        numeric: dict[str, Any] = {}
+        strings: dict[str, Any] = {}
+        for name, column in columns.items():
+            kind, values = classify(name, column, n)
+            if kind == "numeric":
+                numeric[name] = values
+            elif kind == "categorical":
+                strings[name] = values
+            elif kind != "absent":
+                return None
+        plan = self._plan(numeric, strings)
+        if plan is None:
+            return None
+        # What every row shares (the user's and the context's features), once: their
+        # weights, the sum of their latents and of their squared lengths.
+        shared = self._intercept
+        shared_total = np.zeros(self._v.shape[1], dtype=np.float64)
+        shared_squares = 0.0
+        if plan.scalars:
+            z = np.array([(numeric[name] - mean) / std for name, mean, std in plan.scalars])
+            rows = plan.scalar_rows
+            shared += float(z @ self._w[rows])
+            shared_total += z @ self._v[rows]
+            shared_squares += float((z * z) @ self._norms[rows])
+        fixed = [self._key(name, strings[name])[0] for name in plan.strings]
+        if fixed:
+            shared += float(self._w[fixed].sum())
+            shared_total += self._v[fixed].sum(axis=0)
+            shared_squares += float(self._norms[fixed].sum())
+        linear = np.full(n, shared, dtype=np.float64)
+        total = np.broadcast_to(shared_total, (n, len(shared_total)))
+        squares = np.full(n, shared_squares, dtype=np.float64)
+        if plan.vectors:
+            matrix = np.array([numeric[name] for name in plan.vectors], dtype=np.float64)
+            scaled = (matrix.reshape(len(plan.vectors), n) - plan.means) / plan.stds
+            linear += plan.w @ scaled
+            total = total + scaled.T @ plan.v
+            squares += plan.norms @ (scaled * scaled)
+        clashes: npt.NDArray[np.bool_] | None = None
+        if plan.string_vectors:
+            looked_up = [self._rows_of(name, strings[name]) for name in plan.string_vectors]
+            rows_of_each = np.array([rows for rows, _ in looked_up], dtype=np.intp)
+            linear += self._w[rows_of_each].sum(axis=0)
+            total = total + self._v[rows_of_each].sum(axis=0)
+            squares += self._norms[rows_of_each].sum(axis=0)
+            # Two columns can put a row's strings in one bucket only if they have a learned
+            # bucket in common: most requests have none, and skip the check.
+            distinct = [found for _, found in looked_up] + [{row} for row in fixed]
+            learned = [found - {self._zero} for found in distinct]
+            if self._hasher is not None and len(set().union(*learned)) < sum(map(len, learned)):
+                clashes = self._clashes(rows_of_each, fixed, n)
+        pairwise = 0.5 * (np.einsum("nk,nk->n", total, total) - squares)
+        scores = sigmoid(linear + pairwise)
+        if clashes is not None and clashes.any():
+            self._rescore(scores, clashes, columns, n)
+        return scores
+
+    def _plan(self, numeric: Mapping[str, Any], strings: Mapping[str, Any]) -> _Plan | None:
+        """How to score columns of these names and kinds; None when keys could clash."""
+        vectors = tuple(name for name, values in numeric.items() if values.__class__ is not float)
+        string_vectors = tuple(
+            name for name, values in strings.items() if not isinstance(values, str)
+        )
+        key = (tuple(numeric), vectors, tuple(strings), string_vectors)
+        if key in self._plans:
+            return self._plans[key]
+        if self._hasher is None and _clash_possible([*numeric, *strings], strings):
+            return None
+        used = [name for name in vectors if name in self._scale]
+        scalars = tuple(
+            (name, *self._scale[name])
+            for name in numeric
+            if name not in vectors and name in self._scale
+        )
+        rows = [self._row.get(name, self._zero) for name in used]
+        plan = _Plan(
+            scalars=scalars,
+            scalar_rows=[self._row.get(name, self._zero) for name, _, _ in scalars],
+            vectors=tuple(used),
+            means=np.array([[self._scale[name][0]] for name in used], dtype=np.float64),
+            stds=np.array([[self._scale[name][1]] for name in used], dtype=np.float64),
+            v=self._v[rows],
+            w=self._w[rows],
+            norms=self._norms[rows],
+            strings=tuple(name for name in strings if name not in string_vectors),
+            string_vectors=string_vectors,
+        )
+        if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
+    def _rows_of(self, name: str, values: Sequence[str]) -> tuple[list[int], set[int]]:
+        """Each row's latent row for one string column, and the distinct ones."""
+        # Candidates share few values (brands, categories): each is looked up once.
+        found = {value: self._key(name, value)[0] for value in dict.fromkeys(values)}
+        return [found[value] for value in values], set(found.values())
+
+    def _clashes(self, rows: Ints, fixed: list[int], n: int) -> npt.NDArray[np.bool_]:
+        """Rows where two strings share a learned bucket (hence a latent row); strings in
+        buckets never learned add nothing either way."""
+        if fixed:
+            shared = np.repeat(np.array(fixed, dtype=np.intp)[:, None], n, axis=1)
+            rows = np.concatenate([rows, shared])
+        ordered = np.sort(rows, axis=0)
+        same = (ordered[1:] == ordered[:-1]) & (ordered[1:] != self._zero)
+        clashes: npt.NDArray[np.bool_] = same.any(axis=0)
+        return clashes
+
+    def _rescore(
+        self,
+        scores: Floats,
+        clashes: npt.NDArray[np.bool_],
+        columns: Mapping[str, Column],
+        n: int,
+    ) -> None:
+        """Two strings in one bucket: one feature of value 2 to River. Rare; the model
+        scores those rows itself."""
+        picked = np.flatnonzero(clashes)
+        rows = rows_of(columns, n)
+        scores[picked] = self._by_model([rows[i] for i in picked])
 
     # -- columns ---------------------------------------------------------------------
 

@@ -96,6 +96,8 @@ def test_simulator_candidates_score_like_river(
     for columns, n in sim.columns():
         want = assert_columns_agree(model, columns, n)
         assert np.ptp(want) > 0
+        # The API's columns take the numpy path, not the model's row by row.
+        assert scorer_of(model)._fast(columns, n) is not None
 
 
 def test_the_pairwise_term_moves_the_scores_beyond_the_tolerance(
@@ -165,20 +167,27 @@ def test_two_strings_in_one_bucket_count_as_one_feature_of_two(sim: Simulated, h
     assert_columns_agree(hashed, clashing, n)
 
 
-def test_a_small_hasher_with_signs_collides_often_and_still_agrees() -> None:
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_small_hasher_collides_often_and_still_agrees(signed: bool) -> None:
     model = compose.Pipeline(
         (SelectNumbers() | preprocessing.StandardScaler())
-        + (SelectStrings() | preprocessing.FeatureHasher(n_features=8, seed=3)),
+        + (
+            SelectStrings()
+            | preprocessing.FeatureHasher(n_features=8, seed=3, alternate_sign=signed)
+        ),
         FMClassifier(n_factors=5, latent_optimizer=optim.SGD(0.05), seed=2),
     )
     data = synthetic_stream(2000, seed=6)
     for x, y in data:
         model.learn_one(x, y)
-    # Without "size" (a string in some rows, a number in others): no row goes to River
-    # for its types, only for its buckets.
-    rows = [{k: v for k, v in x.items() if k != "size"} for x, _ in data[:300]]
-    got = scorer_of(model).score_many(rows)
-    np.testing.assert_allclose(got, river_scores(model, rows), rtol=0, atol=TOLERANCE)
+    # Rows with every feature and without "size" (a string in some rows, a number in
+    # others): columns of one type each, scored by numpy but for the rows with a clash.
+    full = [x for x, _ in data[:400] if len(x) == 9 and "size" not in x]
+    columns = {name: [x[name] for x in full] for name in full[0]}
+    want = assert_columns_agree(model, columns, len(full))
+    assert len(want) > 200
+    got = scorer_of(model).score_many(full)
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOLERANCE)
 
 
 def test_columns_of_varying_types_and_clashing_names_still_agree(one_hot: Any) -> None:
