@@ -183,7 +183,7 @@ def test_a_small_hasher_collides_often_and_still_agrees(signed: bool) -> None:
     # Rows with every feature and without "size" (a string in some rows, a number in
     # others): columns of one type each, scored by numpy but for the rows with a clash.
     full = [x for x, _ in data[:400] if len(x) == 9 and "size" not in x]
-    columns = {name: [x[name] for x in full] for name in full[0]}
+    columns: dict[str, Any] = {name: [x[name] for x in full] for name in full[0]}
     want = assert_columns_agree(model, columns, len(full))
     assert len(want) > 200
     got = scorer_of(model).score_many(full)
