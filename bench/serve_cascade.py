@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_cascade.py [--seeds 1,2,3] [--count 60000] [--k 100]
         [--then fm,tree] [--tops 5,10,20,50] [--uncertain 10:10,10:20]
+        [--cost-k 100,1000] [--cache DIR]
 
 Needs a Redis (the local stack: `headrace stack up`, or HEADRACE_REDIS_URL) for the
 learner's aggregates, under a key prefix of its own that is deleted afterwards.
@@ -21,9 +22,15 @@ gain. `gain kept` is the share of the expensive variant's gain over the cheap on
 the cascade keeps (`worse` when the expensive one alone ranks below the cheap one: there
 is no gain to keep);
 `scored` is the candidates the expensive variant scores, as a share of scoring them all.
-The CPU part prints each cascade's thread time over the cheap path's (features and the
-cheap scoring) in the same run: an upper bound of the whole API's ratio, which also
-parses, fetches and encodes (bench/serve.py --cascade measures that).
+The CPU part prints, for requests of each `--cost-k` candidates, each cascade's thread
+time over the cheap path's (features and the cheap scoring) in the same run: an upper
+bound of the whole API's ratio, which also parses, fetches and encodes (bench/serve.py
+--cascade measures that). An expensive kind with a numpy scorer (`fm`: learner/fmscorer.py)
+is timed with it, as the API serves it, and again with River's predict_proba_one row by
+row (`fm river`), after checking both give the same scores.
+
+Learning a long stream is most of the run: `--cache DIR` keeps what it leaves and reads
+it back next time (bench/cascade_trained.py).
 
 Both sides rank the same requests with the same aggregates at the same time: the check
 line says so.
