@@ -25,6 +25,7 @@ import redis
 from learner import modelcodec
 from learner.epoch import NO_STATE, Stamp
 from learner.features import FeatureConfig
+from learner.fmscorer import FMScorer
 from learner.layout import META, ShardKeys, decode_meta, model_field, stamp_of
 from learner.linear import LinearScorer
 from learner.signing import Seal, VerifiedState
@@ -32,12 +33,13 @@ from learner.signing import Seal, VerifiedState
 
 @dataclass(frozen=True, slots=True)
 class LoadedVariant:
-    """A deserialized model, with its numpy scorer when it is the linear pipeline."""
+    """A deserialized model, with its numpy scorer when it has one (the logistic pipeline,
+    the factorization machine)."""
 
     name: str
     kind: str
     model: Any
-    scorer: LinearScorer | None
+    scorer: LinearScorer | FMScorer | None
     digest: str
     """The blob's signed SHA-256: an unchanged variant is not deserialized again."""
 
@@ -141,4 +143,9 @@ def _variant(
         return old
     model = modelcodec.loads(state.field(field))  # checked against its signed digest first
     assert digest is not None
-    return LoadedVariant(name, kind, model, LinearScorer.from_model(model), digest)
+    return LoadedVariant(name, kind, model, scorer_for(model), digest)
+
+
+def scorer_for(model: Any) -> LinearScorer | FMScorer | None:
+    """The numpy scorer of `model`, when it has one (else River scores it row by row)."""
+    return LinearScorer.from_model(model) or FMScorer.from_model(model)

@@ -1,8 +1,9 @@
-"""Scoring a request's features with one variant: numpy when linear, River otherwise.
+"""Scoring a request's features with one variant: numpy when it can, River otherwise.
 
 A request's features arrive as columns (`learner.features.features_many`): `LinearScorer`
-scores them without building a row per candidate and agrees with River's
-`predict_proba_one` to 1e-9 (tests/learner/test_linear.py, and through the API in
+(the logistic pipeline) and `FMScorer` (the factorization machine) score them without
+building a row per candidate and agree with River's `predict_proba_one` to 1e-9
+(tests/learner/test_linear.py, tests/learner/test_fmscorer.py, and through the API in
 tests/api); any other model is asked row by row, as the learner asks it, with the rows
 the columns describe (exactly `features()` of each candidate).
 """
@@ -15,19 +16,24 @@ import numpy.typing as npt
 from api.loading import LoadedVariant
 from learner.columns import rows_of
 from learner.features import FeatureColumns, Features
+from learner.fmscorer import FMScorer
 from learner.variant import p_true_of
 
 Scores = npt.NDArray[np.float64]
 
 NUMPY_LINEAR = "numpy-linear"
 """The scorer of the logistic pipeline, whatever kind built it: `LinearScorer`."""
+NUMPY_FM = "numpy-fm"
+"""The scorer of the factorization machine "fm" builds: `FMScorer`."""
 RIVER = "river"
 """The scorer of every other model: River's own predict_proba_one, row by row."""
 
 
 def scorer_name(variant: LoadedVariant) -> str:
     """Which scorer answers for `variant` (GET /models says it)."""
-    return NUMPY_LINEAR if variant.scorer is not None else RIVER
+    if variant.scorer is None:
+        return RIVER
+    return NUMPY_FM if isinstance(variant.scorer, FMScorer) else NUMPY_LINEAR
 
 
 def score_rows(variant: LoadedVariant, rows: Sequence[Features]) -> Scores:

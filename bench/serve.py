@@ -1,7 +1,7 @@
 """/predict throughput and latency: headrace's API against the naive FastAPI app.
 
     .venv/bin/python bench/serve.py [--duration 10] [--candidates 1,100,1000] [--port-base N]
-        [--cascade fm:50] [--compare CHECKOUT] [--granian]
+        [--cascade fm:50 | fm:10:10] [--compare CHECKOUT] [--granian]
 
 Starts its own Redis (a free 127.0.0.1 port, or --port-base; a temporary folder), trains
 the learner's logistic model on a simulator stream and publishes it there, then runs both
@@ -21,10 +21,10 @@ code in one run, on the same Redis, bodies and load, with the same-answers check
 `--granian` also runs this checkout's API served by granian instead of uvicorn (`pip
 install granian`). A server's CPU and memory include its child processes.
 
-With `--cascade KIND:M` the model also learns a variant of that kind, and two more API
-processes run: `cascade` (HEADRACE_CASCADE: the logistic variant ranks every candidate,
-KIND re-scores the best M) and KIND alone (HEADRACE_TRAFFIC); their lines carry the ratio
-of their requests per CPU-second to the plain API's (`api`, the logistic variant alone).
+With `--cascade KIND:M` (or `KIND:M:U`, the uncertainty rule) the model also learns a
+variant of that kind, and two more API processes run: `cascade` (HEADRACE_CASCADE) and
+KIND alone; their lines carry their CPU per request over the plain API's
+(bench/serve_cascade_http.py has that part; bench/serve_cascade.py the cascade's quality).
 """
 
 import argparse
@@ -47,6 +47,7 @@ import orjson
 import redis
 from pydantic import SecretStr
 
+from bench.serve_cascade_http import CASCADE, CascadeRun, cost_line, extra_names
 from bench.serve_check import same_answers
 from bench.serve_load import Result, python_load, wrk_load
 from headrace.devstack import redis_local
@@ -205,20 +206,6 @@ def bodies(config: SimulatorConfig, k: int, n: int = 50) -> list[bytes]:
     return out
 
 
-def check_cascade(url: str, config: SimulatorConfig, top: int, k: int) -> None:
-    """The cascade app really runs both stages: the same work as claimed, not a fallback."""
-    import httpx
-
-    body = bodies(config, k, 1)[0]
-    headers = {"Content-Type": "application/json"}
-    answer = httpx.post(f"{url}/predict", content=body, headers=headers, timeout=30).json()
-    assert "scores" in answer, answer
-    stages = [entry["stage"] for entry in answer["scores"]]
-    assert stages.count("then") == min(top, len(stages)), answer.get("error", stages[:5])
-    first, then = answer["cascade"]["first"], answer["cascade"]["then"]
-    print(f"cascade checked: {first['variant']} then {then['variant']} v{then['version']}")
-
-
 def busy_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -283,8 +270,9 @@ def main() -> None:
     parser.add_argument(
         "--cascade",
         default="",
-        metavar="KIND:M",
-        help="also run the cascade (logreg, then KIND on the best M) and KIND alone",
+        metavar="KIND:M[:U]",
+        help="also run the cascade (logreg, then KIND on the best M, or with U on the U "
+        "nearest the cut after the M-th) and KIND alone",
     )
     parser.add_argument(
         "--granian",
@@ -317,9 +305,12 @@ def main() -> None:
     if not 0 <= args.port_base <= 65_533:
         parser.error("--port-base must be between 1 and 65533 (or 0 for free ports)")
     next_port = ports_from(args.port_base)
-    cascade_kind, _, top = args.cascade.partition(":")
-    if args.cascade and not (cascade_kind and top.isdigit() and int(top) >= 1):
-        parser.error("--cascade takes KIND:M, e.g. fm:50")
+    cascade: CascadeRun | None = None
+    if args.cascade:
+        try:
+            cascade = CascadeRun.parse(args.cascade)
+        except ValueError as e:  # pydantic's ValidationError is one
+            parser.error(f"--cascade {args.cascade}: {e}")
 
     sizes = [int(k) for k in args.candidates.split(",")]
     tmp, stream, signer = bench_redis(next_port())
@@ -331,7 +322,7 @@ def main() -> None:
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         began = time.perf_counter()
-        variants = {"main": "logreg", **({cascade_kind: cascade_kind} if args.cascade else {})}
+        variants = {"main": "logreg", **({cascade.kind: cascade.kind} if cascade else {})}
         version = train(stream, config, signer, variants)
         print(
             f"model version {version} trained on {args.events:,} records "
@@ -396,13 +387,8 @@ def main() -> None:
                 cwd=args.compare.resolve(),
             )
             same.append("before")
-        if args.cascade:
-            spec = {"first": "main", "then": cascade_kind, "top": int(top)}
-            extra = {
-                "cascade": {"HEADRACE_CASCADE": orjson.dumps(spec).decode()},
-                cascade_kind: {"HEADRACE_TRAFFIC": orjson.dumps({cascade_kind: 1}).decode()},
-            }
-            for name, settings in extra.items():
+        if cascade is not None:
+            for name, settings in cascade.apps().items():
                 ports[name] = next_port()
                 procs[name] = start(
                     [sys.executable, "-m", "headrace.cli", "serve", "--port", str(ports[name])],
@@ -410,13 +396,14 @@ def main() -> None:
                     tmp / f"{name}.log",
                     ports[name],
                 )
-            check_cascade(f"http://127.0.0.1:{ports['cascade']}", config, int(top), max(sizes))
+            url = f"http://127.0.0.1:{ports[CASCADE]}"
+            print(cascade.check(url, bodies(config, max(sizes), 1)[0]))
         memory = {name: [rss_mb(p.pid)] for name, p in procs.items()}
         runs: dict[tuple[str, int], list[Result]] = {}
         for k in sizes:
             load = bodies(config, k)
             # The plain API and the naive app do the same work; the cascade's apps rank
-            # otherwise by design and were checked above (check_cascade).
+            # otherwise by design and were checked above (CascadeRun.check).
             urls = [f"http://127.0.0.1:{ports[name]}" for name in same]
             gap = same_answers(urls, load)
             print(
@@ -506,11 +493,10 @@ def report(
                     f"api against {name} {api.rps / max(other.rps, 1e-9):.2f}x req/s, "
                     f"{per_cpu(api) / max(per_cpu(other), 1e-9):.2f}x req/cpu-s"
                 )
-            elif name not in ("api", "naive"):
-                # The cost of the cascade (or the expensive variant alone) against the plain
-                # API's: the cheap variant scoring everything.
-                cost = per_cpu(api) / max(per_cpu(results[(name, k)]), 1e-9)
-                print(f"{k:>10} {name:>6} costs {cost:.2f}x the api's CPU per request")
+        for name in extra_names(results):
+            # The cost of the cascade (or the expensive variant alone) against the plain
+            # API's: the cheap variant scoring everything.
+            print(cost_line(name, k, results[(name, k)], api))
     for name, (before, after) in memory.items():
         print(f"resident memory {name}: {before:.0f} MB at start, {after:.0f} MB after the runs")
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/serve_cascade.py [--seeds 1,2,3] [--count 60000] [--k 100]
         [--then fm,tree] [--tops 5,10,20,50] [--uncertain 10:10,10:20]
+        [--cost-k 100,1000] [--cache DIR]
 
 Needs a Redis (the local stack: `headrace stack up`, or HEADRACE_REDIS_URL) for the
 learner's aggregates, under a key prefix of its own that is deleted afterwards.
@@ -21,9 +22,15 @@ gain. `gain kept` is the share of the expensive variant's gain over the cheap on
 the cascade keeps (`worse` when the expensive one alone ranks below the cheap one: there
 is no gain to keep);
 `scored` is the candidates the expensive variant scores, as a share of scoring them all.
-The CPU part prints each cascade's thread time over the cheap path's (features and the
-cheap scoring) in the same run: an upper bound of the whole API's ratio, which also
-parses, fetches and encodes (bench/serve.py --cascade measures that).
+The CPU part prints, for requests of each `--cost-k` candidates, each cascade's thread
+time over the cheap path's (features and the cheap scoring) in the same run: an upper
+bound of the whole API's ratio, which also parses, fetches and encodes (bench/serve.py
+--cascade measures that). An expensive kind with a numpy scorer (`fm`: learner/fmscorer.py)
+is timed with it, as the API serves it, and again with River's predict_proba_one row by
+row (`fm river`), after checking both give the same scores.
+
+Learning a long stream is most of the run: `--cache DIR` keeps what it leaves and reads
+it back next time (bench/cascade_trained.py).
 
 Both sides rank the same requests with the same aggregates at the same time: the check
 line says so.
@@ -43,16 +50,14 @@ sys.path.insert(0, str(ROOT))
 
 from api.cascade import cheap_order, merge, run  # noqa: E402
 from api.cascadespec import CascadeSpec  # noqa: E402
-from api.loading import LoadedVariant  # noqa: E402
-from api.scoring import score_columns  # noqa: E402
-from bench.quality import learner_run, learner_scorer  # noqa: E402
-from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
+from api.loading import LoadedVariant, scorer_for  # noqa: E402
+from api.scoring import NUMPY_LINEAR, score_columns, score_rows, scorer_name  # noqa: E402
+from bench.cascade_trained import Trained, trained_models  # noqa: E402
+from headrace.sim.simulator import SimulatorConfig  # noqa: E402
 from headrace.sim.store_world import ShopRequest  # noqa: E402
+from learner.columns import rows_of  # noqa: E402
 from learner.features import ItemColumns, features_many  # noqa: E402
-from learner.linear import LinearScorer  # noqa: E402
-from learner.loop import Learner  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
-from learner.settings import LearnerSettings  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.heldout import expected_auc, held_out  # noqa: E402
 
@@ -106,7 +111,17 @@ def main() -> None:
     parser.add_argument(
         "--uncertain", default="", help="CUT:K,...: re-score the K candidates nearest CUT"
     )
-    parser.add_argument("--cost-k", type=int, default=1_000, help="candidates, for the CPU")
+    parser.add_argument(
+        "--cost-k", default="1000", help="candidates per request for the CPU part, e.g. 100,1000"
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep the learned models in DIR and read them back on the next run with the "
+        "same seed, --count, --n-users, --n-items and kinds (bench/cascade_trained.py)",
+    )
     args = parser.parse_args()
     expensive = args.then.split(",")
     rules = [
@@ -120,27 +135,20 @@ def main() -> None:
         rules.append((f"{k} near {cut}", spec))
     names = [CHEAP, *expensive, *(f"{e} {r}" for e in expensive for r, _ in rules)]
     tallies: dict[str, Tally] = {name: Tally([], []) for name in names}
-    costs: list[dict[str, float]] = []
+    cost_ks = [int(k) for k in args.cost_k.split(",") if k]
+    costs: dict[int, list[dict[str, float]]] = {k: [] for k in cost_ks}
     client = connect(StreamSettings())
     for seed in (int(s) for s in args.seeds.split(",")):
         config = SimulatorConfig(
             seed=seed, count=args.count, n_users=args.n_users, n_items=args.n_items
         )
-        records = list(generate(config))
         data = held_out(config, args.requests, k=args.k)
-        learner, _ = learner_run(
-            client,
-            records,
-            "fnw",
-            [CHEAP, *expensive],
-            LearnerSettings().join_window_s,
-            lambda n: None,
-        )
-        at = records[-1].ts_ms / 1000
-        scorers = {kind: learner_scorer(learner, kind, at) for kind in [CHEAP, *expensive]}
+        trained = trained_models(client, config, [CHEAP, *expensive], data.requests, args.cache)
+        scorers = {kind: trained.scorer(kind) for kind in [CHEAP, *expensive]}
         ranked = 0
-        for i, request in enumerate(data.requests):
-            p = data.p[i * args.k : (i + 1) * args.k]
+        for request in data.requests:
+            # A request has up to --k candidates (a store of fewer items gives fewer).
+            p = np.array([c.p_purchase for c in request.candidates], dtype=np.float64)
             cheap = scorers[CHEAP](request)
             tallies[CHEAP].add(by_score(cheap), p)
             order = cheap_order(cheap)
@@ -153,42 +161,58 @@ def main() -> None:
                     merged = merge(cheap, order, start, rich[order[start:stop]])
                     tallies[f"{kind} {rule}"].add(merged.order, p)
             ranked += 1
-        costs.append(cost(learner, data.requests[:50], expensive, rules, args.cost_k, at))
+        for k in cost_ks:
+            costs[k].append(cost(trained, data.requests[:50], expensive, rules, k))
         print(
-            f"seed {seed}: {len(records):,} records learned by {CHEAP} and "
-            f"{', '.join(expensive)}; {ranked} held-out requests of {args.k} candidates "
-            "ranked by every row below (check: the same requests, aggregates and time)",
+            f"seed {seed}: {args.count:,} records learned by {CHEAP} and "
+            f"{', '.join(expensive)} ({trained.source}); {ranked} held-out requests of "
+            f"{args.k} candidates ranked by every row below (check: the same requests, "
+            "aggregates and time)",
             flush=True,
         )
     report(tallies, expensive, rules, args)
+    for k, found in costs.items():
+        report_cost(k, found)
+
+
+def report_cost(k: int, costs: list[dict[str, float]]) -> None:
     print(
-        f"\nCPU per request of {args.cost_k:,} candidates in this process (thread time, "
-        "means over the seeds): the features and the cheap scoring, what each adds, and "
-        "the whole over the cheap path's (features + cheap scoring)"
+        f"\nCPU per request of {k:,} candidates in this process (thread time, means over "
+        "the seeds): the features and the cheap scoring, what each adds, and the whole over "
+        "the cheap path's (features + cheap scoring)"
     )
     means = {name: float(np.mean([c[name] for c in costs])) for name in costs[0]}
-    base = means["features"] + means[f"{CHEAP} (numpy)"]
+    base = means["features"] + means[f"{CHEAP} ({NUMPY_LINEAR})"]
     for name, value in means.items():
-        extra = value if name.startswith("+") or name.endswith("alone (River)") else None
+        extra = value if name.startswith("+") or " alone (" in name else None
         ratio = f"{(base + extra) / base:>6.2f}x" if extra is not None else ""
         print(f"{short(name):>28} {value:>9,.0f} us {ratio}")
 
 
 def cost(
-    learner: Learner,
+    trained: Trained,
     requests: list[ShopRequest],
     expensive: list[str],
     rules: list[tuple[str, CascadeSpec]],
     k: int,
-    at: float,
 ) -> dict[str, float]:
     """Thread CPU microseconds a request of `k` candidates spends on each stage, as the API
-    runs them (features_many, score_columns, api.cascade.run) on the learner's models."""
-    cache, keys, config = learner.cache, learner.keys, learner.feature_config
+    runs them (features_many, score_columns, api.cascade.run) on the learner's models.
+
+    A kind with a numpy scorer is timed twice: with it (as the API serves it) and with
+    River's predict_proba_one row by row (`river`), after checking both give the same
+    scores."""
+    keys, config, at = trained.keys, trained.feature_config, trained.at
     loaded = {
-        kind: LoadedVariant(kind, kind, v.model, LinearScorer.from_model(v.model), kind)
-        for kind, v in learner.variants.items()
+        kind: LoadedVariant(kind, kind, model, scorer_for(model), kind)
+        for kind, model in trained.models.items()
     }
+    ways = [(kind, loaded[kind]) for kind in expensive]
+    ways += [
+        (f"{kind} river", LoadedVariant(kind, kind, loaded[kind].model, None, kind))
+        for kind in expensive
+        if loaded[kind].scorer is not None
+    ]
     spent: dict[str, list[float]] = {}
 
     def timed(name: str, started: float) -> float:
@@ -198,19 +222,31 @@ def cost(
 
     for request in requests:
         items = (list(request.candidates) * (k // len(request.candidates) + 1))[:k]
-        user = cache.get(keys.user(request.user_id))
-        aggs = ItemColumns.of([cache.get(keys.item(c.item_id)) for c in items])
+        user = trained.aggregate(keys.user(request.user_id))
+        aggs = ItemColumns.of([trained.aggregate(keys.item(c.item_id)) for c in items])
         started = time.thread_time()
         columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
         started = timed("features", started)
         cheap = score_columns(loaded[CHEAP], columns, k)
-        started = timed(f"{CHEAP} (numpy)", started)
-        for kind in expensive:
+        started = timed(f"{CHEAP} ({scorer_name(loaded[CHEAP])})", started)
+        for name, variant in ways:
             for rule, spec in rules:
-                run(loaded[kind], spec, columns, cheap)
-                started = timed(f"+ {kind} {rule}", started)
-            score_columns(loaded[kind], columns, k)
-            started = timed(f"{kind} alone (River)", started)
+                run(variant, spec, columns, cheap)
+                started = timed(f"+ {name} {rule}", started)
+            score_columns(variant, columns, k)
+            started = timed(f"{name} alone ({scorer_name(variant)})", started)
+    for kind in expensive:
+        # The same work both ways: the numpy scorer's scores are River's.
+        request = requests[0]
+        items = list(request.candidates)
+        user = trained.aggregate(keys.user(request.user_id))
+        aggs = ItemColumns.of([trained.aggregate(keys.item(c.item_id)) for c in items])
+        columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
+        fast = score_columns(loaded[kind], columns, len(items))
+        by_river = LoadedVariant(kind, kind, loaded[kind].model, None, kind)
+        river = score_rows(by_river, rows_of(columns, len(items)))
+        gap = float(np.abs(fast - river).max())
+        assert gap < 1e-9, f"{kind}: the numpy scorer is {gap} off River's scores"
     return {name: float(np.mean(values)) for name, values in spent.items()}
 
 

@@ -137,7 +137,7 @@ class LinearScorer:
             z += self._one_hot_sums(rows)
         if self._odd:
             z += np.fromiter(map(self._odd_sum, rows), dtype=np.float64, count=n)
-        return _sigmoid(z)
+        return sigmoid(z)
 
     def score_columns(self, columns: Mapping[str, Column], n: int) -> Floats:
         """`score_many` of the `n` rows that `columns` describe, without building the rows.
@@ -187,7 +187,7 @@ class LinearScorer:
             z += plan.coefs @ (matrix - plan.means)
         if hits is not None:
             z += np.fromiter(hits, dtype=np.float64, count=n)
-        return _sigmoid(z)
+        return sigmoid(z)
 
     @staticmethod
     def _score_few(
@@ -315,7 +315,7 @@ def _prefixes(keys: Iterable[str]) -> dict[str, None]:
     return found
 
 
-def _sigmoid(z: Floats) -> Floats:
+def sigmoid(z: Floats) -> Floats:
     # np.clip's Python wrapper costs more than the two ufuncs it calls.
     p: Floats = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30.0), 30.0)))
     # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30 (NaN stays NaN).

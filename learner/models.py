@@ -318,6 +318,42 @@ def logreg_parts(model: Any) -> tuple[Any, Any] | None:
     return (scaler, logreg) if ok else None
 
 
+def fm_parts(model: Any) -> tuple[Any, Any | None, FMClassifier] | None:
+    """(StandardScaler, FeatureHasher or None, FMClassifier) when `model` is the pipeline
+    "fm" builds (with or without its hasher).
+
+    What `learner.fmscorer.FMScorer` reads to score it with numpy.
+    """
+    if not isinstance(model, compose.Pipeline) or len(model.steps) != 2:
+        return None
+    union, fm = model.steps.values()
+    plain_fm = type(fm) is FMClassifier and not fm.sample_normalization
+    if not isinstance(union, compose.TransformerUnion) or not plain_fm:
+        return None
+    branches = list(union.transformers.values())
+    if len(branches) != 2 or not isinstance(branches[0], compose.Pipeline):
+        return None
+    numeric = list(branches[0].steps.values())
+    strings = (
+        list(branches[1].steps.values())
+        if isinstance(branches[1], compose.Pipeline)
+        else [branches[1]]
+    )
+    if len(numeric) != 2 or not 1 <= len(strings) <= 2:
+        return None
+    select_numbers, scaler = numeric
+    hasher = strings[1] if len(strings) == 2 else None
+    ok = (
+        _selects(select_numbers, numbers.Number)
+        and type(scaler) is preprocessing.StandardScaler
+        and scaler.with_std
+        and scaler.window_size is None
+        and _selects(strings[0], str)
+        and (hasher is None or type(hasher) is preprocessing.FeatureHasher)
+    )
+    return (scaler, hasher, fm) if ok else None
+
+
 def _plain_logreg(logreg: Any) -> bool:
     loss = getattr(logreg, "loss", None)
     return (

@@ -30,7 +30,7 @@ VARIANTS = {
     "crossed": f"{HOOKS}:crossed_logreg",
     "linear": f"{HOOKS}:plain_logreg",
 }
-SCORERS = {"main": "numpy-linear", "fm": "river", "crossed": "river", "linear": "numpy-linear"}
+SCORERS = {"main": "numpy-linear", "fm": "numpy-fm", "crossed": "river", "linear": "numpy-linear"}
 
 
 @pytest.fixture
