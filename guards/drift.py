@@ -31,10 +31,10 @@ from guards.kswin import KSWIN
 from guards.persisted import STATE_VERSION
 from guards.psi import PopulationStability
 from guards.ranking import RankingDrop
-from guards.rising import RisingRate
+from guards.rising import Cut, RisingMean, RisingRate
 from guards.settings import GuardSettings
 
-PERFORMANCE_SIGNALS = frozenset({"loss", "error", "ranking"})
+PERFORMANCE_SIGNALS = frozenset({"loss", "mean_loss", "error", "ranking"})
 """Alert signals that say the model itself does worse (not only that its inputs or its
 labels' rate moved)."""
 
@@ -54,10 +54,15 @@ class DriftMonitor:
 
         Open loss and error alerts end: their records come with the next `update`."""
         s = self.settings
-        still_open = [*getattr(self, "_loss_open", []), getattr(self, "_error_open", None)]
+        still_open = [
+            *getattr(self, "_loss_open", []),
+            getattr(self, "_error_open", None),
+            getattr(self, "_mean_loss_open", None),
+        ]
         self._pending_ends: list[Alert] = [a for a in still_open if a is not None]
         self._loss_open: list[Alert] = []
         self._error_open: Alert | None = None
+        self._mean_loss_open: Alert | None = None
         self._rearm()
         # Inputs do not depend on the model, but the aggregates behind u_* and i_* do settle.
         self._inputs_from = self.n + s.drift_warmup
@@ -72,6 +77,11 @@ class DriftMonitor:
         }
         self._error = RisingRate(
             s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled
+        )
+        self._mean_loss = RisingMean(
+            s.drift_loss_window_delta,
+            s.drift_loss_window_delta_settled,
+            s.drift_loss_window_settled,
         )
         # The label rate does not depend on the model; a change either way is news.
         self._label = RisingRate(s.drift_label_delta)
@@ -133,6 +143,8 @@ class DriftMonitor:
         alerts.extend(self._loss(loss, ts))
         if s.drift_error_enabled:
             alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
+        if s.drift_loss_window_enabled:
+            alerts.extend(self._mean_loss_update(loss, ts))
         if s.drift_label_enabled:
             alerts.extend(self._label_update(y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
@@ -247,38 +259,63 @@ class DriftMonitor:
         cut = self._error.update(wrong)
         if cut is None:
             return []
+        increase = self.settings.drift_error_min_increase
+        opened = self._error_open
+        self._error_open, alerts = self._rise(cut, "error", "error rate", opened, increase, ts)
+        return alerts
+
+    def _mean_loss_update(self, loss: float, ts: float) -> list[Alert]:
+        clip = self.settings.drift_loss_window_clip
+        cut = self._mean_loss.add(min(loss, clip) / clip)
+        if cut is None:
+            return []
+        # The window holds losses divided by the clip: alerts speak in log loss.
+        cut = Cut(
+            cut.before * clip,
+            cut.after * clip,
+            cut.n_before,
+            cut.n_after,
+            cut.statistic * clip,
+            cut.bound * clip,
+        )
+        what = f"mean log loss (clipped at {clip:g})"
+        increase = self.settings.drift_loss_window_min_increase
+        opened = self._mean_loss_open
+        self._mean_loss_open, alerts = self._rise(cut, "mean_loss", what, opened, increase, ts)
+        return alerts
+
+    def _rise(
+        self, cut: Cut, signal: str, what: str, opened: Alert | None, increase: float, ts: float
+    ) -> tuple[Alert | None, list[Alert]]:
+        """A cut of a one-sided window: the alert it opens or closes, and the one now open."""
         test = (cut.statistic, cut.bound)
         figures = (
-            f"error rate of the last {cut.n_after} examples is {cut.after:.4f}, "
+            f"{what} of the last {cut.n_after} examples is {cut.after:.4f}, "
             f"{'up' if cut.rise else 'down'} from {cut.before:.4f} over the {cut.n_before} "
             f"before them (difference {cut.statistic:+.4f}, bound {cut.bound:.4f})"
         )
         if not cut.rise:
             # A fall: the lower level is the yardstick from now on; an open alert is over.
-            start, self._error_open = self._error_open, None
-            if start is None:
-                return []
-            message = f"adwin: over: {figures} (alert {start.id})"
-            window = cut.n_after
-            return [
-                start.end(
-                    ts=ts,
-                    value=cut.after,
-                    threshold=cut.before,
-                    window=window,
-                    message=message,
-                    test=test,
-                )
-            ]
-        threshold = cut.before * (1.0 + self.settings.drift_error_min_increase)
+            if opened is None:
+                return None, []
+            message = f"adwin: over: {figures} (alert {opened.id})"
+            end = opened.end(
+                ts=ts,
+                value=cut.after,
+                threshold=cut.before,
+                window=cut.n_after,
+                message=message,
+                test=test,
+            )
+            return None, [end]
+        threshold = cut.before * (1.0 + increase)
         # One drift, one alert: while one is open, a further rise is the same drift.
-        if self._error_open is not None or cut.after <= threshold:
-            return []
+        if opened is not None or cut.after <= threshold:
+            return opened, []
         message = f"adwin: {figures}; alerts above {threshold:.4f}"
         found = (cut.after, threshold, cut.n_after)
-        alert = self._alert("adwin", "error", found, ts, message, test)
-        self._error_open = alert
-        return [alert]
+        alert = self._alert("adwin", signal, found, ts, message, test)
+        return alert, [alert]
 
     def _label_update(self, y: bool, ts: float) -> list[Alert]:
         cut = self._label.update(y)

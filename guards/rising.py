@@ -131,6 +131,10 @@ class RisingRate:
         self._count = self._hits = 0
         return self._check()
 
+    def _variance(self, p: float, width: int) -> float:
+        """The window's variance: hits are 0 or 1, so it follows from their rate."""
+        return p * (1.0 - p)
+
     def _check(self) -> Cut | None:
         k = self._end - self._start
         if k < 2:
@@ -143,8 +147,8 @@ class RisingRate:
         width = k * c
         n_new, n_old, m, root_m = _splits(c, k)
         p = total / width
-        variance = p * (1.0 - p)
-        if variance == 0.0:
+        variance = self._variance(p, width)
+        if variance <= 0.0:
             return None
         diff = newer / n_new - (total - newer) / n_old
         log_width = math.log(width)
@@ -174,3 +178,63 @@ class RisingRate:
         self._start = self._end - (i + 1)
         self._low = 0 if rise else i + 1
         return cut
+
+
+class RisingMean(RisingRate):
+    """The same window on the mean of values in [0, 1] (the clipped log loss, scaled).
+
+    ADWIN's bound takes the window's variance; for hits that is p(1 - p), but a loss in
+    [0, 1] whose mean is 0.08 varies far less than a rate of 0.08 would, so the window keeps
+    each block's sum of squares too. Float32 sums: a block holds at most `clock` values.
+    """
+
+    def __init__(
+        self,
+        delta: float,
+        delta_settled: float | None = None,
+        settled: int = 16,
+        clock: int = 32,
+        max_blocks: int = 2_048,
+    ) -> None:
+        super().__init__(delta, delta_settled, settled, clock, max_blocks)
+        self._buf = np.zeros(2 * max_blocks, dtype=np.float32)
+        self._squares = np.zeros(2 * max_blocks, dtype=np.float32)
+        self._sum = 0.0
+        self._sum_sq = 0.0
+
+    @property
+    def rate(self) -> float:
+        """The mean over the window."""
+        width = self.width
+        total = float(self._buf[self._start : self._end].sum(dtype=np.float64))
+        return total / width if width else 0.0
+
+    def add(self, value: float) -> Cut | None:
+        """One value, clamped to [0, 1]."""
+        value = min(max(value, 0.0), 1.0)
+        self._count += 1
+        self._sum += value
+        self._sum_sq += value * value
+        if self._count < self.clock:
+            return None
+        if self._end == len(self._buf):
+            for buf in (self._buf, self._squares):
+                kept = buf[self._start : self._end].copy()
+                buf[: len(kept)] = kept
+            self._start, self._end = 0, self._end - self._start
+        self._buf[self._end] = self._sum
+        self._squares[self._end] = self._sum_sq
+        self._end += 1
+        if self._end - self._start > self.max_blocks:
+            self._start += 1
+            self._low = max(self._low - 1, 0)
+        self._count = 0
+        self._sum = self._sum_sq = 0.0
+        return self._check()
+
+    def update(self, hit: bool) -> Cut | None:
+        return self.add(float(hit))
+
+    def _variance(self, p: float, width: int) -> float:
+        squares = float(self._squares[self._start : self._end].sum(dtype=np.float64))
+        return squares / width - p * p

@@ -107,6 +107,33 @@ class GuardSettings(BaseSettings):
     drift_error_cut: float = Field(default=0.5, gt=0, lt=1)
     """A prediction at or above this says "positive" for the 0/1 error."""
 
+    drift_loss_window_enabled: bool = True
+    """The same one-sided window as the error's (guards/rising.py), on the mean of each
+    example's log loss clipped at `drift_loss_window_clip`, fed every example from the
+    start. River's FriedmanDrift gradual renames its inputs (all independent uniforms): the
+    inputs and the label rate cannot move, and its error rises inside the wander of a clean
+    RandomRBF stream's; the log loss moves further (bench/drift.py, 8 seeds: the error
+    window and River's ADWIN on the error both missed 4, this window none)."""
+
+    drift_loss_window_clip: float = Field(default=4.605, gt=0)
+    """Per-example log loss clip for this window, -ln(0.01): one confidently wrong example
+    weighs as much as about 12 typical ones at a loss of 0.37, not 100."""
+
+    drift_loss_window_delta: float = Field(default=0.01, gt=0, lt=1)
+    """Its strict confidence: for falls, and for a rise against an older part that is
+    mostly the low a fall cut kept."""
+
+    drift_loss_window_delta_settled: float = Field(default=0.05, gt=0, lt=1)
+    """Its confidence for a rise against a settled older part. Looser than the error's:
+    on the log loss the clean streams' largest excursions are further from the drifts'."""
+
+    drift_loss_window_settled: int = Field(default=4, ge=0)
+    """An older part is settled at this many times the examples the last fall cut kept."""
+
+    drift_loss_window_min_increase: float = Field(default=0.1, ge=0)
+    """A significant rise is an alert only if the newer mean loss is more than this much
+    above the older one (relative)."""
+
     drift_label_enabled: bool = True
     """An adaptive window (guards/rising.py: ADWIN's test at one confidence, both ways) on
     the label rate, fed every example from the start. A new concept whose positives are
