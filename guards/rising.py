@@ -34,6 +34,7 @@ the rise up to 960 examples after River's ADWIN, or not at all.
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -76,6 +77,9 @@ class Cut:
 class RisingRate:
     """Adaptive window on a rate; `update` returns the cut a block made, if any."""
 
+    _buffers: tuple[str, ...] = ("_buf",)
+    """The per-block arrays: pickled as their filled part only."""
+
     def __init__(
         self,
         delta: float,
@@ -101,6 +105,23 @@ class RisingRate:
         self._hits = 0
         self._low = 0
         """Blocks the last fall cut kept that are still in the window (0 after a rise cut)."""
+
+    # The monitor is committed with the learner's state at every publish: a window holds
+    # far fewer blocks than its buffer's room most of the time, so only those are written.
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for name in self._buffers:
+            state[name] = state[name][self._start : self._end].copy()
+        state["_start"], state["_end"] = 0, self._end - self._start
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self._buffers:
+            filled = state[name]
+            room = np.zeros(2 * state["max_blocks"], dtype=filled.dtype)
+            room[: len(filled)] = filled
+            state[name] = room
+        self.__dict__.update(state)
 
     @property
     def width(self) -> int:
@@ -187,6 +208,8 @@ class RisingMean(RisingRate):
     [0, 1] whose mean is 0.08 varies far less than a rate of 0.08 would, so the window keeps
     each block's sum of squares too. Float32 sums: a block holds at most `clock` values.
     """
+
+    _buffers = ("_buf", "_squares")
 
     def __init__(
         self,

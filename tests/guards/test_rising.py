@@ -4,7 +4,7 @@ with its test, and a seeded stable rate raises nothing."""
 import pickle
 import random
 
-from guards.rising import RisingRate
+from guards.rising import RisingMean, RisingRate
 
 
 def feed(window: RisingRate, rate: float, n: int, rng: random.Random) -> list[tuple[int, bool]]:
@@ -43,3 +43,17 @@ def test_a_stable_rate_raises_no_cut_and_the_window_pickles() -> None:
     assert window.width == 2_048 * 32  # capped
     copy = pickle.loads(pickle.dumps(window))
     assert (copy.width, copy.rate) == (window.width, window.rate)
+
+
+def test_a_restored_window_writes_its_filled_part_and_cuts_as_one_never_stopped() -> None:
+    for window, rate in ((RisingRate(0.0005), 0.1), (RisingMean(0.01, 0.05, 4), 0.3)):
+        rng = random.Random(7)
+        feed(window, rate, 3_200, rng)  # 100 blocks of a room for 4,096
+        dumped = pickle.dumps(window)
+        assert len(dumped) < 2_000, "only the filled blocks are written"
+        restored = pickle.loads(dumped)
+        assert (restored.width, restored.rate) == (window.width, window.rate)
+        # Past the buffer's end (a compaction) and through a rise, both cut alike.
+        later = [(rng.random() < rate * (1 if i < 140_000 else 3)) for i in range(150_000)]
+        cuts = [[c for h in later if (c := w.update(h)) is not None] for w in (window, restored)]
+        assert cuts[0] == cuts[1] and any(c.rise for c in cuts[0])
