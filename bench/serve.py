@@ -154,6 +154,19 @@ def cpu_s(pid: int) -> float:
     return total / 100
 
 
+def api_env(stream: StreamSettings, signer: SigningKey, **settings: object) -> dict[str, str]:
+    """The environment of a `headrace serve` of the bench's Redis and model; `settings`
+    are further HEADRACE_ settings (max_candidates=100: HEADRACE_MAX_CANDIDATES)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HEADRACE_REDIS_URL": stream.redis_url,
+        "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
+        "HEADRACE_VERIFY_KEY": signer.public.text,
+        "HEADRACE_KEY_PREFIX": stream.key_prefix,
+        **{f"HEADRACE_{name.upper()}": str(value) for name, value in settings.items()},
+    }
+
+
 def start(
     argv: list[str], env: dict[str, str], log: Path, port: int, cwd: Path = ROOT
 ) -> subprocess.Popen[bytes]:
@@ -328,14 +341,7 @@ def main() -> None:
             f"model version {version} trained on {args.events:,} records "
             f"in {time.perf_counter() - began:.1f} s; logs in {tmp}"
         )
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-            "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
-        }
+        env = api_env(stream, signer, max_candidates=max(sizes))
         ports = {"api": next_port(), "naive": next_port()}
         procs["api"] = start(
             [sys.executable, "-m", "headrace.cli", "serve", "--port", str(ports["api"])],

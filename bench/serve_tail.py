@@ -45,6 +45,7 @@ from pydantic import SecretStr
 
 from bench.live_publisher import LiveLearner
 from bench.serve import (
+    api_env,
     bench_redis,
     bodies,
     cpu_s,
@@ -171,14 +172,7 @@ def main() -> None:
     try:
         for where, _ in publishers.values():
             train(where, config, signer)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-            "HEADRACE_MAX_CANDIDATES": str(args.candidates),
-        }
+        env = api_env(stream, signer, max_candidates=args.candidates)
         urls = {}
         serve = [sys.executable, "-m", "headrace.cli", "serve", "--port"]
         port = next_port()
