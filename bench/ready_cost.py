@@ -24,7 +24,7 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from bench.serve import api_env, bodies, free_port, start, train
+from bench.serve_setup import api_env, bodies, free_port, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig
 from learner.redisconn import connect

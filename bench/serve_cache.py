@@ -35,9 +35,10 @@ import numpy as np
 import orjson
 
 from bench.live_publisher import LiveLearner
-from bench.serve import api_env, bench_redis, measure, median_run, per_cpu, ports_from, start, train
+from bench.serve import measure, median_run, per_cpu
 from bench.serve_check import same_answers
 from bench.serve_load import Result
+from bench.serve_setup import api_env, bench_redis, ports_from, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, world
 

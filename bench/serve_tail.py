@@ -44,20 +44,11 @@ import redis
 from pydantic import SecretStr
 
 from bench.live_publisher import LiveLearner
-from bench.serve import (
-    api_env,
-    bench_redis,
-    bodies,
-    cpu_s,
-    measure,
-    median_run,
-    per_cpu,
-    ports_from,
-    start,
-    train,
-)
+from bench.procstat import cpu_s
+from bench.serve import measure, median_run, per_cpu
 from bench.serve_check import same_answers
 from bench.serve_load import Result
+from bench.serve_setup import api_env, bench_redis, bodies, ports_from, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig
 from learner.redisconn import connect
