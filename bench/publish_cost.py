@@ -33,7 +33,7 @@ import redis
 from pydantic import SecretStr
 
 import learner
-from bench.serve import free_port
+from bench.serve_setup import free_port
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.aggregates import AggregateCache

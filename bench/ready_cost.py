@@ -24,7 +24,7 @@ import httpx
 import redis
 from pydantic import SecretStr
 
-from bench.serve import bodies, free_port, start, train
+from bench.serve_setup import api_env, bodies, free_port, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig
 from learner.redisconn import connect
@@ -62,13 +62,7 @@ def main() -> None:
     proc = None
     try:
         train(stream, config, signer)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-        }
+        env = api_env(stream, signer)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start(

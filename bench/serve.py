@@ -28,194 +28,27 @@ KIND alone; their lines carry their CPU per request over the plain API's
 """
 
 import argparse
-import resource
-import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
-import orjson
-import redis
-from pydantic import SecretStr
 
+from bench.procstat import busy_s, children_s, cpu_s, rss_mb
 from bench.serve_cascade_http import CASCADE, CascadeRun, cost_line, extra_names
 from bench.serve_check import same_answers
 from bench.serve_load import Result, python_load, wrk_load
+from bench.serve_setup import api_env, bench_redis, bodies, ports_from, start, train
 from headrace.devstack import redis_local
-from headrace.sim.simulator import SimulatorConfig, generate, world
-from learner.aggregates import AggregateCache
-from learner.layout import ShardKeys
-from learner.lease import Lease
-from learner.loop import Learner
-from learner.redisconn import connect
-from learner.settings import LearnerSettings
-from learner.signing import Seal
-from learner.state import StateStore
-from snapshots.keys import SigningKey
-from stream.events import Rejection, parse_event
-from stream.settings import StreamSettings
+from headrace.sim.simulator import SimulatorConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 GRANIAN = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop"]
 GRANIAN += ["--host", "127.0.0.1", "--workers", "1", "--no-ws", "--log-level", "warning"]
-
-
-def train(
-    stream: StreamSettings,
-    config: SimulatorConfig,
-    signer: SigningKey,
-    variants: dict[str, str] | None = None,
-) -> int:
-    """The learner's core over `config`'s stream, published once (no Kafka needed)."""
-    client: redis.Redis = connect(stream)
-    keys = ShardKeys(stream.key_prefix, "main")
-    settings = LearnerSettings(join_window_s=300.0, variants=variants or {"main": "logreg"})
-    learner = Learner(settings, keys, AggregateCache(client))
-    learner.topology = {"partitions": [0], "n_partitions": 1}
-    for offset, record in enumerate(generate(config)):
-        event = parse_event(record.value)
-        if isinstance(event, Rejection):
-            continue
-        learner.prefetch([event])
-        learner.process(event, 0, offset)
-    lease = Lease(client, keys, 60_000)
-    assert lease.try_acquire() and lease.token is not None
-    store = StateStore(client, keys, 60_000, Seal.of(signer))
-    version = store.publish(lease.token, learner.delta()).version
-    lease.release()
-    client.close()
-    return version
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def ports_from(base: int, count: int = 5) -> Callable[[], int]:
-    """The next port: `base`, `base + 1`, ... (up to `count`), or a free one when base is 0."""
-    fixed = iter(range(base, base + count)) if base else None
-    return lambda: next(fixed) if fixed is not None else free_port()
-
-
-def bench_redis(redis_port: int) -> tuple[Path, StreamSettings, SigningKey]:
-    """A temporary folder, the settings of a password-protected Redis of the bench's own on
-    `redis_port` (not started yet) and the signing key its models are sealed with."""
-    tmp = Path(tempfile.mkdtemp(prefix="headrace-bench-"))
-    stream = StreamSettings(
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        redis_password=SecretStr(secrets.token_urlsafe(32)),
-        stack_dir=str(tmp),
-        key_prefix="bench",
-    )
-    return tmp, stream, SigningKey.generate()
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of `pid` and its descendants (pages they share counted in each)."""
-    total = 0.0
-    for member in family(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) / 1024
-    return total
-
-
-def family(pid: int) -> list[int]:
-    """`pid` and its descendants (granian serves from a worker process of its own)."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").iterdir():
-            todo += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def cpu_s(pid: int) -> float:
-    """CPU seconds of `pid` and its descendants, every thread included."""
-    total = 0
-    for member in family(pid):
-        fields = Path(f"/proc/{member}/stat").read_text().rpartition(")")[2].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / 100
-
-
-def start(
-    argv: list[str], env: dict[str, str], log: Path, port: int, cwd: Path = ROOT
-) -> subprocess.Popen[bytes]:
-    import httpx
-
-    out = log.open("ab")
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            # The real API is usable once its model is in memory (the naive one has no /ready).
-            ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code
-            if ready in (200, 404):
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"{argv[2:4]} did not become ready; see {log}")
-
-
-def bodies(config: SimulatorConfig, k: int, n: int = 50) -> list[bytes]:
-    store = world(config)
-    rng = np.random.default_rng(k)
-    out = []
-    for user in range(n):
-        request = store.request_for(user, rng, k=k)
-        out.append(
-            orjson.dumps(
-                {
-                    "user_id": request.user_id,
-                    "context": {
-                        "query": request.context.query,
-                        "device": request.context.device,
-                        "page": request.context.page,
-                        "position": 0,
-                    },
-                    "candidates": [
-                        {
-                            "item_id": c.item_id,
-                            "price": c.item.price,
-                            "category": c.item.category,
-                            "brand": c.item.brand,
-                        }
-                        for c in request.candidates
-                    ],
-                }
-            )
-        )
-    return out
-
-
-def busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields[:8]) - idle) / 100
-
-
-def children_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def profile(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
@@ -328,14 +161,7 @@ def main() -> None:
             f"model version {version} trained on {args.events:,} records "
             f"in {time.perf_counter() - began:.1f} s; logs in {tmp}"
         )
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-            "HEADRACE_MAX_CANDIDATES": str(max(sizes)),
-        }
+        env = api_env(stream, signer, max_candidates=max(sizes))
         ports = {"api": next_port(), "naive": next_port()}
         procs["api"] = start(
             [sys.executable, "-m", "headrace.cli", "serve", "--port", str(ports["api"])],

@@ -35,9 +35,10 @@ import numpy as np
 import orjson
 
 from bench.live_publisher import LiveLearner
-from bench.serve import bench_redis, measure, median_run, per_cpu, ports_from, start, train
+from bench.serve import measure, median_run, per_cpu
 from bench.serve_check import same_answers
 from bench.serve_load import Result
+from bench.serve_setup import api_env, bench_redis, ports_from, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig, world
 
@@ -181,15 +182,7 @@ def main() -> None:
             f"from {args.items:,} items; {anonymous:.0%} of requests from anonymous or new "
             f"users; {len(load):,} requests in rotation"
         )
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-            "HEADRACE_MAX_CANDIDATES": str(args.candidates),
-            "HEADRACE_CACHE_MAX_AGE_S": str(args.max_age),
-        }
+        env = api_env(stream, signer, max_candidates=args.candidates, cache_max_age_s=args.max_age)
         urls = {}
         for name, extra in SERVERS.items():
             port = next_port()

@@ -44,19 +44,11 @@ import redis
 from pydantic import SecretStr
 
 from bench.live_publisher import LiveLearner
-from bench.serve import (
-    bench_redis,
-    bodies,
-    cpu_s,
-    measure,
-    median_run,
-    per_cpu,
-    ports_from,
-    start,
-    train,
-)
+from bench.procstat import cpu_s
+from bench.serve import measure, median_run, per_cpu
 from bench.serve_check import same_answers
 from bench.serve_load import Result
+from bench.serve_setup import api_env, bench_redis, bodies, ports_from, start, train
 from headrace.devstack import redis_local
 from headrace.sim.simulator import SimulatorConfig
 from learner.redisconn import connect
@@ -171,14 +163,7 @@ def main() -> None:
     try:
         for where, _ in publishers.values():
             train(where, config, signer)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HEADRACE_REDIS_URL": stream.redis_url,
-            "HEADRACE_REDIS_PASSWORD": stream.redis_password_value or "",
-            "HEADRACE_VERIFY_KEY": signer.public.text,
-            "HEADRACE_KEY_PREFIX": stream.key_prefix,
-            "HEADRACE_MAX_CANDIDATES": str(args.candidates),
-        }
+        env = api_env(stream, signer, max_candidates=args.candidates)
         urls = {}
         serve = [sys.executable, "-m", "headrace.cli", "serve", "--port"]
         port = next_port()

@@ -43,7 +43,8 @@ import orjson
 from pydantic import SecretStr
 
 from bench.load_client import read_log
-from bench.serve import bodies, busy_s
+from bench.procstat import busy_s
+from bench.serve_setup import bodies
 from bench.soak_audit import Audit, audit
 from bench.soak_faults import (
     Fault,
