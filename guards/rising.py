@@ -130,26 +130,34 @@ class RisingRate:
 
     @property
     def rate(self) -> float:
-        """The rate over the window."""
+        """The rate (or mean) over the window."""
         width = self.width
-        hits = int(self._buf[self._start : self._end].sum(dtype=np.int64))
-        return hits / width if width else 0.0
+        total = float(self._buf[self._start : self._end].sum(dtype=np.float64))
+        return total / width if width else 0.0
 
     def update(self, hit: bool) -> Cut | None:
         self._count += 1
         self._hits += hit
         if self._count < self.clock:
             return None
+        block = self._hits
+        self._count = self._hits = 0
+        return self._push(block)
+
+    def _push(self, *block: float) -> Cut | None:
+        """A full block's figures, one per buffer in `_buffers`; the cut it makes, if any."""
         if self._end == len(self._buf):
-            kept = self._buf[self._start : self._end].copy()
-            self._buf[: len(kept)] = kept
-            self._start, self._end = 0, len(kept)
-        self._buf[self._end] = self._hits
+            for name in self._buffers:
+                buf = getattr(self, name)
+                kept = buf[self._start : self._end].copy()
+                buf[: len(kept)] = kept
+            self._start, self._end = 0, self._end - self._start
+        for name, value in zip(self._buffers, block, strict=True):
+            getattr(self, name)[self._end] = value
         self._end += 1
         if self._end - self._start > self.max_blocks:
             self._start += 1
             self._low = max(self._low - 1, 0)
-        self._count = self._hits = 0
         return self._check()
 
     def _variance(self, p: float, width: int) -> float:
@@ -225,13 +233,6 @@ class RisingMean(RisingRate):
         self._sum = 0.0
         self._sum_sq = 0.0
 
-    @property
-    def rate(self) -> float:
-        """The mean over the window."""
-        width = self.width
-        total = float(self._buf[self._start : self._end].sum(dtype=np.float64))
-        return total / width if width else 0.0
-
     def add(self, value: float) -> Cut | None:
         """One value, clamped to [0, 1]."""
         value = min(max(value, 0.0), 1.0)
@@ -240,20 +241,10 @@ class RisingMean(RisingRate):
         self._sum_sq += value * value
         if self._count < self.clock:
             return None
-        if self._end == len(self._buf):
-            for buf in (self._buf, self._squares):
-                kept = buf[self._start : self._end].copy()
-                buf[: len(kept)] = kept
-            self._start, self._end = 0, self._end - self._start
-        self._buf[self._end] = self._sum
-        self._squares[self._end] = self._sum_sq
-        self._end += 1
-        if self._end - self._start > self.max_blocks:
-            self._start += 1
-            self._low = max(self._low - 1, 0)
+        block = (self._sum, self._sum_sq)
         self._count = 0
         self._sum = self._sum_sq = 0.0
-        return self._check()
+        return self._push(*block)
 
     def update(self, hit: bool) -> Cut | None:
         return self.add(float(hit))
