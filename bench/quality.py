@@ -35,6 +35,7 @@ when absent) on raw fields with the interactions of MEASURED.md (`-q uc -q un -q
 """
 
 import argparse
+import bisect
 import functools
 import math
 import sys
@@ -58,6 +59,7 @@ from bench.uncertainty import (  # noqa: E402
     exact_auc,
     held_out_errors,
 )
+from guards.drift import PERFORMANCE_SIGNALS  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from headrace.sim.store_world import ShopRequest  # noqa: E402
@@ -199,6 +201,19 @@ def learner_run(
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.delete(key)
     return learner, curves
+
+
+def adaptations(learner: Learner, records: list[SimRecord]) -> str:
+    """The drift alerts that made the model take full-size steps again, and where: on a
+    stream without a drift each is a false alarm, and the model's level wanders after it."""
+    times = [r.ts_ms / 1000 for r in records]
+    alerts = [
+        f"{a.detector} {a.signal} after {bisect.bisect_right(times, a.ts):,} records"
+        for a in learner.alerts
+        if a.ends is None and a.signal in PERFORMANCE_SIGNALS
+    ]
+    adapted = learner.counts["adapted"]
+    return f"adapted to a drift {adapted} times" + (f" ({'; '.join(alerts)})" if alerts else "")
 
 
 def learner_scorer(learner: Learner, kind: str, at: float) -> Score:
@@ -465,6 +480,7 @@ def main() -> None:
             row.scored = learner.variants[kind].metrics.window_scored()
             rows.append(row)
         print(f"  {method}: {elapsed:.1f} s, counts {dict(learner.joins.counts)}")
+        print(f"  {method}: {adaptations(learner, records)}")
     if not args.no_baselines:
         data, users, items = replay(records, FeatureConfig())
         model = river_bare(data)
