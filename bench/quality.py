@@ -534,13 +534,16 @@ def main() -> None:
     print(
         "why the rolling AUC differs from the held-out one: draws = rolling - the same "
         "window's expected AUC; scored = that expected AUC - held-out (predictions served up "
-        "to a window earlier, on pages at every position, against the final model at the top)"
+        "to a window earlier, on pages at every position, against the final model at the "
+        "top), split into ranking (the window's ratio to the hidden model's AUC against the "
+        "held-out ratio, times the hidden AUC on the window) and traffic (the hidden model's "
+        "own AUC on the window against on the held-out requests, times the held-out ratio)"
     )
     print(
         "| model, method | rolling | window expected (/ hidden on it) | held-out (/ hidden) "
-        "| draws | scored | labels matched |"
+        "| draws | scored | of it: ranking | of it: traffic | labels matched |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         w = row.window
         if w is None or row.reported_rolling is None:
@@ -549,7 +552,8 @@ def main() -> None:
             f"| {row.name} | {row.reported_rolling:.3f} | {w.expected:.3f} "
             f"({w.expected / w.hidden:.3f}) | {row.final.auc:.3f} ({row.final.ratio:.3f}) | "
             f"{row.reported_rolling - w.expected:+.3f} | {w.expected - row.final.auc:+.3f} | "
-            f"{w.agree:.1%} |"
+            f"{(w.expected / w.hidden - row.final.ratio) * w.hidden:+.3f} | "
+            f"{row.final.ratio * (w.hidden - row.final.hidden_auc):+.3f} | {w.agree:.1%} |"
         )
     print()
     print("held-out ratio to the hidden model's AUC (calibration), by records learned:")
