@@ -179,12 +179,15 @@ def test_the_rolling_aucs_standard_error_is_its_spread_over_draws_of_the_labels(
     # error says it does.
     rng = np.random.default_rng(11)
     p = 1 / (1 + np.exp(-rng.normal(-3.5, 1.1, 5_000)))
-    aucs, errors = [], []
+    aucs: list[float] = []
+    errors: list[float] = []
     for _ in range(200):
         y = rng.random(len(p)) < p
         report = fed(list(zip(y.tolist(), p.tolist(), strict=True)), 5_000).report()
-        aucs.append(report["rolling_roc_auc"])
-        errors.append(report["rolling_roc_auc_se"])
+        auc, error = report["rolling_roc_auc"], report["rolling_roc_auc_se"]
+        assert auc is not None and error is not None
+        aucs.append(auc)
+        errors.append(error)
     assert float(np.mean(errors)) == pytest.approx(float(np.std(aucs, ddof=1)), rel=0.2)
 
 
