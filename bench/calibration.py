@@ -17,6 +17,11 @@ per seed:
   when they happened against their hidden probabilities): the level where the model
   learns, not on the held-out requests;
 - the held-out AUC ratio of both at the end (the ranking must not suffer);
+- the served model's calibration by position at the end: the held-out requests shown at
+  each position 0 to 9 (the hidden probabilities moved by the simulator's own position
+  effect), and the stream's last 10,000 impressions at each position; a model whose
+  position effect is too weak reads low at the top of the page, where the held-out
+  requests are;
 - the served model's reliability table at the end: candidates in bins of predicted
   probability, the mean predicted and the mean hidden probability of each bin.
 
