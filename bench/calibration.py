@@ -17,6 +17,11 @@ per seed:
   when they happened against their hidden probabilities): the level where the model
   learns, not on the held-out requests;
 - the held-out AUC ratio of both at the end (the ranking must not suffer);
+- the served model's calibration by position at the end: the held-out requests shown at
+  each position 0 to 9 (the hidden probabilities moved by the simulator's own position
+  effect), and the stream's last 10,000 impressions at each position; a model whose
+  position effect is too weak reads low at the top of the page, where the held-out
+  requests are;
 - the served model's reliability table at the end: candidates in bins of predicted
   probability, the mean predicted and the mean hidden probability of each bin.
 
@@ -37,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
-from headrace.sim.store_world import ShopRequest  # noqa: E402
+from headrace.sim.store_world import _POSITION_COEF, ShopRequest  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.features import features  # noqa: E402
 from learner.layout import ShardKeys  # noqa: E402
@@ -74,6 +79,28 @@ def scores(learner: Learner, data: HeldOut, at: float) -> tuple[np.ndarray, np.n
     return np.array(served), np.array(latest)
 
 
+def by_position(learner: Learner, data: HeldOut, at: float, positions: range) -> list[float]:
+    """The served model's calibration on the held-out requests shown at each position: the
+    same candidates and aggregates, the context's position set, against the hidden
+    probabilities moved by the simulator's own position effect."""
+    variant, cache, keys = learner.variants["main"], learner.cache, learner.keys
+    config = learner.feature_config
+    out: list[float] = []
+    for position in positions:
+        shift = _POSITION_COEF[data.drifted] * np.log1p(position)
+        hidden = 1.0 / (1.0 + np.exp(-(np.log(data.p / (1.0 - data.p)) + shift)))
+        served: list[float] = []
+        for request in data.requests:
+            user = cache.get(keys.user(request.user_id))
+            context = request.context.model_copy(update={"position": position})
+            for c in request.candidates:
+                x = features(context, c.item, user, cache.get(keys.item(c.item_id)), at, config)
+                served.append(variant.predict(x))
+        assert len(served) == len(hidden)  # every candidate at every position
+        out.append(float(np.mean(served) / hidden.mean()))
+    return out
+
+
 def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> None:
     config = SimulatorConfig(seed=seed, count=count, n_users=2_000, n_items=500)
     records = list(generate(config))
@@ -86,9 +113,10 @@ def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> Non
     )
     learner = Learner(settings, ShardKeys(prefix, "main"), AggregateCache(client), GuardSettings())
     hidden_of: dict[str, float] = {}
-    served_at: list[tuple[float, float]] = []
+    served_at: list[tuple[float, float, int]] = []
     points: list[tuple[int, float, float]] = []
     served = latest = np.empty(0)
+    at = 0.0
     try:
         for first in range(0, len(records), 500):
             chunk = records[first : first + 500]
@@ -103,12 +131,21 @@ def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> Non
                     entry = learner.joins.item_of(event.impression_id, "", "")
                     if entry is not None:
                         hidden_of[event.impression_id] = record.p_purchase or 0.0
-                        served_at.append((entry.scores["main"], record.p_purchase or 0.0))
+                        served_at.append(
+                            (
+                                entry.scores["main"],
+                                record.p_purchase or 0.0,
+                                event.context.position,
+                            )
+                        )
             n = first + len(chunk)
             if n >= start and (n % every == 0 or n == len(records)):
                 served, latest = scores(learner, data, chunk[-1].ts_ms / 1000)
                 assert len(served) == len(latest) == len(data.p)  # the same work on both sides
                 points.append((n, served.mean() / data.p.mean(), latest.mean() / data.p.mean()))
+                at = chunk[-1].ts_ms / 1000
+        positions = range(10)
+        held_by_position = by_position(learner, data, at, positions)
     finally:
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.delete(key)
@@ -128,6 +165,30 @@ def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> Non
         f"(served - latest {ratio_s - ratio_l:+.4f}); calibration served {cal_s[-1]:.3f}, "
         f"latest {cal_l[-1]:.3f}; the stream's last 10,000 impressions, served / hidden: "
         f"{window[:, 0].mean() / window[:, 1].mean():.3f}"
+    )
+    print(
+        "served / hidden by position at the end: the held-out requests shown at each "
+        "position; the stream's last 10,000 impressions at that position (their count)"
+    )
+    print("| position | " + " | ".join(str(k) for k in positions) + " | all |")
+    print("|---" * (len(positions) + 2) + "|")
+    print(
+        "| held-out | "
+        + " | ".join(f"{c:.3f}" for c in held_by_position)
+        + f" | {np.mean(held_by_position):.3f} |"
+    )
+    stream_cells = []
+    for k in positions:
+        at_k = window[window[:, 2] == k]
+        stream_cells.append(f"{at_k[:, 0].mean() / at_k[:, 1].mean():.3f} ({len(at_k):,})")
+    print(
+        f"| stream | {' | '.join(stream_cells)} | {window[:, 0].mean() / window[:, 1].mean():.3f} |"
+    )
+    recent = window[-2_000:]
+    print(
+        "the stream's last 2,000 impressions, served / hidden: "
+        f"{recent[:, 0].mean() / recent[:, 1].mean():.3f}; hidden mean over the last 10,000 "
+        f"by quarter: " + ", ".join(f"{q[:, 1].mean():.4f}" for q in np.array_split(window, 4))
     )
     print("reliability of the served model at the end (held-out candidates):")
     print("| predicted | candidates | mean predicted | mean hidden | ratio |")

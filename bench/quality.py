@@ -35,6 +35,7 @@ when absent) on raw fields with the interactions of MEASURED.md (`-q uc -q un -q
 """
 
 import argparse
+import bisect
 import functools
 import math
 import sys
@@ -51,6 +52,14 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.uncertainty import (  # noqa: E402
+    HeldOutErrors,
+    delong_error,
+    draw_error,
+    exact_auc,
+    held_out_errors,
+)
+from guards.drift import PERFORMANCE_SIGNALS  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from headrace.sim.store_world import ShopRequest  # noqa: E402
@@ -86,6 +95,13 @@ class Window:
     agree: float
     """Share of the window's labels equal to the simulator's outcomes of the impressions
     it is matched with: 1.0 (or within a few late purchases of it) when the match is right."""
+    positives: int
+    """Purchases among the window's labels: what its AUC's precision rests on."""
+    draw_se: float
+    """Standard deviation of the window's AUC over labels drawn again from the hidden
+    probabilities, for the same served predictions: the rolling AUC's own noise."""
+    delong_se: float
+    """DeLong's estimate of the same from the window's labels and scores alone."""
 
 
 @dataclass
@@ -97,6 +113,9 @@ class Row:
     curve: list[tuple[int, Quality]] = field(default_factory=list)
     learned: int = 0
     window: Window | None = None
+    errors: HeldOutErrors | None = None
+    scored: tuple[np.ndarray, np.ndarray] | None = None
+    """The rolling window's labels and served predictions, oldest first."""
 
 
 def rolling_window(learner: Learner, kind: str, impressions: list[SimRecord]) -> Window | None:
@@ -112,7 +131,33 @@ def rolling_window(learner: Learner, kind: str, impressions: list[SimRecord]) ->
     matched = impressions[end - len(ys) : end]
     p = np.array([r.p_purchase or 0.0 for r in matched], dtype=np.float64)
     bought = np.array([bool(r.will_purchase) for r in matched])
-    return Window(expected_auc(p, ps), expected_auc(p, p), float(np.mean(bought == ys)))
+    return Window(
+        expected_auc(p, ps),
+        expected_auc(p, p),
+        float(np.mean(bought == ys)),
+        int(ys.sum()),
+        draw_error(p, ps),
+        delong_error(ys, ps),
+    )
+
+
+def recorded(score: Score) -> tuple[Score, list[np.ndarray]]:
+    """`score`, keeping what it returns in order: the held-out scores for the errors."""
+    kept: list[np.ndarray] = []
+
+    def keep(request: ShopRequest) -> np.ndarray:
+        kept.append(score(request))
+        return kept[-1]
+
+    return keep, kept
+
+
+def scored_row(name: str, data: HeldOut, score: Score) -> "Row":
+    """A row of `score`'s held-out quality, with its bootstrap standard errors."""
+    keep, kept = recorded(score)
+    row = Row(name, quality(data, keep))
+    row.errors = held_out_errors(data.p, np.concatenate(kept), len(data.requests[0].candidates))
+    return row
 
 
 def learner_run(
@@ -156,6 +201,19 @@ def learner_run(
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.delete(key)
     return learner, curves
+
+
+def adaptations(learner: Learner, records: list[SimRecord]) -> str:
+    """The drift alerts that made the model take full-size steps again, and where: on a
+    stream without a drift each is a false alarm, and the model's level wanders after it."""
+    times = [r.ts_ms / 1000 for r in records]
+    alerts = [
+        f"{a.detector} {a.signal} after {bisect.bisect_right(times, a.ts):,} records"
+        for a in learner.alerts
+        if a.ends is None and a.signal in PERFORMANCE_SIGNALS
+    ]
+    adapted = learner.counts["adapted"]
+    return f"adapted to a drift {adapted} times" + (f" ({'; '.join(alerts)})" if alerts else "")
 
 
 def learner_scorer(learner: Learner, kind: str, at: float) -> Score:
@@ -230,7 +288,7 @@ def vw_line(request_user: str, item_id: str, item: Item, ctx: Any, label: bool |
     )
 
 
-def vowpal(records: list[SimRecord], data: HeldOut) -> Quality | None:
+def vowpal(records: list[SimRecord], data: HeldOut) -> "Row | None":
     try:
         import vowpalwabbit
     except ImportError:
@@ -260,7 +318,7 @@ def vowpal(records: list[SimRecord], data: HeldOut) -> Quality | None:
             ]
         )
 
-    result = quality(data, score)
+    result = scored_row("Vowpal Wabbit -q uc un ui, labels at once", data, score)
     vw.finish()
     return result
 
@@ -286,6 +344,69 @@ def events_until(
     return "never"
 
 
+def print_errors(rows: list[Row], requests: int) -> None:
+    """The standard errors of the first table's figures: is a gap noise?"""
+    resamples = next((r.errors.resamples for r in rows if r.errors is not None), 0)
+    print()
+    print(
+        f"standard errors: held-out over {requests:,} requests (bootstrap of whole requests, "
+        f"{resamples} resamples; the learner's own variation not included); rolling: DeLong's "
+        "from the window's labels and scores, and [the spread of its AUC over labels drawn "
+        "again from the hidden probabilities]; the gap's is both together"
+    )
+    print(
+        "| model, method | held-out AUC | / hidden | calibration (95 % interval) "
+        "| rolling (window's purchases) | rolling - held-out |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        e, w, q = row.errors, row.window, row.final
+        if e is None:
+            continue
+        low, high = q.calibration - 1.96 * e.calibration, q.calibration + 1.96 * e.calibration
+        rolling = gap = "-"
+        if w is not None and row.reported_rolling is not None:
+            rolling = (
+                f"{row.reported_rolling:.3f} ± {w.delong_se:.3f} [{w.draw_se:.3f}] "
+                f"({w.positives:,})"
+            )
+            gap_se = math.hypot(w.delong_se, e.auc)
+            gap = f"{row.reported_rolling - q.auc:+.3f} ± {gap_se:.3f}"
+        print(
+            f"| {row.name} | {q.auc:.3f} ± {e.auc:.3f} | {q.ratio:.3f} ± {e.ratio:.3f} | "
+            f"{q.calibration:.3f} ± {e.calibration:.3f} ({low:.2f} to {high:.2f}) | "
+            f"{rolling} | {gap} |"
+        )
+
+
+def print_spans(rows: list[Row], spans: list[int]) -> None:
+    """The exact AUC over the last `span` examples of the window, for shorter and longer
+    windows than the shipped one (HEADRACE_METRICS_WINDOW sets how many the window keeps):
+    a longer one draws less noise and scores older predictions."""
+    print()
+    print(
+        "the rolling AUC over the last n examples of the window (DeLong's standard error; "
+        "purchases): its gap to the held-out AUC"
+    )
+    print("| model, method | " + " | ".join(f"{n:,}" for n in spans) + " |")
+    print("|---" * (len(spans) + 1) + "|")
+    for row in rows:
+        if row.scored is None:
+            continue
+        ys, ps = row.scored
+        cells = []
+        for n in spans:
+            if n > len(ys):
+                cells.append("-")
+                continue
+            y, p = ys[-n:], ps[-n:]
+            auc = exact_auc(y, p)
+            cells.append(
+                f"{auc - row.final.auc:+.3f} ± {delong_error(y, p):.3f} ({int(y.sum()):,})"
+            )
+        print(f"| {row.name} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=7)
@@ -299,7 +420,14 @@ def main() -> None:
     parser.add_argument("--drift-at", type=int, default=None)
     parser.add_argument("--every", type=int, default=5_000, help="records between checkpoints")
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--spans",
+        default="2500,5000,10000",
+        help="the rolling AUC over these last examples of the window too (at most "
+        "HEADRACE_METRICS_WINDOW)",
+    )
     args = parser.parse_args()
+    spans = [int(n) for n in args.spans.split(",")]
 
     config = SimulatorConfig(
         seed=args.seed,
@@ -341,18 +469,18 @@ def main() -> None:
         end = records[-1].ts_ms / 1000
         for kind in kinds:
             report = learner.variants[kind].metrics.report()
-            rows.append(
-                Row(
-                    f"headrace {kind}, {method}",
-                    quality(final, learner_scorer(learner, kind, end)),
-                    report.get("roc_auc"),
-                    report.get("rolling_roc_auc"),
-                    curves[kind],
-                    learner.counts["learned"],
-                    rolling_window(learner, kind, shown),
-                )
+            row = scored_row(
+                f"headrace {kind}, {method}", final, learner_scorer(learner, kind, end)
             )
+            row.reported = report.get("roc_auc")
+            row.reported_rolling = report.get("rolling_roc_auc")
+            row.curve = curves[kind]
+            row.learned = learner.counts["learned"]
+            row.window = rolling_window(learner, kind, shown)
+            row.scored = learner.variants[kind].metrics.window_scored()
+            rows.append(row)
         print(f"  {method}: {elapsed:.1f} s, counts {dict(learner.joins.counts)}")
+        print(f"  {method}: {adaptations(learner, records)}")
     if not args.no_baselines:
         data, users, items = replay(records, FeatureConfig())
         model = river_bare(data)
@@ -378,11 +506,11 @@ def main() -> None:
                 ]
             )
 
-        rows.append(Row("River logreg, labels at once", quality(final, river_score)))
+        rows.append(scored_row("River logreg, labels at once", final, river_score))
         rows[-1].learned = len(data)
         vw = vowpal(records, final)
         if vw is not None:
-            rows.append(Row("Vowpal Wabbit -q uc un ui, labels at once", vw))
+            rows.append(vw)
             rows[-1].learned = len(data)
     hidden = rows[0].final.hidden_auc
     print()
@@ -400,17 +528,22 @@ def main() -> None:
             f"{row.final.calibration:.2f} | {fmt(row.reported)} / {fmt(row.reported_rolling)} | "
             f"{fmt(gap)} | {row.learned:,} |"
         )
+    print_errors(rows, len(final.requests))
+    print_spans(rows, spans)
     print()
     print(
         "why the rolling AUC differs from the held-out one: draws = rolling - the same "
         "window's expected AUC; scored = that expected AUC - held-out (predictions served up "
-        "to a window earlier, on pages at every position, against the final model at the top)"
+        "to a window earlier, on pages at every position, against the final model at the "
+        "top), split into ranking (the window's ratio to the hidden model's AUC against the "
+        "held-out ratio, times the hidden AUC on the window) and traffic (the hidden model's "
+        "own AUC on the window against on the held-out requests, times the held-out ratio)"
     )
     print(
         "| model, method | rolling | window expected (/ hidden on it) | held-out (/ hidden) "
-        "| draws | scored | labels matched |"
+        "| draws | scored | of it: ranking | of it: traffic | labels matched |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         w = row.window
         if w is None or row.reported_rolling is None:
@@ -419,7 +552,8 @@ def main() -> None:
             f"| {row.name} | {row.reported_rolling:.3f} | {w.expected:.3f} "
             f"({w.expected / w.hidden:.3f}) | {row.final.auc:.3f} ({row.final.ratio:.3f}) | "
             f"{row.reported_rolling - w.expected:+.3f} | {w.expected - row.final.auc:+.3f} | "
-            f"{w.agree:.1%} |"
+            f"{(w.expected / w.hidden - row.final.ratio) * w.hidden:+.3f} | "
+            f"{row.final.ratio * (w.hidden - row.final.hidden_auc):+.3f} | {w.agree:.1%} |"
         )
     print()
     print("held-out ratio to the hidden model's AUC (calibration), by records learned:")

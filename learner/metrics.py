@@ -162,6 +162,7 @@ class ProgressiveMetrics:
             "rolling_log_loss": _finite(self._rolling_loss) if rolling_n else None,
             "rolling_accuracy": float((ys == labels).mean()) if rolling_n else None,
             "rolling_roc_auc": roc_auc(ys, ps),
+            "rolling_roc_auc_se": ranking.roc_auc_se(ys, ps),
             "rolling_pr_auc": ranking.average_precision(ys, ps),
             "rolling_mean_prediction": rolling_mean,
             "rolling_positive_rate": rolling_rate,

@@ -27,6 +27,22 @@ def average_precision(y: Bools, p: Floats) -> float | None:
     return _weighted_precision(true_pos, predicted, positives)
 
 
+def roc_auc_se(y: Bools, p: Floats) -> float | None:
+    """DeLong's standard error of the exact ROC AUC of `p` against `y` (DeLong, DeLong and
+    Clarke-Pearson, Biometrics 1988): how far the AUC of this many examples, drawn again
+    from the same traffic, would typically land from its mean. Each positive's share of
+    the negatives ranked below it and each negative's share of the positives ranked above
+    it (ties half), their variances over the counts. None below two of a class."""
+    pos, neg = np.sort(p[y]), np.sort(p[~y])
+    m, n = len(pos), len(neg)
+    if m < 2 or n < 2:
+        return None
+    # Counting in the other class's sorted scores: a tie sits between "left" and "right".
+    below = (np.searchsorted(neg, pos, "left") + np.searchsorted(neg, pos, "right")) / (2 * n)
+    above = 1.0 - (np.searchsorted(pos, neg, "left") + np.searchsorted(pos, neg, "right")) / (2 * m)
+    return float(np.sqrt(np.var(below, ddof=1) / m + np.var(above, ddof=1) / n))
+
+
 def binned_roc_auc(positives: Floats, negatives: Floats) -> tuple[float, float] | None:
     """ROC AUC from per-bin counts (bins in increasing score order) and its worst-case error.
 

@@ -238,6 +238,8 @@
       const m = v.metrics || {};
       charts.facts.textContent = `(${v.kind}) · ${v.n_learned} learned · rolling: log loss ` +
         `${formatNumber(m.rolling_log_loss, 4)} · AUC ${formatNumber(m.rolling_roc_auc, 3)}` +
+        // Its standard error: a gap of twice this to another AUC can be the window's draw.
+        ` ± ${formatNumber(m.rolling_roc_auc_se, 3)}` +
         ` · PR AUC ${formatNumber(m.rolling_pr_auc, 3)}` +
         ` · calibration ${formatNumber(m.rolling_calibration, 2)}` +
         ` · since the start: AUC ${formatNumber(m.roc_auc, 3)}` +

@@ -26,7 +26,14 @@ WINDOWED = (
     "positive_rate",
     "calibration",
 )
-KEYS = {"n", "rolling_n", "roc_auc_error", *WINDOWED, *(f"rolling_{k}" for k in WINDOWED)}
+KEYS = {
+    "n",
+    "rolling_n",
+    "roc_auc_error",
+    "rolling_roc_auc_se",
+    *WINDOWED,
+    *(f"rolling_{k}" for k in WINDOWED),
+}
 
 
 def scored(n: int, seed: int = 0) -> Pairs:
@@ -67,6 +74,18 @@ def brute_roc_auc(pairs: Pairs) -> float | None:
         return None
     right = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     return float(right) / (len(pos) * len(neg))
+
+
+def brute_roc_auc_se(pairs: Pairs) -> float | None:
+    """DeLong's: every pair's 1, 1/2 or 0, averaged per positive and per negative."""
+    pos = np.array([p for y, p in pairs if y])
+    neg = np.array([p for y, p in pairs if not y])
+    if len(pos) < 2 or len(neg) < 2:
+        return None
+    psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+    per_pos, per_neg = psi.mean(axis=1), psi.mean(axis=0)
+    variance = per_pos.var(ddof=1) / len(pos) + per_neg.var(ddof=1) / len(neg)
+    return float(np.sqrt(variance))
 
 
 def brute_average_precision(pairs: Pairs) -> float | None:
@@ -113,7 +132,14 @@ def test_an_empty_report_has_every_key_and_no_made_up_values() -> None:
 @pytest.mark.parametrize("label", [True, False])
 def test_one_class_has_no_auc_and_no_minus_zero(label: bool) -> None:
     report = fed([(label, p) for p in (0.1, 0.2, 0.2, 0.9)], window=3).report()
-    for key in ("roc_auc", "roc_auc_error", "pr_auc", "rolling_roc_auc", "rolling_pr_auc"):
+    for key in (
+        "roc_auc",
+        "roc_auc_error",
+        "pr_auc",
+        "rolling_roc_auc",
+        "rolling_roc_auc_se",
+        "rolling_pr_auc",
+    ):
         assert report[key] is None, key
     assert report["positive_rate"] == float(label)
     assert report["mean_prediction"] == pytest.approx(0.35)
@@ -143,7 +169,26 @@ def test_rolling_aucs_are_exact_over_the_window(pairs: Pairs, window: int) -> No
     report = fed(pairs, window).report()
     last = pairs[-window:]
     assert report["rolling_roc_auc"] == pytest.approx(brute_roc_auc(last), abs=1e-12)
+    assert report["rolling_roc_auc_se"] == pytest.approx(brute_roc_auc_se(last), rel=1e-9)
     assert report["rolling_pr_auc"] == pytest.approx(brute_average_precision(last), abs=1e-12)
+
+
+def test_the_rolling_aucs_standard_error_is_its_spread_over_draws_of_the_labels() -> None:
+    # A store's stream: the AUC of a window of 5,000 examples (about 240 purchases) over
+    # labels drawn again from the same probabilities spreads as the one window's DeLong
+    # error says it does.
+    rng = np.random.default_rng(11)
+    p = 1 / (1 + np.exp(-rng.normal(-3.5, 1.1, 5_000)))
+    aucs: list[float] = []
+    errors: list[float] = []
+    for _ in range(200):
+        y = rng.random(len(p)) < p
+        report = fed(list(zip(y.tolist(), p.tolist(), strict=True)), 5_000).report()
+        auc, error = report["rolling_roc_auc"], report["rolling_roc_auc_se"]
+        assert auc is not None and error is not None
+        aucs.append(auc)
+        errors.append(error)
+    assert float(np.mean(errors)) == pytest.approx(float(np.std(aucs, ddof=1)), rel=0.2)
 
 
 def test_the_window_it_scores_is_the_last_examples_in_order() -> None:
@@ -235,7 +280,7 @@ def test_the_model_label_can_replace_the_threshold() -> None:
 
 def test_broken_probabilities_never_make_the_numbers_nan() -> None:
     pairs = [(True, float("nan")), (False, -0.5), (True, 1.5), (False, 0.2), (True, 0.7)]
-    report = fed(pairs, window=3).report()
+    report = fed(pairs, window=4).report()
     assert all(v is not None and math.isfinite(v) for v in report.values())
     assert report["mean_prediction"] == pytest.approx((0.5 + 0.0 + 1.0 + 0.2 + 0.7) / 5)
 
