@@ -58,10 +58,10 @@ class LearnerSettings(BaseSettings):
     """Half-life, in event time, of the decayed per-user and per-item aggregates (and of
     the store-wide counts of which categories each query's pages show)."""
 
-    store_queries: int = Field(default=500, ge=1)
+    store_queries: int = Field(default=200, ge=1)
     """The most frequent queries whose pages' categories the learner counts (between two
     prunes up to twice as many); a query outside them gets no `query_cat_share`. Each one
-    adds about 0.2 KB to every published version."""
+    adds about 0.25 KB (at eight categories) to every published version's meta."""
 
     metrics_window: int = Field(default=10_000, ge=10)
     """Examples in the rolling window of the progressive metrics. At a 5 % purchase rate

@@ -32,7 +32,7 @@ class StoreStats:
     """Decayed counts of impressions per query and category, and of log prices per
     category."""
 
-    def __init__(self, half_life_s: float, max_queries: int = 500) -> None:
+    def __init__(self, half_life_s: float, max_queries: int = 200) -> None:
         self.half_life_s = half_life_s
         self.max_queries = max_queries
         self.t0: float | None = None
@@ -112,7 +112,7 @@ class StoreStats:
 
     @classmethod
     def load(
-        cls, raw: Mapping[str, Any] | None, half_life_s: float, max_queries: int = 500
+        cls, raw: Mapping[str, Any] | None, half_life_s: float, max_queries: int = 200
     ) -> "StoreStats":
         """The table `dump` wrote (None or {}: an empty one, as a state from before it)."""
         stats = cls(half_life_s, max_queries)
