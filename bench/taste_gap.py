@@ -22,6 +22,10 @@ hidden model's AUC (tests/heldout.py) and its change against the shipped feature
   minus the typical one, times that; the hidden logit without the taste, all of them);
 - oracle MAP + hidden rest, and the two alone (no other feature);
 - hidden taste: the simulator's taste itself;
+("shipped" is the features without the store-wide table, learner/storestats.py, as they
+were before it; the store-wide columns below measure that table, computed here by the
+bench's own `StoreStats`, apart from the learner's.)
+
 - + query category share: the share of the impressions shown so far for the visit's
   query that were of the item's category (store-wide, no labels; 0 for a query not seen
   yet or none), the storefront's own idea of what a query asks for;
@@ -192,7 +196,9 @@ COLUMNS = (
 
 class StoreStats:
     """Store-wide counts of the impressions before the current one: per query, of each
-    category; per category, of the log prices. Decayed as the learner's aggregates."""
+    category; per category, of the log prices. Decayed at every event as the learner's
+    aggregates (learner/storestats.py weighs each new impression instead: the same
+    ratios)."""
 
     def __init__(self, half_life_s: float) -> None:
         self.half_life_s = half_life_s
