@@ -52,9 +52,11 @@ class StoreStats:
             key = query.lower()
             found = self.queries.get(key)
             if found is None:
-                found = self.queries[key] = ([0.0], {})
-                if len(self.queries) > 2 * self.max_queries:
+                # Pruned before the new query joins, so it has until the next prune to
+                # become one of the most frequent.
+                if len(self.queries) >= 2 * self.max_queries:
                     self._prune()
+                found = self.queries[key] = ([0.0], {})
             total, counts = found
             total[0] += weight
             counts[category] = counts.get(category, 0.0) + weight
