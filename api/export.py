@@ -4,7 +4,8 @@ What River's logistic pipeline (`learner.models`, kind "logreg") needs to comput
 probability from the raw `features()` dict: the scaler's running means and variances,
 the weights of the numeric features, the one-hot weights (the vocabulary: every
 "name_value" key the model holds a weight for), the intercept, and the shard's
-`feature_config`. Only the logistic pipeline exports: other kinds have no such closed form
+`feature_config` and the store-wide table the features read (`store_stats`,
+learner/storestats.py). Only the logistic pipeline exports: other kinds have no such closed form
 here (NotExportableError: the route answers 409).
 
 The document is public the moment it is served: whoever can fetch it has the weights.
@@ -54,6 +55,7 @@ def export(shard: ShardModel, variant: LoadedVariant) -> dict[str, Any]:
         "version": shard.version,
         "published_at": shard.published_at,
         "feature_config": dataclasses.asdict(shard.feature_config),
+        "store_stats": shard.store.dump() if shard.store is not None else None,
         "intercept": float(logreg.intercept),
         "scaler": {
             "means": {name: float(v) for name, v in means.items()},

@@ -29,6 +29,7 @@ from learner.fmscorer import FMScorer
 from learner.layout import META, ShardKeys, decode_meta, model_field, stamp_of
 from learner.linear import LinearScorer
 from learner.signing import Seal, VerifiedState
+from learner.storestats import StoreStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,8 @@ class ShardModel:
     published_at: float
     loaded_at: float
     epoch: int = 0
+    store: StoreStats | None = None
+    """The store-wide counts the features read, as this version published them."""
 
     @property
     def stamp(self) -> Stamp:
@@ -128,9 +131,10 @@ def load_shard(
         meta=meta,
         variants=variants,
         default_variant=names[0],
-        feature_config=FeatureConfig(**meta.get("feature_config", {})),
+        feature_config=(config := FeatureConfig(**meta.get("feature_config", {}))),
         published_at=float(meta.get("published_at", 0.0)),
         loaded_at=clock(),
+        store=StoreStats.load(meta.get("store_stats"), config.half_life_s),
     )
 
 

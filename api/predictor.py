@@ -120,7 +120,9 @@ class Predictor:
             answer = responses.get(shard, key)
         after: AfterResponse | None = None
         if answer is None:
-            columns = features_many(context, candidates, user, items, at, shard.feature_config)
+            columns = features_many(
+                context, candidates, user, items, at, shard.feature_config, shard.store
+            )
             scores = score_columns(variant, columns, n)
             if not np.isfinite(scores).all():
                 raise ModelOutputError(

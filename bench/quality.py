@@ -77,6 +77,7 @@ from learner.loop import Learner  # noqa: E402
 from learner.models import build_model  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
+from learner.storestats import StoreStats  # noqa: E402
 from stream.events import Impression, Item, Rejection, parse_event  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 from tests.heldout import HeldOut, Quality, expected_auc, held_out, quality  # noqa: E402
@@ -220,7 +221,7 @@ def learner_scorer(learner: Learner, kind: str, at: float) -> Score:
     """The variant's P(purchase) for a request's candidates, from the learner's aggregates
     as the API would read them once published."""
     variant, cache, keys = learner.variants[kind], learner.cache, learner.keys
-    config = learner.feature_config
+    config, store = learner.feature_config, learner.store
 
     def score(request: ShopRequest) -> np.ndarray:
         user = cache.get(keys.user(request.user_id))
@@ -228,7 +229,13 @@ def learner_scorer(learner: Learner, kind: str, at: float) -> Score:
             [
                 variant.predict(
                     features(
-                        request.context, c.item, user, cache.get(keys.item(c.item_id)), at, config
+                        request.context,
+                        c.item,
+                        user,
+                        cache.get(keys.item(c.item_id)),
+                        at,
+                        config,
+                        store,
                     )
                 )
                 for c in request.candidates
@@ -243,9 +250,11 @@ Aggregates = dict[str, dict[str, float]]
 
 def replay(
     records: Iterable[SimRecord], config: FeatureConfig
-) -> tuple[list[tuple[Features, bool]], Aggregates, Aggregates]:
+) -> tuple[list[tuple[Features, bool]], Aggregates, Aggregates, StoreStats]:
     """Each impression's features (the learner's, point in time) with its true label, and
-    the users' and items' aggregates at the end: what the learner computes, without it."""
+    the users' and items' aggregates and the store-wide counts at the end: what the learner
+    computes, without it."""
+    store = StoreStats(config.half_life_s)
     users: Aggregates = {}
     items: Aggregates = {}
     shown: dict[str, Item] = {}
@@ -258,14 +267,15 @@ def replay(
         user = users.setdefault(event.user_id, {})
         item_aggs = items.setdefault(event.item_id, {})
         if isinstance(event, Impression):
-            x = features(event.context, event.item, user, item_aggs, at, config)
+            x = features(event.context, event.item, user, item_aggs, at, config, store)
             out.append((x, bool(record.will_purchase)))
             observe_impression(user, item_aggs, event.item, at, config, event.context)
+            store.observe(event.context.query, event.item.category, float(x["log_price"]), at)
             shown[event.impression_id] = event.item
         else:
             item = shown.get(event.impression_id or "")
             observe_outcome(user, item_aggs, event.type, item, at, config)
-    return out, users, items
+    return out, users, items, store
 
 
 def river_bare(data: list[tuple[Features, bool]]) -> Any:
@@ -482,7 +492,7 @@ def main() -> None:
         print(f"  {method}: {elapsed:.1f} s, counts {dict(learner.joins.counts)}")
         print(f"  {method}: {adaptations(learner, records)}")
     if not args.no_baselines:
-        data, users, items = replay(records, FeatureConfig())
+        data, users, items, stats = replay(records, FeatureConfig())
         model = river_bare(data)
         end = records[-1].ts_ms / 1000
 
@@ -499,6 +509,7 @@ def main() -> None:
                                 items.get(c.item_id, {}),
                                 end,
                                 FeatureConfig(),
+                                stats,
                             )
                         ).get(True, 0.0)
                     )

@@ -22,6 +22,18 @@ hidden model's AUC (tests/heldout.py) and its change against the shipped feature
   minus the typical one, times that; the hidden logit without the taste, all of them);
 - oracle MAP + hidden rest, and the two alone (no other feature);
 - hidden taste: the simulator's taste itself;
+("shipped" is the features without the store-wide table, learner/storestats.py, as they
+were before it; the store-wide columns below measure that table, computed here by the
+bench's own `StoreStats`, apart from the learner's.)
+
+- + query category share: the share of the impressions shown so far for the visit's
+  query that were of the item's category (store-wide, no labels; 0 for a query not seen
+  yet or none), the storefront's own idea of what a query asks for;
+- + share, without query_category: the same, and the one-hot query x category dropped;
+- + relative price: the item's log price minus the mean log price of its category's
+  impressions so far (store-wide);
+- + share and relative price: the two above; and without query_category: the one-hot
+  dropped as well;
 - the last column uses no model: sigmoid(oracle MAP + hidden rest), the hidden model
   with the oracle's point estimate of the taste.
 
@@ -161,6 +173,13 @@ class Oracle:
         return t
 
 
+STORE_COLUMNS = (
+    "+ query category share",
+    "+ share, without query_category",
+    "+ relative price",
+    "+ share and relative price",
+    "+ share and relative price, without query_category",
+)
 COLUMNS = (
     "joint estimate",
     "oracle MAP",
@@ -171,7 +190,65 @@ COLUMNS = (
     "oracle MAP + hidden rest",
     "only those two",
     "hidden taste",
+    *STORE_COLUMNS,
 )
+
+
+class StoreStats:
+    """Store-wide counts of the impressions before the current one: per query, of each
+    category; per category, of the log prices. Decayed at every event as the learner's
+    aggregates (learner/storestats.py weighs each new impression instead: the same
+    ratios)."""
+
+    def __init__(self, half_life_s: float) -> None:
+        self.half_life_s = half_life_s
+        self.queries: dict[str, dict[str, float]] = defaultdict(dict)
+        self.prices: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        self.at: float | None = None
+
+    def observe(self, query: str, category: str, log_price: float, at: float) -> None:
+        if self.at is not None and at > self.at:
+            factor = 0.5 ** ((at - self.at) / self.half_life_s)
+            for counts in self.queries.values():
+                for key in counts:
+                    counts[key] *= factor
+            for sums in self.prices.values():
+                sums[0] *= factor
+                sums[1] *= factor
+        self.at = at if self.at is None else max(self.at, at)
+        if query:
+            counts = self.queries[query]
+            counts[category] = counts.get(category, 0.0) + 1.0
+            counts[""] = counts.get("", 0.0) + 1.0
+        sums = self.prices[category]
+        sums[0] += log_price
+        sums[1] += 1.0
+
+    def share(self, query: str, category: str) -> float:
+        counts = self.queries.get(query)
+        if not query or not counts:
+            return 0.0
+        return counts.get(category, 0.0) / counts[""]
+
+    def relative_price(self, category: str, log_price: float) -> float:
+        sums = self.prices.get(category)
+        if sums is None or sums[1] <= 0:
+            return 0.0
+        return log_price - sums[0] / sums[1]
+
+    def extras(self, x: dict[str, Any], query: str, category: str) -> dict[str, dict[str, float]]:
+        share = {"query_cat_share": self.share(query, category)}
+        rel = {"rel_price": self.relative_price(category, float(x["log_price"]))}
+        return {
+            "+ query category share": share,
+            "+ share, without query_category": share,
+            "+ relative price": rel,
+            "+ share and relative price": share | rel,
+            "+ share and relative price, without query_category": share | rel,
+        }
+
+
+_DROPS_QUERY_CATEGORY = frozenset(c for c in STORE_COLUMNS if "without query_category" in c)
 
 
 class Hidden:
@@ -206,8 +283,8 @@ class Hidden:
         }
 
 
-def run(seed: int, count: int) -> list[Quality]:
-    """The held-out quality of each column, in ("shipped", *COLUMNS, no model) order."""
+def run(seed: int, count: int, columns: tuple[str, ...] = COLUMNS) -> list[Quality]:
+    """The held-out quality of each column, in ("shipped", *columns, no model) order."""
     config = SimulatorConfig(seed=seed, count=count)
     records = list(generate(config))
     hidden = Hidden(world(config))
@@ -216,11 +293,19 @@ def run(seed: int, count: int) -> list[Quality]:
     users: dict[str, dict[str, float]] = {}
     items: dict[str, dict[str, float]] = {}
     shown: dict[str, Item] = {}
-    names = ("shipped", *COLUMNS)
+    names = ("shipped", *columns)
     models = {name: build_model("logreg") for name in names}
+    stats = StoreStats(fc.half_life_s)
+    # The oracle's posterior is most of the run's time: only when a column needs it.
+    needs_oracle = bool(set(columns) - set(STORE_COLUMNS))
+    none = np.zeros(K)
 
     def row(name: str, x: dict[str, Any], extra: dict[str, float]) -> dict[str, Any]:
-        return extra if name == "only those two" else x | extra
+        if name == "only those two":
+            return extra
+        if name in _DROPS_QUERY_CATEGORY:
+            x = {k: v for k, v in x.items() if k != "query_category"}
+        return x | extra
 
     for record in records:
         event = parse_event(record.value)
@@ -234,12 +319,17 @@ def run(seed: int, count: int) -> list[Quality]:
             ctx = event.context
             x = features(ctx, event.item, u, i, at, fc)
             want = wanted(ctx.page, ctx.query)
-            omap = oracle.mode(user, record.ts_ms - 20 * ctx.position, want)
+            omap = (
+                oracle.mode(user, record.ts_ms - 20 * ctx.position, want) if needs_oracle else none
+            )
             p = float(record.p_purchase or 0.0)
-            extras = hidden.extras(user, item, p, want, joint_of(u, event.item.category), omap)
+            joint = joint_of(u, event.item.category) if needs_oracle else 0.0
+            extras = hidden.extras(user, item, p, want, joint, omap)
+            extras |= stats.extras(x, ctx.query.lower(), event.item.category)
             for name in names:
                 models[name].learn_one(row(name, x, extras[name]), bool(record.will_purchase))
             observe_impression(u, i, event.item, at, fc, ctx)
+            stats.observe(ctx.query.lower(), event.item.category, float(x["log_price"]), at)
             shown[event.impression_id] = event.item
             rest = extras["hidden rest"]["x_rest"]
             cat = int(hidden.store.item_cat[item])
@@ -259,19 +349,20 @@ def run(seed: int, count: int) -> list[Quality]:
             user = hidden.users[request.user_id]
             u = users.get(request.user_id, {})
             want = wanted(request.context.page, request.context.query)
-            omap = oracle.mode(user, end_ms + 1, want)
+            omap = oracle.mode(user, end_ms + 1, want) if needs_oracle else none
             out = []
             for c in request.candidates:
                 item = hidden.items[c.item_id]
-                extras = hidden.extras(
-                    user, item, c.p_purchase, want, joint_of(u, c.item.category), omap
-                )
+                joint = joint_of(u, c.item.category) if needs_oracle else 0.0
+                extras = hidden.extras(user, item, c.p_purchase, want, joint, omap)
                 if name == "true coefficients":
                     out.append(1.0 / (1.0 + math.exp(-extras[name]["logit"])))
                     continue
                 x = features(
                     request.context, c.item, u, items.get(c.item_id, {}), end_ms / 1000, fc
                 )
+                query = request.context.query.lower()
+                extras |= stats.extras(x, query, c.item.category)
                 proba = models[name].predict_proba_one(row(name, x, extras[name]))
                 out.append(float(proba.get(True, 0.0)))
             return np.array(out)
@@ -285,15 +376,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="101,202,303,404")
     parser.add_argument("--count", type=int, default=60_000)
+    parser.add_argument(
+        "--store-only",
+        action="store_true",
+        help="only the store-wide columns (" + ", ".join(STORE_COLUMNS) + "): no oracle",
+    )
     args = parser.parse_args()
-    heads = ("shipped", *COLUMNS, "sigmoid(oracle MAP + hidden rest), no model")
+    columns = STORE_COLUMNS if args.store_only else COLUMNS
+    heads: tuple[str, ...] = ("shipped", *columns)
+    if not args.store_only:
+        heads += ("sigmoid(oracle MAP + hidden rest), no model",)
     print("| seed (hidden AUC) | " + " | ".join(heads) + " |")
     print("|---" * (len(heads) + 1) + "|")
     for seed in (int(s) for s in args.seeds.split(",")):
-        found = run(seed, args.count)
+        found = run(seed, args.count, columns)
         base = found[0].ratio
-        cells = [f"{found[0].ratio:.3f}"] + [
-            f"{q.ratio:.3f} ({q.ratio - base:+.3f})" for q in found[1:]
+        cells = [f"{found[0].ratio:.4f}"] + [
+            f"{q.ratio:.4f} ({q.ratio - base:+.4f})" for q in found[1 : len(heads)]
         ]
         print(f"| {seed} ({found[0].hidden_auc:.3f}) | " + " | ".join(cells) + " |", flush=True)
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from learner.storestats import StoreStats
 from learner.taste import asked_mode, bought_mode
 
 Features = dict[str, float | str]
@@ -143,8 +144,10 @@ def features(
     item_aggs: Mapping[str, float],
     at: float,
     config: FeatureConfig,
+    store: StoreStats | None = None,
 ) -> Features:
-    """The model's input for showing `item` to a user in `context` at time `at` (epoch s)."""
+    """The model's input for showing `item` to a user in `context` at time `at` (epoch s),
+    with the store-wide statistics `store` (learner/storestats.py; None: none known)."""
     u = _decay(user, at, config)
     i = _decay(item_aggs, at, config)
     u_imp = user.get(_IMPRESSIONS, 0.0) * u
@@ -168,14 +171,25 @@ def features(
     matches = _named_in(item.category, query) or (
         item.brand is not None and _named_in(item.brand, query)
     )
+    query_share, price_mean = 0.0, None
+    if store is not None:
+        query_share = store.share(query, item.category)
+        price_mean = store.mean_log_price(item.category)
     return {
         "price": item.price,
         "log_price": log_price,
+        # Whether the item is dear for its kind: the hidden price term of a store is
+        # relative to the category, and one weight fits it sooner than log_price beside a
+        # weight per category.
+        "cat_price_gap": log_price - price_mean if price_mean is not None else 0.0,
         # Attention fades down a page fast at the top and slowly further down. One form
         # only: the raw position beside it (the two correlate at 0.95) left the online
         # fit of the position effect short, under-predicting at the top of the page.
         "log_position": math.log1p(context.position),
         "query_match": 1.0 if matches else 0.0,
+        # What the query asks for, as the storefront's own pages for it answer it: also for
+        # queries that name no category ("budget yarn") or two ("mohair silk").
+        "query_cat_share": query_share,
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
@@ -237,13 +251,14 @@ def features_many(
     item_aggs: ItemColumns,
     at: float,
     config: FeatureConfig,
+    store: StoreStats | None = None,
 ) -> FeatureColumns:
     """`features()` of each item for one user in one context at one time, as columns.
 
     What only the user and the context decide is computed once and given as a scalar;
     the rest is a list in item order, of exactly the values and types `features()` gives
     (tests/learner/test_features.py proves that row i equals
-    features(context, items[i], user, aggregates of item i, at, config)), in the same key
+    features(context, items[i], user, aggregates of item i, at, config, store)), in the same key
     order. `features()` stays the definition: change both together, and ITEM_FIELDS with
     what `features()` reads of an item's aggregates.
     """
@@ -279,6 +294,12 @@ def features_many(
     }
     rates = {category: _category_rates(user, category) for category in shares}
     tastes = {category: _taste(user, category) for category in shares}
+    query_shares = dict.fromkeys(shares, 0.0)
+    price_means: dict[str, float | None] = dict.fromkeys(shares)
+    if store is not None:
+        for category in shares:
+            query_shares[category] = store.share(query, category)
+            price_means[category] = store.mean_log_price(category)
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
         in_query[name] = name is not None and _named_in(name, query)
@@ -303,11 +324,16 @@ def features_many(
     return {
         "price": prices,
         "log_price": log_prices,
+        "cat_price_gap": [
+            lp - mean if (mean := price_means[category]) is not None else 0.0
+            for lp, category in zip(log_prices, categories, strict=True)
+        ],
         "log_position": math.log1p(context.position),
         "query_match": [
             1.0 if in_query[category] or in_query[brand] else 0.0
             for category, brand in zip(categories, brands, strict=True)
         ],
+        "query_cat_share": [query_shares[category] for category in categories],
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),

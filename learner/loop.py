@@ -35,6 +35,7 @@ from learner.models import build_model
 from learner.progressive import predictor
 from learner.settings import LearnerSettings
 from learner.state import Committed, Delta
+from learner.storestats import StoreStats
 from learner.variant import Variant, p_true_of
 from stream.events import EVENT_TYPES, Event, Impression, Item, Labeled, Verdict
 
@@ -57,6 +58,8 @@ class Learner:
         self.keys = keys
         self.cache = cache
         self.feature_config = FeatureConfig(half_life_s=settings.half_life_s)
+        self.store = StoreStats(settings.half_life_s, settings.store_queries)
+        """Store-wide counts the features read (published in the meta for the API)."""
         self.variants: dict[str, Variant] = {
             name: Variant(
                 name,
@@ -184,7 +187,9 @@ class Learner:
     def _impression(self, event: Impression, at: float) -> None:
         user_key, item_key = self.keys.user(event.user_id), self.keys.item(event.item_id)
         user, item_aggs = self.cache.get(user_key), self.cache.get(item_key)
-        x = features(event.context, event.item, user, item_aggs, at, self.feature_config)
+        x = features(
+            event.context, event.item, user, item_aggs, at, self.feature_config, self.store
+        )
         # What each variant says now is what users were served: the metrics score it when
         # the label is final. A method that learns at once predicts in the same step.
         feedback = self.feedback
@@ -206,6 +211,7 @@ class Learner:
         for closed in self.joins.add(pending):
             self._close(closed)
         observe_impression(user, item_aggs, event.item, at, self.feature_config, event.context)
+        self.store.observe(event.context.query, event.item.category, float(x["log_price"]), at)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)
 
@@ -341,6 +347,7 @@ class Learner:
             **self.topology,
             "offsets": {str(p): o for p, o in sorted(self.offsets.items())},
             "feature_config": {"half_life_s": self.feature_config.half_life_s},
+            "store_stats": self.store.dump(),
             "variants": {
                 name: {
                     "kind": v.kind,
@@ -433,6 +440,11 @@ class Learner:
         self._restore_guards(*core.get("guards", (None, {}, {})))
         self.offsets = dict(committed.offsets)
         self.lineage = dict(committed.meta.get("lineage", {}))
+        # A state from before the table starts an empty one: shares from the next pages.
+        settings = self.settings
+        self.store = StoreStats.load(
+            committed.meta.get("store_stats"), settings.half_life_s, settings.store_queries
+        )
         self.lineage.pop("parent_version", None)
         self.version = committed.version
         self.cache.clear()

@@ -55,7 +55,13 @@ class LearnerSettings(BaseSettings):
     """How many recent event ids are remembered to learn a replayed duplicate once."""
 
     half_life_s: float = Field(default=86_400.0, gt=0)
-    """Half-life, in event time, of the decayed per-user and per-item aggregates."""
+    """Half-life, in event time, of the decayed per-user and per-item aggregates (and of
+    the store-wide counts of which categories each query's pages show)."""
+
+    store_queries: int = Field(default=200, ge=1)
+    """The most frequent queries whose pages' categories the learner counts (between two
+    prunes up to twice as many); a query outside them gets no `query_cat_share`. Each one
+    adds about 0.25 KB (at eight categories) to every published version's meta."""
 
     metrics_window: int = Field(default=10_000, ge=10)
     """Examples in the rolling window of the progressive metrics. At a 5 % purchase rate

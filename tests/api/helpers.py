@@ -22,7 +22,8 @@ from headrace.sim.simulator import SimulatorConfig
 from headrace.sim.store_world import ShopRequest
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
-from learner.layout import ShardKeys
+from learner.layout import ShardKeys, read_meta
+from learner.storestats import StoreStats
 from stream.settings import StreamSettings
 from tests.learner.harness import learner_env
 from tests.support import free_port, verifier_env
@@ -83,12 +84,15 @@ def direct_scores(
     at: float,
     config: FeatureConfig,
 ) -> list[float]:
-    """River's own predict_proba_one on the learner's features from the same aggregates."""
+    """River's own predict_proba_one on the learner's features from the same aggregates
+    and the store-wide table of the published state."""
     user = decode_hash(client.hgetall(keys.user(request.user_id)))
+    meta = read_meta(client, keys) or {}
+    store = StoreStats.load(meta.get("store_stats"), config.half_life_s)
     out = []
     for c in request.candidates:
         item = decode_hash(client.hgetall(keys.item(c.item_id)))
-        x = features(request.context, c.item, user, item, at, config)
+        x = features(request.context, c.item, user, item, at, config, store)
         out.append(float(model.predict_proba_one(x).get(True, 0.0)))
     return out
 

@@ -58,6 +58,7 @@ def test_the_export_scores_as_the_api_does(
 ) -> None:
     from learner.aggregates import decode_hash
     from learner.features import features
+    from learner.storestats import StoreStats
 
     response = client.get("/models/main/main/export")
     assert response.status_code == 200
@@ -71,9 +72,11 @@ def test_the_export_scores_as_the_api_does(
     assert answer["version"] == doc["version"] and answer["epoch"] == doc["epoch"]
     keys = trained.keys
     user = decode_hash(redis_client.hgetall(keys.user(request.user_id)))
+    stats = StoreStats.load(doc["store_stats"], FeatureConfig().half_life_s)
+    assert stats.queries  # the trained state's pages had queries
     for c, entry in zip(request.candidates, answer["scores"], strict=True):
         item = decode_hash(redis_client.hgetall(keys.item(c.item_id)))
-        x = features(request.context, c.item, user, item, AT, FeatureConfig())
+        x = features(request.context, c.item, user, item, AT, FeatureConfig(), stats)
         assert score(doc, x) == pytest.approx(entry["score"], abs=1e-12)
 
 

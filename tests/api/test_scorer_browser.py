@@ -22,6 +22,8 @@ from api.settings import ApiSettings
 from headrace.sim.simulator import SimulatorConfig, generate, world
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
+from learner.layout import read_meta
+from learner.storestats import StoreStats
 from stream.settings import StreamSettings
 from tests.api.helpers import request_body
 from tests.api.test_dashboard_browser import browser
@@ -92,9 +94,11 @@ def test_the_browser_scores_1000_candidates_as_the_api(
         served += [entry["score"] for entry in answer["scores"]]
         # The features the API computed: the same aggregates, the same clock.
         user = decode_hash(redis_client.hgetall(learner.keys.user(request.user_id)))
+        meta = read_meta(redis_client, learner.keys) or {}
+        stats = StoreStats.load(meta.get("store_stats"), FeatureConfig().half_life_s)
         for c in request.candidates[: len(body["candidates"])]:
             item = decode_hash(redis_client.hgetall(learner.keys.item(c.item_id)))
-            rows.append(features(request.context, c.item, user, item, AT, FeatureConfig()))
+            rows.append(features(request.context, c.item, user, item, AT, FeatureConfig(), stats))
     assert len(rows) == len(served) == CANDIDATES
     driver = browser()
     try:

@@ -94,6 +94,8 @@ def assert_same_learning(
     assert got["offsets"] == want["offsets"]
     assert got["counts"] == want["counts"]
     assert got["joins"] == want["joins"]
+    # The store-wide table the features read counted every impression once, in order.
+    assert got["store_stats"] == want["store_stats"] and want["store_stats"]["queries"]
     for name, variant in want["variants"].items():
         assert got["variants"][name]["n_learned"] == variant["n_learned"] > 0
         assert got["variants"][name]["metrics"] == variant["metrics"]

@@ -20,6 +20,7 @@ from learner.features import (
     observe_impression,
     observe_outcome,
 )
+from learner.storestats import StoreStats
 from stream.events import Context, Impression, Item, parse_event
 
 CONFIG = FeatureConfig(half_life_s=3_600.0)
@@ -88,8 +89,11 @@ def test_an_impression_and_the_equivalent_request_get_identical_features(
         )
     )
 
-    learned = features(event.context, event.item, user, item_aggs, at, CONFIG)
-    served = features(request.context, request.candidates[0], user, item_aggs, at, CONFIG)
+    store = StoreStats(CONFIG.half_life_s)
+    for n, (_, past_price) in enumerate(past):
+        store.observe(query, category if n % 2 else "merino", past_price, at - 60.0 * n)
+    learned = features(event.context, event.item, user, item_aggs, at, CONFIG, store)
+    served = features(request.context, request.candidates[0], user, item_aggs, at, CONFIG, store)
     assert learned == served
     assert [type(v) for v in learned.values()] == [type(v) for v in served.values()]
 
@@ -152,9 +156,16 @@ def test_features_many_is_features_of_each_candidate(
             observe_outcome({}, aggs, kind, shown, when, CONFIG)
         item_aggs.append(aggs)
 
-    columns = features_many(context, items, user, ItemColumns.of(item_aggs), at, CONFIG)
+    # The store-wide table as the API loads it from a published state.
+    store = StoreStats(CONFIG.half_life_s)
+    for n, (_, price, category, offset) in enumerate(user_past):
+        shown_for = query if n % 2 else category
+        store.observe(shown_for, category, price, 1_767_225_600.0 + offset)
+    store = StoreStats.load(orjson.loads(orjson.dumps(store.dump())), CONFIG.half_life_s)
+    columns = features_many(context, items, user, ItemColumns.of(item_aggs), at, CONFIG, store)
     expected = [
-        features(context, i, user, a, at, CONFIG) for i, a in zip(items, item_aggs, strict=True)
+        features(context, i, user, a, at, CONFIG, store)
+        for i, a in zip(items, item_aggs, strict=True)
     ]
     got = rows_of(columns, len(items))
     assert got == expected

@@ -50,7 +50,7 @@ class Simulated:
     def __init__(self) -> None:
         records = list(generate(CONFIG))
         self.config = FeatureConfig()
-        self.examples, self.users, self.items = replay(records, self.config)
+        self.examples, self.users, self.items, self.store = replay(records, self.config)
         self.at = records[-1].ts_ms / 1000
         self.requests = held_out(CONFIG, 25, k=40).requests
 
@@ -66,7 +66,9 @@ class Simulated:
             items = [c.item for c in request.candidates]
             aggs = ItemColumns.of([self.items.get(c.item_id, {}) for c in request.candidates])
             user = self.users.get(request.user_id, {})
-            columns = features_many(request.context, items, user, aggs, self.at, self.config)
+            columns = features_many(
+                request.context, items, user, aggs, self.at, self.config, self.store
+            )
             out.append((dict(columns), len(items)))
         return out
 

@@ -20,6 +20,7 @@ from learner import modelcodec
 from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.layout import ShardKeys
+from learner.storestats import StoreStats
 from stream.settings import StreamSettings
 from tests.api.helpers import roc_auc
 from tests.heldout import held_out, quality
@@ -56,6 +57,7 @@ def test_shipped_defaults_learn_near_the_hidden_model_calibrated_and_report_hone
     keys = ShardKeys(topics.key_prefix, "main")
     at = records[-1].ts_ms / 1000
     config = FeatureConfig(**state.meta["feature_config"])
+    stats = StoreStats.load(state.meta["store_stats"], config.half_life_s)
 
     def score(request: ShopRequest) -> np.ndarray:
         user = decode_hash(redis_client.hgetall(keys.user(request.user_id)))
@@ -67,6 +69,7 @@ def test_shipped_defaults_learn_near_the_hidden_model_calibrated_and_report_hone
                 decode_hash(redis_client.hgetall(keys.item(c.item_id))),
                 at,
                 config,
+                stats,
             )
             for c in request.candidates
         ]
