@@ -11,14 +11,20 @@ import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
+from learner.columns import ByKey
 from learner.taste import asked_mode, bought_mode
 
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
-FeatureColumns = dict[str, float | str | list[float] | list[str]]
-"""Many candidates' features by name: a scalar is every candidate's value, a list one each."""
+FeatureColumns = dict[
+    str, float | str | list[float] | list[str] | ByKey[str, float] | ByKey[str, str]
+]
+"""Many candidates' features by name: a scalar is every candidate's value, a list (or a
+`ByKey` of the candidates' categories) one each."""
+
+_T = TypeVar("_T")
 
 # Smoothing priors: a new user or item starts at the store-wide typical rates
 # instead of 0/0, and needs a few events before its own rate dominates.
@@ -288,6 +294,12 @@ def features_many(
     }
     rates = {category: _category_rates(user, category) for category in shares}
     tastes = {category: _taste(user, category) for category in shares}
+    # What only the candidate's category decides is one value per category, given to each
+    # candidate through its category (a ByKey column reads as the list it stands for).
+
+    def by_category(table: dict[str, _T]) -> ByKey[str, _T]:
+        return ByKey(categories, table)
+
     in_query: dict[str | None, bool] = {}
     for name in dict.fromkeys(categories + brands):
         in_query[name] = name is not None and _named_in(name, query)
@@ -323,21 +335,21 @@ def features_many(
         "u_price_gap": (
             [lp - price_mean for lp in log_prices] if price_mean is not None else [0.0] * n
         ),
-        "u_cat_share": [shares[category] for category in categories],
-        "u_cat_click": [click_shares[category] for category in categories],
-        "u_cat_ctr": [rates[category][0] for category in categories],
-        "u_cat_cart": [rates[category][1] for category in categories],
-        "u_cat_cvr": [rates[category][2] for category in categories],
-        "u_taste_asked": [tastes[category][0] for category in categories],
-        "u_taste_bought": [tastes[category][1] for category in categories],
+        "u_cat_share": by_category(shares),
+        "u_cat_click": by_category(click_shares),
+        "u_cat_ctr": by_category({category: rate[0] for category, rate in rates.items()}),
+        "u_cat_cart": by_category({category: rate[1] for category, rate in rates.items()}),
+        "u_cat_cvr": by_category({category: rate[2] for category, rate in rates.items()}),
+        "u_taste_asked": by_category({category: t[0] for category, t in tastes.items()}),
+        "u_taste_bought": by_category({category: t[1] for category, t in tastes.items()}),
         "i_imp": list(map(log1p, imps)),
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
-        "category": categories,
+        "category": by_category({category: category for category in shares}),
         "brand": [brand or "none" for brand in brands],
         "device": context.device,
         "page": context.page,
-        "query_category": [f"{query}|{category}" for category in categories],
+        "query_category": by_category({category: f"{query}|{category}" for category in shares}),
     }
 
 

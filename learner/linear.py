@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from learner.columns import Column, classify, rows_of
+from learner.columns import ByKey, Column, classify, rows_of
 from learner.models import logreg_parts
 
 Row = Mapping[str, Any]
@@ -54,6 +54,8 @@ class _Plan(NamedTuple):
     """A column: the means of `vectors`."""
     vector_terms: tuple[tuple[str, float, float], ...]
     """(name, mean, coef) of each of `vectors`, for a few rows in Python floats."""
+    keyed: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each numeric `ByKey` column that moves the score."""
 
 
 _PLANS = 64
@@ -150,7 +152,7 @@ class LinearScorer:
         numeric: dict[str, Any] = {}
         categorical: dict[str, Any] = {}
         for name, column in columns.items():
-            kind, values = classify(name, column, n)
+            kind, values = classify(name, column, n, keyed=True)
             if kind == "numeric":
                 numeric[name] = values
             elif kind == "categorical":
@@ -166,17 +168,33 @@ class LinearScorer:
         shared = self._intercept
         for name, mean, coef in plan.scalars:
             shared += (numeric[name] - mean) * coef
+        # A ByKey column (what only a candidate's category decides) adds its terms once
+        # per key, into one sum per key that each row then takes through its key.
+        by_key: dict[int, tuple[Sequence[Any], dict[Any, float]]] = {}
+        for name, mean, coef in plan.keyed:
+            keyed: ByKey[Any, float] = numeric[name]
+            sums, table = _sums(by_key, keyed), keyed.table
+            for key in sums:
+                sums[key] += (table[key] - mean) * coef
         weight = self._weights.get
         hits: Iterator[float] | None = None
         for name, values in categorical.items():
             if isinstance(values, str):
                 shared += weight(f"{name}_{values}", 0.0)
                 continue
+            if isinstance(values, ByKey):
+                sums, table = _sums(by_key, values), values.table
+                for key in sums:
+                    sums[key] += weight(f"{name}_{table[key]}", 0.0)
+                continue
             # Candidates share few values (brands, categories): format each key once.
             weights = dict.fromkeys(values, 0.0)
             for value in weights:
                 weights[value] = weight(f"{name}_{value}", 0.0)
             looked_up = map(weights.__getitem__, values)
+            hits = looked_up if hits is None else map(operator.add, hits, looked_up)
+        for keys, sums in by_key.values():
+            looked_up = map(sums.__getitem__, keys)
             hits = looked_up if hits is None else map(operator.add, hits, looked_up)
         if n <= _FEW_ROWS:
             return self._score_few(plan, numeric, shared, hits, n)
@@ -272,24 +290,36 @@ class LinearScorer:
 
         Requests of one deployment send the same names every time: the plan is kept.
         """
-        vectors = tuple(name for name, values in numeric.items() if values.__class__ is not float)
-        key = (tuple(numeric), vectors, tuple(categorical))
+        vectors = tuple(
+            name
+            for name, values in numeric.items()
+            if values.__class__ is not float and values.__class__ is not ByKey
+        )
+        keyed = tuple(name for name, values in numeric.items() if values.__class__ is ByKey)
+        key = (tuple(numeric), vectors, keyed, tuple(categorical))
         if key in self._plans:
             return self._plans[key]
         plan: _Plan | None = None
         if not self._clash_possible(numeric, categorical):
             used = [name for name in vectors if name in self._column]
             index = [self._column[name] for name in used]
-            scalars = tuple(
-                (name, self._mean_list[j], self._coef_list[j])
-                for name in numeric
-                if name not in vectors and (j := self._column.get(name)) is not None
+
+            def terms_of(names: Iterable[str]) -> tuple[tuple[str, float, float], ...]:
+                return tuple(
+                    (name, self._mean_list[j], self._coef_list[j])
+                    for name in names
+                    if (j := self._column.get(name)) is not None
+                )
+
+            scalars = terms_of(name for name in numeric if name not in vectors + keyed)
+            plan = _Plan(
+                scalars,
+                tuple(used),
+                self._coefs[index],
+                self._means[index, None],
+                terms_of(used),
+                terms_of(keyed),
             )
-            terms = tuple(
-                (name, self._mean_list[j], self._coef_list[j])
-                for name, j in zip(used, index, strict=True)
-            )
-            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None], terms)
         if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
             self._plans.clear()
         self._plans[key] = plan
@@ -302,6 +332,17 @@ class LinearScorer:
         prefixes = [f"{name}_" for name in categorical]
         names = [*numeric, *categorical]
         return any(other.startswith(prefix) for prefix in prefixes for other in names)
+
+
+def _sums(
+    by_key: dict[int, tuple[Sequence[Any], dict[Any, float]]], column: ByKey[Any, Any]
+) -> dict[Any, float]:
+    """The running sums per key of the rows keyed by `column.keys` (one per list of keys:
+    the columns of one request share their candidates' categories)."""
+    found = by_key.get(id(column.keys))
+    if found is None:
+        found = by_key[id(column.keys)] = (column.keys, dict.fromkeys(column.keys, 0.0))
+    return found[1]
 
 
 def _prefixes(keys: Iterable[str]) -> dict[str, None]:
