@@ -145,10 +145,16 @@ def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
 def _named_in(name: str, query: str) -> bool:
     """Whether a (lowered) query names `name`, a category or a brand, or its singular:
     a shopper asks for a "sock pattern" in a category called "patterns"."""
+    lowered, singular = _spellings(name)
+    return lowered in query or (singular is not None and singular in query)
+
+
+@lru_cache(maxsize=4_096)
+def _spellings(name: str) -> tuple[str, str | None]:
+    """`name` lowered, and its singular if it has one: the catalogue's names are few, so
+    each is spelled out once, not once per candidate of every request."""
     name = name.lower()
-    if name in query:
-        return True
-    return len(name) > 3 and name.endswith("s") and name[:-1] in query
+    return name, name[:-1] if len(name) > 3 and name.endswith("s") else None
 
 
 def features(
@@ -300,9 +306,12 @@ def features_many(
     def by_category(table: dict[str, _T]) -> ByKey[str, _T]:
         return ByKey(categories, table)
 
-    in_query: dict[str | None, bool] = {}
-    for name in dict.fromkeys(categories + brands):
-        in_query[name] = name is not None and _named_in(name, query)
+    in_query: dict[str | None, bool] = {None: False}
+    for name in shares:
+        in_query[name] = _named_in(name, query)
+    for brand in dict.fromkeys(brands):
+        if brand not in in_query:
+            in_query[brand] = brand is not None and _named_in(brand, query)
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s

@@ -357,12 +357,17 @@ def _prefixes(keys: Iterable[str]) -> dict[str, None]:
 
 
 def sigmoid(z: Floats) -> Floats:
+    if not z.size or (z.min() >= -30.0 and z.max() <= 30.0):
+        # Every logit within River's clamp (the usual case): no clamp to apply, and the
+        # same ufuncs as below, in place.
+        e: Floats = np.exp(-z)
+        e += 1.0
+        return np.divide(1.0, e, out=e)
     # np.clip's Python wrapper costs more than the two ufuncs it calls.
     p: Floats = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30.0), 30.0)))
     # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30 (NaN stays NaN).
-    if z.size and not (z.min() >= -30.0 and z.max() <= 30.0):
-        p[z < -30.0] = 0.0
-        p[z > 30.0] = 1.0
+    p[z < -30.0] = 0.0
+    p[z > 30.0] = 1.0
     return p
 
 
