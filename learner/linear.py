@@ -16,6 +16,7 @@ A missing numeric feature is filled with its own mean, so it contributes exactly
 scorer is a snapshot: build a new one when the model changes.
 """
 
+import functools
 import math
 import numbers
 import operator
@@ -103,12 +104,7 @@ class LinearScorer:
         # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
         # weight key cut at an underscore can hit a weight: looking those few names up in a
         # row is cheaper than walking all of its items.
-        self._prefixes = tuple(_prefixes(self._weights))
-        # Two string features make the same key only if one name extends the other
-        # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
-        self._nested = any(
-            other.startswith(f"{name}_") for name in self._prefixes for other in self._prefixes
-        )
+        self._prefixes, self._nested = _prefixes_of(tuple(self._weights))
 
     @classmethod
     def from_model(cls, model: Any) -> "LinearScorer | None":
@@ -343,6 +339,19 @@ def _sums(
     if found is None:
         found = by_key[id(column.keys)] = (column.keys, dict.fromkeys(column.keys, 0.0))
     return found[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _prefixes_of(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """`_prefixes` of the weights' keys, and whether one of them extends another.
+
+    A model's keys change only when it learns a new one-hot key, not at every version it
+    publishes: worked out once per set of keys (in their order), not per version."""
+    prefixes = tuple(_prefixes(keys))
+    # Two string features make the same key only if one name extends the other
+    # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
+    nested = any(other.startswith(f"{name}_") for name in prefixes for other in prefixes)
+    return prefixes, nested
 
 
 def _prefixes(keys: Iterable[str]) -> dict[str, None]:
