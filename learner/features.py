@@ -25,6 +25,8 @@ FeatureColumns = dict[
 `ByKey` of the candidates' categories) one each."""
 
 _T = TypeVar("_T")
+_KEYED_FROM = 5
+"""From this many candidates on, what only a candidate's category decides is a ByKey."""
 
 # Smoothing priors: a new user or item starts at the store-wide typical rates
 # instead of 0/0, and needs a few events before its own rate dominates.
@@ -303,7 +305,10 @@ def features_many(
     # What only the candidate's category decides is one value per category, given to each
     # candidate through its category (a ByKey column reads as the list it stands for).
 
-    def by_category(table: dict[str, _T]) -> ByKey[str, _T]:
+    # A few candidates get lists: a ByKey saves nothing there and costs its reading.
+    def by_category(table: dict[str, _T]) -> ByKey[str, _T] | list[_T]:
+        if n < _KEYED_FROM:
+            return [table[category] for category in categories]
         return ByKey(categories, table)
 
     in_query: dict[str | None, bool] = {None: False}

@@ -98,7 +98,7 @@ class LinearScorer:
         self._mean_list: list[float] = means_
         self._coef_list: list[float] = coefs
         self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
-        self._plans: dict[tuple[tuple[str, ...], ...], _Plan | None] = {}
+        self._plans: dict[tuple[tuple[Any, ...], ...], _Plan | None] = {}
         # Rows missing none of the numeric features take the C-speed path (itemgetter).
         self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
         # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
@@ -147,8 +147,10 @@ class LinearScorer:
         """
         numeric: dict[str, Any] = {}
         categorical: dict[str, Any] = {}
+        # A handful of rows read a ByKey column as its rows: summing by key costs more.
+        many = n > _FEW_ROWS
         for name, column in columns.items():
-            kind, values = classify(name, column, n, keyed=True)
+            kind, values = classify(name, column, n, keyed=many)
             if kind == "numeric":
                 numeric[name] = values
             elif kind == "categorical":
@@ -286,17 +288,18 @@ class LinearScorer:
 
         Requests of one deployment send the same names every time: the plan is kept.
         """
-        vectors = tuple(
-            name
-            for name, values in numeric.items()
-            if values.__class__ is not float and values.__class__ is not ByKey
-        )
-        keyed = tuple(name for name, values in numeric.items() if values.__class__ is ByKey)
-        key = (tuple(numeric), vectors, keyed, tuple(categorical))
+        # The numeric columns' classes say which are scalars, ByKeys and vectors.
+        key = (tuple(numeric), tuple(map(type, numeric.values())), tuple(categorical))
         if key in self._plans:
             return self._plans[key]
         plan: _Plan | None = None
         if not self._clash_possible(numeric, categorical):
+            keyed = tuple(name for name, values in numeric.items() if isinstance(values, ByKey))
+            vectors = tuple(
+                name
+                for name, values in numeric.items()
+                if values.__class__ is not float and name not in keyed
+            )
             used = [name for name in vectors if name in self._column]
             index = [self._column[name] for name in used]
 
