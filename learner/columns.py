@@ -1,8 +1,9 @@
 """Features as columns: one value for every row (a scalar) or one value a row.
 
 The API computes a request's features column by column (`learner.features.features_many`):
-the user's and the context's once, the candidates' as lists. `LinearScorer.score_columns`
-scores them as they are; anything else reads them as rows with `rows_of`.
+the user's and the context's once, the candidates' as lists, and what only a candidate's
+category decides once per category (`ByKey`). `LinearScorer.score_columns` scores them as
+they are; anything else reads them as rows with `rows_of`.
 """
 
 import numbers

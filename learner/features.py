@@ -264,7 +264,9 @@ def features_many(
     """`features()` of each item for one user in one context at one time, as columns.
 
     What only the user and the context decide is computed once and given as a scalar;
-    the rest is a list in item order, of exactly the values and types `features()` gives
+    what only the item's category adds to them, once per category and given as a
+    `ByKey` of the items' categories (a list for fewer than _KEYED_FROM items); the rest
+    is a list in item order. Each reads as exactly the values and types `features()` gives
     (tests/learner/test_features.py proves that row i equals
     features(context, items[i], user, aggregates of item i, at, config)), in the same key
     order. `features()` stays the definition: change both together, and ITEM_FIELDS with
