@@ -6,8 +6,9 @@ logistic scorer (`score_columns`), as the API calls them, on bench/serve.py's mo
 
 A Redis of its own (on `--port`, or a free one) gets a model trained on the same simulator
 stream as bench/serve.py's; the published model (as the API loads it), each body's user
-aggregates and its candidates' item aggregates are read back and pickled to `--data` (a
-temporary file unless given; a given file that exists is read instead of training again).
+aggregates and its candidates' item aggregates are read back and pickled, for each size K,
+to `--data`.K.pickle (kept, and read back instead of training again by the next run with
+the same `--data`), or to a temporary folder removed at the end.
 Then a fresh process per checkout (this one, and `--compare`'s as `before`, in turn, for
 `--rounds` rounds) imports that checkout's code, scores every body with it, and prints the
 best per-request CPU (process time, best of 7 passes over the bodies) of:
@@ -20,6 +21,7 @@ candidate: the check line says so.
 import argparse
 import json
 import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -191,10 +193,21 @@ def main() -> None:
     if args.work is not None:
         work(*args.work)
         return
-    import numpy as np
-
     sizes = [int(k) for k in args.candidates.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="headrace-score-cost-"))
+    try:
+        results = compare(sizes, args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(results, sizes)
+
+
+def compare(
+    sizes: list[int], args: argparse.Namespace, tmp: Path
+) -> dict[str, dict[int, list[dict[str, float]]]]:
+    """Each side's figures of each round, by size; exits when the sides score otherwise."""
+    import numpy as np
+
     results: dict[str, dict[int, list[dict[str, float]]]] = {}
     scores: dict[str, Any] = {}
     for k in sizes:
@@ -227,7 +240,7 @@ def main() -> None:
         )
         if max(gaps.values()) > 1e-9:
             raise SystemExit("the sides do not score alike")
-    report(results, sizes)
+    return results
 
 
 def report(results: dict[str, dict[int, list[dict[str, float]]]], sizes: list[int]) -> None:
