@@ -154,7 +154,7 @@ def _named_in(name: str, query: str) -> bool:
 @lru_cache(maxsize=4_096)
 def _spellings(name: str) -> tuple[str, str | None]:
     """`name` lowered, and its singular if it has one: the catalogue's names are few, so
-    each is spelled out once, not once per candidate of every request."""
+    each is spelled out once, not at every request and impression."""
     name = name.lower()
     return name, name[:-1] if len(name) > 3 and name.endswith("s") else None
 
@@ -304,10 +304,10 @@ def features_many(
     }
     rates = {category: _category_rates(user, category) for category in shares}
     tastes = {category: _taste(user, category) for category in shares}
-    # What only the candidate's category decides is one value per category, given to each
-    # candidate through its category (a ByKey column reads as the list it stands for).
 
-    # A few candidates get lists: a ByKey saves nothing there and costs its reading.
+    # What only the candidate's category decides is one value per category, given to each
+    # candidate through its category (a ByKey column reads as the list it stands for). A
+    # few candidates get lists: a ByKey saves nothing there and costs its reading.
     def by_category(table: dict[str, _T]) -> ByKey[str, _T] | list[_T]:
         if n < _KEYED_FROM:
             return [table[category] for category in categories]

@@ -344,12 +344,13 @@ def _sums(
     return found[1]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
 def _prefixes_of(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     """`_prefixes` of the weights' keys, and whether one of them extends another.
 
     A model's keys change only when it learns a new one-hot key, not at every version it
-    publishes: worked out once per set of keys (in their order), not per version."""
+    publishes: worked out once per set of keys (in their order), not per version. A few
+    sets are kept (the logistic variants of a replica's shards)."""
     prefixes = tuple(_prefixes(keys))
     # Two string features make the same key only if one name extends the other
     # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
