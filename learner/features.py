@@ -10,15 +10,24 @@ after the features of the current event were taken (point in time).
 import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from functools import lru_cache
+from typing import Final, Protocol, TypeVar
 
+from learner.columns import ByKey
 from learner.storestats import StoreStats
 from learner.taste import asked_mode, bought_mode
 
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
-FeatureColumns = dict[str, float | str | list[float] | list[str]]
-"""Many candidates' features by name: a scalar is every candidate's value, a list one each."""
+FeatureColumns = dict[
+    str, float | str | list[float] | list[str] | ByKey[str, float] | ByKey[str, str]
+]
+"""Many candidates' features by name: a scalar is every candidate's value, a list (or a
+`ByKey` of the candidates' categories) one each."""
+
+_T = TypeVar("_T")
+_KEYED_FROM = 5
+"""From this many candidates on, what only a candidate's category decides is a ByKey."""
 
 # Smoothing priors: a new user or item starts at the store-wide typical rates
 # instead of 0/0, and needs a few events before its own rate dominates.
@@ -114,14 +123,22 @@ def _category_rates(user: Mapping[str, float], category: str) -> tuple[float, fl
 # A query page shows about this many items: a page of query impressions is one visit.
 _PAGE = 10.0
 
+# The counts a taste is worked out from (a category's impressions, query impressions and
+# purchases) are whole numbers that are never decayed, so few pairs occur in a whole
+# store: each mode (Newton steps, 3-5 us) is computed once per pair, not once per category
+# of every request and impression. Pure functions of their arguments: the same floats.
+_TASTES = 8_192
+_asked_mode = lru_cache(maxsize=_TASTES)(asked_mode)
+_bought_mode = lru_cache(maxsize=_TASTES)(bought_mode)
+
 
 def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
     """The shopper's taste for `category`: from what they asked for, from what they bought."""
     return (
-        asked_mode(
+        _asked_mode(
             user.get(_ASKED_CATEGORY + category, 0.0) / _PAGE, user.get(_ASKED_TOTAL, 0.0) / _PAGE
         ),
-        bought_mode(
+        _bought_mode(
             user.get(_PURCHASE_CATEGORY + category, 0.0),
             user.get(_SHOWN_CATEGORY + category, 0.0),
         ),
@@ -131,10 +148,16 @@ def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
 def _named_in(name: str, query: str) -> bool:
     """Whether a (lowered) query names `name`, a category or a brand, or its singular:
     a shopper asks for a "sock pattern" in a category called "patterns"."""
+    lowered, singular = _spellings(name)
+    return lowered in query or (singular is not None and singular in query)
+
+
+@lru_cache(maxsize=4_096)
+def _spellings(name: str) -> tuple[str, str | None]:
+    """`name` lowered, and its singular if it has one: the catalogue's names are few, so
+    each is spelled out once, not at every request and impression."""
     name = name.lower()
-    if name in query:
-        return True
-    return len(name) > 3 and name.endswith("s") and name[:-1] in query
+    return name, name[:-1] if len(name) > 3 and name.endswith("s") else None
 
 
 def features(
@@ -256,7 +279,9 @@ def features_many(
     """`features()` of each item for one user in one context at one time, as columns.
 
     What only the user and the context decide is computed once and given as a scalar;
-    the rest is a list in item order, of exactly the values and types `features()` gives
+    what only the item's category adds to them, once per category and given as a
+    `ByKey` of the items' categories (a list for fewer than _KEYED_FROM items); the rest
+    is a list in item order. Each reads as exactly the values and types `features()` gives
     (tests/learner/test_features.py proves that row i equals
     features(context, items[i], user, aggregates of item i, at, config, store)), in the same key
     order. `features()` stays the definition: change both together, and ITEM_FIELDS with
@@ -300,9 +325,21 @@ def features_many(
         for category in shares:
             query_shares[category] = store.share(query, category)
             price_means[category] = store.mean_log_price(category)
-    in_query: dict[str | None, bool] = {}
-    for name in dict.fromkeys(categories + brands):
-        in_query[name] = name is not None and _named_in(name, query)
+
+    # What only the candidate's category decides is one value per category, given to each
+    # candidate through its category (a ByKey column reads as the list it stands for). A
+    # few candidates get lists: a ByKey saves nothing there and costs its reading.
+    def by_category(table: dict[str, _T]) -> ByKey[str, _T] | list[_T]:
+        if n < _KEYED_FROM:
+            return [table[category] for category in categories]
+        return ByKey(categories, table)
+
+    in_query: dict[str | None, bool] = {None: False}
+    for name in shares:
+        in_query[name] = _named_in(name, query)
+    for brand in dict.fromkeys(brands):
+        if brand not in in_query:
+            in_query[brand] = brand is not None and _named_in(brand, query)
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s
@@ -333,28 +370,28 @@ def features_many(
             1.0 if in_query[category] or in_query[brand] else 0.0
             for category, brand in zip(categories, brands, strict=True)
         ],
-        "query_cat_share": [query_shares[category] for category in categories],
+        "query_cat_share": by_category(query_shares),
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
         "u_price_gap": (
             [lp - price_mean for lp in log_prices] if price_mean is not None else [0.0] * n
         ),
-        "u_cat_share": [shares[category] for category in categories],
-        "u_cat_click": [click_shares[category] for category in categories],
-        "u_cat_ctr": [rates[category][0] for category in categories],
-        "u_cat_cart": [rates[category][1] for category in categories],
-        "u_cat_cvr": [rates[category][2] for category in categories],
-        "u_taste_asked": [tastes[category][0] for category in categories],
-        "u_taste_bought": [tastes[category][1] for category in categories],
+        "u_cat_share": by_category(shares),
+        "u_cat_click": by_category(click_shares),
+        "u_cat_ctr": by_category({category: rate[0] for category, rate in rates.items()}),
+        "u_cat_cart": by_category({category: rate[1] for category, rate in rates.items()}),
+        "u_cat_cvr": by_category({category: rate[2] for category, rate in rates.items()}),
+        "u_taste_asked": by_category({category: t[0] for category, t in tastes.items()}),
+        "u_taste_bought": by_category({category: t[1] for category, t in tastes.items()}),
         "i_imp": list(map(log1p, imps)),
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
-        "category": categories,
+        "category": by_category({category: category for category in shares}),
         "brand": [brand or "none" for brand in brands],
         "device": context.device,
         "page": context.page,
-        "query_category": [f"{query}|{category}" for category in categories],
+        "query_category": by_category({category: f"{query}|{category}" for category in shares}),
     }
 
 

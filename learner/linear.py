@@ -16,6 +16,7 @@ A missing numeric feature is filled with its own mean, so it contributes exactly
 scorer is a snapshot: build a new one when the model changes.
 """
 
+import functools
 import math
 import numbers
 import operator
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from learner.columns import Column, classify, rows_of
+from learner.columns import ByKey, Column, classify, rows_of
 from learner.models import logreg_parts
 
 Row = Mapping[str, Any]
@@ -54,6 +55,8 @@ class _Plan(NamedTuple):
     """A column: the means of `vectors`."""
     vector_terms: tuple[tuple[str, float, float], ...]
     """(name, mean, coef) of each of `vectors`, for a few rows in Python floats."""
+    keyed: tuple[tuple[str, float, float], ...]
+    """(name, mean, coef) of each numeric `ByKey` column that moves the score."""
 
 
 _PLANS = 64
@@ -95,18 +98,13 @@ class LinearScorer:
         self._mean_list: list[float] = means_
         self._coef_list: list[float] = coefs
         self._column: dict[str, int] = {name: j for j, name in enumerate(names)}
-        self._plans: dict[tuple[tuple[str, ...], ...], _Plan | None] = {}
+        self._plans: dict[tuple[tuple[Any, ...], ...], _Plan | None] = {}
         # Rows missing none of the numeric features take the C-speed path (itemgetter).
         self._get: Callable[[Row], Any] = operator.itemgetter(*names) if names else _nothing
         # A one-hot key is f"{name}_{value}", so only a string feature whose name is a
         # weight key cut at an underscore can hit a weight: looking those few names up in a
         # row is cheaper than walking all of its items.
-        self._prefixes = tuple(_prefixes(self._weights))
-        # Two string features make the same key only if one name extends the other
-        # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
-        self._nested = any(
-            other.startswith(f"{name}_") for name in self._prefixes for other in self._prefixes
-        )
+        self._prefixes, self._nested = _prefixes_of(tuple(self._weights))
 
     @classmethod
     def from_model(cls, model: Any) -> "LinearScorer | None":
@@ -149,8 +147,10 @@ class LinearScorer:
         """
         numeric: dict[str, Any] = {}
         categorical: dict[str, Any] = {}
+        # A handful of rows read a ByKey column as its rows: summing by key costs more.
+        many = n > _FEW_ROWS
         for name, column in columns.items():
-            kind, values = classify(name, column, n)
+            kind, values = classify(name, column, n, keyed=many)
             if kind == "numeric":
                 numeric[name] = values
             elif kind == "categorical":
@@ -166,17 +166,33 @@ class LinearScorer:
         shared = self._intercept
         for name, mean, coef in plan.scalars:
             shared += (numeric[name] - mean) * coef
+        # A ByKey column (what only a candidate's category decides) adds its terms once
+        # per key, into one sum per key that each row then takes through its key.
+        by_key: dict[int, tuple[Sequence[Any], dict[Any, float]]] = {}
+        for name, mean, coef in plan.keyed:
+            keyed: ByKey[Any, float] = numeric[name]
+            sums, table = _sums(by_key, keyed), keyed.table
+            for key in sums:
+                sums[key] += (table[key] - mean) * coef
         weight = self._weights.get
         hits: Iterator[float] | None = None
         for name, values in categorical.items():
             if isinstance(values, str):
                 shared += weight(f"{name}_{values}", 0.0)
                 continue
+            if isinstance(values, ByKey):
+                sums, table = _sums(by_key, values), values.table
+                for key in sums:
+                    sums[key] += weight(f"{name}_{table[key]}", 0.0)
+                continue
             # Candidates share few values (brands, categories): format each key once.
             weights = dict.fromkeys(values, 0.0)
             for value in weights:
                 weights[value] = weight(f"{name}_{value}", 0.0)
             looked_up = map(weights.__getitem__, values)
+            hits = looked_up if hits is None else map(operator.add, hits, looked_up)
+        for keys, sums in by_key.values():
+            looked_up = map(sums.__getitem__, keys)
             hits = looked_up if hits is None else map(operator.add, hits, looked_up)
         if n <= _FEW_ROWS:
             return self._score_few(plan, numeric, shared, hits, n)
@@ -272,24 +288,37 @@ class LinearScorer:
 
         Requests of one deployment send the same names every time: the plan is kept.
         """
-        vectors = tuple(name for name, values in numeric.items() if values.__class__ is not float)
-        key = (tuple(numeric), vectors, tuple(categorical))
+        # The numeric columns' classes say which are scalars, ByKeys and vectors.
+        key = (tuple(numeric), tuple(map(type, numeric.values())), tuple(categorical))
         if key in self._plans:
             return self._plans[key]
         plan: _Plan | None = None
         if not self._clash_possible(numeric, categorical):
+            keyed = tuple(name for name, values in numeric.items() if isinstance(values, ByKey))
+            vectors = tuple(
+                name
+                for name, values in numeric.items()
+                if values.__class__ is not float and name not in keyed
+            )
             used = [name for name in vectors if name in self._column]
             index = [self._column[name] for name in used]
-            scalars = tuple(
-                (name, self._mean_list[j], self._coef_list[j])
-                for name in numeric
-                if name not in vectors and (j := self._column.get(name)) is not None
+
+            def terms_of(names: Iterable[str]) -> tuple[tuple[str, float, float], ...]:
+                return tuple(
+                    (name, self._mean_list[j], self._coef_list[j])
+                    for name in names
+                    if (j := self._column.get(name)) is not None
+                )
+
+            scalars = terms_of(name for name in numeric if name not in vectors + keyed)
+            plan = _Plan(
+                scalars,
+                tuple(used),
+                self._coefs[index],
+                self._means[index, None],
+                terms_of(used),
+                terms_of(keyed),
             )
-            terms = tuple(
-                (name, self._mean_list[j], self._coef_list[j])
-                for name, j in zip(used, index, strict=True)
-            )
-            plan = _Plan(scalars, tuple(used), self._coefs[index], self._means[index, None], terms)
         if len(self._plans) >= _PLANS:  # callers that vary their names: keep it bounded
             self._plans.clear()
         self._plans[key] = plan
@@ -304,6 +333,31 @@ class LinearScorer:
         return any(other.startswith(prefix) for prefix in prefixes for other in names)
 
 
+def _sums(
+    by_key: dict[int, tuple[Sequence[Any], dict[Any, float]]], column: ByKey[Any, Any]
+) -> dict[Any, float]:
+    """The running sums per key of the rows keyed by `column.keys` (one per list of keys:
+    the columns of one request share their candidates' categories)."""
+    found = by_key.get(id(column.keys))
+    if found is None:
+        found = by_key[id(column.keys)] = (column.keys, dict.fromkeys(column.keys, 0.0))
+    return found[1]
+
+
+@functools.lru_cache(maxsize=8)
+def _prefixes_of(keys: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """`_prefixes` of the weights' keys, and whether one of them extends another.
+
+    A model's keys change only when it learns a new one-hot key, not at every version it
+    publishes: worked out once per set of keys (in their order), not per version. A few
+    sets are kept (the logistic variants of a replica's shards)."""
+    prefixes = tuple(_prefixes(keys))
+    # Two string features make the same key only if one name extends the other
+    # ("a" = "b_c" and "a_b" = "c"); only then must a row remember the keys it used.
+    nested = any(other.startswith(f"{name}_") for name in prefixes for other in prefixes)
+    return prefixes, nested
+
+
 def _prefixes(keys: Iterable[str]) -> dict[str, None]:
     """Every k such that some key starts with k + "_" (ordered, without duplicates)."""
     found: dict[str, None] = {}
@@ -316,12 +370,17 @@ def _prefixes(keys: Iterable[str]) -> dict[str, None]:
 
 
 def sigmoid(z: Floats) -> Floats:
+    if not z.size or (z.min() >= -30.0 and z.max() <= 30.0):
+        # Every logit within River's clamp (the usual case): no clamp to apply, and the
+        # same ufuncs as below, in place.
+        e: Floats = np.exp(-z)
+        e += 1.0
+        return np.divide(1.0, e, out=e)
     # np.clip's Python wrapper costs more than the two ufuncs it calls.
     p: Floats = 1.0 / (1.0 + np.exp(-np.minimum(np.maximum(z, -30.0), 30.0)))
     # River's utils.math.sigmoid returns exactly 0 and 1 beyond +-30 (NaN stays NaN).
-    if z.size and not (z.min() >= -30.0 and z.max() <= 30.0):
-        p[z < -30.0] = 0.0
-        p[z > 30.0] = 1.0
+    p[z < -30.0] = 0.0
+    p[z > 30.0] = 1.0
     return p
 
 

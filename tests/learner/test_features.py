@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api.schemas import RequestDecoder
+from learner.columns import ByKey
 from learner.features import (
     ITEM_FIELDS,
     FeatureColumns,
@@ -100,7 +101,10 @@ def test_an_impression_and_the_equivalent_request_get_identical_features(
 
 def rows_of(columns: FeatureColumns, n: int) -> list[dict[str, Any]]:
     return [
-        {name: value[i] if isinstance(value, list) else value for name, value in columns.items()}
+        {
+            name: value[i] if isinstance(value, list | ByKey) else value
+            for name, value in columns.items()
+        }
         for i in range(n)
     ]
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from river import compose, linear_model, preprocessing
 
-from learner.columns import rows_of
+from learner.columns import ByKey, rows_of
 from learner.linear import LinearScorer
 from learner.models import build_model
 from tests.learner.test_models import CATEGORIES, NUMERIC, synthetic_stream
@@ -244,6 +244,45 @@ def test_columns_score_like_the_rows_they_describe() -> None:
     np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.parametrize("n", [3, 300])
+def test_keyed_columns_score_like_the_rows_they_describe(n: int) -> None:
+    # What only a row's key decides (a candidate's category), as features_many gives it:
+    # numeric and one-hot columns over one list of keys, and another over a second list.
+    model = trained()
+    rng = random.Random(n)
+    cats = [rng.choice(CATEGORIES["category"] + ["never-seen"]) for _ in range(n)]
+    pages = [rng.choice(CATEGORIES["page"]) for _ in range(n)]
+    per_cat = {cat: rng.uniform(-2, 2) for cat in cats}
+    columns: dict[str, Any] = {
+        "category": ByKey(cats, {cat: cat for cat in cats}),
+        "user_rate": ByKey(cats, per_cat),
+        "item_ctr": ByKey(cats, {cat: rng.uniform(0, 1) for cat in cats}),
+        "page": ByKey(pages, {page: page for page in pages}),
+        "age_days": ByKey(pages, {page: float(len(page)) for page in pages}),
+        "price": [rng.uniform(0, 50) for _ in range(n)],
+        "device": "mobile",
+    }
+    expected = river_scores(model, rows_of(columns, n))
+    got = scorer_of(model).score_columns(columns, n)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    # A keyed column of mixed values, or one whose name clashes, is read row by row.
+    columns["device"] = ByKey(cats, {cat: 1.0 if cat == "cat1" else "x" for cat in cats})
+    columns["category_cat1"] = ByKey(cats, {cat: 2.0 for cat in cats})
+    expected = river_scores(model, rows_of(columns, n))
+    got = scorer_of(model).score_columns(columns, n)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+
+
+def test_a_keyed_column_reads_as_its_rows() -> None:
+    column = ByKey(["b", "a", "b"], {"a": 1.0, "b": 2.0, "unused": 3.0})
+    assert list(column) == column.rows() == [2.0, 1.0, 2.0]
+    assert len(column) == 3 and column[1] == 1.0 and column[-1] == 2.0
+    assert column == [2.0, 1.0, 2.0]
+    np.testing.assert_array_equal(np.asarray(column), [2.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="price"):
+        scorer_of(trained(100)).score_columns({"price": column}, 4)
+
+
 def test_mixed_and_clashing_columns_still_agree() -> None:
     model = trained()
     columns: dict[str, Any] = {
@@ -308,7 +347,11 @@ def test_any_columns_agree_with_their_rows(
     model = build_model("logreg", {"lr": 0.3})
     for x, y in stream:
         model.learn_one(x, y)
-    column = st.one_of(VALUES, st.lists(VALUES, min_size=n, max_size=n))
+    # Keyed columns share one list of keys (as features_many's do) or have their own.
+    shared_keys = data.draw(st.lists(st.sampled_from("xyz"), min_size=n, max_size=n))
+    keys = st.one_of(st.just(shared_keys), st.lists(st.sampled_from("xyz"), min_size=n, max_size=n))
+    keyed = st.builds(ByKey, keys, st.fixed_dictionaries({key: VALUES for key in "xyz"}))
+    column = st.one_of(VALUES, st.lists(VALUES, min_size=n, max_size=n), keyed)
     columns = data.draw(st.dictionaries(NAMES, column, max_size=5))
     got = scorer_of(model).score_columns(columns, n)
     expected = river_scores(model, rows_of(columns, n))
