@@ -135,7 +135,7 @@ class Predictor:
             after = self._shadow_work(shard, variant, columns, scores)
         request_id = os.urandom(16).hex()
         order = answer.order
-        ids = [f"{request_id}-{i}" for i in order]
+        ids = _impression_ids(request_id, order, n)
         body = _body(request_id, shard, variant, spec, degraded, answer, ids, candidates)
         self.metrics.predicted(shard.shard, variant.name, shard.version)
         self.metrics.candidates.observe(len(candidates))
@@ -245,6 +245,18 @@ def _body(
             for i, iid in zip(answer.order, ids, strict=True)
         ]
     return orjson.dumps({"request_id": request_id, "model": shard.shard, **head, "scores": scores})
+
+
+_SUFFIXES = [f"-{i}" for i in range(1001)]
+"""An impression id's "-<candidate index>", made once: formatting the index per candidate
+was 1 % of a 100-candidate request."""
+
+
+def _impression_ids(request_id: str, order: list[int], n: int) -> list[str]:
+    """`request_id`-`i` for each candidate index `i` of `order` (each below `n`)."""
+    if n > len(_SUFFIXES):
+        _SUFFIXES.extend(f"-{i}" for i in range(len(_SUFFIXES), n))
+    return [request_id + suffix for suffix in map(_SUFFIXES.__getitem__, order)]
 
 
 def _shard(served: Served, user_id: str) -> ShardModel:
