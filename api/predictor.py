@@ -27,7 +27,7 @@ from api.itemcache import ItemCache
 from api.loading import LoadedVariant, ShardModel
 from api.online import Aggregates, OnlineAggregates
 from api.respcache import Answer, ResponseCache
-from api.schemas import Candidate, PredictRequest
+from api.schemas import PredictRequest
 from api.scoring import Scores, compare, ranking, score_columns
 from api.telemetry import Metrics
 from api.traffic import TrafficSplit
@@ -135,8 +135,10 @@ class Predictor:
             after = self._shadow_work(shard, variant, columns, scores)
         request_id = os.urandom(16).hex()
         order = answer.order
-        ids = _impression_ids(request_id, order, n)
-        body = _body(request_id, shard, variant, spec, degraded, answer, ids, candidates)
+        # Every candidate in its own order (no top_k): nothing to look up by index.
+        in_order = order == list(range(n))
+        ids = _impression_ids(request_id, None if in_order else order, n)
+        body = _body(request_id, shard, variant, spec, degraded, answer, ids, item_ids, in_order)
         self.metrics.predicted(shard.shard, variant.name, shard.version)
         self.metrics.candidates.observe(len(candidates))
         publish = request.publish_impressions
@@ -208,18 +210,27 @@ def _body(
     degraded: bool,
     answer: Answer,
     ids: list[str],
-    candidates: list[Candidate],
+    item_ids: list[str],
+    in_order: bool,
 ) -> bytes:
     """The response. A cascade's (`answer.rescored` set) also says which stage scored each
     candidate last and names both stages' variants, with the one (epoch, version) they both
     belong to."""
-    values, rescored = answer.scores, answer.rescored
+    values, rescored, order = answer.scores, answer.rescored, answer.order
     stamp = {"epoch": shard.epoch, "version": shard.version}
     if spec is None or rescored is None:
         head: dict[str, object] = {"variant": variant.name, **stamp, "degraded": degraded}
+        # Zipped, not indexed per candidate: 8 us of a 100-candidate answer.
+        rows = (
+            zip(item_ids, values, ids, strict=True)
+            if in_order
+            else zip(
+                map(item_ids.__getitem__, order), map(values.__getitem__, order), ids, strict=True
+            )
+        )
         scores = [
-            {"item_id": candidates[i].item_id, "score": values[i], "impression_id": iid}
-            for i, iid in zip(answer.order, ids, strict=True)
+            {"item_id": item_id, "score": score, "impression_id": iid}
+            for item_id, score, iid in rows
         ]
     else:
         rule: dict[str, int] = {"top": spec.top}
@@ -237,12 +248,12 @@ def _body(
         }
         scores = [
             {
-                "item_id": candidates[i].item_id,
+                "item_id": item_ids[i],
                 "score": values[i],
                 "stage": cascade.THEN if rescored[i] else cascade.FIRST,
                 "impression_id": iid,
             }
-            for i, iid in zip(answer.order, ids, strict=True)
+            for i, iid in zip(order, ids, strict=True)
         ]
     return orjson.dumps({"request_id": request_id, "model": shard.shard, **head, "scores": scores})
 
@@ -252,11 +263,13 @@ _SUFFIXES = [f"-{i}" for i in range(1001)]
 was 1 % of a 100-candidate request."""
 
 
-def _impression_ids(request_id: str, order: list[int], n: int) -> list[str]:
-    """`request_id`-`i` for each candidate index `i` of `order` (each below `n`)."""
+def _impression_ids(request_id: str, order: list[int] | None, n: int) -> list[str]:
+    """`request_id`-`i` for each candidate index `i` of `order` (each below `n`), or of
+    every candidate in order (None)."""
     if n > len(_SUFFIXES):
         _SUFFIXES.extend(f"-{i}" for i in range(len(_SUFFIXES), n))
-    return [request_id + suffix for suffix in map(_SUFFIXES.__getitem__, order)]
+    suffixes = _SUFFIXES[:n] if order is None else map(_SUFFIXES.__getitem__, order)
+    return [request_id + suffix for suffix in suffixes]
 
 
 def _shard(served: Served, user_id: str) -> ShardModel:

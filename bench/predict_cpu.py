@@ -6,7 +6,7 @@ two checkouts that a shared box's noise does not drown.
 
 Starts its own Redis with a trained model (bench/serve_setup.py, as bench/serve.py), then
 one worker process per checkout (this one, and CHECKOUT as `before`), each holding the
-app `headrace serve` builds (`api.app:app_from_env`, its lifespan started). Each worker
+app `headrace serve` builds (`api.app:app_from_env`, its lifespan started, on uvloop). Each worker
 checks that it gives the same items and scores as the others for every body (within
 1e-6: the aggregates' decay moves scores between requests), then, round after round in
 turn, sends --requests POST /predict calls through the app's ASGI entry (the fast path;
@@ -30,6 +30,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -160,7 +162,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker is not None:
         sys.path.insert(0, str(Path.cwd()))
-        asyncio.run(_serve([b.encode() for b in json.loads(args.worker.read_text())["bodies"]]))
+        load = [b.encode() for b in json.loads(args.worker.read_text())["bodies"]]
+        # uvloop, as `headrace serve` runs the app (uvicorn's loop when it is installed).
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(load))
         return
     if args.compare is None:
         parser.error("--compare CHECKOUT is required")
