@@ -4,17 +4,17 @@ two checkouts that a shared box's noise does not drown.
     .venv/bin/python bench/predict_cpu.py --compare CHECKOUT [--candidates 100]
         [--requests 2000] [--rounds 7] [--port-base N]
 
-Starts its own Redis with a trained model (bench/serve_setup.py, as bench/serve.py), then
-one worker process per checkout (this one, and CHECKOUT as `before`), each holding the
-app `headrace serve` builds (`api.app:app_from_env`, its lifespan started, on uvloop). Each worker
-checks that it gives the same items and scores as the others for every body (within
-1e-6: the aggregates' decay moves scores between requests), then, round after round in
-turn, sends --requests POST /predict calls through the app's ASGI entry (the fast path;
-16 in flight, rotating over 50 users' bodies) and reports its process's CPU time (user
-and system, all threads) per request. Only the process's own CPU counts: time it waits
-for Redis or for the cores is not in it, so other work on the box moves it far less than
-req/s. What it leaves out: uvicorn's HTTP parsing and socket writes (bench/serve.py has
-those).
+Starts its own Redis with a trained model (bench/serve_setup.py, as bench/serve.py),
+then one worker process per checkout (this one, and CHECKOUT as `before`), each holding
+the app `headrace serve` builds (`api.app:app_from_env`, its lifespan started, on
+uvloop). Each body is sent to both in turn, and both must give the same items and scores
+(within 1e-6: the aggregates' decay moves scores between requests). Then, round after
+round, each worker in turn sends --requests POST /predict calls through the app's ASGI
+entry (the fast path; 16 in flight, rotating over 50 users' bodies) and reports its
+process's CPU time (user and system, all threads) per request. Only the process's own
+CPU counts: time it waits for Redis or for the cores is not in it, so other work on the
+box moves it far less than req/s. What it leaves out: uvicorn's HTTP parsing and socket
+writes (bench/serve.py has those).
 
 Prints each round, then the median CPU us a request of each checkout and their ratio.
 """
@@ -88,12 +88,10 @@ async def _serve(bodies: list[bytes]) -> None:
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
             if command == "check":
-                answers = []
-                for body in bodies:
-                    status, raw = await _call(app, body)
-                    doc = json.loads(raw)
-                    answers.append([status, [[s["item_id"], s["score"]] for s in doc["scores"]]])
-                print(json.dumps(answers), flush=True)
+                status, raw = await _call(app, bodies[int(arg)])
+                scores = json.loads(raw)["scores"] if status == 200 else []
+                ranked = [[s["item_id"], s["score"]] for s in scores]
+                print(json.dumps([status, ranked]), flush=True)
             elif command == "run":
                 print(json.dumps(await _run(app, bodies, int(arg))), flush=True)
             else:
@@ -186,11 +184,17 @@ def main() -> None:
         version = train(stream, config, signer)
         print(f"model version {version} trained on {args.events:,} records; logs in {tmp}")
         bodies_file = tmp / "bodies.json"
-        bodies_file.write_text(json.dumps({"bodies": [b.decode() for b in bodies(config, k)]}))
+        load = bodies(config, k)
+        bodies_file.write_text(json.dumps({"bodies": [b.decode() for b in load]}))
         env = {**api_env(stream, signer, max_candidates=k), "PATH": os.environ["PATH"]}
         procs["api"] = _worker(Path(__file__).resolve().parent.parent, env, bodies_file)
         procs["before"] = _worker(args.compare.resolve(), env, bodies_file)
-        gap = _same({name: _ask(proc, "check") for name, proc in procs.items()})
+        # Each body to both in turn: the aggregates' decay moves scores as time passes.
+        checks: dict[str, list[Any]] = {name: [] for name in procs}
+        for i in range(len(load)):
+            for name, proc in procs.items():
+                checks[name].append(_ask(proc, f"check {i}"))
+        gap = _same(checks)
         print(f"{k} candidates: {', '.join(procs)} rank 50 bodies alike (scores within {gap:.1g})")
         for proc in procs.values():  # warm-up
             _ask(proc, f"run {args.requests // 4}")
