@@ -21,6 +21,7 @@ connection, and the next request lands on the promoted replica.
 import asyncio
 import ssl
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import hiredis
@@ -42,9 +43,14 @@ def pack(*args: str | bytes) -> bytes:
     return b"".join(parts)
 
 
+_PENDING = object()
+"""What the reader's gets() returns until a whole reply has arrived (its default, False,
+equals an integer reply 0)."""
+
+
 class _Replies(asyncio.Protocol):
     def __init__(self) -> None:
-        self.reader = hiredis.Reader()
+        self.reader = hiredis.Reader(notEnoughData=_PENDING)
         # uvloop's transports are not asyncio.Transport subclasses, hence Any.
         self.transport: Any = None
         # Requests in the order they were written: (replies expected, replies, future).
@@ -56,15 +62,15 @@ class _Replies(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        gets = self.reader.gets
+        # The replies that have arrived, taken in C: a Python step per reply cost 5 us of a
+        # 100-candidate request.
+        arrived = iter(self.reader.gets, _PENDING)
         waiting = self.waiting
         while waiting:
             n, replies, future = waiting[0]
-            while len(replies) < n:
-                reply = gets()
-                if reply is False:
-                    return
-                replies.append(reply)
+            replies.extend(islice(arrived, n - len(replies)))
+            if len(replies) < n:
+                return
             waiting.popleft()
             if not future.done():
                 future.set_result(replies)

@@ -67,7 +67,9 @@ def request_type(max_candidates: int) -> type[PredictRequest]:
     return limited_type
 
 
-class Score(Struct, frozen=True):
+class Score(Struct, frozen=True, gc=False):
+    # gc=False: strings and a float, never in a cycle; the collector need not track the
+    # rows of every answer.
     item_id: str
     score: float
     """Probability that the user buys the item when shown."""

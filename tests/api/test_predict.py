@@ -9,6 +9,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from api.predictor import _impression_ids
 from api.settings import ApiSettings
 from api.traffic import ShardRouter, TrafficSplit
 from headrace.sim.simulator import generate, world
@@ -70,6 +71,26 @@ def test_top_k_returns_the_best_first_with_their_impression_ids(client: Any) -> 
     ranked = sorted(everything, key=lambda s: -s["score"])[:5]
     assert [s["item_id"] for s in best] == [s["item_id"] for s in ranked]
     assert len({s["impression_id"] for s in best}) == 5
+
+
+def test_each_impression_id_names_the_request_and_its_candidate(client: Any) -> None:
+    request = shop_requests(1, k=20)[0]
+    for top_k in (None, 5, 20):
+        got = client.post("/predict", json=request_body(request, top_k=top_k)).json()
+        indices = []
+        for scored in got["scores"]:
+            request_id, _, index = scored["impression_id"].rpartition("-")
+            assert request_id == got["request_id"]
+            assert request.candidates[int(index)].item_id == scored["item_id"]
+            indices.append(int(index))
+        if top_k is None:
+            assert indices == list(range(20))
+
+
+def test_impression_ids_past_the_made_suffixes() -> None:
+    order = [1500, 3, 1200]
+    assert _impression_ids("r", order, 1501) == ["r-1500", "r-3", "r-1200"]
+    assert _impression_ids("q", None, 1300)[-2:] == ["q-1298", "q-1299"]
 
 
 def test_a_top_k_beyond_the_candidates_returns_them_all_sorted(client: Any) -> None:

@@ -10,7 +10,14 @@ import pytest
 import redis
 from hiredis import ReplyError
 
-from api.online import OnlineAggregates, RedisHealth, _decode, _hmget_items, _item_columns
+from api.online import (
+    OnlineAggregates,
+    RedisHealth,
+    _decode,
+    _hmget_items,
+    _item_columns,
+    _ItemCommands,
+)
 from api.resp import RespError, RespPipeline, pack
 from learner.aggregates import HashWriter
 from learner.features import ITEM_FIELDS, ItemColumns
@@ -59,6 +66,24 @@ def test_error_replies_are_values_not_failures(
 
     wrong, pong = asyncio.run(main())
     assert isinstance(wrong, ReplyError) and "WRONGTYPE" in str(wrong)
+    assert pong == "PONG" or pong == b"PONG"
+
+
+def test_an_integer_reply_of_zero_is_a_reply_not_the_end_of_the_data(
+    settings: StreamSettings, redis_client: redis.Redis
+) -> None:
+    # hiredis says "no whole reply yet" with False by default, which equals the integer 0.
+    pipeline = RespPipeline(settings.redis_url, 2.0, password=settings.redis_password_value)
+
+    async def main() -> list[object]:
+        packed = pack("EXISTS", f"{settings.key_prefix}:no-such-key") + pack("PING")
+        try:
+            return await pipeline.execute(packed, 2)
+        finally:
+            pipeline.close()
+
+    zero, pong = asyncio.run(main())
+    assert zero == 0 and zero is not False
     assert pong == "PONG" or pong == b"PONG"
 
 
@@ -243,3 +268,14 @@ def test_item_commands_are_packed_as_the_generic_packer_packs_them(prefix: bytes
     for chosen in ([ids[0]], ids, ids[2:], []):
         expected = b"".join(pack("HMGET", prefix + i.encode(), *ITEM_FIELDS) for i in chosen)
         assert _hmget_items(prefix, chosen, ITEM_FIELDS) == expected
+
+
+def test_packed_item_commands_are_kept_up_to_a_bound() -> None:
+    prefix = b"headrace:main:item:"
+    commands = _ItemCommands(prefix, ITEM_FIELDS, size=3)
+    ids = ["i1", "i2", "caf\u00e9", "i4", "i1", "i5"]
+    for item_id in ids:
+        expected = pack("HMGET", prefix + item_id.encode(), *ITEM_FIELDS)
+        assert commands[item_id] == expected
+        assert len(commands) <= 3
+    assert list(commands) == ["i4", "i1", "i5"]  # the oldest packed went first
