@@ -4,7 +4,8 @@
 
 Both are fed the same seeded 0/1 errors (a rate of --rate) after a fill of 70,000 that
 fills the window to its cap (65,536 examples), so every check tests the full window:
-the guards' `RisingRate` at the shipped settings (`HEADRACE_DRIFT_ERROR_*`) and River's
+the guards' `RisingError` at the shipped settings (`HEADRACE_DRIFT_ERROR_*`; it also
+keeps each block's labels, here the error's own bit) and River's
 ADWIN at its defaults (checks every 32 examples, like the window). Prints CPU
 microseconds per example (process time, which other work on the machine skews least),
 the median over the rounds, and the ratio; it checks that both saw every example and
@@ -24,15 +25,15 @@ from river import drift
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guards.rising import RisingRate  # noqa: E402
+from guards.rising import RisingError  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 
 FILL = 70_000
 
 
-def window() -> RisingRate:
+def window() -> RisingError:
     s = GuardSettings()
-    return RisingRate(s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled)
+    return RisingError(s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled)
 
 
 def timed(update: Callable[[bool], bool], bits: list[bool]) -> tuple[float, int, int]:
@@ -63,8 +64,9 @@ def main() -> None:
     for _ in range(args.rounds):
         w = window()
 
-        def ours_update(b: bool, w: RisingRate = w) -> bool:
-            return w.update(b) is not None
+        # The monitor's window also keeps the labels: the error's bit as the label here.
+        def ours_update(b: bool, w: RisingError = w) -> bool:
+            return w.update(b, b) is not None
 
         us, our_cuts, our_fed = timed(ours_update, bits)
         ours.append(us)

@@ -31,7 +31,7 @@ from guards.kswin import KSWIN
 from guards.persisted import STATE_VERSION
 from guards.psi import PopulationStability
 from guards.ranking import RankingDrop
-from guards.rising import Cut, RisingMean, RisingRate
+from guards.rising import Cut, ErrorCut, RisingError, RisingMean, RisingRate
 from guards.settings import GuardSettings
 
 PERFORMANCE_SIGNALS = frozenset({"loss", "mean_loss", "error", "ranking"})
@@ -75,7 +75,7 @@ class DriftMonitor:
             )
             for i, name in enumerate(s.drift_kswin_features)
         }
-        self._error = RisingRate(
+        self._error = RisingError(
             s.drift_error_delta, s.drift_error_delta_settled, s.drift_error_settled
         )
         self._mean_loss = RisingMean(
@@ -142,7 +142,7 @@ class DriftMonitor:
             alerts.extend(self._loss_ends(loss, ts))
         alerts.extend(self._loss(loss, ts))
         if s.drift_error_enabled:
-            alerts.extend(self._error_update((p >= s.drift_error_cut) != y, ts))
+            alerts.extend(self._error_update((p >= s.drift_error_cut) != y, y, ts))
         if s.drift_loss_window_enabled:
             alerts.extend(self._mean_loss_update(loss, ts))
         if s.drift_label_enabled:
@@ -255,13 +255,18 @@ class DriftMonitor:
         self._pending_ends = []
         return ends
 
-    def _error_update(self, wrong: bool, ts: float) -> list[Alert]:
-        cut = self._error.update(wrong)
+    def _error_update(self, wrong: bool, y: bool, ts: float) -> list[Alert]:
+        cut = self._error.update(wrong, y)
         if cut is None:
             return []
-        increase = self.settings.drift_error_min_increase
+        s = self.settings
         opened = self._error_open
-        self._error_open, alerts = self._rise(cut, "error", "error rate", opened, increase, ts)
+        explained = None
+        if s.drift_error_label_mix and isinstance(cut, ErrorCut) and cut.rise:
+            explained = _explained(cut)
+        self._error_open, alerts = self._rise(
+            cut, "error", "error rate", opened, s.drift_error_min_increase, ts, explained
+        )
         return alerts
 
     def _mean_loss_update(self, loss: float, ts: float) -> list[Alert]:
@@ -285,9 +290,19 @@ class DriftMonitor:
         return alerts
 
     def _rise(
-        self, cut: Cut, signal: str, what: str, opened: Alert | None, increase: float, ts: float
+        self,
+        cut: Cut,
+        signal: str,
+        what: str,
+        opened: Alert | None,
+        increase: float,
+        ts: float,
+        explained: tuple[float, str] | None = None,
     ) -> tuple[Alert | None, list[Alert]]:
-        """A cut of a one-sided window: the alert it opens or closes, and the one now open."""
+        """A cut of a one-sided window: the alert it opens or closes, and the one now open.
+
+        `explained`: for a rise, the newer level the label rate alone explains and what
+        says so; a rise is then judged from the higher of it and the older level."""
         test = (cut.statistic, cut.bound)
         figures = (
             f"{what} of the last {cut.n_after} examples is {cut.after:.4f}, "
@@ -308,11 +323,16 @@ class DriftMonitor:
                 test=test,
             )
             return None, [end]
-        threshold = cut.before * (1.0 + increase)
+        base, why = cut.before, ""
+        if explained is not None and explained[0] > base:
+            # Not also tested against the bound: the cut has dropped the older part, and a
+            # rise just past the bound that the labels explain a little of would be lost.
+            base, why = explained[0], f"; {explained[1]}"
+        threshold = base * (1.0 + increase)
         # One drift, one alert: while one is open, a further rise is the same drift.
         if opened is not None or cut.after <= threshold:
             return opened, []
-        message = f"adwin: {figures}; alerts above {threshold:.4f}"
+        message = f"adwin: {figures}{why}; alerts above {threshold:.4f}"
         found = (cut.after, threshold, cut.n_after)
         alert = self._alert("adwin", signal, found, ts, message, test)
         return alert, [alert]
@@ -409,6 +429,14 @@ class DriftMonitor:
             test_statistic=statistic,
             test_threshold=line,
         )
+
+
+def _explained(cut: ErrorCut) -> tuple[float, str]:
+    """The newer error the label rate alone explains, and the figures that say so."""
+    return cut.expected, (
+        f"positive rate {cut.label_after:.4f}, was {cut.label_before:.4f}: at the older "
+        f"error on positives and on negatives the newer error would be {cut.expected:.4f}"
+    )
 
 
 def _adwin_test(

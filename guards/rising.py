@@ -74,6 +74,19 @@ class Cut:
         return self.statistic > 0
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorCut(Cut):
+    """A cut of the error window, with the labels over the same two parts."""
+
+    label_before: float
+    """Positive rate of the older part."""
+    label_after: float
+    """Positive rate of the newer part."""
+    expected: float
+    """The error the newer part would have at the older part's error on positives and on
+    negatives, mixed at the newer part's positive rate: what the label rate alone explains."""
+
+
 class RisingRate:
     """Adaptive window on a rate; `update` returns the cut a block made, if any."""
 
@@ -207,6 +220,74 @@ class RisingRate:
         self._start = self._end - (i + 1)
         self._low = 0 if rise else i + 1
         return cut
+
+
+class RisingError(RisingRate):
+    """The window on the 0/1 error, keeping each block's positives and missed positives.
+
+    The error mixes the error on positives and on negatives at the label rate: a model
+    that never predicts positive at a 5 % purchase rate has the label rate for its error,
+    and a cluster of purchases raises it with no change in the model. So each cut also
+    reports the error the newer part would have had at the older part's error per class,
+    mixed at the newer part's positive rate (direct standardisation): a rise that this
+    explains is a change of the label rate (the label window's business), not of the
+    model. A class absent from the older part is taken at the older part's overall error.
+    """
+
+    _buffers = ("_buf", "_pos", "_missed")
+
+    def __init__(
+        self,
+        delta: float,
+        delta_settled: float | None = None,
+        settled: int = 16,
+        clock: int = 32,
+        max_blocks: int = 2_048,
+    ) -> None:
+        super().__init__(delta, delta_settled, settled, clock, max_blocks)
+        self._pos = np.zeros(2 * max_blocks, dtype=np.uint8)
+        self._missed = np.zeros(2 * max_blocks, dtype=np.uint8)
+        self._n_pos = 0
+        self._n_missed = 0
+
+    def update(self, hit: bool, label: bool = False) -> Cut | None:
+        """One example: whether the prediction was wrong, and its label."""
+        self._count += 1
+        self._hits += hit
+        self._n_pos += label
+        self._n_missed += hit and label
+        if self._count < self.clock:
+            return None
+        block = (self._hits, self._n_pos, self._n_missed)
+        self._count = self._hits = self._n_pos = self._n_missed = 0
+        return self._push(*block)
+
+    def _check(self) -> Cut | None:
+        start = self._start
+        cut = super()._check()
+        if cut is None:
+            return None
+        older, newer = slice(start, self._start), slice(self._start, self._end)
+        wrong_b, pos_b, missed_b = (
+            float(getattr(self, b)[older].sum(dtype=np.float64)) for b in self._buffers
+        )
+        pos_a = float(self._pos[newer].sum(dtype=np.float64))
+        neg_b = cut.n_before - pos_b
+        fnr = missed_b / pos_b if pos_b else cut.before
+        fpr = (wrong_b - missed_b) / neg_b if neg_b else cut.before
+        label_after = pos_a / cut.n_after
+        expected = label_after * fnr + (1.0 - label_after) * fpr
+        return ErrorCut(
+            cut.before,
+            cut.after,
+            cut.n_before,
+            cut.n_after,
+            cut.statistic,
+            cut.bound,
+            pos_b / cut.n_before,
+            label_after,
+            expected,
+        )
 
 
 class RisingMean(RisingRate):

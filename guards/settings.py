@@ -104,6 +104,15 @@ class GuardSettings(BaseSettings):
     significant rises were at most +17 % (RandomRBF, at River's confidence); the drifts'
     first rises were +19 % to many times."""
 
+    drift_error_label_mix: bool = True
+    """Judge a rise of the error against what the label rate explains: the older part's
+    error on positives and on negatives, mixed at the newer part's positive rate. A model
+    that never predicts 0.5 at a 5 % purchase rate has the purchase rate for its error, and
+    purchases come in clusters: on the store simulator's clean streams (bench/false_alarms.py)
+    such clusters opened error alerts, and the learner re-learned fast for nothing. A rise
+    is an alert only if the newer error is more than `drift_error_min_increase` above the
+    higher of the older error and that mix. Off: against the older error alone."""
+
     drift_error_cut: float = Field(default=0.5, gt=0, lt=1)
     """A prediction at or above this says "positive" for the 0/1 error."""
 
