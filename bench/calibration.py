@@ -73,6 +73,7 @@ def scores(learner: Learner, data: HeldOut, at: float) -> tuple[np.ndarray, np.n
                 cache.get(keys.item(c.item_id)),
                 at,
                 learner.feature_config,
+                learner.store,
             )
             served.append(variant.predict(x))
             latest.append(p_true_of(variant.model.predict_proba_one(x)))
@@ -84,7 +85,7 @@ def by_position(learner: Learner, data: HeldOut, at: float, positions: range) ->
     same candidates and aggregates, the context's position set, against the hidden
     probabilities moved by the simulator's own position effect."""
     variant, cache, keys = learner.variants["main"], learner.cache, learner.keys
-    config = learner.feature_config
+    config, store = learner.feature_config, learner.store
     out: list[float] = []
     for position in positions:
         shift = _POSITION_COEF[data.drifted] * np.log1p(position)
@@ -94,7 +95,9 @@ def by_position(learner: Learner, data: HeldOut, at: float, positions: range) ->
             user = cache.get(keys.user(request.user_id))
             context = request.context.model_copy(update={"position": position})
             for c in request.candidates:
-                x = features(context, c.item, user, cache.get(keys.item(c.item_id)), at, config)
+                x = features(
+                    context, c.item, user, cache.get(keys.item(c.item_id)), at, config, store
+                )
                 served.append(variant.predict(x))
         assert len(served) == len(hidden)  # every candidate at every position
         out.append(float(np.mean(served) / hidden.mean()))

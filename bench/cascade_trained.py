@@ -26,6 +26,7 @@ from headrace.sim.store_world import ShopRequest
 from learner.features import FeatureConfig, features
 from learner.layout import ShardKeys
 from learner.settings import LearnerSettings
+from learner.storestats import StoreStats
 from learner.variant import p_true_of
 
 Score = Callable[[ShopRequest], np.ndarray]
@@ -42,6 +43,8 @@ class Trained:
     feature_config: FeatureConfig
     at: float
     """The stream's last timestamp (s): the time the requests are ranked at."""
+    store: StoreStats
+    """The store-wide counts the features read, at the stream's end."""
     source: str = field(default="learned", compare=False)
 
     def aggregate(self, key: str) -> dict[str, float]:
@@ -52,12 +55,19 @@ class Trained:
         """P(purchase) of a request's candidates, one `features()` row each, as the
         learner's `Variant.predict` gives it (bench/quality.py's `learner_scorer`)."""
         model, keys, config, at = self.models[kind], self.keys, self.feature_config, self.at
+        store = self.store
 
         def score(request: ShopRequest) -> np.ndarray:
             user = self.aggregate(keys.user(request.user_id))
             rows = (
                 features(
-                    request.context, c.item, user, self.aggregate(keys.item(c.item_id)), at, config
+                    request.context,
+                    c.item,
+                    user,
+                    self.aggregate(keys.item(c.item_id)),
+                    at,
+                    config,
+                    store,
                 )
                 for c in request.candidates
             )
@@ -93,6 +103,7 @@ def trained_models(
         keys=keys,
         feature_config=learner.feature_config,
         at=records[-1].ts_ms / 1000,
+        store=learner.store,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,4 +117,4 @@ def trained_models(
 
 def _file_name(config: SimulatorConfig, kinds: list[str]) -> str:
     named = "+".join(kind.replace(":", "-").replace("/", "-") for kind in kinds)
-    return f"seed{config.seed}-{config.count}-u{config.n_users}-i{config.n_items}-{named}.pickle"
+    return f"v2-seed{config.seed}-{config.count}-u{config.n_users}-i{config.n_items}-{named}.pickle"

@@ -33,6 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 _PASSES = 7
 
 
+def _store_args(found: dict[str, Any], half_life_s: float) -> tuple[Any, ...]:
+    """The store-wide table as the features' last argument, for a checkout whose features
+    read one (an older checkout's take none: its model has no weights for them)."""
+    try:
+        from learner.storestats import StoreStats
+    except ImportError:
+        return ()
+    return (StoreStats.load(found.get("store_stats"), half_life_s),)
+
+
 def work(root: Path, data: Path, out: Path) -> None:
     """Time `root`'s code on `data`'s bodies; scores to `out`, figures as JSON on stdout."""
     sys.path.insert(0, str(root))
@@ -46,6 +56,7 @@ def work(root: Path, data: Path, out: Path) -> None:
     with data.open("rb") as f:
         found: dict[str, Any] = pickle.load(f)  # a file this bench wrote
     model, config, at = found["model"], found["feature_config"], found["at"]
+    store = _store_args(found, config.half_life_s)
     requests = [msgspec.json.decode(body, type=PredictRequest) for body in found["bodies"]]
     users: list[dict[str, float]] = found["users"]
     items = [ItemColumns.of(aggs) for aggs in found["items"]]
@@ -58,7 +69,9 @@ def work(root: Path, data: Path, out: Path) -> None:
     assert scorer is not None
 
     def features_only() -> list[Any]:
-        return [features_many(r.context, r.candidates, u, i, at, config) for r, u, i in work]
+        return [
+            features_many(r.context, r.candidates, u, i, at, config, *store) for r, u, i in work
+        ]
 
     columns = features_only()
     sizes = [len(r.candidates) for r in requests]
@@ -68,7 +81,9 @@ def work(root: Path, data: Path, out: Path) -> None:
 
     def both() -> list[Any]:
         return [
-            scorer.score_columns(features_many(r.context, r.candidates, u, i, at, config), n)
+            scorer.score_columns(
+                features_many(r.context, r.candidates, u, i, at, config, *store), n
+            )
             for (r, u, i), n in zip(work, sizes, strict=True)
         ]
 
@@ -144,6 +159,7 @@ def prepare(path: Path, sizes: list[int], port: int) -> None:
     found = {
         "model": variant.model,
         "feature_config": shard.feature_config,
+        "store_stats": shard.store.dump() if shard.store is not None else None,
         "at": time.time(),
         "bodies": loads,
         "users": users,
@@ -172,11 +188,12 @@ def river_scores(data: Path) -> Any:
     with data.open("rb") as f:
         found: dict[str, Any] = pickle.load(f)  # a file this bench wrote
     model, config, at = found["model"], found["feature_config"], found["at"]
+    store = _store_args(found, config.half_life_s)
     out = []
     for body, user, items in zip(found["bodies"], found["users"], found["items"], strict=True):
         request = msgspec.json.decode(body, type=PredictRequest)
         for c, aggs in zip(request.candidates, items, strict=True):
-            row = features(request.context, c, user, aggs, at, config)
+            row = features(request.context, c, user, aggs, at, config, *store)
             out.append(p_true_of(model.predict_proba_one(row)))
     return np.array(out, dtype=np.float64)
 

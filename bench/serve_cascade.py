@@ -225,7 +225,9 @@ def cost(
         user = trained.aggregate(keys.user(request.user_id))
         aggs = ItemColumns.of([trained.aggregate(keys.item(c.item_id)) for c in items])
         started = time.thread_time()
-        columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
+        columns = features_many(
+            request.context, [c.item for c in items], user, aggs, at, config, trained.store
+        )
         started = timed("features", started)
         cheap = score_columns(loaded[CHEAP], columns, k)
         started = timed(f"{CHEAP} ({scorer_name(loaded[CHEAP])})", started)
@@ -241,7 +243,9 @@ def cost(
         items = list(request.candidates)
         user = trained.aggregate(keys.user(request.user_id))
         aggs = ItemColumns.of([trained.aggregate(keys.item(c.item_id)) for c in items])
-        columns = features_many(request.context, [c.item for c in items], user, aggs, at, config)
+        columns = features_many(
+            request.context, [c.item for c in items], user, aggs, at, config, trained.store
+        )
         fast = score_columns(loaded[kind], columns, len(items))
         by_river = LoadedVariant(kind, kind, loaded[kind].model, None, kind)
         river = score_rows(by_river, rows_of(columns, len(items)))

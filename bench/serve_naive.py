@@ -27,6 +27,7 @@ from learner.aggregates import decode_hash
 from learner.features import FeatureConfig, features
 from learner.layout import ShardKeys
 from learner.redisconn import connect
+from learner.storestats import StoreStats
 from learner.variant import p_true_of
 from stream.settings import StreamSettings
 
@@ -61,6 +62,7 @@ def create() -> FastAPI:
     client.close()
     version, meta, model = int(state[0]), orjson.loads(state[1]), modelcodec.loads(state[2])
     config = FeatureConfig(**meta["feature_config"])
+    store = StoreStats.load(meta.get("store_stats"), config.half_life_s)
     password = stream.redis_password_value
     extra: dict[str, Any] = {"password": password} if password is not None else {}
     requests: aioredis.Redis = aioredis.Redis.from_url(stream.redis_url, **extra)
@@ -81,7 +83,7 @@ def create() -> FastAPI:
         at = time.time()
         scores = []
         for candidate, item in zip(request.candidates, raw[1:], strict=True):
-            x = features(request.context, candidate, user, decode_hash(item), at, config)
+            x = features(request.context, candidate, user, decode_hash(item), at, config, store)
             scores.append(p_true_of(model.predict_proba_one(x)))
         request_id = uuid.uuid4().hex
         order = range(len(scores))
