@@ -42,10 +42,10 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from river import compose, drift, linear_model, preprocessing
 from river.datasets import synth
@@ -57,7 +57,7 @@ from guards.alerts import Alert  # noqa: E402
 from guards.drift import DriftMonitor  # noqa: E402
 from guards.kswin import KSWIN  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
-from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
+from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
 from learner.aggregates import AggregateCache  # noqa: E402
 from learner.layout import ShardKeys  # noqa: E402
 from learner.loop import Learner  # noqa: E402
@@ -65,6 +65,8 @@ from learner.redisconn import connect  # noqa: E402
 from learner.settings import LearnerSettings  # noqa: E402
 from stream.events import Rejection, parse_event  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
+
+W = TypeVar("W")
 
 BURN_IN = 1_000
 GRADUAL = 2_000
@@ -315,21 +317,21 @@ class Recorder:
         self.monitor.reset()
 
 
-def simulated(
-    client: Any, seed: int, records: int, drift: bool
-) -> tuple[dict[str, list[int]], int, int]:
-    """The store simulator through the learner's core; alarms by example number."""
-    config = SimulatorConfig(seed=seed, count=records, drift_at=records // 2 if drift else None)
-    stream = list(generate(config))
-    prefix = f"bench-drift-{uuid.uuid4().hex[:8]}"
+def watched_run(
+    client: Any, stream: Sequence[SimRecord], prefix: str, watch: Callable[[DriftMonitor], W]
+) -> W:
+    """A simulator stream through the learner's core (one partition, shipped settings), each
+    variant's drift monitor wrapped by `watch` as the learner calls it; the served variant's
+    (the first). Its aggregates go to Redis under a fresh `prefix`, deleted afterwards."""
+    prefix = f"{prefix}-{uuid.uuid4().hex[:8]}"
     learner = Learner(
         LearnerSettings(metrics_port=0),
         ShardKeys(prefix, "main"),
         AggregateCache(client),
         GuardSettings(),
     )
-    recorders = {name: Recorder(m) for name, m in learner.monitors.items()}
-    learner.monitors = recorders  # type: ignore[assignment]
+    watched = {name: watch(m) for name, m in learner.monitors.items()}
+    learner.monitors = watched  # type: ignore[assignment]
     try:
         for begin in range(0, len(stream), 500):
             parsed = [parse_event(r.value) for r in stream[begin : begin + 500]]
@@ -342,7 +344,16 @@ def simulated(
     finally:
         for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             client.delete(key)
-    recorder = next(iter(recorders.values()))  # the served variant: the first
+    return next(iter(watched.values()))
+
+
+def simulated(
+    client: Any, seed: int, records: int, drift: bool
+) -> tuple[dict[str, list[int]], int, int]:
+    """The store simulator through the learner's core; alarms by example number."""
+    config = SimulatorConfig(seed=seed, count=records, drift_at=records // 2 if drift else None)
+    stream = list(generate(config))
+    recorder = watched_run(client, stream, "bench-drift", Recorder)
     found: dict[str, list[int]] = {name: [] for name in (*DETECTORS, RISE)}
     found["guards"] = [a for a in recorder.alerts if a > BURN_IN]
     river = river_detectors(seed)

@@ -21,7 +21,6 @@ the first 1,000 examples are not counted (as in bench/drift.py). Needs a Redis
 import argparse
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,16 +29,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.drift import watched_run  # noqa: E402
 from guards.alerts import Alert  # noqa: E402
 from guards.drift import DriftMonitor  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimulatorConfig, generate  # noqa: E402
-from learner.aggregates import AggregateCache  # noqa: E402
-from learner.layout import ShardKeys  # noqa: E402
-from learner.loop import Learner  # noqa: E402
 from learner.redisconn import connect  # noqa: E402
-from learner.settings import LearnerSettings  # noqa: E402
-from stream.events import Rejection, parse_event  # noqa: E402
 from stream.settings import StreamSettings  # noqa: E402
 
 BURN_IN = 1_000
@@ -69,28 +64,7 @@ class Recorder:
 def live(client: Any, seed: int, records: int) -> Recorder:
     """The clean stream of `seed` through the learner's core; its served monitor, watched."""
     stream = list(generate(SimulatorConfig(seed=seed, count=records)))
-    prefix = f"bench-fa-{uuid.uuid4().hex[:8]}"
-    learner = Learner(
-        LearnerSettings(metrics_port=0),
-        ShardKeys(prefix, "main"),
-        AggregateCache(client),
-        GuardSettings(),
-    )
-    recorders = {name: Recorder(m) for name, m in learner.monitors.items()}
-    learner.monitors = recorders  # type: ignore[assignment]
-    try:
-        for begin in range(0, len(stream), 500):
-            parsed = [parse_event(r.value) for r in stream[begin : begin + 500]]
-            learner.prefetch(e for e in parsed if not isinstance(e, Rejection))
-            for offset, event in enumerate(parsed, begin):
-                if isinstance(event, Rejection):
-                    learner.skip(0, offset)
-                else:
-                    learner.process(event, 0, offset)
-    finally:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            client.delete(key)
-    return next(iter(recorders.values()))  # the served variant: the first
+    return watched_run(client, stream, "bench-fa", Recorder)
 
 
 def replay(calls: list[Call], settings: GuardSettings) -> list[tuple[int, str]]:
