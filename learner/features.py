@@ -32,8 +32,9 @@ FeatureColumns = dict[
     | ByKey[str, float]
     | ByKey[str, str],
 ]
-"""Many candidates' features by name: a scalar is every candidate's value, a list (or a
-`ByKey` of the candidates' categories) one each."""
+"""Many candidates' features by name: a scalar is every candidate's value, a list, a
+float64 array (numeric, from _KEYED_FROM candidates on) or a `ByKey` of the candidates'
+categories one each."""
 
 _T = TypeVar("_T")
 _KEYED_FROM = 5
@@ -404,11 +405,12 @@ def features_many(
     What only the user and the context decide is computed once and given as a scalar;
     what only the item's category adds to them, once per category and given as a
     `ByKey` of the items' categories (a list for fewer than _KEYED_FROM items); the rest
-    is a list in item order. Each reads as exactly the values and types `features()` gives
-    (tests/learner/test_features.py proves that row i equals
-    features(context, items[i], user, aggregates of item i, at, config, store)), in the same key
-    order. `features()` stays the definition: change both together, and ITEM_FIELDS with
-    what `features()` reads of an item's aggregates.
+    is one value per item in item order: the numeric ones a float64 array from
+    _KEYED_FROM items on (a list below), the others a list. Each reads as exactly the
+    values and types `features()` gives (tests/learner/test_features.py proves that row i
+    equals features(context, items[i], user, aggregates of item i, at, config, store)), in
+    the same key order. `features()` stays the definition: change both together, and
+    ITEM_FIELDS with what `features()` reads of an item's aggregates.
     """
     n = len(items)
     aggs = (item_aggs.time, item_aggs.impressions, item_aggs.clicks, item_aggs.purchases)
