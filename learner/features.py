@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final, Protocol, TypeVar
 
-import numpy as np
-import numpy.typing as npt
-
 from learner.columns import ByKey
 from learner.storestats import StoreStats
 from learner.taste import asked_mode, bought_mode
@@ -23,18 +20,10 @@ from learner.taste import asked_mode, bought_mode
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
 FeatureColumns = dict[
-    str,
-    float
-    | str
-    | list[float]
-    | list[str]
-    | npt.NDArray[np.float64]
-    | ByKey[str, float]
-    | ByKey[str, str],
+    str, float | str | list[float] | list[str] | ByKey[str, float] | ByKey[str, str]
 ]
-"""Many candidates' features by name: a scalar is every candidate's value, a list, a
-float64 array (numeric, from _KEYED_FROM candidates on) or a `ByKey` of the candidates'
-categories one each."""
+"""Many candidates' features by name: a scalar is every candidate's value, a list (or a
+`ByKey` of the candidates' categories) one each."""
 
 _T = TypeVar("_T")
 _KEYED_FROM = 5
@@ -278,119 +267,6 @@ class ItemColumns:
         return len(self.time)
 
 
-_ItemNumbers = dict[str, list[float] | npt.NDArray[np.float64]]
-"""The per-candidate numeric columns of `features_many`, by feature name."""
-
-
-def _item_lists(
-    prices: list[float],
-    categories: list[str],
-    brands: list[str | None],
-    item_aggs: ItemColumns,
-    at: float,
-    config: FeatureConfig,
-    price_mean: float | None,
-    price_means: Mapping[str, float | None],
-    in_query: Mapping[str | None, bool],
-) -> _ItemNumbers:
-    """The per-candidate numeric columns as lists: for a few candidates an array costs
-    more to make than the work it saves."""
-    log1p = math.log1p
-    log_prices = list(map(log1p, prices))
-    # _decay and _rate, inline: a call per candidate and feature was half of this loop.
-    half_life = config.half_life_s
-    ctr_prior = _CTR_PRIOR * _PRIOR_WEIGHT
-    cvr_prior = _CVR_PRIOR * _PRIOR_WEIGHT
-    decays = [
-        1.0 if last is None or at <= last else 0.5 ** ((at - last) / half_life)
-        for last in item_aggs.time
-    ]
-    imps = [v * i for v, i in zip(item_aggs.impressions, decays, strict=True)]
-    return {
-        "price": prices,
-        "log_price": log_prices,
-        "cat_price_gap": [
-            lp - mean if (mean := price_means[category]) is not None else 0.0
-            for lp, category in zip(log_prices, categories, strict=True)
-        ],
-        "query_match": [
-            1.0 if in_query[category] or in_query[brand] else 0.0
-            for category, brand in zip(categories, brands, strict=True)
-        ],
-        "u_price_gap": (
-            [lp - price_mean for lp in log_prices]
-            if price_mean is not None
-            else [0.0] * len(prices)
-        ),
-        "i_imp": list(map(log1p, imps)),
-        "i_ctr": [
-            (v * i + ctr_prior) / (imp + _PRIOR_WEIGHT)
-            for v, i, imp in zip(item_aggs.clicks, decays, imps, strict=True)
-        ],
-        "i_cvr": [
-            (v * i + cvr_prior) / (imp + _PRIOR_WEIGHT)
-            for v, i, imp in zip(item_aggs.purchases, decays, imps, strict=True)
-        ],
-    }
-
-
-def _item_arrays(
-    prices: list[float],
-    categories: list[str],
-    brands: list[str | None],
-    item_aggs: ItemColumns,
-    at: float,
-    config: FeatureConfig,
-    price_mean: float | None,
-    price_means: Mapping[str, float | None],
-    in_query: Mapping[str | None, bool],
-) -> _ItemNumbers:
-    """`_item_lists` as float64 arrays, which the scorer stacks as they are.
-
-    The arithmetic is numpy's (+ - * / round as Python's do: the same floats); log1p and
-    the decay's power stay math's and Python's, whose results numpy's vectorised ones
-    differ from by an ulp now and then, and features() is the definition."""
-    n = len(prices)
-    log1p = math.log1p
-    log_price = np.array(list(map(log1p, prices)))
-    if all(mean is None for mean in price_means.values()):
-        cat_price_gap = np.zeros(n)
-    else:
-        means = np.array([price_means[category] for category in categories], dtype=np.float64)
-        # A category without a mean (None, read as nan) has a gap of 0.0.
-        cat_price_gap = np.where(np.isnan(means), 0.0, log_price - means)
-    if any(in_query.values()):
-        query_match = np.array(
-            [
-                1.0 if in_query[category] or in_query[brand] else 0.0
-                for category, brand in zip(categories, brands, strict=True)
-            ]
-        )
-    else:
-        query_match = np.zeros(n)
-    half_life = config.half_life_s
-    decays = np.array(
-        [
-            1.0 if last is None or at <= last else 0.5 ** ((at - last) / half_life)
-            for last in item_aggs.time
-        ]
-    )
-    imps = np.array(item_aggs.impressions, dtype=np.float64) * decays
-    shown = imps + _PRIOR_WEIGHT
-    clicks = np.array(item_aggs.clicks, dtype=np.float64) * decays
-    purchases = np.array(item_aggs.purchases, dtype=np.float64) * decays
-    return {
-        "price": np.array(prices, dtype=np.float64),
-        "log_price": log_price,
-        "cat_price_gap": cat_price_gap,
-        "query_match": query_match,
-        "u_price_gap": log_price - price_mean if price_mean is not None else np.zeros(n),
-        "i_imp": np.array(list(map(log1p, imps.tolist()))),
-        "i_ctr": (clicks + _CTR_PRIOR * _PRIOR_WEIGHT) / shown,
-        "i_cvr": (purchases + _CVR_PRIOR * _PRIOR_WEIGHT) / shown,
-    }
-
-
 def features_many(
     context: ContextLike,
     items: Sequence[ItemLike],
@@ -405,12 +281,11 @@ def features_many(
     What only the user and the context decide is computed once and given as a scalar;
     what only the item's category adds to them, once per category and given as a
     `ByKey` of the items' categories (a list for fewer than _KEYED_FROM items); the rest
-    is one value per item in item order: the numeric ones a float64 array from
-    _KEYED_FROM items on (a list below), the others a list. Each reads as exactly the
-    values and types `features()` gives (tests/learner/test_features.py proves that row i
-    equals features(context, items[i], user, aggregates of item i, at, config, store)), in
-    the same key order. `features()` stays the definition: change both together, and
-    ITEM_FIELDS with what `features()` reads of an item's aggregates.
+    is a list in item order. Each reads as exactly the values and types `features()` gives
+    (tests/learner/test_features.py proves that row i equals
+    features(context, items[i], user, aggregates of item i, at, config, store)), in the same key
+    order. `features()` stays the definition: change both together, and ITEM_FIELDS with
+    what `features()` reads of an item's aggregates.
     """
     n = len(items)
     aggs = (item_aggs.time, item_aggs.impressions, item_aggs.clicks, item_aggs.purchases)
@@ -424,8 +299,10 @@ def features_many(
     price_mean = user.get(_PRICE_SUM, 0.0) / price_n if price_n > 0 else None
     cat_total = user.get(_CATEGORY_TOTAL, 0.0)
     query = context.query.lower()
+    log1p = math.log1p
 
     prices = [item.price for item in items]
+    log_prices = list(map(log1p, prices))
     categories = [item.category for item in items]
     brands = [item.brand for item in items]
     # Candidates share few categories and brands: each is looked up and lowered once.
@@ -464,25 +341,42 @@ def features_many(
         if brand not in in_query:
             in_query[brand] = brand is not None and _named_in(brand, query)
 
-    if n >= _KEYED_FROM:
-        numeric = _item_arrays(
-            prices, categories, brands, item_aggs, at, config, price_mean, price_means, in_query
-        )
-    else:
-        numeric = _item_lists(
-            prices, categories, brands, item_aggs, at, config, price_mean, price_means, in_query
-        )
+    # _decay and _rate, inline: a call per candidate and feature was half of this loop.
+    half_life = config.half_life_s
+    ctr_prior = _CTR_PRIOR * _PRIOR_WEIGHT
+    cvr_prior = _CVR_PRIOR * _PRIOR_WEIGHT
+    decays = [
+        1.0 if last is None or at <= last else 0.5 ** ((at - last) / half_life)
+        for last in item_aggs.time
+    ]
+    imps = [v * i for v, i in zip(item_aggs.impressions, decays, strict=True)]
+    i_ctr = [
+        (v * i + ctr_prior) / (imp + _PRIOR_WEIGHT)
+        for v, i, imp in zip(item_aggs.clicks, decays, imps, strict=True)
+    ]
+    i_cvr = [
+        (v * i + cvr_prior) / (imp + _PRIOR_WEIGHT)
+        for v, i, imp in zip(item_aggs.purchases, decays, imps, strict=True)
+    ]
     return {
-        "price": numeric["price"],
-        "log_price": numeric["log_price"],
-        "cat_price_gap": numeric["cat_price_gap"],
+        "price": prices,
+        "log_price": log_prices,
+        "cat_price_gap": [
+            lp - mean if (mean := price_means[category]) is not None else 0.0
+            for lp, category in zip(log_prices, categories, strict=True)
+        ],
         "log_position": math.log1p(context.position),
-        "query_match": numeric["query_match"],
+        "query_match": [
+            1.0 if in_query[category] or in_query[brand] else 0.0
+            for category, brand in zip(categories, brands, strict=True)
+        ],
         "query_cat_share": by_category(query_shares),
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
-        "u_price_gap": numeric["u_price_gap"],
+        "u_price_gap": (
+            [lp - price_mean for lp in log_prices] if price_mean is not None else [0.0] * n
+        ),
         "u_cat_share": by_category(shares),
         "u_cat_click": by_category(click_shares),
         "u_cat_ctr": by_category({category: rate[0] for category, rate in rates.items()}),
@@ -490,9 +384,9 @@ def features_many(
         "u_cat_cvr": by_category({category: rate[2] for category, rate in rates.items()}),
         "u_taste_asked": by_category({category: t[0] for category, t in tastes.items()}),
         "u_taste_bought": by_category({category: t[1] for category, t in tastes.items()}),
-        "i_imp": numeric["i_imp"],
-        "i_ctr": numeric["i_ctr"],
-        "i_cvr": numeric["i_cvr"],
+        "i_imp": list(map(log1p, imps)),
+        "i_ctr": i_ctr,
+        "i_cvr": i_cvr,
         "category": by_category({category: category for category in shares}),
         "brand": [brand or "none" for brand in brands],
         "device": context.device,

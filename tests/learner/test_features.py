@@ -4,7 +4,6 @@ and the API's columnar `features_many` is `features()` of each candidate, exactl
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -101,15 +100,10 @@ def test_an_impression_and_the_equivalent_request_get_identical_features(
 
 
 def rows_of(columns: FeatureColumns, n: int) -> list[dict[str, Any]]:
-    # An array column (many candidates) is read as the Python floats a model sees.
-    lists = {
-        name: value.tolist() if isinstance(value, np.ndarray) else value
-        for name, value in columns.items()
-    }
     return [
         {
             name: value[i] if isinstance(value, list | ByKey) else value
-            for name, value in lists.items()
+            for name, value in columns.items()
         }
         for i in range(n)
     ]
