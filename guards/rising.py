@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 
 @lru_cache(maxsize=4)
@@ -92,6 +93,10 @@ class RisingRate:
 
     _buffers: tuple[str, ...] = ("_buf",)
     """The per-block arrays: pickled as their filled part only."""
+    _dtype: type[np.generic] = np.uint8
+    """Their type: one byte a block (a block holds at most `clock` hits), since the monitor
+    is committed with the learner's state and its size is paid at every publish."""
+    _buf: npt.NDArray[Any]
 
     def __init__(
         self,
@@ -108,14 +113,12 @@ class RisingRate:
         self.max_blocks = max_blocks
         # Hits per block, oldest first, in [start, end) of a buffer twice the window's size:
         # appending and dropping the oldest only move indices; a full buffer is compacted.
-        # One byte a block (a block holds at most `clock` hits): the monitor is committed
-        # with the learner's state, so its size is paid at every publish.
         if not 0 < clock < 256:
             raise ValueError("clock must be between 1 and 255")
-        self._buf = np.zeros(2 * max_blocks, dtype=np.uint8)
+        for name in self._buffers:
+            setattr(self, name, np.zeros(2 * max_blocks, dtype=self._dtype))
         self._start = self._end = 0
-        self._count = 0
-        self._hits = 0
+        self._open_block()
         self._low = 0
         """Blocks the last fall cut kept that are still in the window (0 after a rise cut)."""
 
@@ -148,13 +151,18 @@ class RisingRate:
         total = float(self._buf[self._start : self._end].sum(dtype=np.float64))
         return total / width if width else 0.0
 
+    def _open_block(self) -> None:
+        """Start the next block's sums."""
+        self._count = 0
+        self._hits = 0
+
     def update(self, hit: bool) -> Cut | None:
         self._count += 1
         self._hits += hit
         if self._count < self.clock:
             return None
         block = self._hits
-        self._count = self._hits = 0
+        self._open_block()
         return self._push(block)
 
     def _push(self, *block: float) -> Cut | None:
@@ -235,18 +243,11 @@ class RisingError(RisingRate):
     """
 
     _buffers = ("_buf", "_pos", "_missed")
+    _pos: npt.NDArray[Any]
+    _missed: npt.NDArray[Any]
 
-    def __init__(
-        self,
-        delta: float,
-        delta_settled: float | None = None,
-        settled: int = 16,
-        clock: int = 32,
-        max_blocks: int = 2_048,
-    ) -> None:
-        super().__init__(delta, delta_settled, settled, clock, max_blocks)
-        self._pos = np.zeros(2 * max_blocks, dtype=np.uint8)
-        self._missed = np.zeros(2 * max_blocks, dtype=np.uint8)
+    def _open_block(self) -> None:
+        super()._open_block()
         self._n_pos = 0
         self._n_missed = 0
 
@@ -259,7 +260,7 @@ class RisingError(RisingRate):
         if self._count < self.clock:
             return None
         block = (self._hits, self._n_pos, self._n_missed)
-        self._count = self._hits = self._n_pos = self._n_missed = 0
+        self._open_block()
         return self._push(*block)
 
     def _check(self) -> Cut | None:
@@ -299,18 +300,11 @@ class RisingMean(RisingRate):
     """
 
     _buffers = ("_buf", "_squares")
+    _dtype = np.float32
+    _squares: npt.NDArray[Any]
 
-    def __init__(
-        self,
-        delta: float,
-        delta_settled: float | None = None,
-        settled: int = 16,
-        clock: int = 32,
-        max_blocks: int = 2_048,
-    ) -> None:
-        super().__init__(delta, delta_settled, settled, clock, max_blocks)
-        self._buf = np.zeros(2 * max_blocks, dtype=np.float32)
-        self._squares = np.zeros(2 * max_blocks, dtype=np.float32)
+    def _open_block(self) -> None:
+        super()._open_block()
         self._sum = 0.0
         self._sum_sq = 0.0
 
@@ -323,8 +317,7 @@ class RisingMean(RisingRate):
         if self._count < self.clock:
             return None
         block = (self._sum, self._sum_sq)
-        self._count = 0
-        self._sum = self._sum_sq = 0.0
+        self._open_block()
         return self._push(*block)
 
     def update(self, hit: bool) -> Cut | None:

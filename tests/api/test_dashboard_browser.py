@@ -154,6 +154,13 @@ def answered(action: str) -> Callable[[WebDriver], str | None]:
 
 
 def lines_with(driver: WebDriver, text: str) -> list[WebElement]:
+    # The list is drawn again at each refresh: an element found just before one is stale
+    # by the time its text is read, so the whole look-up is done again.
+    for _ in range(20):
+        try:
+            return [li for li in driver.find_elements(*ALERTS) if text in li.text]
+        except StaleElementReferenceException:
+            continue
     return [li for li in driver.find_elements(*ALERTS) if text in li.text]
 
 
