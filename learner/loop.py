@@ -308,10 +308,13 @@ class Learner:
         self.counts["learned"] += 1
 
     def _guard_early(self, entry: Pending) -> None:
-        """The guards judge what was served against the label known so far."""
+        """The guards judge what was served against the label known `guard_delay_s` after
+        it, by the purchase's own event time: a partition read ahead of the others has
+        brought later purchases too, and the label must not depend on that."""
         x = entry.x()
+        bought = entry.bought and entry.bought_at - entry.ts <= self.settings.guard_delay_s
         for name, variant in self.variants.items():
-            self._guard(name, variant, x, entry.bought, self._served(entry, name, x), entry.ts)
+            self._guard(name, variant, x, bought, self._served(entry, name, x), entry.ts)
 
     def _served(self, entry: Pending, name: str, x: Mapping[str, float | str]) -> float:
         served = entry.scores.get(name)
