@@ -342,7 +342,15 @@ def features_many(
     for brand in distinct_brands:
         if brand not in in_query:
             in_query[brand] = brand is not None and _named_in(brand, query)
-    brand_named = any(in_query[brand] for brand in distinct_brands)
+    query_match: ByKey[str, float] | list[float]
+    if n >= _KEYED_FROM and not any(in_query[brand] for brand in distinct_brands):
+        # A query rarely names a brand: then the candidate's category alone decides.
+        query_match = ByKey(categories, {c: 1.0 if in_query[c] else 0.0 for c in shares})
+    else:
+        query_match = [
+            1.0 if in_query[category] or in_query[brand] else 0.0
+            for category, brand in zip(categories, brands, strict=True)
+        ]
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s
@@ -369,15 +377,7 @@ def features_many(
             for lp, category in zip(log_prices, categories, strict=True)
         ],
         "log_position": math.log1p(context.position),
-        # A query rarely names a brand: then the candidate's category alone decides.
-        "query_match": by_category(
-            {category: 1.0 if in_query[category] else 0.0 for category in shares}
-        )
-        if not brand_named
-        else [
-            1.0 if in_query[category] or in_query[brand] else 0.0
-            for category, brand in zip(categories, brands, strict=True)
-        ],
+        "query_match": query_match,
         "query_cat_share": by_category(query_shares),
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
