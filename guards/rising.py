@@ -124,6 +124,8 @@ class RisingRate:
     _dtype: type[np.generic] = np.uint8
     """Their type: one byte a block (a block holds at most `clock` hits), since the monitor
     is committed with the learner's state and its size is paid at every publish."""
+    _counts: frozenset[str] = frozenset()
+    """Buffers of counts kept in one byte a block whatever `_dtype` is."""
     _buf: npt.NDArray[Any]
     _mix: tuple[str, str] | None = None
     """The buffers of each block's positives and of the positives' sum, in a window whose
@@ -147,7 +149,8 @@ class RisingRate:
         if not 0 < clock < 256:
             raise ValueError("clock must be between 1 and 255")
         for name in self._buffers:
-            setattr(self, name, np.zeros(2 * max_blocks, dtype=self._dtype))
+            dtype = np.uint8 if name in self._counts else self._dtype
+            setattr(self, name, np.zeros(2 * max_blocks, dtype=dtype))
         self._start = self._end = 0
         self._open_block()
         self._low = 0
@@ -324,6 +327,7 @@ class RisingMean(RisingRate):
     """
 
     _buffers = ("_buf", "_squares", "_pos", "_pos_sum")
+    _counts = frozenset({"_pos"})
     _mix = ("_pos", "_pos_sum")
     _dtype = np.float32
     _squares: npt.NDArray[Any]
