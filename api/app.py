@@ -20,6 +20,7 @@ from redis.retry import Retry
 from api import errors
 from api.alertfeed import AlertFeed
 from api.cascadespec import check_shards, variants_wanted
+from api.collector import young_threshold
 from api.deps import Services, key_digest
 from api.fastpath import FastPredict, HeadraceApp
 from api.holder import ModelHolder
@@ -76,9 +77,11 @@ def create_app(
             settings, stream, keys, snapshot_settings, metrics, decoder, clock
         )
         app.state.services = services
+        restore = young_threshold(settings.gc_young_threshold)
         try:
             yield
         finally:
+            restore()
             await services.alerts.close()
             for close in closers:
                 close()

@@ -53,9 +53,35 @@ class _Replies(asyncio.Protocol):
         self.reader = hiredis.Reader(notEnoughData=_PENDING)
         # uvloop's transports are not asyncio.Transport subclasses, hence Any.
         self.transport: Any = None
-        # Requests in the order they were written: (replies expected, replies, future).
-        self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]]]] = deque()
+        # Requests in the order they were written: (replies expected, replies, future,
+        # deadline in loop time).
+        self.waiting: deque[tuple[int, list[Any], asyncio.Future[list[Any]], float]] = deque()
         self.lost: Exception | None = None
+        # One timer for every request's deadline: a timer per request (made, then
+        # cancelled) was a measurable share of a request's CPU.
+        self.watchdog: asyncio.TimerHandle | None = None
+
+    def expect(self, n: int, future: "asyncio.Future[list[Any]]", deadline: float) -> None:
+        """Wait for the next `n` replies, failing `future` with TimeoutError at `deadline`
+        (loop time) unless they have all arrived by then."""
+        self.waiting.append((n, [], future, deadline))
+        if self.watchdog is None:
+            self.watchdog = future.get_loop().call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        """Fail the requests past their deadline; come back at the next one's."""
+        self.watchdog = None
+        if not self.waiting:
+            return
+        loop = self.waiting[0][2].get_loop()
+        now = loop.time()
+        # Written in order with one timeout: deadlines only grow along the queue.
+        for _, _, future, deadline in self.waiting:
+            if deadline > now:
+                self.watchdog = loop.call_at(deadline, self._expire)
+                return
+            if not future.done():
+                future.set_exception(TimeoutError())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -67,7 +93,7 @@ class _Replies(asyncio.Protocol):
         arrived = iter(self.reader.gets, _PENDING)
         waiting = self.waiting
         while waiting:
-            n, replies, future = waiting[0]
+            n, replies, future, _ = waiting[0]
             replies.extend(islice(arrived, n - len(replies)))
             if len(replies) < n:
                 return
@@ -80,15 +106,13 @@ class _Replies(asyncio.Protocol):
         self.fail(self.lost)
 
     def fail(self, exc: Exception) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         while self.waiting:
-            _, _, future = self.waiting.popleft()
+            _, _, future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(RespError(f"{type(exc).__name__}: {exc}"))
-
-
-def _expire(future: "asyncio.Future[list[Any]]") -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 class RespPipeline:
@@ -123,18 +147,16 @@ class RespPipeline:
             conn = await self._connect()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Any]] = loop.create_future()
-        conn.waiting.append((n, [], future))
+        # The connection's one timer fails the future at its deadline: asyncio.wait_for
+        # adds a second future and its callbacks, a timer per request costs its making
+        # and cancelling, both measurable at thousands of requests a second.
+        conn.expect(n, future, loop.time() + self._timeout)
         conn.transport.write(packed)
-        # A timer on the future itself: asyncio.wait_for adds a second future and its
-        # callbacks, measurable at thousands of requests a second.
-        timer = loop.call_later(self._timeout, _expire, future)
         try:
             return await future
         except TimeoutError:
             self._drop(conn, RespError(f"no answer within {self._timeout} s"))
             raise RespError(f"Redis did not answer within {self._timeout} s") from None
-        finally:
-            timer.cancel()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -196,7 +218,7 @@ class RespPipeline:
             setup.append(pack("ROLE"))
         if setup:
             future: asyncio.Future[list[Any]] = loop.create_future()
-            conn.waiting.append((len(setup), [], future))
+            conn.expect(len(setup), future, loop.time() + self._timeout)
             conn.transport.write(b"".join(setup))
             replies = await future
             for reply in replies:

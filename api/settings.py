@@ -85,6 +85,14 @@ class ApiSettings(BaseSettings):
     """Seconds between version checks besides the versions channel (missed messages, Redis
     outages): the most a replica lags behind a publish, and how soon it sees Redis again."""
 
+    gc_young_threshold: int = Field(default=10_000, ge=0, le=1_000_000)
+    """Allocations between the collector's youngest-generation passes in the server
+    process (Python's own is 700), set for the lifespan. Requests allocate and free
+    thousands of short-lived lists and dicts: at 700 a pass ran every ~9 requests of 100
+    candidates and walked the objects of the 16 in flight, 2-3 % of the CPU a request;
+    at 10,000 none ran in 12,000 such requests (docs/api.md, "Performance"). 0 leaves
+    Python's own."""
+
     redis_timeout_s: float = Field(default=0.25, gt=0.0, le=30.0)
     """Socket timeout of the per-request feature look-ups; past it the request is served
     from empty aggregates (degraded) rather than waiting."""

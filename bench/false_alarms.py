@@ -10,10 +10,11 @@ learner adapts on the performance alerts as it does in production, so what it se
 after a false alarm is what production would have served.
 
 Then the calls the monitor saw (log loss, features, prediction, label) are replayed
-through two fresh monitors: the shipped settings (a check: it must find what the live
-one found) and the same with `drift_error_label_mix` off (the error window judging a
-rise against the older error rate alone, as before the label mix was taken into
-account), so both gates are judged on the same predictions in the same run. Alerts in
+through three fresh monitors: the shipped settings (a check: it must find what the live
+one found), the same with `drift_error_label_mix` off (the error window judging a rise
+against the older error rate alone, as before the label mix was taken into account), and
+the same with `drift_loss_label_mix` off (the mean-loss window judging a rise against the
+older mean loss alone), so each gate is judged on the same predictions in the same run. Alerts in
 the first 1,000 examples are not counted (as in bench/drift.py). Needs a Redis
 (HEADRACE_REDIS_URL) for the aggregates; its keys are deleted afterwards.
 """
@@ -87,19 +88,21 @@ def main() -> None:
     args = parser.parse_args()
     began = time.perf_counter()
     client = connect(StreamSettings())
-    before = GuardSettings(drift_error_label_mix=False)
-    totals: dict[str, Counter[str]] = {"live": Counter(), "shipped": Counter(), "before": Counter()}
+    replays = {
+        "shipped": GuardSettings(),
+        "error mix off": GuardSettings(drift_error_label_mix=False),
+        "loss mix off": GuardSettings(drift_loss_label_mix=False),
+    }
+    totals: dict[str, Counter[str]] = {n: Counter() for n in ("live", *replays)}
     examples = 0
-    print("| seed | examples | positive rate | live alerts | replay, shipped | replay, mix off |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    columns = " | ".join(f"replay, {n}" for n in replays)
+    print(f"| seed | examples | positive rate | live alerts | {columns} |")
+    print("| --- | --- | --- | --- |" + " --- |" * len(replays))
     for seed in range(args.first, args.first + args.seeds):
         recorder = live(client, seed, args.records)
         calls = recorder.calls
-        runs = {
-            "live": counted(recorder.alerts),
-            "shipped": counted(replay(calls, GuardSettings())),
-            "before": counted(replay(calls, before)),
-        }
+        runs = {"live": counted(recorder.alerts)}
+        runs |= {n: counted(replay(calls, settings)) for n, settings in replays.items()}
         examples += max(len(calls) - BURN_IN, 0)
         rate = sum(c[4] for c in calls) / max(len(calls), 1)
         cells = [str(seed), f"{len(calls):,}", f"{rate:.4f}"]
@@ -108,14 +111,16 @@ def main() -> None:
             cells.append(", ".join(f"{s}@{i:,}" for i, s in found) or "none")
         print("| " + " | ".join(cells) + " |", flush=True)
     print(f"\nClean examples counted (after the first {BURN_IN:,} of each seed): {examples:,}")
-    print("\n| signal | live | replay, shipped | replay, mix off |")
-    print("| --- | --- | --- | --- |")
+    print(f"\n| signal | live | {columns} |")
+    print("| --- | --- |" + " --- |" * len(replays))
     signals = sorted(set().union(*totals.values()))
     for s in signals or ["(none)"]:
         print(f"| {s} | " + " | ".join(str(totals[n][s]) for n in totals) + " |")
-    shipped, off = sum(totals["shipped"].values()), sum(totals["before"].values())
-    ratio = shipped / max(off, 1)
-    print(f"\nall signals: replay shipped {shipped}, mix off {off} (ratio {ratio:.2f})")
+    shipped = sum(totals["shipped"].values())
+    for name in ("error mix off", "loss mix off"):
+        off = sum(totals[name].values())
+        ratio = shipped / max(off, 1)
+        print(f"all signals: replay shipped {shipped}, {name} {off} (ratio {ratio:.2f})")
     print(f"{time.perf_counter() - began:.0f} s", file=sys.stderr)
 
 

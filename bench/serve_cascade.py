@@ -146,6 +146,8 @@ def main() -> None:
         trained = trained_models(client, config, [CHEAP, *expensive], data.requests, args.cache)
         scorers = {kind: trained.scorer(kind) for kind in [CHEAP, *expensive]}
         ranked = 0
+        # A store of fewer items than --k gives fewer candidates: say how many were ranked.
+        distinct = [len({c.item_id for c in r.candidates}) for r in data.requests]
         for request in data.requests:
             # A request has up to --k candidates (a store of fewer items gives fewer).
             p = np.array([c.p_purchase for c in request.candidates], dtype=np.float64)
@@ -166,8 +168,9 @@ def main() -> None:
         print(
             f"seed {seed}: {args.count:,} records learned by {CHEAP} and "
             f"{', '.join(expensive)} ({trained.source}); {ranked} held-out requests of "
-            f"{args.k} candidates ranked by every row below (check: the same requests, "
-            "aggregates and time)",
+            f"{min(distinct):,} to {max(distinct):,} distinct candidates (of --k {args.k:,}) "
+            f"among {args.n_items:,} items ranked by every row below (check: the same "
+            "requests, aggregates and time)",
             flush=True,
         )
     report(tallies, expensive, rules, args)

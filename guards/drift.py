@@ -31,7 +31,7 @@ from guards.kswin import KSWIN
 from guards.persisted import STATE_VERSION
 from guards.psi import PopulationStability
 from guards.ranking import RankingDrop
-from guards.rising import Cut, ErrorCut, RisingError, RisingMean, RisingRate
+from guards.rising import Cut, MixCut, RisingError, RisingMean, RisingRate
 from guards.settings import GuardSettings
 
 PERFORMANCE_SIGNALS = frozenset({"loss", "mean_loss", "error", "ranking"})
@@ -144,7 +144,7 @@ class DriftMonitor:
         if s.drift_error_enabled:
             alerts.extend(self._error_update((p >= s.drift_error_cut) != y, y, ts))
         if s.drift_loss_window_enabled:
-            alerts.extend(self._mean_loss_update(loss, ts))
+            alerts.extend(self._mean_loss_update(loss, y, ts))
         if s.drift_label_enabled:
             alerts.extend(self._label_update(y, ts))
         if s.drift_ranking_enabled and self.n > self._armed_at:
@@ -262,31 +262,36 @@ class DriftMonitor:
         s = self.settings
         opened = self._error_open
         explained = None
-        if s.drift_error_label_mix and isinstance(cut, ErrorCut) and cut.rise:
-            explained = _explained(cut)
+        if s.drift_error_label_mix and isinstance(cut, MixCut) and cut.rise:
+            explained = _explained(cut, "error")
         self._error_open, alerts = self._rise(
             cut, "error", "error rate", opened, s.drift_error_min_increase, ts, explained
         )
         return alerts
 
-    def _mean_loss_update(self, loss: float, ts: float) -> list[Alert]:
-        clip = self.settings.drift_loss_window_clip
-        cut = self._mean_loss.add(min(loss, clip) / clip)
+    def _mean_loss_update(self, loss: float, y: bool, ts: float) -> list[Alert]:
+        s = self.settings
+        clip = s.drift_loss_window_clip
+        cut = self._mean_loss.add(min(loss, clip) / clip, y)
         if cut is None:
             return []
         # The window holds losses divided by the clip: alerts speak in log loss.
-        cut = Cut(
-            cut.before * clip,
-            cut.after * clip,
-            cut.n_before,
-            cut.n_after,
-            cut.statistic * clip,
-            cut.bound * clip,
-        )
+        scaled = (cut.before * clip, cut.after * clip, cut.n_before, cut.n_after)
+        test = (cut.statistic * clip, cut.bound * clip)
+        explained = None
+        if isinstance(cut, MixCut):
+            mixed = (cut.label_before, cut.label_after, cut.expected * clip)
+            cut = MixCut(*scaled, *test, *mixed)
+            if s.drift_loss_label_mix and cut.rise:
+                explained = _explained(cut, "mean log loss")
+        else:
+            cut = Cut(*scaled, *test)
         what = f"mean log loss (clipped at {clip:g})"
-        increase = self.settings.drift_loss_window_min_increase
+        increase = s.drift_loss_window_min_increase
         opened = self._mean_loss_open
-        self._mean_loss_open, alerts = self._rise(cut, "mean_loss", what, opened, increase, ts)
+        self._mean_loss_open, alerts = self._rise(
+            cut, "mean_loss", what, opened, increase, ts, explained
+        )
         return alerts
 
     def _rise(
@@ -431,11 +436,11 @@ class DriftMonitor:
         )
 
 
-def _explained(cut: ErrorCut) -> tuple[float, str]:
-    """The newer error the label rate alone explains, and the figures that say so."""
+def _explained(cut: MixCut, what: str) -> tuple[float, str]:
+    """The newer level of `what` the label rate alone explains, and the figures that say so."""
     return cut.expected, (
         f"positive rate {cut.label_after:.4f}, was {cut.label_before:.4f}: at the older "
-        f"error on positives and on negatives the newer error would be {cut.expected:.4f}"
+        f"{what} on positives and on negatives the newer {what} would be {cut.expected:.4f}"
     )
 
 

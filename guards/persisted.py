@@ -9,7 +9,7 @@ the guard starts afresh under the running code and configuration.
 
 from typing import Any
 
-STATE_VERSION = 9
+STATE_VERSION = 10
 """Bump whenever a guard's pickled attributes change meaning or shape."""
 
 

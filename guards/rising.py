@@ -76,16 +76,44 @@ class Cut:
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorCut(Cut):
-    """A cut of the error window, with the labels over the same two parts."""
+class MixCut(Cut):
+    """A cut of a window that also keeps the labels (the error's, the mean loss's), with
+    the labels over the same two parts."""
 
     label_before: float
     """Positive rate of the older part."""
     label_after: float
     """Positive rate of the newer part."""
     expected: float
-    """The error the newer part would have at the older part's error on positives and on
+    """The level the newer part would have at the older part's level on positives and on
     negatives, mixed at the newer part's positive rate: what the label rate alone explains."""
+
+
+def _sum(buf: npt.NDArray[Any], start: int, end: int) -> float:
+    return float(buf[start:end].sum(dtype=np.float64))
+
+
+def _mixed(cut: Cut, older: tuple[float, float, float], pos_after: float) -> MixCut:
+    """`cut` with its label figures, from the older part's sum of values, positives and sum
+    of the positives' values, and the newer part's positives (direct standardisation). A
+    class absent from the older part is taken at the older part's overall level."""
+    total_b, pos_b, pos_total_b = older
+    neg_b = cut.n_before - pos_b
+    on_pos = pos_total_b / pos_b if pos_b else cut.before
+    on_neg = (total_b - pos_total_b) / neg_b if neg_b else cut.before
+    label_after = pos_after / cut.n_after
+    expected = label_after * on_pos + (1.0 - label_after) * on_neg
+    return MixCut(
+        cut.before,
+        cut.after,
+        cut.n_before,
+        cut.n_after,
+        cut.statistic,
+        cut.bound,
+        pos_b / cut.n_before,
+        label_after,
+        expected,
+    )
 
 
 class RisingRate:
@@ -96,7 +124,12 @@ class RisingRate:
     _dtype: type[np.generic] = np.uint8
     """Their type: one byte a block (a block holds at most `clock` hits), since the monitor
     is committed with the learner's state and its size is paid at every publish."""
+    _counts: frozenset[str] = frozenset()
+    """Buffers of counts kept in one byte a block whatever `_dtype` is."""
     _buf: npt.NDArray[Any]
+    _mix: tuple[str, str] | None = None
+    """The buffers of each block's positives and of the positives' sum, in a window whose
+    cuts report the label mix (a `MixCut`)."""
 
     def __init__(
         self,
@@ -116,7 +149,8 @@ class RisingRate:
         if not 0 < clock < 256:
             raise ValueError("clock must be between 1 and 255")
         for name in self._buffers:
-            setattr(self, name, np.zeros(2 * max_blocks, dtype=self._dtype))
+            dtype = np.uint8 if name in self._counts else self._dtype
+            setattr(self, name, np.zeros(2 * max_blocks, dtype=dtype))
         self._start = self._end = 0
         self._open_block()
         self._low = 0
@@ -133,7 +167,11 @@ class RisingRate:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name in self._buffers:
-            filled = state[name]
+            # A window pickled before this class kept the buffer: its monitor is not resumed
+            # (guards/persisted.py), but it must load to be told so.
+            filled = state.get(name)
+            if filled is None:
+                continue
             room = np.zeros(2 * state["max_blocks"], dtype=filled.dtype)
             room[: len(filled)] = filled
             state[name] = room
@@ -186,7 +224,8 @@ class RisingRate:
         return p * (1.0 - p)
 
     def _check(self) -> Cut | None:
-        k = self._end - self._start
+        start = self._start
+        k = self._end - start
         if k < 2:
             return None
         c = self.clock
@@ -227,7 +266,15 @@ class RisingRate:
         cut = Cut(before, after, int(n_old[i]), int(n_new[i]), float(diff[i]), line)
         self._start = self._end - (i + 1)
         self._low = 0 if rise else i + 1
-        return cut
+        if self._mix is None:
+            return cut
+        positives, positives_sum = (getattr(self, b) for b in self._mix)
+        older = (
+            _sum(self._buf, start, self._start),
+            _sum(positives, start, self._start),
+            _sum(positives_sum, start, self._start),
+        )
+        return _mixed(cut, older, _sum(positives, self._start, self._end))
 
 
 class RisingError(RisingRate):
@@ -243,6 +290,7 @@ class RisingError(RisingRate):
     """
 
     _buffers = ("_buf", "_pos", "_missed")
+    _mix = ("_pos", "_missed")
     _pos: npt.NDArray[Any]
     _missed: npt.NDArray[Any]
 
@@ -263,33 +311,6 @@ class RisingError(RisingRate):
         self._open_block()
         return self._push(*block)
 
-    def _check(self) -> Cut | None:
-        start = self._start
-        cut = super()._check()
-        if cut is None:
-            return None
-        older, newer = slice(start, self._start), slice(self._start, self._end)
-        wrong_b, pos_b, missed_b = (
-            float(getattr(self, b)[older].sum(dtype=np.float64)) for b in self._buffers
-        )
-        pos_a = float(self._pos[newer].sum(dtype=np.float64))
-        neg_b = cut.n_before - pos_b
-        fnr = missed_b / pos_b if pos_b else cut.before
-        fpr = (wrong_b - missed_b) / neg_b if neg_b else cut.before
-        label_after = pos_a / cut.n_after
-        expected = label_after * fnr + (1.0 - label_after) * fpr
-        return ErrorCut(
-            cut.before,
-            cut.after,
-            cut.n_before,
-            cut.n_after,
-            cut.statistic,
-            cut.bound,
-            pos_b / cut.n_before,
-            label_after,
-            expected,
-        )
-
 
 class RisingMean(RisingRate):
     """The same window on the mean of values in [0, 1] (the clipped log loss, scaled).
@@ -297,26 +318,41 @@ class RisingMean(RisingRate):
     ADWIN's bound takes the window's variance; for hits that is p(1 - p), but a loss in
     [0, 1] whose mean is 0.08 varies far less than a rate of 0.08 would, so the window keeps
     each block's sum of squares too. Float32 sums: a block holds at most `clock` values.
+
+    Like the error, the mean log loss mixes the loss on positives (about 3 at a 5 % purchase
+    rate) and on negatives (about 0.05) at the label rate, and a cluster of purchases raises
+    it with no change in the model. So each block also keeps its positives and their sum,
+    and a cut reports the mean the newer part would have had at the older part's mean per
+    class, mixed at the newer part's positive rate (as `RisingError`'s cuts do).
     """
 
-    _buffers = ("_buf", "_squares")
+    _buffers = ("_buf", "_squares", "_pos", "_pos_sum")
+    _counts = frozenset({"_pos"})
+    _mix = ("_pos", "_pos_sum")
     _dtype = np.float32
     _squares: npt.NDArray[Any]
+    _pos: npt.NDArray[Any]
+    _pos_sum: npt.NDArray[Any]
 
     def _open_block(self) -> None:
         super()._open_block()
         self._sum = 0.0
         self._sum_sq = 0.0
+        self._n_pos = 0
+        self._sum_pos = 0.0
 
-    def add(self, value: float) -> Cut | None:
-        """One value, clamped to [0, 1]."""
+    def add(self, value: float, label: bool = False) -> Cut | None:
+        """One value, clamped to [0, 1], and its example's label."""
         value = min(max(value, 0.0), 1.0)
         self._count += 1
         self._sum += value
         self._sum_sq += value * value
+        if label:
+            self._n_pos += 1
+            self._sum_pos += value
         if self._count < self.clock:
             return None
-        block = (self._sum, self._sum_sq)
+        block = (self._sum, self._sum_sq, self._n_pos, self._sum_pos)
         self._open_block()
         return self._push(*block)
 

@@ -143,6 +143,16 @@ class GuardSettings(BaseSettings):
     """A significant rise is an alert only if the newer mean loss is more than this much
     above the older one (relative)."""
 
+    drift_loss_label_mix: bool = True
+    """Judge a rise of that window's mean log loss against what the label rate explains, as
+    `drift_error_label_mix` does for the error: the older part's mean loss on positives and
+    on negatives, mixed at the newer part's positive rate. At a 5 % purchase rate the loss
+    on a purchase (about 3) is some 60 times the loss on a non-purchase, and purchases come
+    in clusters: on the store simulator's clean streams such a cluster read as a rise, and
+    the learner adapted for nothing. A rise is an alert only if the newer mean is more than
+    `drift_loss_window_min_increase` above the higher of the older mean and that mix. Off:
+    against the older mean alone."""
+
     drift_label_enabled: bool = True
     """An adaptive window (guards/rising.py: ADWIN's test at one confidence, both ways) on
     the label rate, fed every example from the start. A new concept whose positives are

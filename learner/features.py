@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar, cast
 
 from learner.columns import ByKey
 from learner.storestats import StoreStats
@@ -279,7 +279,8 @@ def features_many(
     """`features()` of each item for one user in one context at one time, as columns.
 
     What only the user and the context decide is computed once and given as a scalar;
-    what only the item's category adds to them, once per category and given as a
+    what only the item's category adds to them (and `query_match` when the query names
+    none of the items' brands), once per category and given as a
     `ByKey` of the items' categories (a list for fewer than _KEYED_FROM items); the rest
     is a list in item order. Each reads as exactly the values and types `features()` gives
     (tests/learner/test_features.py proves that row i equals
@@ -337,9 +338,19 @@ def features_many(
     in_query: dict[str | None, bool] = {None: False}
     for name in shares:
         in_query[name] = _named_in(name, query)
-    for brand in dict.fromkeys(brands):
+    distinct_brands = dict.fromkeys(brands)
+    for brand in distinct_brands:
         if brand not in in_query:
             in_query[brand] = brand is not None and _named_in(brand, query)
+    query_match: ByKey[str, float] | list[float]
+    if n >= _KEYED_FROM and not any(in_query[brand] for brand in distinct_brands):
+        # A query rarely names a brand: then the candidate's category alone decides.
+        query_match = ByKey(categories, {c: 1.0 if in_query[c] else 0.0 for c in shares})
+    else:
+        query_match = [
+            1.0 if in_query[category] or in_query[brand] else 0.0
+            for category, brand in zip(categories, brands, strict=True)
+        ]
 
     # _decay and _rate, inline: a call per candidate and feature was half of this loop.
     half_life = config.half_life_s
@@ -366,10 +377,7 @@ def features_many(
             for lp, category in zip(log_prices, categories, strict=True)
         ],
         "log_position": math.log1p(context.position),
-        "query_match": [
-            1.0 if in_query[category] or in_query[brand] else 0.0
-            for category, brand in zip(categories, brands, strict=True)
-        ],
+        "query_match": query_match,
         "query_cat_share": by_category(query_shares),
         "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
@@ -388,7 +396,9 @@ def features_many(
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
         "category": by_category({category: category for category in shares}),
-        "brand": [brand or "none" for brand in brands],
+        "brand": [brand or "none" for brand in brands]
+        if None in brands
+        else cast(list[str], brands),
         "device": context.device,
         "page": context.page,
         "query_category": by_category({category: f"{query}|{category}" for category in shares}),

@@ -83,12 +83,15 @@ def direct_scores(
     request: ShopRequest,
     at: float,
     config: FeatureConfig,
+    store_stats: Any = None,
 ) -> list[float]:
     """River's own predict_proba_one on the learner's features from the same aggregates
-    and the store-wide table of the published state."""
+    and the store-wide table of the published state (or `store_stats`, that table as a
+    state's meta holds it: a version's own, when a newer one may have been published)."""
     user = decode_hash(client.hgetall(keys.user(request.user_id)))
-    meta = read_meta(client, keys) or {}
-    store = StoreStats.load(meta.get("store_stats"), config.half_life_s)
+    if store_stats is None:
+        store_stats = (read_meta(client, keys) or {}).get("store_stats")
+    store = StoreStats.load(store_stats, config.half_life_s)
     out = []
     for c in request.candidates:
         item = decode_hash(client.hgetall(keys.item(c.item_id)))

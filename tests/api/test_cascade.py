@@ -26,6 +26,7 @@ from api.settings import ApiSettings
 from headrace.sim.simulator import generate, world
 from learner import modelcodec
 from learner.features import FeatureConfig
+from learner.layout import read_meta
 from stream.settings import StreamSettings
 from tests.api.conftest import SMALL, running_app
 from tests.api.helpers import direct_scores, request_body
@@ -49,9 +50,11 @@ def learner(settings: StreamSettings, redis_client: redis.Redis) -> Iterator[InP
 
 
 def models_of(client: redis.Redis, learner: InProcessLearner) -> dict[str, Any]:
-    """The variants of the state just published, deserialized from Redis."""
+    """The variants of the state just published, deserialized from Redis, and its
+    store-wide table ("store_stats")."""
     blobs = {name: client.hget(learner.keys.state, f"model:{name}") for name in ("main", "fm")}
-    return {name: modelcodec.loads(blob) for name, blob in blobs.items() if blob is not None}
+    models = {name: modelcodec.loads(blob) for name, blob in blobs.items() if blob is not None}
+    return {**models, "store_stats": (read_meta(client, learner.keys) or {}).get("store_stats")}
 
 
 @pytest.mark.integration
@@ -85,8 +88,13 @@ def test_both_stages_come_from_the_version_the_response_names(
                 models = published[version]
                 config = FeatureConfig()
                 keys = learner.keys
-                cheap = direct_scores(redis_client, keys, models["main"], request, AT, config)
-                rich = direct_scores(redis_client, keys, models["fm"], request, AT, config)
+                # The version answered may be older than the one just published: its
+                # own store-wide table, not the newest.
+                table = models["store_stats"]
+                cheap = direct_scores(
+                    redis_client, keys, models["main"], request, AT, config, table
+                )
+                rich = direct_scores(redis_client, keys, models["fm"], request, AT, config, table)
                 # Without top_k the answer keeps the candidates' order.
                 assert [s["item_id"] for s in got["scores"]] == [
                     c.item_id for c in request.candidates

@@ -132,6 +132,50 @@ def test_a_silent_server_times_out_and_a_refused_one_fails_fast() -> None:
         asyncio.run(ask(f"redis://127.0.0.1:{port}/0"))
 
 
+def test_each_request_times_out_at_its_own_deadline_after_answered_ones() -> None:
+    """One timer serves every request of a connection: requests answered in time never
+    fail, and one left unanswered fails at its own deadline, not an earlier one's."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer_pings() -> None:
+        # +PONG for every PING; anything else (the ECHO below) is never answered.
+        conn = server.accept()[0]
+        seen, answered = b"", 0
+        with conn:
+            while chunk := conn.recv(65_536):
+                seen += chunk
+                pings = seen.count(b"PING")
+                conn.sendall(b"+PONG\r\n" * (pings - answered))
+                answered = pings
+
+    threading.Thread(target=answer_pings, daemon=True).start()
+    timeout = 0.2
+
+    async def main() -> tuple[int, float, float]:
+        loop = asyncio.get_running_loop()
+        pipeline = RespPipeline(f"redis://127.0.0.1:{server.getsockname()[1]}/0", timeout)
+        first = loop.time()
+        answered = 0
+        # Answered requests for half a timeout: the first one's deadline passes meanwhile.
+        while loop.time() - first < timeout / 2 or answered < 2:
+            assert await pipeline.execute(pack("PING"), 1) == [b"PONG"]
+            answered += 1
+        asked = loop.time()
+        with pytest.raises(RespError, match="within"):
+            await pipeline.execute(pack("ECHO", "x"), 1)
+        pipeline.close()
+        return answered, asked, loop.time()
+
+    try:
+        answered, asked, failed = asyncio.run(main())
+    finally:
+        server.close()
+    assert answered >= 2
+    assert failed - asked >= timeout
+
+
 def fetch(
     settings: StreamSettings, keys: ShardKeys, user_id: str, item_ids: list[str]
 ) -> tuple[dict[str, float], ItemColumns]:

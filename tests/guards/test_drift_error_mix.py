@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from guards.alerts import Alert
 from guards.drift import DriftMonitor
-from guards.rising import ErrorCut, RisingError
+from guards.rising import MixCut, RisingError
 from guards.settings import GuardSettings
 
 Rates = Callable[[int], tuple[float, float, float]]
@@ -80,7 +80,7 @@ def test_the_cut_reports_the_labels_over_its_own_two_parts_and_pickles() -> None
         if cut is not None:
             cuts.append(cut)
     rise = next(c for c in cuts if c.rise)
-    assert isinstance(rise, ErrorCut)
+    assert isinstance(rise, MixCut)
     assert math.isclose(rise.label_before, rise.before) and math.isclose(
         rise.label_after, rise.after
     )

@@ -297,3 +297,24 @@ def test_a_query_names_a_category_or_brand_in_the_singular_too(
     assert x["query_match"] == (1.0 if named else 0.0)
     column = features_many(context, [item], {}, ItemColumns.unknown(1), 1_767_225_600.0, CONFIG)
     assert column["query_match"] == [x["query_match"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "keyed"),
+    [
+        ("merino dk", True),  # names a category only: the category decides
+        ("budget yarn", True),  # names nothing
+        ("drops merino", False),  # names a brand: each candidate's brand counts too
+    ],
+)
+def test_query_match_is_per_category_unless_the_query_names_a_brand(
+    query: str, keyed: bool
+) -> None:
+    context = Context(query=query, page="search", position=0)
+    names = [("merino", "Drops"), ("alpaca", None), ("merino", None), ("cotton", "Drops")]
+    items = [Item(price=4.0 + i, category=c, brand=b) for i, (c, b) in enumerate(names * 2)]
+    at = 1_767_225_600.0
+    columns = features_many(context, items, {}, ItemColumns.unknown(len(items)), at, CONFIG)
+    assert isinstance(columns["query_match"], ByKey) is keyed
+    expected = [features(context, item, {}, {}, at, CONFIG) for item in items]
+    assert rows_of(columns, len(items)) == expected
