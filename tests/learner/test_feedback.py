@@ -362,3 +362,49 @@ def test_the_label_at_the_elapsed_time_is_the_purchases_own_time_however_partiti
     assert learned == ([True, False] if purchase_read_first else [False, True])
     assert core.counts["bought_after_elapsed"] == 1
     assert core.counts["bought_within_elapsed"] == 0
+
+
+@pytest.mark.parametrize("purchase_read_first", [True, False])
+def test_the_guards_judge_the_label_at_their_delay_by_the_purchases_own_time(
+    redis_client: redis.Redis,
+    settings: StreamSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    purchase_read_first: bool,
+) -> None:
+    """The guards see an impression `guard_delay_s` after it with the purchases made by
+    then: one made later is not in it, even when its partition was read ahead."""
+    judged: list[bool] = []
+    guard = Learner._guard
+
+    def recording(self: Learner, name: str, variant: Variant, x: Any, y: bool, *rest: Any) -> None:
+        judged.append(y)
+        guard(self, name, variant, x, y, *rest)
+
+    monkeypatch.setattr(Learner, "_guard", recording)
+    core = Learner(
+        LearnerSettings(metrics_port=0, join_window_s=WINDOW_S, guard_delay_s=60.0),
+        ShardKeys(settings.key_prefix, "main"),
+        AggregateCache(redis_client),
+    )
+    shown = Impression(
+        event_id="e1",
+        ts=at(0),
+        user_id="u1",
+        impression_id="m1",
+        item_id="i1",
+        context=Context(query="merino dk", device="mobile", page="search", position=0),
+        item=Item(price=9.5, category="merino", brand="Drops"),
+    )
+    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
+    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
+    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
+    first, second = (bought, moved) if purchase_read_first else (moved, bought)
+    events: list[tuple[Event, int]] = [(shown, 0), (other, 1), (first, 0 if first is bought else 1)]
+    events.append((second, 0 if second is bought else 1))
+    core.prefetch([e for e, _ in events])
+    offsets = {0: 0, 1: 0}
+    for event, partition in events:
+        core.process(event, partition, offsets[partition])
+        offsets[partition] += 1
+    assert core.joins.watermark > 60
+    assert judged == [False]
