@@ -4,7 +4,7 @@ learning model's latest weights, on the same run.
     .venv/bin/python bench/calibration.py --seeds 2222,6802 [--count 60000] [--every 2500]
 
 Needs a Redis, as bench/quality.py does. For each seed the simulator's stream goes through
-the learner's core (`learner.loop.Learner`, shipped settings, `fnw`) once; from --start
+the learner's core (`learner.loop.Learner`, shipped settings) once; from --start
 records on, every --every records, the same 1,000 held-out requests (`tests/heldout.py`)
 are scored by both models of the variant: what it serves (`Variant.predict`) and its
 learning weights (the pipeline itself, what was served before the average). It prints
@@ -111,9 +111,7 @@ def run_seed(seed: int, count: int, start: int, every: int, horizon: int) -> Non
     hidden_auc = expected_auc(data.p, data.p)
     client = connect(StreamSettings())
     prefix = f"bench-calibration-{uuid.uuid4().hex[:8]}"
-    settings = LearnerSettings(
-        metrics_port=0, variants={"main": "logreg"}, delayed_feedback="fnw", served_average=horizon
-    )
+    settings = LearnerSettings(metrics_port=0, variants={"main": "logreg"}, served_average=horizon)
     learner = Learner(settings, ShardKeys(prefix, "main"), AggregateCache(client), GuardSettings())
     hidden_of: dict[str, float] = {}
     served_at: list[tuple[float, float, int]] = []

@@ -91,8 +91,9 @@ def trained_models(
         found.source = f"read from {path}"
         return found
     records = list(generate(config))
+    shipped = LearnerSettings()
     learner, _ = learner_run(
-        client, records, "fnw", kinds, LearnerSettings().join_window_s, lambda n: None
+        client, records, shipped.delayed_feedback, kinds, shipped.join_window_s, lambda n: None
     )
     keys = learner.keys
     wanted = {keys.user(r.user_id) for r in requests}

@@ -250,15 +250,18 @@ def oracle_scores(
 
 
 def learner_quality(records: list[SimRecord], data: HeldOut) -> Quality:
-    """The shipped learner (`fnw`, logreg) on the same stream and requests (bench/quality.py)."""
+    """The shipped learner (its delayed-feedback method, logreg) on the same stream and
+    requests (bench/quality.py)."""
     from bench.quality import learner_run, learner_scorer
     from learner.redisconn import connect
     from learner.settings import LearnerSettings
     from stream.settings import StreamSettings
 
     client = connect(StreamSettings())
-    window = LearnerSettings().join_window_s
-    learner, _ = learner_run(client, records, "fnw", ["logreg"], window, lambda n: None)
+    shipped = LearnerSettings()
+    learner, _ = learner_run(
+        client, records, shipped.delayed_feedback, ["logreg"], shipped.join_window_s, lambda n: None
+    )
     return quality(data, learner_scorer(learner, "logreg", records[-1].ts_ms / 1000))
 
 

@@ -10,6 +10,10 @@ QUARANTINED = "quarantined_"
 REJECTED = "rejected_"
 MISROUTED = "misrouted"
 """Events on another partition than Kafka's default partitioner gives their user_id."""
+BOUGHT_WITHIN = "bought_within_elapsed"
+BOUGHT_AFTER = "bought_after_elapsed"
+"""Purchases that came within the "esdfm" method's elapsed time of their impression, and
+after it: the share after it weights what the method learns."""
 
 
 def by_prefix(counts: Mapping[str, int], prefix: str) -> dict[str, int]:

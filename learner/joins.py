@@ -77,10 +77,17 @@ class Pending:
     """Watermark when it closed; the tombstone goes one window later."""
     late: bool = False
     """A closed negative whose outcome came after the window (its correction was learned)."""
+    bought_at: float = 0.0
+    """Event time of the target outcome inside the window (0: none yet). The "esdfm" method
+    tells a purchase within its elapsed time from a later one by it, not by when the
+    watermark got there, so the label does not depend on how partitions interleave."""
     guarded: bool = False
     """Handed to the guards with the label known `guard_s` after it (`Joins.to_guard`).
     Not stored: an open impression is guarded exactly when the watermark is `guard_s`
     past it, so `load` derives it."""
+    sampled: bool = False
+    """Learned with the label known `elapsed_s` after it (`Joins.to_sample`, the "esdfm"
+    method). Not stored, derived by `load` as `guarded` is."""
 
     def encode(self) -> bytes:
         return msgspec.json.encode(
@@ -97,6 +104,7 @@ class Pending:
                 self.closed,
                 self.closed_at,
                 self.late,
+                self.bought_at,
             ]
         )
 
@@ -114,11 +122,20 @@ class Pending:
 class Joins:
     """Pending impressions by id, closed in event-time order."""
 
-    def __init__(self, window_s: float, max_pending: int, guard_s: float | None = None) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        max_pending: int,
+        guard_s: float | None = None,
+        elapsed_s: float | None = None,
+    ) -> None:
         self.window_s = window_s
         self.guard_s = guard_s if guard_s is not None and guard_s < window_s else None
         """Elapsed event time after which an impression goes to the guards with the label
         known by then; None: they get it at the close."""
+        self.elapsed_s = elapsed_s if elapsed_s is not None and elapsed_s < window_s else None
+        """Elapsed event time after which an impression is learned with the label known by
+        then (the "esdfm" method); None: not learned before its close."""
         self.max_pending = max_pending
         self.counts: Counter[str] = Counter()
         self.watermark = float("-inf")
@@ -128,6 +145,7 @@ class Joins:
         self._pending_heap: list[tuple[float, int, str]] = []
         self._tomb_heap: list[tuple[float, int, str]] = []
         self._guard_heap: list[tuple[float, int, str]] = []
+        self._elapsed_heap: list[tuple[float, int, str]] = []
         self.seq = 0
         self._latest: dict[tuple[str, str], str] = {}
         self._changed: set[str] = set()
@@ -147,8 +165,11 @@ class Joins:
         self._open += 1
         self._latest[(pending.user_id, pending.item_id)] = pending.impression_id
         heapq.heappush(self._pending_heap, (pending.ts, pending.seq, pending.impression_id))
+        key = (pending.ts, pending.seq, pending.impression_id)
         if self.guard_s is not None:
-            heapq.heappush(self._guard_heap, (pending.ts, pending.seq, pending.impression_id))
+            heapq.heappush(self._guard_heap, key)
+        if self.elapsed_s is not None:
+            heapq.heappush(self._elapsed_heap, key)
         self._changed.add(pending.impression_id)
         released: list[Pending] = []
         while self._open > self.max_pending:
@@ -185,6 +206,7 @@ class Joins:
             entry.late = True
             return "late", entry
         entry.bought = True
+        entry.bought_at = at
         return "bought", entry
 
     def drop_features(self, entry: Pending) -> None:
@@ -226,16 +248,29 @@ class Joins:
         handed to the guards. Their label so far (`bought`) is what the guards judge: a
         drift shows in minutes instead of a whole window later. Closed ones are left to
         the close."""
+        due = self._due(self._guard_heap, self.guard_s)
+        for entry in due:
+            entry.guarded = True
+        return due
+
+    def to_sample(self) -> list[Pending]:
+        """Pending impressions `elapsed_s` old by the watermark, oldest first, marked as
+        learned with their label so far. Closed ones are left to the close."""
+        due = self._due(self._elapsed_heap, self.elapsed_s)
+        for entry in due:
+            entry.sampled = True
+        return due
+
+    def _due(self, heap: list[tuple[float, int, str]], after: float | None) -> list[Pending]:
+        """Open impressions at least `after` old by the watermark, popped from `heap`."""
         due: list[Pending] = []
-        if self.guard_s is None:
+        if after is None:
             return due
-        horizon = self.watermark - self.guard_s
-        heap = self._guard_heap
+        horizon = self.watermark - after
         while heap and heap[0][0] <= horizon:
             _, _, impression_id = heapq.heappop(heap)
             entry = self._entries.get(impression_id)
-            if entry is not None and not entry.closed and not entry.guarded:
-                entry.guarded = True
+            if entry is not None and not entry.closed:
                 due.append(entry)
         return due
 
@@ -296,6 +331,7 @@ class Joins:
         self._pending_heap = []
         self._tomb_heap = []
         self._guard_heap = []
+        self._elapsed_heap = []
         self._latest = {}
         self._open = 0
         self.seq = seq
@@ -308,11 +344,17 @@ class Joins:
             else:
                 self._open += 1
                 self._pending_heap.append((entry.ts, entry.seq, entry.impression_id))
+                key = (entry.ts, entry.seq, entry.impression_id)
                 if self.guard_s is not None:
                     entry.guarded = entry.ts <= watermark - self.guard_s
                     if not entry.guarded:
-                        self._guard_heap.append((entry.ts, entry.seq, entry.impression_id))
+                        self._guard_heap.append(key)
+                if self.elapsed_s is not None:
+                    entry.sampled = entry.ts <= watermark - self.elapsed_s
+                    if not entry.sampled:
+                        self._elapsed_heap.append(key)
         heapq.heapify(self._pending_heap)
         heapq.heapify(self._guard_heap)
+        heapq.heapify(self._elapsed_heap)
         heapq.heapify(self._tomb_heap)
         self._changed.clear()

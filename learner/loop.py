@@ -23,7 +23,7 @@ from guards.settings import GuardSettings
 from learner import modelcodec
 from learner.aggregates import AggregateCache
 from learner.averaging import WeightAverage
-from learner.counters import QUARANTINED
+from learner.counters import BOUGHT_AFTER, BOUGHT_WITHIN, QUARANTINED
 from learner.dedup import SeenIds
 from learner.features import FeatureConfig, features, observe_impression, observe_outcome
 from learner.feedback import DelayedFeedback
@@ -70,8 +70,13 @@ class Learner:
             )
             for name, kind in settings.variants.items()
         }
-        self.joins = Joins(settings.join_window_s, settings.max_pending, settings.guard_delay_s)
         self.feedback = DelayedFeedback(settings.delayed_feedback)
+        self.joins = Joins(
+            settings.join_window_s,
+            settings.max_pending,
+            settings.guard_delay_s,
+            settings.elapsed_s if self.feedback.learns_at_elapsed else None,
+        )
         self.seen = SeenIds(settings.dedup_capacity)
         self.counts: Counter[str] = Counter()
         self.offsets: dict[int, int] = {}
@@ -143,6 +148,9 @@ class Learner:
         joins = self.joins
         for closed in joins.advance(self._watermark(partition, at)):
             self._close(closed)
+        if joins.elapsed_s is not None:
+            for entry in joins.to_sample():
+                self._sample(entry)
         if joins.guard_s is not None:
             for entry in joins.to_guard():
                 self._guard_early(entry)
@@ -230,9 +238,18 @@ class Learner:
         state, entry = self.joins.outcome(user_id, item_id, impression_id, at)
         if entry is None:
             return
+        feedback = self.feedback
+        if feedback.learns_at_elapsed:
+            # A purchase within the elapsed time is learned with the impression, then; a
+            # later one now, as the method's duplicate positive.
+            elapsed_s = self.settings.elapsed_s
+            within = state == "bought" and at - entry.ts <= elapsed_s and not entry.sampled
+            self.counts[BOUGHT_WITHIN if at - entry.ts <= elapsed_s else BOUGHT_AFTER] += 1
+            if not within:
+                self._train_positive(entry)
         # A purchase inside the window waits for the close, unless the method learns it
         # now; one after the window is a correction either way.
-        if state == "late" or self.feedback.learns_at_impression:
+        elif state == "late" or feedback.learns_at_impression:
             self._train_positive(entry)
         if state == "late":
             self.joins.drop_features(entry)
@@ -240,9 +257,31 @@ class Learner:
     def _train_positive(self, entry: Pending) -> None:
         """Learn a held impression as a positive, weighted by what each variant served."""
         x = entry.x()
+        after = self._after_elapsed()
         for name, variant in self.variants.items():
-            variant.train(x, True, self.feedback.positive(self._served(entry, name, x)))
+            variant.train(x, True, self.feedback.positive(self._served(entry, name, x), after))
         self.counts["trained"] += 1
+
+    def _sample(self, entry: Pending) -> None:
+        """Learn an impression with the label known `elapsed_s` after it ("esdfm")."""
+        x = entry.x()
+        bought = entry.bought and entry.bought_at - entry.ts <= self.settings.elapsed_s
+        feedback, after = self.feedback, self._after_elapsed()
+        for name, variant in self.variants.items():
+            f = self._served(entry, name, x)
+            weight = feedback.positive(f, after) if bought else feedback.negative(f, after)
+            variant.train(x, bought, weight)
+        self.counts["trained"] += 1
+
+    def _after_elapsed(self) -> float:
+        """The share of purchases that came after the elapsed time, with one of each kind
+        counted in advance so the first ones do not make it 0 or 1 (1 for "fnw", whose
+        elapsed time is 0)."""
+        if not self.feedback.learns_at_elapsed:
+            return 1.0
+        counts = self.counts
+        after = counts[BOUGHT_AFTER]
+        return (after + 1) / (counts[BOUGHT_WITHIN] + after + 2)
 
     def _close(self, entry: Pending) -> None:
         """An impression's label is final: learn it if the method learns now, and score
@@ -252,6 +291,11 @@ class Learner:
         y = entry.closed == "positive"
         learn = self.feedback.learns_at_close
         guard = not entry.guarded
+        if self.feedback.learns_at_elapsed and not entry.sampled:
+            # Closed before the watermark passed its elapsed time (it passed both at once,
+            # or the buffer was full): learned now, with the label it had then.
+            entry.sampled = True
+            self._sample(entry)
         for name, variant in self.variants.items():
             served = self._served(entry, name, x)
             if learn:
@@ -264,10 +308,13 @@ class Learner:
         self.counts["learned"] += 1
 
     def _guard_early(self, entry: Pending) -> None:
-        """The guards judge what was served against the label known so far."""
+        """The guards judge what was served against the label known `guard_delay_s` after
+        it, by the purchase's own event time: a partition read ahead of the others has
+        brought later purchases too, and the label must not depend on that."""
         x = entry.x()
+        bought = entry.bought and entry.bought_at - entry.ts <= self.settings.guard_delay_s
         for name, variant in self.variants.items():
-            self._guard(name, variant, x, entry.bought, self._served(entry, name, x), entry.ts)
+            self._guard(name, variant, x, bought, self._served(entry, name, x), entry.ts)
 
     def _served(self, entry: Pending, name: str, x: Mapping[str, float | str]) -> float:
         served = entry.scores.get(name)

@@ -27,9 +27,16 @@ class LearnerSettings(BaseSettings):
     """Attribution window in event time: an impression with no outcome by then is a negative."""
 
     delayed_feedback: Method = "fnw"
-    """How labels that arrive late are learned (docs/learner.md compares them): "window"
-    learns each impression when its window closes; "fnw" learns a weighted fake negative
-    at once and the purchase when it comes (Ktena et al., RecSys 2019)."""
+    """How labels that arrive late are learned (docs/learner.md compares them): "fnw"
+    learns a weighted fake negative at once and the purchase when it comes (Ktena et al.,
+    RecSys 2019); "esdfm" learns each impression `elapsed_s` after it with the label known
+    then, and a later purchase when it comes (Yang et al., AAAI 2021); "window" learns
+    each impression when its window closes."""
+
+    elapsed_s: float = Field(default=300.0, gt=0)
+    """With "esdfm": the event time after an impression at which it is learned with the
+    label known by then. Longer: more real labels, fewer fake negatives, a model that
+    lags more. At or above join_window_s it learns at the close, as "window" does."""
 
     guard_delay_s: float = Field(default=300.0, gt=0)
     """The drift and rollback guards judge each impression's served prediction against the

@@ -6,8 +6,10 @@ computed, as the method prescribes. Same weights in the same order give the same
 bit for bit.
 """
 
+import heapq
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -78,7 +80,13 @@ class Recording(Learner):
         super()._close(entry)
 
 
-def run(client: redis.Redis, settings: StreamSettings, method: str, count: int) -> Recording:
+def run(
+    client: redis.Redis,
+    settings: StreamSettings,
+    method: str,
+    count: int,
+    elapsed_s: float = 300.0,
+) -> Recording:
     core = Recording(
         # The published methods exactly, with the model's own latest estimate as f: the
         # served average of the weights (learner/averaging.py) has its own test.
@@ -86,6 +94,7 @@ def run(client: redis.Redis, settings: StreamSettings, method: str, count: int) 
             metrics_port=0,
             delayed_feedback=method,  # type: ignore[arg-type]
             join_window_s=WINDOW_S,
+            elapsed_s=elapsed_s,
             served_average=0,
         ),
         ShardKeys(settings.key_prefix, "main"),
@@ -164,11 +173,81 @@ def test_fake_negatives_are_weighted_as_ktena_et_al(
     assert weights(core.variants["main"].model) == weights(reference)
 
 
+@dataclass
+class Held:
+    """An impression the replay holds until its elapsed time."""
+
+    ts: float
+    x: Features
+    f: float
+    bought_at: float | None = None
+    sampled: bool = False
+
+
+def test_elapsed_time_sampling_is_weighted_as_yang_et_al(
+    redis_client: redis.Redis, settings: StreamSettings, captured: list[tuple[float, Features]]
+) -> None:
+    """ES-DFM: every impression once, `elapsed_s` after it by the watermark, with the label
+    known then (a purchase within that time), weighted 1 + f_dp if bought and
+    (1 + f_dp)(1 - f)/(1 - f + f_dp) if not; a purchase after that time again as a
+    positive weighted 1 + f_dp; f_dp = f * a, a the share of purchases so far that came
+    after the elapsed time (one of each counted in advance). Replayed with River's
+    pipeline, the same model."""
+    count, elapsed = 20_000, 60.0
+    core = run(redis_client, settings, "esdfm", count, elapsed_s=elapsed)
+    config = SimulatorConfig(seed=5, count=count, n_users=150, n_items=80)
+    reference = build_model("logreg")
+    held: dict[str, Held] = {}
+    due: list[tuple[float, int, str]] = []
+    within = after = 0
+    watermark = -math.inf
+    shown = iter(captured)
+
+    def learn(x: Features, y: bool, f: float) -> None:
+        late = f * ((after + 1) / (within + after + 2))
+        w = 1 + late if y else (1 + late) * (1 - f) / (1 - f + late)
+        reference.learn_one(x, y, w=w)
+
+    for seq, record in enumerate(generate(config)):
+        event = parse_event(record.value)
+        assert not isinstance(event, Rejection)
+        t = event.ts.timestamp()
+        watermark = max(watermark, t)
+        while due and due[0][0] <= watermark - elapsed:
+            ts, _, impression_id = heapq.heappop(due)
+            entry = held[impression_id]
+            entry.sampled = True
+            bought = entry.bought_at is not None and entry.bought_at - ts <= elapsed
+            learn(entry.x, bought, entry.f)
+        if isinstance(event, Impression):
+            _, x = next(shown)
+            said = reference.predict_proba_one(x)
+            f = float(said.get(True, 0.0)) if said else 0.5
+            held[event.impression_id] = Held(t, x, f)
+            heapq.heappush(due, (t, seq, event.impression_id))
+        elif isinstance(event, Purchase) and event.impression_id in held:
+            entry = held[event.impression_id]
+            if entry.bought_at is not None:
+                continue  # a repeat: the join counts it and learns nothing
+            entry.bought_at = t
+            delay = t - entry.ts
+            if delay <= elapsed:
+                within += 1
+            else:
+                after += 1
+            if delay > elapsed or entry.sampled:
+                learn(entry.x, True, entry.f)
+    assert within > 20 and after > 20
+    assert core.counts["bought_within_elapsed"] == within
+    assert core.counts["bought_after_elapsed"] == after
+    assert weights(core.variants["main"].model) == weights(reference)
+
+
 def at(seconds: float) -> datetime:
     return datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("method", ["window", "fnw"])
+@pytest.mark.parametrize("method", ["window", "fnw", "esdfm"])
 def test_a_purchase_after_its_window_still_teaches_the_model(
     redis_client: redis.Redis, settings: StreamSettings, method: str
 ) -> None:
@@ -230,3 +309,102 @@ def test_a_performance_drift_alert_makes_the_optimizer_take_full_steps_again() -
         "s", "logreg", build_model("logreg", {"optimizer": "sgd"}), ProgressiveMetrics(10)
     )
     assert not sgd.adapt()
+
+
+@pytest.mark.parametrize("purchase_read_first", [True, False])
+def test_the_label_at_the_elapsed_time_is_the_purchases_own_time_however_partitions_interleave(
+    redis_client: redis.Redis,
+    settings: StreamSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    purchase_read_first: bool,
+) -> None:
+    """A purchase made after the elapsed time is learned as a later positive, and its
+    impression as a negative at the elapsed time, whether the purchase is read before the
+    watermark passes that time (its partition read ahead) or after."""
+    learned: list[bool] = []
+    train = Variant.train
+
+    def recording(self: Variant, x: Any, y: bool, w: float = 1.0) -> None:
+        learned.append(y)
+        train(self, x, y, w)
+
+    monkeypatch.setattr(Variant, "train", recording)
+    core = Learner(
+        LearnerSettings(
+            metrics_port=0, delayed_feedback="esdfm", join_window_s=WINDOW_S, elapsed_s=60.0
+        ),
+        ShardKeys(settings.key_prefix, "main"),
+        AggregateCache(redis_client),
+    )
+    shown = Impression(
+        event_id="e1",
+        ts=at(0),
+        user_id="u1",
+        impression_id="m1",
+        item_id="i1",
+        context=Context(query="merino dk", device="mobile", page="search", position=0),
+        item=Item(price=9.5, category="merino", brand="Drops"),
+    )
+    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
+    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
+    # Partition 1's next event moves the watermark past the elapsed time (60 s).
+    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
+    first, second = (bought, moved) if purchase_read_first else (moved, bought)
+    events: list[tuple[Event, int]] = [(shown, 0), (other, 1), (first, 0 if first is bought else 1)]
+    events.append((second, 0 if second is bought else 1))
+    core.prefetch([e for e, _ in events])
+    offsets = {0: 0, 1: 0}
+    for event, partition in events:
+        core.process(event, partition, offsets[partition])
+        offsets[partition] += 1
+    assert core.joins.watermark > 60
+    assert sorted(learned) == [False, True]
+    assert learned == ([True, False] if purchase_read_first else [False, True])
+    assert core.counts["bought_after_elapsed"] == 1
+    assert core.counts["bought_within_elapsed"] == 0
+
+
+@pytest.mark.parametrize("purchase_read_first", [True, False])
+def test_the_guards_judge_the_label_at_their_delay_by_the_purchases_own_time(
+    redis_client: redis.Redis,
+    settings: StreamSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    purchase_read_first: bool,
+) -> None:
+    """The guards see an impression `guard_delay_s` after it with the purchases made by
+    then: one made later is not in it, even when its partition was read ahead."""
+    judged: list[bool] = []
+    guard = Learner._guard
+
+    def recording(self: Learner, name: str, variant: Variant, x: Any, y: bool, *rest: Any) -> None:
+        judged.append(y)
+        guard(self, name, variant, x, y, *rest)
+
+    monkeypatch.setattr(Learner, "_guard", recording)
+    core = Learner(
+        LearnerSettings(metrics_port=0, join_window_s=WINDOW_S, guard_delay_s=60.0),
+        ShardKeys(settings.key_prefix, "main"),
+        AggregateCache(redis_client),
+    )
+    shown = Impression(
+        event_id="e1",
+        ts=at(0),
+        user_id="u1",
+        impression_id="m1",
+        item_id="i1",
+        context=Context(query="merino dk", device="mobile", page="search", position=0),
+        item=Item(price=9.5, category="merino", brand="Drops"),
+    )
+    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
+    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
+    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
+    first, second = (bought, moved) if purchase_read_first else (moved, bought)
+    events: list[tuple[Event, int]] = [(shown, 0), (other, 1), (first, 0 if first is bought else 1)]
+    events.append((second, 0 if second is bought else 1))
+    core.prefetch([e for e, _ in events])
+    offsets = {0: 0, 1: 0}
+    for event, partition in events:
+        core.process(event, partition, offsets[partition])
+        offsets[partition] += 1
+    assert core.joins.watermark > 60
+    assert judged == [False]
