@@ -311,6 +311,33 @@ def test_a_performance_drift_alert_makes_the_optimizer_take_full_steps_again() -
     assert not sgd.adapt()
 
 
+def read_a_purchase_90_s_after(core: Learner, purchase_read_first: bool) -> None:
+    """u1 is shown m1 at 0 s and buys it at 90 s (partition 0); u2's events at 0 s and 200 s
+    (partition 1) move the watermark past 60 s. With `purchase_read_first`, partition 0 is
+    read ahead: the purchase comes before the watermark passes 60 s."""
+    shown = Impression(
+        event_id="e1",
+        ts=at(0),
+        user_id="u1",
+        impression_id="m1",
+        item_id="i1",
+        context=Context(query="merino dk", device="mobile", page="search", position=0),
+        item=Item(price=9.5, category="merino", brand="Drops"),
+    )
+    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
+    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
+    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
+    later: list[tuple[Event, int]] = [(bought, 0), (moved, 1)]
+    events: list[tuple[Event, int]] = [(shown, 0), (other, 1)]
+    events += later if purchase_read_first else later[::-1]
+    core.prefetch([e for e, _ in events])
+    offsets = {0: 0, 1: 0}
+    for event, partition in events:
+        core.process(event, partition, offsets[partition])
+        offsets[partition] += 1
+    assert core.joins.watermark > 60
+
+
 @pytest.mark.parametrize("purchase_read_first", [True, False])
 def test_the_label_at_the_elapsed_time_is_the_purchases_own_time_however_partitions_interleave(
     redis_client: redis.Redis,
@@ -336,28 +363,7 @@ def test_the_label_at_the_elapsed_time_is_the_purchases_own_time_however_partiti
         ShardKeys(settings.key_prefix, "main"),
         AggregateCache(redis_client),
     )
-    shown = Impression(
-        event_id="e1",
-        ts=at(0),
-        user_id="u1",
-        impression_id="m1",
-        item_id="i1",
-        context=Context(query="merino dk", device="mobile", page="search", position=0),
-        item=Item(price=9.5, category="merino", brand="Drops"),
-    )
-    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
-    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
-    # Partition 1's next event moves the watermark past the elapsed time (60 s).
-    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
-    first, second = (bought, moved) if purchase_read_first else (moved, bought)
-    events: list[tuple[Event, int]] = [(shown, 0), (other, 1), (first, 0 if first is bought else 1)]
-    events.append((second, 0 if second is bought else 1))
-    core.prefetch([e for e, _ in events])
-    offsets = {0: 0, 1: 0}
-    for event, partition in events:
-        core.process(event, partition, offsets[partition])
-        offsets[partition] += 1
-    assert core.joins.watermark > 60
+    read_a_purchase_90_s_after(core, purchase_read_first)
     assert sorted(learned) == [False, True]
     assert learned == ([True, False] if purchase_read_first else [False, True])
     assert core.counts["bought_after_elapsed"] == 1
@@ -386,25 +392,5 @@ def test_the_guards_judge_the_label_at_their_delay_by_the_purchases_own_time(
         ShardKeys(settings.key_prefix, "main"),
         AggregateCache(redis_client),
     )
-    shown = Impression(
-        event_id="e1",
-        ts=at(0),
-        user_id="u1",
-        impression_id="m1",
-        item_id="i1",
-        context=Context(query="merino dk", device="mobile", page="search", position=0),
-        item=Item(price=9.5, category="merino", brand="Drops"),
-    )
-    other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
-    bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
-    moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
-    first, second = (bought, moved) if purchase_read_first else (moved, bought)
-    events: list[tuple[Event, int]] = [(shown, 0), (other, 1), (first, 0 if first is bought else 1)]
-    events.append((second, 0 if second is bought else 1))
-    core.prefetch([e for e, _ in events])
-    offsets = {0: 0, 1: 0}
-    for event, partition in events:
-        core.process(event, partition, offsets[partition])
-        offsets[partition] += 1
-    assert core.joins.watermark > 60
+    read_a_purchase_90_s_after(core, purchase_read_first)
     assert judged == [False]
