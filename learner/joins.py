@@ -78,9 +78,9 @@ class Pending:
     late: bool = False
     """A closed negative whose outcome came after the window (its correction was learned)."""
     bought_at: float = 0.0
-    """Event time of the target outcome inside the window (0: none yet). The "esdfm" method
-    tells a purchase within its elapsed time from a later one by it, not by when the
-    watermark got there, so the label does not depend on how partitions interleave."""
+    """Event time of the target outcome inside the window (0: none yet). The guards, and the
+    "esdfm" method, tell a purchase within their delay from a later one by it, not by when
+    the watermark got there, so the label does not depend on how partitions interleave."""
     guarded: bool = False
     """Handed to the guards with the label known `guard_s` after it (`Joins.to_guard`).
     Not stored: an open impression is guarded exactly when the watermark is `guard_s`
@@ -245,9 +245,9 @@ class Joins:
 
     def to_guard(self) -> list[Pending]:
         """Pending impressions `guard_s` old by the watermark, oldest first, marked as
-        handed to the guards. Their label so far (`bought`) is what the guards judge: a
-        drift shows in minutes instead of a whole window later. Closed ones are left to
-        the close."""
+        handed to the guards. They judge the label known `guard_s` after the impression
+        (a purchase by then, by its `bought_at`): a drift shows in minutes instead of a
+        whole window later. Closed ones are left to the close."""
         due = self._due(self._guard_heap, self.guard_s)
         for entry in due:
             entry.guarded = True
