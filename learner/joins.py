@@ -113,6 +113,10 @@ class Pending:
         user_id, item_id, ts, features, *rest = orjson.loads(blob)
         return cls(impression_id, user_id, item_id, ts, encode_features(features), *rest)
 
+    def bought_by(self, seconds: float) -> bool:
+        """Whether the target outcome came within `seconds` of the impression (event time)."""
+        return self.bought and self.bought_at - self.ts <= seconds
+
     def x(self) -> Features:
         """The features, decoded."""
         features: Features = orjson.loads(self.features)

@@ -265,7 +265,7 @@ class Learner:
     def _sample(self, entry: Pending) -> None:
         """Learn an impression with the label known `elapsed_s` after it ("esdfm")."""
         x = entry.x()
-        bought = entry.bought and entry.bought_at - entry.ts <= self.settings.elapsed_s
+        bought = entry.bought_by(self.settings.elapsed_s)
         feedback, after = self.feedback, self._after_elapsed()
         for name, variant in self.variants.items():
             f = self._served(entry, name, x)
@@ -312,7 +312,7 @@ class Learner:
         it, by the purchase's own event time: a partition read ahead of the others has
         brought later purchases too, and the label must not depend on that."""
         x = entry.x()
-        bought = entry.bought and entry.bought_at - entry.ts <= self.settings.guard_delay_s
+        bought = entry.bought_by(self.settings.guard_delay_s)
         for name, variant in self.variants.items():
             self._guard(name, variant, x, bought, self._served(entry, name, x), entry.ts)
 

@@ -247,6 +247,19 @@ def at(seconds: float) -> datetime:
     return datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
+def shown_at_0() -> Impression:
+    """u1 is shown item i1 (impression m1) at 0 s."""
+    return Impression(
+        event_id="e1",
+        ts=at(0),
+        user_id="u1",
+        impression_id="m1",
+        item_id="i1",
+        context=Context(query="merino dk", device="mobile", page="search", position=0),
+        item=Item(price=9.5, category="merino", brand="Drops"),
+    )
+
+
 @pytest.mark.parametrize("method", ["window", "fnw", "esdfm"])
 def test_a_purchase_after_its_window_still_teaches_the_model(
     redis_client: redis.Redis, settings: StreamSettings, method: str
@@ -263,15 +276,7 @@ def test_a_purchase_after_its_window_still_teaches_the_model(
         ShardKeys(settings.key_prefix, "main"),
         AggregateCache(redis_client),
     )
-    shown = Impression(
-        event_id="e1",
-        ts=at(0),
-        user_id="u1",
-        impression_id="m1",
-        item_id="i1",
-        context=Context(query="merino dk", device="mobile", page="search", position=0),
-        item=Item(price=9.5, category="merino", brand="Drops"),
-    )
+    shown = shown_at_0()
     later = Click(event_id="e2", ts=at(WINDOW_S + 30), user_id="u2", item_id="i2")
     bought = Purchase(
         event_id="e3", ts=at(WINDOW_S + 60), user_id="u1", item_id="i1", impression_id="m1"
@@ -315,15 +320,7 @@ def read_a_purchase_90_s_after(core: Learner, purchase_read_first: bool) -> None
     """u1 is shown m1 at 0 s and buys it at 90 s (partition 0); u2's events at 0 s and 200 s
     (partition 1) move the watermark past 60 s. With `purchase_read_first`, partition 0 is
     read ahead: the purchase comes before the watermark passes 60 s."""
-    shown = Impression(
-        event_id="e1",
-        ts=at(0),
-        user_id="u1",
-        impression_id="m1",
-        item_id="i1",
-        context=Context(query="merino dk", device="mobile", page="search", position=0),
-        item=Item(price=9.5, category="merino", brand="Drops"),
-    )
+    shown = shown_at_0()
     other = Click(event_id="e2", ts=at(0), user_id="u2", item_id="i2")
     bought = Purchase(event_id="e3", ts=at(90), user_id="u1", item_id="i1", impression_id="m1")
     moved = Click(event_id="e4", ts=at(200), user_id="u2", item_id="i2")
