@@ -8,7 +8,9 @@ the shopper's taste for the category, their price sensitivity times the item's p
 relative to its category, and the query match. The logistic model sees estimates of the
 taste (the `u_cat_*` aggregates) with one weight for every shopper, whether a handful of
 impressions or hundreds back them: crossed with the shopper's history (`u_imp`), the
-weights can grow with it.
+weights can grow with it. The shipped features no longer carry `u_imp` (a count that grows
+with the stream's age, docs/learner.md); the crosses need the feature, and without it the
+model adds the squares only.
 """
 
 from typing import Any
@@ -33,13 +35,12 @@ _BY_HISTORY = (
 def with_crosses(x: dict[str, Any]) -> dict[str, Any]:
     """The features, each of _BY_HISTORY times `u_imp`, and the taste shares squared."""
     history = x.get("u_imp")
-    if not isinstance(history, float | int):
-        return x
     out = dict(x)
-    for name in _BY_HISTORY:
-        value = x.get(name)
-        if isinstance(value, float | int):
-            out[f"{name}*u_imp"] = value * history
+    if isinstance(history, float | int):
+        for name in _BY_HISTORY:
+            value = x.get(name)
+            if isinstance(value, float | int):
+                out[f"{name}*u_imp"] = value * history
     for name in ("u_cat_share", "u_cat_click"):
         value = x.get(name)
         if isinstance(value, float | int):

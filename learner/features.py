@@ -213,7 +213,10 @@ def features(
         # What the query asks for, as the storefront's own pages for it answer it: also for
         # queries that name no category ("budget yarn") or two ("mohair silk").
         "query_cat_share": query_share,
-        "u_imp": math.log1p(u_imp),
+        # No count of impressions itself, the shopper's or the item's: a count grows with
+        # the stream's age, so its weight learns the clock, and the model's level then
+        # drifts with it (docs/learner.md, "Counts that grow with the stream"). The rates
+        # carry what the counts know of the shopper and the item.
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
         "u_price_gap": price_gap,
@@ -224,7 +227,6 @@ def features(
         "u_cat_cvr": cat_cvr,
         "u_taste_asked": taste_asked,
         "u_taste_bought": taste_bought,
-        "i_imp": math.log1p(i_imp),
         "i_ctr": _rate(i_clk, i_imp, _CTR_PRIOR),
         "i_cvr": _rate(i_pur, i_imp, _CVR_PRIOR),
         "category": item.category,
@@ -379,7 +381,6 @@ def features_many(
         "log_position": math.log1p(context.position),
         "query_match": query_match,
         "query_cat_share": by_category(query_shares),
-        "u_imp": math.log1p(u_imp),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
         "u_price_gap": (
@@ -392,7 +393,6 @@ def features_many(
         "u_cat_cvr": by_category({category: rate[2] for category, rate in rates.items()}),
         "u_taste_asked": by_category({category: t[0] for category, t in tastes.items()}),
         "u_taste_bought": by_category({category: t[1] for category, t in tastes.items()}),
-        "i_imp": list(map(log1p, imps)),
         "i_ctr": i_ctr,
         "i_cvr": i_cvr,
         "category": by_category({category: category for category in shares}),

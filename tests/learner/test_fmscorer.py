@@ -139,7 +139,7 @@ def test_missing_fields_score_like_river(
     gaps: dict[str, Any] = dict(columns)
     gaps["price"] = [None if i % 3 == 0 else p for i, p in enumerate(columns["price"])]
     gaps["brand"] = [None if i % 4 == 1 else b for i, b in enumerate(columns["brand"])]
-    gaps["u_imp"] = None  # the whole column absent
+    gaps["u_ctr"] = None  # the whole column absent
     del gaps["log_price"]
     assert_columns_agree(model, gaps, n)
     # The same rows, as rows: each lacks what its column left out.
