@@ -318,3 +318,34 @@ def test_query_match_is_per_category_unless_the_query_names_a_brand(
     assert isinstance(columns["query_match"], ByKey) is keyed
     expected = [features(context, item, {}, {}, at, CONFIG) for item in items]
     assert rows_of(columns, len(items)) == expected
+
+
+def test_no_feature_is_a_clock_a_shopper_who_keeps_behaving_alike_keeps_their_features() -> None:
+    """A stream younger than the counts' half-life only adds to them: a feature that grows
+    with a count learns the stream's age, and a model's level drifts with it. A shopper and
+    an item that keep behaving alike (every fifth impression clicked, every twentieth
+    bought) have the same features after 2,000 impressions and after 20,000."""
+    ageless = FeatureConfig(half_life_s=1e12)
+    shown = Item(price=30.0, category="merino")
+    context = Context(query="merino dk", device="mobile", page="search", position=0)
+
+    def after(n: int) -> dict[str, float | str]:
+        user: dict[str, float] = {}
+        item: dict[str, float] = {}
+        at = 1_767_225_600.0
+        for i in range(n):
+            at += 60.0
+            observe_impression(user, item, shown, at, ageless, context)
+            if i % 5 == 0:
+                observe_outcome(user, item, "click", shown, at, ageless)
+            if i % 20 == 0:
+                observe_outcome(user, item, "purchase", shown, at, ageless)
+        return features(context, shown, user, item, at + 60.0, ageless)
+
+    young, old = after(2_000), after(20_000)
+    assert young.keys() == old.keys()
+    for name, value in young.items():
+        if isinstance(value, float):
+            assert abs(float(old[name]) - value) < 0.02, (name, value, old[name])
+        else:
+            assert old[name] == value, name
