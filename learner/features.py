@@ -125,19 +125,32 @@ _PAGE = 10.0
 
 # The counts a taste is worked out from (a category's impressions, query impressions and
 # purchases) are whole numbers that are never decayed, so few pairs occur in a whole
-# store: each mode (Newton steps, 3-5 us) is computed once per pair, not once per category
-# of every request and impression. Pure functions of their arguments: the same floats.
+# store: each mode (Newton steps, 1-5 us) is computed once per pair, not once per category
+# of every request and impression. Pure functions of their arguments: the same floats. A
+# visit with a query adds its query's share to the asked counts, which moves with every
+# impression the store counts: those pairs rarely repeat, and are computed each time.
 _TASTES = 8_192
 _asked_mode = lru_cache(maxsize=_TASTES)(asked_mode)
 _bought_mode = lru_cache(maxsize=_TASTES)(bought_mode)
 
 
-def _taste(user: Mapping[str, float], category: str) -> tuple[float, float]:
-    """The shopper's taste for `category`: from what they asked for, from what they bought."""
+def _taste(user: Mapping[str, float], category: str, asking: float | None) -> tuple[float, float]:
+    """The shopper's taste for `category`: from what they asked for, from what they bought.
+
+    `asking` is how much the visit being scored asks for `category` (the share of its
+    query's pages that are of it), None for a visit without a query the store knows. A
+    shopper looks for what they like, so the visit itself is evidence of their taste, as
+    each earlier one is: it counts as one more visit, in the unit the history is counted
+    in (a page's impressions of each category over the page size). Most for the shopper
+    the history knows least of, for whom one visit moves the belief most.
+    """
+    asked = user.get(_ASKED_CATEGORY + category, 0.0) / _PAGE
+    visits = user.get(_ASKED_TOTAL, 0.0) / _PAGE
+    if asking is not None:
+        asked += asking
+        visits += 1.0
     return (
-        _asked_mode(
-            user.get(_ASKED_CATEGORY + category, 0.0) / _PAGE, user.get(_ASKED_TOTAL, 0.0) / _PAGE
-        ),
+        _asked_mode(asked, visits),
         _bought_mode(
             user.get(_PURCHASE_CATEGORY + category, 0.0),
             user.get(_SHOWN_CATEGORY + category, 0.0),
@@ -189,15 +202,17 @@ def features(
         / (user.get(_CLICK_TOTAL, 0.0) + _CLICK_SHARE_TOTAL)
     )
     cat_ctr, cat_cart, cat_cvr = _category_rates(user, item.category)
-    taste_asked, taste_bought = _taste(user, item.category)
     query = context.query.lower()
     matches = _named_in(item.category, query) or (
         item.brand is not None and _named_in(item.brand, query)
     )
-    query_share, price_mean = 0.0, None
+    query_share, price_mean, asking = 0.0, None, None
     if store is not None:
         query_share = store.share(query, item.category)
         price_mean = store.mean_log_price(item.category)
+        if store.knows(query):
+            asking = query_share
+    taste_asked, taste_bought = _taste(user, item.category, asking)
     return {
         "price": item.price,
         "log_price": log_price,
@@ -321,13 +336,17 @@ def features_many(
         for category in shares
     }
     rates = {category: _category_rates(user, category) for category in shares}
-    tastes = {category: _taste(user, category) for category in shares}
     query_shares = dict.fromkeys(shares, 0.0)
     price_means: dict[str, float | None] = dict.fromkeys(shares)
     if store is not None:
         for category in shares:
             query_shares[category] = store.share(query, category)
             price_means[category] = store.mean_log_price(category)
+    asking = store is not None and store.knows(query)
+    tastes = {
+        category: _taste(user, category, query_shares[category] if asking else None)
+        for category in shares
+    }
 
     # What only the candidate's category decides is one value per category, given to each
     # candidate through its category (a ByKey column reads as the list it stands for). A

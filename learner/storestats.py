@@ -74,6 +74,10 @@ class StoreStats:
             return 0.0
         return found[1].get(category, 0.0) / found[0][0]
 
+    def knows(self, query: str) -> bool:
+        """Whether a (lowered) query is in the table: its shares then say what it asks for."""
+        return bool(query) and query in self.queries
+
     def mean_log_price(self, category: str) -> float | None:
         """The mean log1p(price) of the category's impressions, None before the first."""
         sums = self.prices.get(category)

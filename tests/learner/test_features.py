@@ -264,6 +264,50 @@ def test_pages_without_a_query_ask_for_nothing() -> None:
     assert taste_of(user, "merino")[0] == 0.0
 
 
+def test_the_visit_being_scored_is_evidence_of_taste_most_for_a_shopper_little_known() -> None:
+    # The store's pages: "merino dk" shows merino 7 times in 10, and "budget yarn" is
+    # a query it has never seen.
+    store = StoreStats(CONFIG.half_life_s)
+    for n in range(100):
+        store.observe("merino dk", "merino" if n % 10 < 7 else "cotton", 2.0, 1_767_225_600.0)
+
+    def asked(user: dict[str, float], query: str, category: str) -> float:
+        context = Context(query=query, page="search", position=0)
+        x = features(context, Item(price=5.0, category=category), user, {}, 0.0, CONFIG, store)
+        row = rows_of(
+            features_many(
+                context,
+                [Item(price=5.0, category=category)],
+                user,
+                ItemColumns.unknown(1),
+                0.0,
+                CONFIG,
+                store,
+            ),
+            1,
+        )[0]
+        assert row["u_taste_asked"] == x["u_taste_asked"]
+        value = x["u_taste_asked"]
+        assert isinstance(value, float)
+        return value
+
+    new: dict[str, float] = {}
+    known: dict[str, float] = {}
+    visits(known, "cotton dk", "cotton", 20)
+    for user in (new, known):
+        without = taste_of(user, "merino")[0]
+        # Asking for merino now says they like it more; a visit not for alpaca, less.
+        assert asked(user, "merino dk", "merino") > without
+        assert asked(user, "merino dk", "alpaca") < taste_of(user, "alpaca")[0]
+        # A query the store has not seen says nothing of what it asks for.
+        assert asked(user, "budget yarn", "merino") == without
+    # One visit moves the belief in a shopper the history knows little of the most.
+    assert (
+        asked(new, "merino dk", "merino") - taste_of(new, "merino")[0]
+        > asked(known, "merino dk", "merino") - taste_of(known, "merino")[0]
+    )
+
+
 def test_shown_often_and_never_bought_is_believed_less_liked() -> None:
     bought: dict[str, float] = {}
     never: dict[str, float] = {}
