@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from river import compose, facto, optim, preprocessing
 
-from bench.quality import replay
+from bench.quality_baselines import replay
 from headrace.sim.simulator import SimulatorConfig, generate
 from learner.columns import rows_of
 from learner.factorization import FMClassifier
