@@ -32,32 +32,8 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from headrace.sim.simulator import SimulatorConfig  # noqa: E402
-from headrace.sim.store_world import ShopRequest  # noqa: E402
+from tests.api.helpers import request_body  # noqa: E402
 from tests.heldout import expected_auc, held_out  # noqa: E402
-
-
-def body(request: ShopRequest) -> dict[str, object]:
-    """The storefront's /predict body for `request`, publishing nothing."""
-    context = request.context
-    return {
-        "user_id": request.user_id,
-        "context": {
-            "query": context.query,
-            "device": context.device,
-            "page": context.page,
-            "position": context.position,
-        },
-        "candidates": [
-            {
-                "item_id": c.item_id,
-                "price": c.item.price,
-                "category": c.item.category,
-                "brand": c.item.brand,
-            }
-            for c in request.candidates
-        ],
-        "publish_impressions": False,
-    }
 
 
 def variants_reported(models: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -98,7 +74,8 @@ def main() -> None:
         start = 0
         for request in data.requests:
             n = len(request.candidates)
-            reply = client.post("/predict", json=body(request))
+            # Publishing no impressions: the learner must not learn the held-out requests.
+            reply = client.post("/predict", json=request_body(request, publish_impressions=False))
             if reply.status_code != 200:
                 raise SystemExit(f"POST /predict: {reply.status_code} {reply.text}")
             answer = reply.json()
