@@ -28,10 +28,12 @@ scored. For each method and model kind it prints, side by side:
   first passes 0.5 (the new pattern moves the predictions) and until its ratio is back to
   90 % of the ratio before the drift (recovery), from checkpoints every --every records.
 
-On the same examples with every label known at once (no delay at all), as anchors:
-River's bare logistic pipeline (`build_model("logreg")`, learn_one on each impression's
-features with its true label), and Vowpal Wabbit (`pip install vowpalwabbit`; skipped
-when absent) on raw fields with the interactions of MEASURED.md (`-q uc -q un -q ui`).
+On the same examples with every label known at once (no delay at all), as anchors: the
+shipped model outside the learner (`build_model("logreg")`, learn_one on each impression's
+features with its true label: what the delayed feedback costs), River's own logistic
+pipeline with AdaGrad (the shipped default before the bayes optimizer), and Vowpal Wabbit
+(`pip install vowpalwabbit`; skipped when absent) on raw fields with the interactions of
+MEASURED.md (`-q uc -q un -q ui`).
 """
 
 import argparse

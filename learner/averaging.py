@@ -8,7 +8,9 @@ requests moves by 10 to 15 % from one 2,500 records to the next while its rankin
 changes (docs/learner.md, "Learning quality"). Averaging the weights over the last
 `horizon` learned examples (Polyak-Ruppert averaging, in its exponential form) keeps what
 the recent models agree on and cancels most of that walk; the cost is a lag of about
-`horizon` examples behind the learning model.
+`horizon` examples behind the learning model. (Measured with AdaGrad, the default then;
+under the bayes optimizer, learner/bayes.py, the average changes the ranking no more, and
+steadies the level a little: docs/learner.md, "The bayes optimizer".)
 
 The learning model keeps learning with its own weights, each step River's; only the fake
 negatives' f (learner/feedback.py) is the served estimate, for the negative and for the

@@ -14,6 +14,7 @@ from typing import Any
 
 from river import compose, linear_model, optim, preprocessing
 
+from learner.bayes import BayesianLogisticRegression
 from learner.errors import ModelError
 from learner.factorization import FMClassifier
 from learner.forest import ARFClassifier
@@ -98,13 +99,23 @@ def _build_logreg(p: Mapping[str, Any]) -> Any:
     # "name_value" keys. Without it every prediction copies a dict of every value ever
     # seen (slower, and the state grows with cardinality); the logit is the same.
     one_hot = SelectStrings() | preprocessing.OneHotEncoder(drop_zeros=True)
-    model = linear_model.LogisticRegression(
-        optimizer=optimizers[p["optimizer"]](p["lr"]),
-        l2=p["l2"],
-        l1=p["l1"],
-        intercept_lr=p["intercept_lr"],
-    )
-    return compose.Pipeline(scaled + one_hot, model)
+    model: linear_model.LogisticRegression
+    if p["optimizer"] == "bayes":
+        if p["l1"] or p["l2"]:
+            raise ModelError(
+                "logreg: the bayes optimizer's regularisation is its prior; set prior_var "
+                "and one_hot_var instead of l1 or l2"
+            )
+        model = BayesianLogisticRegression(p["prior_var"], p["one_hot_var"], p["drift_var"])
+    else:
+        model = linear_model.LogisticRegression(
+            optimizer=optimizers[p["optimizer"]](p["lr"]),
+            l2=p["l2"],
+            l1=p["l1"],
+            intercept_lr=p["intercept_lr"],
+        )
+    # Named as River names its own, so `model["LogisticRegression"]` finds either.
+    return compose.Pipeline(scaled + one_hot, ("LogisticRegression", model))
 
 
 def _build_tree(p: Mapping[str, Any]) -> Any:
@@ -186,7 +197,14 @@ _KINDS: dict[str, _Kind] = {
             # always on (device, page) carry the base rate on AdaGrad's shrinking steps
             # instead (docs/learner.md, "Learning quality").
             "intercept_lr": _Param(0.001, minimum=0.0),
-            "optimizer": _Param("adagrad", choices=("sgd", "adagrad", "adam")),
+            # "bayes" learns by Laplace steps under a Gaussian belief (learner/bayes.py):
+            # no step size, and rare one-hot weights stay near 0 until the data says
+            # otherwise (docs/learner.md, "Learning quality"). lr, intercept_lr, l1 and l2
+            # are the other optimizers'.
+            "optimizer": _Param("bayes", choices=("bayes", "sgd", "adagrad", "adam")),
+            "prior_var": _Param(1.0, minimum=0.0),
+            "one_hot_var": _Param(0.01, minimum=0.0),
+            "drift_var": _Param(1e-8, minimum=0.0),
         },
     ),
     "tree": _Kind(
@@ -357,7 +375,7 @@ def fm_parts(model: Any) -> tuple[Any, Any | None, FMClassifier] | None:
 def _plain_logreg(logreg: Any) -> bool:
     loss = getattr(logreg, "loss", None)
     return (
-        type(logreg) is linear_model.LogisticRegression
+        type(logreg) in (linear_model.LogisticRegression, BayesianLogisticRegression)
         and isinstance(loss, optim.losses.BinaryLoss)
         # The probability is sigmoid(dot) only with BinaryLoss's own mean function.
         and type(loss).mean_func is optim.losses.BinaryLoss.mean_func

@@ -12,6 +12,7 @@ from river import optim
 
 from learner import modelcodec
 from learner.averaging import WeightAverage
+from learner.bayes import BayesianLogisticRegression
 from learner.metrics import ProgressiveMetrics
 from learner.models import logreg_parts
 from learner.progressive import LogregStep
@@ -168,15 +169,19 @@ class Variant:
         return cls(name, kind, served, metrics, n_learned, average)
 
     def adapt(self) -> bool:
-        """Make the model's optimizer take full-size steps again (after a drift); True if
-        it keeps per-feature step sizes to forget (AdaGrad), else nothing changes. The
-        served average forgets the models of the old regime too: it starts again from
-        the current one."""
+        """Make the model take full-size steps again (after a drift); True if it keeps
+        something to forget (AdaGrad's per-feature step sizes, the bayes optimizer's
+        certainty), else nothing changes. The served average forgets the models of the
+        old regime too: it starts again from the current one."""
         parts = logreg_parts(self.model)
-        optimizer = getattr(parts[1], "optimizer", None) if parts is not None else None
-        if not isinstance(optimizer, optim.AdaGrad):
+        logreg = parts[1] if parts is not None else None
+        optimizer = getattr(logreg, "optimizer", None)
+        if isinstance(logreg, BayesianLogisticRegression):
+            logreg.widen()
+        elif isinstance(optimizer, optim.AdaGrad):
+            optimizer.g2.clear()
+        else:
             return False
-        optimizer.g2.clear()
         self.restart_average()
         return True
 

@@ -10,6 +10,7 @@ from river import utils
 
 from learner import modelcodec
 from learner.averaging import EVERY, WeightAverage
+from learner.bayes import BayesianLogisticRegression
 from learner.linear import LinearScorer
 from learner.metrics import ProgressiveMetrics
 from learner.models import build_model, logreg_parts
@@ -159,8 +160,11 @@ def state_of(model: Any) -> tuple[Any, ...]:
         dict(scaler.vars),
         logreg._weights.to_dict(),
         logreg.intercept,
-        dict(logreg.optimizer.g2),
-        logreg.optimizer.n_iterations,
+        *(
+            (logreg._cov.tolist(), dict(logreg._var), logreg._learned)
+            if isinstance(logreg, BayesianLogisticRegression)
+            else (dict(logreg.optimizer.g2), logreg.optimizer.n_iterations)
+        ),
     )
 
 

@@ -303,13 +303,22 @@ def test_a_purchase_after_its_window_still_teaches_the_model(
 
 
 def test_a_performance_drift_alert_makes_the_optimizer_take_full_steps_again() -> None:
-    variant = Variant("main", "logreg", build_model("logreg"), ProgressiveMetrics(100))
+    adagrad = build_model("logreg", {"optimizer": "adagrad"})
+    variant = Variant("main", "logreg", adagrad, ProgressiveMetrics(100))
     for x, y in synthetic_stream(500, seed=3):
         variant.learn(x, y)
     parts = logreg_parts(variant.model)
     assert parts is not None and parts[1].optimizer.g2
     assert variant.adapt()
     assert not parts[1].optimizer.g2
+    # The bayes optimizer's certainty is forgotten alike: its variances are the prior's.
+    bayes = Variant("b", "logreg", build_model("logreg"), ProgressiveMetrics(100))
+    for x, y in synthetic_stream(500, seed=3):
+        bayes.learn(x, y)
+    parts = logreg_parts(bayes.model)
+    assert parts is not None and parts[1]._var and parts[1]._cov[0, 0] < 0.1
+    assert bayes.adapt()
+    assert not parts[1]._var and parts[1]._cov[0, 0] == 1.0
     sgd = Variant(
         "s", "logreg", build_model("logreg", {"optimizer": "sgd"}), ProgressiveMetrics(10)
     )

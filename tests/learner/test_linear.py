@@ -97,8 +97,9 @@ def test_it_agrees_with_river_on_awkward_rows() -> None:
     "params",
     [
         {"lr": 0.5},
-        {"l2": 0.01},
-        {"l1": 0.001},
+        {"optimizer": "adagrad", "l2": 0.01},
+        {"optimizer": "sgd", "l1": 0.001},
+        {"optimizer": "bayes", "one_hot_var": 1.0},
         {"optimizer": "adagrad", "lr": 0.1},
         {"optimizer": "adam", "lr": 0.05},
     ],

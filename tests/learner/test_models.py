@@ -58,7 +58,8 @@ def test_an_unknown_kind_names_the_known_ones() -> None:
 
 
 def test_an_unknown_parameter_names_the_known_ones() -> None:
-    with pytest.raises(ModelError, match=r"learning_rate.*known: intercept_lr, l1, l2, lr"):
+    known = r"known: drift_var, intercept_lr, l1, l2, lr, one_hot_var, optimizer, prior_var"
+    with pytest.raises(ModelError, match=rf"learning_rate.*{known}"):
         build_model("logreg", {"learning_rate": 0.1})
 
 

@@ -58,7 +58,7 @@ def test_step_equals_predict_then_learn_through_the_pipeline(
 ) -> None:
     def make() -> Any:
         if flavour == "l2":
-            return build_model("logreg", {"l2": 0.01})
+            return build_model("logreg", {"optimizer": "adagrad", "l2": 0.01})
         return river_stock(optim.Adam(0.01) if flavour == "adam" else optim.SGD(0.01))
 
     reference, stepped = make(), make()
@@ -73,7 +73,7 @@ def test_step_equals_predict_then_learn_through_the_pipeline(
 
 
 @settings(max_examples=100, deadline=None)
-@given(STREAMS, st.sampled_from(["sgd", "adagrad"]))
+@given(STREAMS, st.sampled_from(["sgd", "adagrad", "bayes"]))
 def test_weighted_steps_equal_the_pipeline_with_the_same_weights(
     stream: list[tuple[dict[str, Any], bool]], flavour: str
 ) -> None:
