@@ -4,9 +4,10 @@ import math
 import random
 
 import numpy as np
+import pytest
 from river import linear_model
 
-from learner.bayes import BayesianLogisticRegression
+from learner.bayes import WIDEN, BayesianLogisticRegression
 from learner.models import AdaGrad, build_model, logreg_parts
 from tests.learner.test_models import synthetic_stream
 
@@ -74,19 +75,30 @@ def test_a_rare_one_hot_value_stays_near_zero_where_adagrad_pushes_it_down() -> 
     assert 0.035 < base < 0.07
 
 
-def test_widen_forgets_the_certainty_and_keeps_the_weights() -> None:
+def test_widen_forgets_most_of_the_certainty_and_keeps_the_weights() -> None:
     model = build_model("logreg")
-    for x, y in synthetic_stream(1_000, seed=3):
+    for x, y in synthetic_stream(3_000, seed=3):
         model.learn_one(x, y)
     parts = logreg_parts(model)
     assert parts is not None
     logreg = parts[1]
-    weights, narrowed = dict(logreg.weights), logreg._cov.diagonal().copy()
-    assert narrowed.max() < logreg.prior_var and logreg._var
+    weights, narrowed, one_hot = dict(logreg.weights), logreg._cov.copy(), dict(logreg._var)
     logreg.widen()
     assert dict(logreg.weights) == weights
-    assert (logreg._cov == np.diag(np.full(len(narrowed), logreg.prior_var))).all()
-    assert not logreg._var
+    # WIDEN times as wide, but none wider than the prior (the rare numeric "size" would
+    # be), and the correlations kept.
+    widened = logreg._cov.diagonal()
+    assert np.allclose(widened, np.minimum(narrowed.diagonal() * WIDEN, logreg.prior_var))
+    assert widened.max() <= logreg.prior_var and widened.min() > 10 * narrowed.diagonal().min()
+    scale = np.sqrt(widened / narrowed.diagonal())
+    assert np.allclose(logreg._cov, narrowed * np.multiply.outer(scale, scale))
+    assert logreg._var == {k: min(v * WIDEN, logreg.one_hot_var) for k, v in one_hot.items()}
+    # Widened again and again, the belief is the prior's width, still a covariance.
+    for _ in range(5):
+        logreg.widen()
+    assert logreg._cov.diagonal() == pytest.approx(logreg.prior_var)
+    assert np.linalg.eigvalsh(logreg._cov).min() > 0
+    assert set(logreg._var.values()) == {logreg.one_hot_var}
 
 
 def test_drift_var_keeps_the_belief_from_narrowing_forever() -> None:
