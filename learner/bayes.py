@@ -4,19 +4,18 @@ Laplace step (an extended Kalman filter's update) per learned example.
 Each example moves the weights by a Newton step taken under the belief: a weight the
 belief is sure of hardly moves, an uncertain one moves far. A weight seen often settles;
 a weight seen rarely stays near its prior mean of 0. That is where one-hot weights of rare
-values belong (a query crossed with a category seen a handful of times, a new brand):
+values belong (a query crossed with a category seen a handful of times, a new brand).
 AdaGrad gives such a weight full-size steps whatever the size of its gradients: a value
 shown a hundred times without a purchase (at a 5 % purchase rate) has its weight pushed
-down by 0.8 of log-odds at the shipped step, 0.05 here, before a purchase can say
-otherwise. The numeric
-features and the intercept, on in every example and correlated, share a full covariance;
-each one-hot weight has a variance of its own (a block-diagonal belief), so a step costs
-one matrix-vector product the size of the numeric features.
+down by 0.8 of log-odds at the shipped step, by 0.05 here, before a purchase can say
+otherwise. The numeric features and the intercept, on in every example and correlated,
+share a full covariance; each one-hot weight has a variance of its own (a block-diagonal
+belief), so a step costs one matrix-vector product the size of the numeric features.
 
-The same recursion is the sequential form of a batch fit with a Gaussian prior
-(Spiegelhalter and Lauritzen 1990; AdPredictor, Graepel et al. 2010, the diagonal probit
-form of it for click prediction): one pass reaches about what several passes of a
-gradient method reach.
+The recursion is the sequential form of a fit under a Gaussian prior, as used for click
+and conversion prediction (AdPredictor, Graepel et al., ICML 2010, in its diagonal probit
+form; Chapelle and Li, NIPS 2011, with the Laplace approximation): one pass lands close
+to the batch fit of the same prior (tests/learner/test_bayes.py).
 
 The served model is a River `LogisticRegression`: the weights and the intercept are its
 `_weights` and `intercept`, so whatever scores a "logreg" pipeline (River, the API's numpy
