@@ -44,9 +44,10 @@ class BayesianLogisticRegression(linear_model.LogisticRegression):  # type: igno
     `prior_var`: the prior variance of the intercept and of each numeric weight (on
     standardised numbers); `one_hot_var`: of each one-hot weight, a key whose value is the
     integer 1 (River's OneHotEncoder; an integer 0, a one-hot that is off, is skipped).
-    `drift_var`: added to every variance per learned example, so that the belief stops
-    narrowing once its spread is about sqrt(drift_var / curvature) and keeps following a
-    target that moves; 0: it narrows as 1/n, as a batch fit of everything seen would.
+    `drift_var`: added to every variance per learned example (a one-hot weight's never
+    beyond its prior), so that the belief stops narrowing once its spread is about
+    sqrt(drift_var / curvature) and keeps following a target that moves; 0: it narrows as
+    1/n, as a batch fit of everything seen would.
     """
 
     def __init__(
@@ -63,9 +64,9 @@ class BayesianLogisticRegression(linear_model.LogisticRegression):  # type: igno
         """The numeric keys in the order of their rows (from row 1)."""
         self._cov = np.full((1, 1), prior_var)
         self._var: dict[Any, float] = {}
-        """Variance of each one-hot weight learned so far (one_hot_var before)."""
-        self._at: dict[Any, int] = {}
-        """With a drift_var: the example count when each one-hot variance was last grown."""
+        """Each learned one-hot weight's variance less drift_var times the examples learned
+        when it was set: the variance now adds drift_var times the examples learned since
+        (one dict, and no walk over the keys that are off)."""
         self._learned = 0
 
     def learn_one(self, x: dict[Any, Any], y: bool, w: float = 1.0) -> None:
@@ -116,10 +117,10 @@ class BayesianLogisticRegression(linear_model.LogisticRegression):  # type: igno
         rows_of = self._rows
         for k in numeric:
             weights[k] = get(k, 0.0) + step[rows_of[k]]
-        variances = self._var
+        variances, grown = self._var, self.drift_var * self._learned
         for k, var in zip(one_hot, own, strict=True):
             weights[k] = get(k, 0.0) + var * residual / spread
-            variances[k] = var - var * var * curvature / spread
+            variances[k] = var - var * var * curvature / spread - grown
 
     def widen(self) -> None:
         """Forget most of how sure the belief is (a drift): every variance WIDEN times as
@@ -133,8 +134,8 @@ class BayesianLogisticRegression(linear_model.LogisticRegression):  # type: igno
         )
         scale = np.sqrt(np.minimum(WIDEN, room))
         self._cov = self._cov * np.multiply.outer(scale, scale)
-        cap = self.one_hot_var
-        self._var = {k: min(v * WIDEN, cap) for k, v in self._var.items()}
+        cap, grown = self.one_hot_var, self.drift_var * self._learned
+        self._var = {k: min((v + grown) * WIDEN, cap) - grown for k, v in self._var.items()}
 
     def _row(self, key: Any) -> int:
         row = self._rows.get(key)
@@ -148,15 +149,8 @@ class BayesianLogisticRegression(linear_model.LogisticRegression):  # type: igno
         return row
 
     def _one_hot_vars(self, keys: list[Any]) -> list[float]:
-        """The variance of each one-hot key now, grown by drift_var for every example
-        learned since it was last grown (lazily: most keys are off in most examples)."""
+        """The variance of each one-hot key now: what it was set to, grown by drift_var for
+        every example learned since, never wider than its prior."""
         prior, variances = self.one_hot_var, self._var
-        if not self.drift_var:
-            return [variances.get(k, prior) for k in keys]
-        now, at, drift = self._learned, self._at, self.drift_var
-        own = []
-        for k in keys:
-            var = variances.get(k, prior - drift) + drift * (now - at.get(k, now - 1))
-            at[k] = now
-            own.append(var)
-        return own
+        grown = self.drift_var * self._learned
+        return [min(variances.get(k, prior) + grown, prior) for k in keys]

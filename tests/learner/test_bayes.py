@@ -82,7 +82,9 @@ def test_widen_forgets_most_of_the_certainty_and_keeps_the_weights() -> None:
     parts = logreg_parts(model)
     assert parts is not None
     logreg = parts[1]
-    weights, narrowed, one_hot = dict(logreg.weights), logreg._cov.copy(), dict(logreg._var)
+    keys = list(logreg._var)
+    weights, narrowed = dict(logreg.weights), logreg._cov.copy()
+    one_hot = logreg._one_hot_vars(keys)
     logreg.widen()
     assert dict(logreg.weights) == weights
     # WIDEN times as wide, but none wider than the prior (the rare numeric "size" would
@@ -92,13 +94,15 @@ def test_widen_forgets_most_of_the_certainty_and_keeps_the_weights() -> None:
     assert widened.max() <= logreg.prior_var and widened.min() > 10 * narrowed.diagonal().min()
     scale = np.sqrt(widened / narrowed.diagonal())
     assert np.allclose(logreg._cov, narrowed * np.multiply.outer(scale, scale))
-    assert logreg._var == {k: min(v * WIDEN, logreg.one_hot_var) for k, v in one_hot.items()}
+    assert logreg._one_hot_vars(keys) == pytest.approx(
+        [min(v * WIDEN, logreg.one_hot_var) for v in one_hot]
+    )
     # Widened again and again, the belief is the prior's width, still a covariance.
     for _ in range(5):
         logreg.widen()
     assert logreg._cov.diagonal() == pytest.approx(logreg.prior_var)
     assert np.linalg.eigvalsh(logreg._cov).min() > 0
-    assert set(logreg._var.values()) == {logreg.one_hot_var}
+    assert logreg._one_hot_vars(keys) == pytest.approx([logreg.one_hot_var] * len(keys))
 
 
 def test_drift_var_keeps_the_belief_from_narrowing_forever() -> None:
@@ -125,3 +129,19 @@ def test_a_value_that_is_not_a_finite_number_teaches_nothing() -> None:
     model.learn_one({"a": math.nan}, False)
     assert (dict(model.weights), model.intercept) == before[:2]
     assert (model._cov == before[2]).all()
+
+
+def test_a_one_hot_weight_left_alone_regains_doubt_up_to_its_prior() -> None:
+    model = BayesianLogisticRegression(drift_var=1e-7)
+    rng = random.Random(6)
+    for _ in range(5_000):
+        model.learn_one({"page_search": 1, "brand_rare": 1}, rng.random() < 0.05)
+    (settled,) = model._one_hot_vars(["brand_rare"])
+    assert settled < 0.5 * model.one_hot_var
+    for _ in range(1_000):
+        model.learn_one({"page_search": 1}, rng.random() < 0.05)
+    (later,) = model._one_hot_vars(["brand_rare"])
+    assert later == pytest.approx(settled + 1_000 * 1e-7)
+    for _ in range(80_000):
+        model.learn_one({"page_search": 1}, rng.random() < 0.05)
+    assert model._one_hot_vars(["brand_rare"]) == [model.one_hot_var]
