@@ -96,7 +96,7 @@ def test_it_agrees_with_river_on_awkward_rows() -> None:
 @pytest.mark.parametrize(
     "params",
     [
-        {"lr": 0.5},
+        {"optimizer": "sgd", "lr": 0.5},
         {"optimizer": "adagrad", "l2": 0.01},
         {"optimizer": "sgd", "l1": 0.001},
         {"optimizer": "bayes", "one_hot_var": 1.0},

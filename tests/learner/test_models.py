@@ -73,6 +73,11 @@ def test_an_unknown_parameter_names_the_known_ones() -> None:
         ("logreg", {"l2": math.nan}),
         ("logreg", {"optimizer": "lbfgs"}),
         ("logreg", {"l1": 0.1, "l2": 0.1}),
+        # The bayes optimizer's prior is its regularisation.
+        ("logreg", {"l2": 0.01}),
+        ("logreg", {"optimizer": "bayes", "l1": 0.001}),
+        ("logreg", {"prior_var": -1.0}),
+        ("logreg", {"one_hot_var": "wide"}),
         ("tree", {"max_depth": 2.5}),
         ("tree", {"max_depth": 0}),
         ("tree", {"grace_period": None}),
