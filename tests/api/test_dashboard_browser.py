@@ -28,7 +28,6 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
 from guards.alerts import Alert
@@ -153,20 +152,24 @@ def answered(action: str) -> Callable[[WebDriver], str | None]:
     return check
 
 
-def lines_with(driver: WebDriver, text: str) -> list[WebElement]:
-    # The list is drawn again at each refresh: an element found just before one is stale
-    # by the time its text is read, so the whole look-up is done again.
-    for _ in range(20):
-        try:
-            return [li for li in driver.find_elements(*ALERTS) if text in li.text]
-        except StaleElementReferenceException:
-            continue
-    return [li for li in driver.find_elements(*ALERTS) if text in li.text]
+_ALERT_LINES = """return Array.from(document.querySelectorAll(arguments[0]), li => ({
+    text: li.innerText.trim(),
+    ended: li.getAttribute("data-ended"),
+    images: li.getElementsByTagName("img").length,
+}));"""
 
 
-def hostile_alert(driver: WebDriver) -> WebElement | None:
-    """The listed alert that shows HOSTILE's message (as text), if any."""
-    return next((li for li in driver.find_elements(*ALERTS) if HOSTILE.message in li.text), None)
+def alert_lines(driver: WebDriver) -> list[dict[str, Any]]:
+    """Every listed alert's text, `data-ended` and number of images, read in one script.
+
+    The list is drawn again at each refresh: elements found by one call and read by the
+    next may be gone in between (stale), so the page is read at one moment instead."""
+    lines: list[dict[str, Any]] = driver.execute_script(_ALERT_LINES, ALERTS[1])
+    return lines
+
+
+def lines_with(driver: WebDriver, text: str) -> list[dict[str, Any]]:
+    return [line for line in alert_lines(driver) if text in line["text"]]
 
 
 def drift_time(config: SimulatorConfig) -> float:
@@ -232,21 +235,20 @@ def test_watch_learn_drift_snapshot_and_restore_in_the_browser(
     try:
         driver.get(f"{api.url}/dashboard")
         # The running learner may list alerts of its own above it: look for this one.
-        until(driver, 30, "the stored alert", lambda d: hostile_alert(d) is not None)
-        listed = hostile_alert(driver)
-        assert listed is not None
-        assert listed.find_elements(By.TAG_NAME, "img") == []
+        until(driver, 30, "the stored alert", lambda d: lines_with(d, HOSTILE.message) != [])
+        assert lines_with(driver, HOSTILE.message)[0]["images"] == 0
         assert driver.execute_script("return window.pwned") is None
 
         # An alert and the record that closed it: one line, with its test, start and stop.
         until(driver, 30, "the stopped alert", lambda d: len(lines_with(d, STOPPED.message)) == 1)
-        (stopped,) = lines_with(driver, STOPPED.message)
-        assert stopped.get_attribute("data-ended") == "190"
-        assert "test 0.1000 (threshold 0.0400)" in stopped.text
-        assert "stopped" in stopped.text and "(1.5 min)" in stopped.text
-        assert "ongoing" in lines_with(driver, HOSTILE.message)[0].text
+        lines = alert_lines(driver)
+        (stopped,) = [line for line in lines if STOPPED.message in line["text"]]
+        assert stopped["ended"] == "190"
+        assert "test 0.1000 (threshold 0.0400)" in stopped["text"]
+        assert "stopped" in stopped["text"] and "(1.5 min)" in stopped["text"]
+        assert "ongoing" in next(line["text"] for line in lines if HOSTILE.message in line["text"])
         # The closing record is not a line of its own.
-        assert not [li for li in driver.find_elements(*ALERTS) if li.text.endswith("· over")]
+        assert not [line for line in lines if line["text"].endswith("· over")]
 
         # Without the token: no admin action anywhere, and a call forged from the page
         # (no header, then a made-up token) is refused by the server.
