@@ -25,11 +25,13 @@ Aggregates = dict[str, dict[str, float]]
 
 
 def replay(
-    records: Iterable[SimRecord], config: FeatureConfig
+    records: Iterable[SimRecord], config: FeatureConfig, model: Any
 ) -> tuple[list[tuple[Features, bool]], Aggregates, Aggregates, StoreStats]:
     """Each impression's features (the learner's, point in time) with its true label, and
     the users' and items' aggregates and the store-wide counts at the end: what the learner
-    computes, without it."""
+    computes, without it. `model` learns each impression with its true label after serving
+    it, as the learner's first variant does with what it knows: the aggregates count what
+    it served."""
     store = StoreStats(config.half_life_s)
     users: Aggregates = {}
     items: Aggregates = {}
@@ -44,8 +46,14 @@ def replay(
         item_aggs = items.setdefault(event.item_id, {})
         if isinstance(event, Impression):
             x = features(event.context, event.item, user, item_aggs, at, config, store)
-            out.append((x, bool(record.will_purchase)))
-            observe_impression(user, item_aggs, event.item, at, config, event.context)
+            y = bool(record.will_purchase)
+            out.append((x, y))
+            served = float(model.predict_proba_one(x).get(True, 0.0))
+            model.learn_one(x, y)
+            asked = store.main_category(event.context.query.lower())
+            observe_impression(
+                user, item_aggs, event.item, at, config, event.context, asked, served
+            )
             store.observe(event.context.query, event.item.category, float(x["log_price"]), at)
             shown[event.impression_id] = event.item
         else:
@@ -62,7 +70,8 @@ def river_bare(data: list[tuple[Features, bool]], params: dict[str, Any] | None 
 
 
 ANCHORS = {
-    # The shipped model given every label at once: what the delayed feedback costs.
+    # The shipped model given every label at once: what the delayed feedback costs. It is
+    # the model the replay serves with.
     "headrace logreg (bayes), labels at once": None,
     # River's own logistic pipeline with the step that did best on this stream (the
     # default before the bayes optimizer): what a River user would run.
@@ -123,12 +132,12 @@ def baseline_rows(records: list[SimRecord], final: HeldOut) -> list[Row]:
     Vowpal Wabbit (when installed) on `records`' impressions, each learned once with its
     true label, scored on `final`."""
     rows: list[Row] = []
-    data, users, items, stats = replay(records, FeatureConfig())
+    served = build_model("logreg")
+    data, users, items, stats = replay(records, FeatureConfig(), served)
     end = records[-1].ts_ms / 1000
     for name, params in ANCHORS.items():
-        rows.append(
-            scored_row(name, final, _scorer(river_bare(data, params), users, items, stats, end))
-        )
+        model = served if params is None else river_bare(data, params)
+        rows.append(scored_row(name, final, _scorer(model, users, items, stats, end)))
         rows[-1].learned = len(data)
     vw = vowpal(records, final)
     if vw is not None:

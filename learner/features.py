@@ -15,7 +15,7 @@ from typing import Final, Protocol, TypeVar, cast
 
 from learner.columns import ByKey
 from learner.storestats import StoreStats
-from learner.taste import asked_mode, bought_mode
+from learner.taste import TYPICAL_BUY, asked_mode, bought_mode
 
 Features = dict[str, float | str]
 Aggregates = MutableMapping[str, float]
@@ -57,6 +57,10 @@ _CART_PRIOR = 0.05
 # category page), and all of them: what the shopper asked to see.
 _ASKED_CATEGORY = "qi:"
 _ASKED_TOTAL = "qi"
+# The purchases each category's impressions were expected to bring: the served chances,
+# summed. Not buying an item shown at the foot of a page, or of a category the visit did
+# not ask for, says less of a taste than not buying a typical one.
+_EXPECTED_CATEGORY = "ex:"
 # Pseudo-clicks spread over the categories (half a click each for a catalogue of about
 # eight), so that a shopper's first clicks move the estimate without dominating it.
 _CLICK_SHARE_PRIOR = 0.5
@@ -134,26 +138,39 @@ _asked_mode = lru_cache(maxsize=_TASTES)(asked_mode)
 _bought_mode = lru_cache(maxsize=_TASTES)(bought_mode)
 
 
-def _taste(user: Mapping[str, float], category: str, asking: float | None) -> tuple[float, float]:
+def _taste(
+    user: Mapping[str, float], category: str, asking: float | None, position: int
+) -> tuple[float, float]:
     """The shopper's taste for `category`: from what they asked for, from what they bought.
 
-    `asking` is how much the visit being scored asks for `category` (the share of its
-    query's pages that are of it), None for a visit without a query the store knows. A
-    shopper looks for what they like, so the visit itself is evidence of their taste, as
-    each earlier one is: it counts as one more visit, in the unit the history is counted
-    in (a page's impressions of each category over the page size). Most for the shopper
-    the history knows least of, for whom one visit moves the belief most.
+    `asking` is whether the visit being scored asks for `category` (1.0: it is the main
+    category of its query's pages; 0.0: not), None for a visit without a query the store
+    knows. A shopper looks for what they like, so the visit itself is evidence of their
+    taste, as each earlier one is: it counts as one more visit, in the unit the history is
+    counted in (a page's query impressions over the page size). Most for the shopper the
+    history knows least of, for whom one visit moves the belief most. The items above
+    `position` on the page were counted in the history as they were shown, so only the
+    rest of the visit is added: at every position the visit counts once, as it does at
+    the top of the page, where a storefront's request is scored.
+
+    What they bought is weighed against what their impressions of the category were
+    expected to bring (a shopper's hash from before that count: a typical impression's).
     """
     asked = user.get(_ASKED_CATEGORY + category, 0.0) / _PAGE
     visits = user.get(_ASKED_TOTAL, 0.0) / _PAGE
     if asking is not None:
-        asked += asking
-        visits += 1.0
+        rest = max(0.0, 1.0 - position / _PAGE)
+        asked += asking * rest
+        visits += rest
+    expected = user.get(_EXPECTED_CATEGORY + category)
+    if expected is None:
+        expected = user.get(_SHOWN_CATEGORY + category, 0.0) * TYPICAL_BUY
     return (
         _asked_mode(asked, visits),
+        # Rounded so that few values occur and the mode is cached: 0.01 of a typical
+        # impression moves it by less than 1e-4.
         _bought_mode(
-            user.get(_PURCHASE_CATEGORY + category, 0.0),
-            user.get(_SHOWN_CATEGORY + category, 0.0),
+            user.get(_PURCHASE_CATEGORY + category, 0.0), round(expected / TYPICAL_BUY, 2)
         ),
     )
 
@@ -206,13 +223,13 @@ def features(
     matches = _named_in(item.category, query) or (
         item.brand is not None and _named_in(item.brand, query)
     )
-    query_share, price_mean, asking = 0.0, None, None
+    query_share, price_mean, main = 0.0, None, None
     if store is not None:
         query_share = store.share(query, item.category)
         price_mean = store.mean_log_price(item.category)
-        if store.knows(query):
-            asking = query_share
-    taste_asked, taste_bought = _taste(user, item.category, asking)
+        main = store.main_category(query)
+    asking = None if main is None else 1.0 if main == item.category else 0.0
+    taste_asked, taste_bought = _taste(user, item.category, asking, context.position)
     return {
         "price": item.price,
         "log_price": log_price,
@@ -228,6 +245,10 @@ def features(
         # What the query asks for, as the storefront's own pages for it answer it: also for
         # queries that name no category ("budget yarn") or two ("mohair silk").
         "query_cat_share": query_share,
+        # Whether the item is of the category the query asks for, as the store's pages for
+        # it answer it: the match itself, where a share is only near it (about 0.7 on a
+        # search page, 1.0 on a category page).
+        "query_main": 0.0 if asking is None else asking,
         # No count of impressions itself, the shopper's or the item's: a count grows with
         # the stream's age, so its weight learns the clock, and the model's level then
         # drifts with it (docs/learner.md, "Counts that grow with the stream"). The rates
@@ -342,11 +363,10 @@ def features_many(
         for category in shares:
             query_shares[category] = store.share(query, category)
             price_means[category] = store.mean_log_price(category)
-    asking = store is not None and store.knows(query)
-    tastes = {
-        category: _taste(user, category, query_shares[category] if asking else None)
-        for category in shares
-    }
+    main = store.main_category(query) if store is not None else None
+    asking = {c: None if main is None else 1.0 if c == main else 0.0 for c in shares}
+    position = context.position
+    tastes = {category: _taste(user, category, asking[category], position) for category in shares}
 
     # What only the candidate's category decides is one value per category, given to each
     # candidate through its category (a ByKey column reads as the list it stands for). A
@@ -400,6 +420,7 @@ def features_many(
         "log_position": math.log1p(context.position),
         "query_match": query_match,
         "query_cat_share": by_category(query_shares),
+        "query_main": by_category({c: 0.0 if a is None else a for c, a in asking.items()}),
         "u_ctr": _rate(u_clk, u_imp, _CTR_PRIOR),
         "u_cvr": _rate(u_pur, u_imp, _CVR_PRIOR),
         "u_price_gap": (
@@ -444,14 +465,25 @@ def observe_impression(
     at: float,
     config: FeatureConfig,
     context: ContextLike | None = None,
+    asked: str | None = None,
+    served: float | None = None,
 ) -> None:
-    """Count an impression of `item` (shown in `context`), after its features were taken."""
+    """Count an impression of `item` (shown in `context`), after its features were taken.
+
+    `asked`: the category the context's query asks for (the store's main category of it;
+    None: not known yet, the item's own counts); `served`: the chance of a purchase the
+    model served for it (None: a typical impression's)."""
     _advance(user, at, config, _COUNTS)
     _advance(item_aggs, at, config, _COUNTS)
     key = _SHOWN_CATEGORY + item.category
     user[key] = user.get(key, 0.0) + 1.0
+    key = _EXPECTED_CATEGORY + item.category
+    # A shopper's hash from before this count: their earlier impressions as typical ones.
+    before = user.get(key, (user[_SHOWN_CATEGORY + item.category] - 1.0) * TYPICAL_BUY)
+    user[key] = before + (TYPICAL_BUY if served is None else served)
     if context is not None and context.query:
-        key = _ASKED_CATEGORY + item.category
+        # A query asks for one category; a page for it shows some of others as well.
+        key = _ASKED_CATEGORY + (asked or item.category)
         user[key] = user.get(key, 0.0) + 1.0
         user[_ASKED_TOTAL] = user.get(_ASKED_TOTAL, 0.0) + 1.0
     user[_IMPRESSIONS] = user.get(_IMPRESSIONS, 0.0) + 1.0

@@ -218,7 +218,20 @@ class Learner:
         )
         for closed in self.joins.add(pending):
             self._close(closed)
-        observe_impression(user, item_aggs, event.item, at, self.feature_config, event.context)
+        # The shopper's counts take the category the query asks for, as the store's pages
+        # answered it before this one, and the chance the shard's first variant (its
+        # default answer) served.
+        query = event.context.query.lower()
+        observe_impression(
+            user,
+            item_aggs,
+            event.item,
+            at,
+            self.feature_config,
+            event.context,
+            self.store.main_category(query),
+            next(iter(scores.values()), None),
+        )
         self.store.observe(event.context.query, event.item.category, float(x["log_price"]), at)
         self.cache.mark_dirty(user_key)
         self.cache.mark_dirty(item_key)

@@ -74,6 +74,15 @@ class StoreStats:
             return 0.0
         return found[1].get(category, 0.0) / found[0][0]
 
+    def main_category(self, query: str) -> str | None:
+        """The category most of a (lowered) query's impressions are of (ties: the first
+        counted), None for a query not in the table: what the query asks for."""
+        found = self.queries.get(query) if query else None
+        if found is None or not found[1]:
+            return None
+        counts = found[1]
+        return max(counts, key=counts.__getitem__)
+
     def knows(self, query: str) -> bool:
         """Whether a (lowered) query is in the table: its shares then say what it asks for."""
         return bool(query) and query in self.queries

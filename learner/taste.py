@@ -12,7 +12,9 @@ import math
 PRIOR_SD = 0.8
 _PRECISION = 1.0 / PRIOR_SD**2
 _CATEGORIES_TYPICAL = 8.0
-_BUY_TYPICAL_LOGIT = math.log(0.05 / 0.95)
+TYPICAL_BUY = 0.05
+"""The chance a typical impression ends in a purchase, as `bought_mode` counts impressions."""
+_BUY_TYPICAL_LOGIT = math.log(TYPICAL_BUY / (1.0 - TYPICAL_BUY))
 _NEWTON_STEPS = 8
 """Newton steps from the prior's mean (each log-posterior is concave): eight end within
 1e-9 of where sixty do, for up to 1,000 visits and 10,000 impressions of a category."""
@@ -35,7 +37,13 @@ def asked_mode(asked: float, visits: float) -> float:
 
 def bought_mode(bought: float, shown: float) -> float:
     """Most likely taste shift given `bought` purchases of `shown` impressions, each
-    bought with the chance sigmoid(taste + _BUY_TYPICAL_LOGIT), a typical impression's 5 %."""
+    bought with the chance sigmoid(taste + _BUY_TYPICAL_LOGIT), a typical impression's 5 %.
+
+    Impressions are not all typical: one at the foot of a page, or of a category the visit
+    did not ask for, is bought far less often, and not buying it says less. `shown` may be
+    a number of typical impressions instead: the purchases the shopper's impressions were
+    expected to bring (the served chances, summed) over TYPICAL_BUY. At a small rate the
+    likelihood of the purchases depends on the impressions through that sum only."""
     # The mode lies where the log-posterior's slope, bought - shown·p - t/PRIOR_SD², is 0:
     # between (bought - shown)·PRIOR_SD² and bought·PRIOR_SD². With hundreds of purchases
     # plain Newton steps from 0 overshoot it and cycle or diverge (until exp() overflows).

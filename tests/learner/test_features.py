@@ -308,6 +308,54 @@ def test_the_visit_being_scored_is_evidence_of_taste_most_for_a_shopper_little_k
     )
 
 
+def test_a_visit_counts_once_at_every_position_of_its_page() -> None:
+    # The shopper's history counts the page's items as they are shown; the visit being
+    # scored adds only what is left of it, so the taste a storefront's request reads at
+    # the top of the page is what every impression below it was learned with.
+    store = StoreStats(CONFIG.half_life_s)
+    for n in range(100):
+        store.observe("merino dk", "merino" if n % 10 < 7 else "cotton", 2.0, 1_767_225_600.0)
+    user: dict[str, float] = {}
+    visits(user, "cotton dk", "cotton", 3)
+    at = 1_767_300_000.0
+    seen = []
+    for position in range(10):
+        context = Context(query="merino dk", page="search", position=position)
+        category = "merino" if position % 3 else "cotton"
+        shown = Item(price=5.0, category=category)
+        x = features(context, Item(price=5.0, category="merino"), user, {}, at, CONFIG, store)
+        seen.append((x["u_taste_asked"], x["query_main"]))
+        observe_impression(user, {}, shown, at, CONFIG, context, store.main_category("merino dk"))
+    assert seen == [seen[0]] * 10
+    assert seen[0][1] == 1.0
+    # Past the page, the visit is history.
+    after = Context(query="", page="home")
+    x = features(after, Item(price=5.0, category="merino"), user, {}, at, CONFIG, store)
+    assert x["u_taste_asked"] == seen[0][0]
+
+
+def test_not_buying_what_was_unlikely_to_sell_says_little_of_a_taste() -> None:
+    # Ten merino impressions each, no purchase: served at a typical chance, at a fifth of
+    # it (the foot of the page, the wrong category for the query), or at twice it.
+    def shown_at(chance: float | None) -> float:
+        user: dict[str, float] = {}
+        for n in range(10):
+            shown = Item(price=5.0, category="merino")
+            at = 1_767_225_600.0 + n
+            observe_impression(user, {}, shown, at, CONFIG, Context(), None, chance)
+        return taste_of(user, "merino")[1]
+
+    typical, unlikely, likely = shown_at(0.05), shown_at(0.01), shown_at(0.10)
+    assert likely < typical < unlikely < 0.0
+    # Without a served chance, an impression counts as a typical one.
+    assert shown_at(None) == typical
+    # A shopper's hash from before the expected purchases were counted reads as typical.
+    old: dict[str, float] = {}
+    visits(old, "merino dk", "merino", 1)
+    legacy = {k: v for k, v in old.items() if not k.startswith("ex:")}
+    assert taste_of(legacy, "merino") == taste_of(old, "merino")
+
+
 def test_shown_often_and_never_bought_is_believed_less_liked() -> None:
     bought: dict[str, float] = {}
     never: dict[str, float] = {}

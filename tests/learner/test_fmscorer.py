@@ -50,7 +50,9 @@ class Simulated:
     def __init__(self) -> None:
         records = list(generate(CONFIG))
         self.config = FeatureConfig()
-        self.examples, self.users, self.items, self.store = replay(records, self.config)
+        self.examples, self.users, self.items, self.store = replay(
+            records, self.config, build_model("logreg")
+        )
         self.at = records[-1].ts_ms / 1000
         self.requests = held_out(CONFIG, 25, k=40).requests
 

@@ -30,6 +30,27 @@ def test_a_query_asks_for_the_categories_its_pages_show() -> None:
     assert stats.share("", "acrylic") == 0.0
 
 
+def test_a_query_asks_for_the_category_most_of_its_pages_show() -> None:
+    stats = StoreStats(DAY)
+    page(stats, "Budget Yarn", {"merino": 2, "acrylic": 7, "cotton": 1}, AT)
+    page(stats, "mohair silk", {"silk": 3, "mohair": 3}, AT)
+    assert stats.main_category("budget yarn") == "acrylic"
+    assert stats.main_category("mohair silk") == "silk"  # a tie: the first counted
+    assert stats.main_category("dpn 2.5mm") is None
+    assert stats.main_category("") is None
+    context = Context(query="Budget yarn", page="search")
+    config = FeatureConfig()
+    acrylic = features(context, Item(price=3.0, category="acrylic"), {}, {}, AT, config, stats)
+    merino = features(context, Item(price=3.0, category="merino"), {}, {}, AT, config, stats)
+    assert (acrylic["query_main"], merino["query_main"]) == (1.0, 0.0)
+    unknown = Context(query="dpn 2.5mm", page="search")
+    x = features(unknown, Item(price=3.0, category="needles"), {}, {}, AT, config, stats)
+    assert x["query_main"] == 0.0
+    # The table travels with the model: a restored one names the same main categories.
+    again = StoreStats.load(orjson.loads(orjson.dumps(stats.dump())), DAY)
+    assert again.main_category("mohair silk") == "silk"
+
+
 def test_the_features_read_the_share_and_the_price_relative_to_the_category() -> None:
     stats = StoreStats(DAY)
     stats.observe("dpn 2.5mm", "needles", math.log1p(4.0), AT)
