@@ -472,7 +472,8 @@ def observe_impression(
 
     `asked`: the category the context's query asks for (the store's main category of it;
     None: not known yet, the item's own counts); `served`: the chance of a purchase the
-    model served for it (None: a typical impression's)."""
+    model served for it (None, or not a probability, such as a model function's NaN: a
+    typical impression's)."""
     _advance(user, at, config, _COUNTS)
     _advance(item_aggs, at, config, _COUNTS)
     key = _SHOWN_CATEGORY + item.category
@@ -480,7 +481,7 @@ def observe_impression(
     key = _EXPECTED_CATEGORY + item.category
     # A shopper's hash from before this count: their earlier impressions as typical ones.
     before = user.get(key, (user[_SHOWN_CATEGORY + item.category] - 1.0) * TYPICAL_BUY)
-    user[key] = before + (TYPICAL_BUY if served is None else served)
+    user[key] = before + (served if served is not None and 0.0 <= served <= 1.0 else TYPICAL_BUY)
     if context is not None and context.query:
         # A query asks for one category; a page for it shows some of others as well.
         key = _ASKED_CATEGORY + (asked or item.category)

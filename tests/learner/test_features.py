@@ -1,6 +1,7 @@
 """The one feature pipeline: an impression and the equivalent /predict request agree exactly,
 and the API's columnar `features_many` is `features()` of each candidate, exactly."""
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -347,8 +348,9 @@ def test_not_buying_what_was_unlikely_to_sell_says_little_of_a_taste() -> None:
 
     typical, unlikely, likely = shown_at(0.05), shown_at(0.01), shown_at(0.10)
     assert likely < typical < unlikely < 0.0
-    # Without a served chance, an impression counts as a typical one.
-    assert shown_at(None) == typical
+    # Without a served chance, or with one that is no probability, an impression counts
+    # as a typical one.
+    assert shown_at(None) == shown_at(math.nan) == shown_at(1.5) == typical
     # A shopper's hash from before the expected purchases were counted reads as typical.
     old: dict[str, float] = {}
     visits(old, "merino dk", "merino", 1)
