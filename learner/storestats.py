@@ -83,10 +83,6 @@ class StoreStats:
         counts = found[1]
         return max(counts, key=counts.__getitem__)
 
-    def knows(self, query: str) -> bool:
-        """Whether a (lowered) query is in the table: its shares then say what it asks for."""
-        return bool(query) and query in self.queries
-
     def mean_log_price(self, category: str) -> float | None:
         """The mean log1p(price) of the category's impressions, None before the first."""
         sums = self.prices.get(category)
