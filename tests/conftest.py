@@ -9,6 +9,7 @@ see each other's data.
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -16,6 +17,28 @@ import redis
 from learner.redisconn import connect
 from stream.settings import StreamSettings
 from tests.support import own_topics
+
+# A folder whose tests share servers on fixed ports (a package-scoped fixture) runs whole
+# on one worker.
+_ONE_WORKER_FOLDERS = ("failover",)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How `pytest -n N` (scripts/test) shares the tests among its workers: each file
+    whole on one worker, so its module-scoped servers and streams are made once, and each
+    folder of `_ONE_WORKER_FOLDERS` whole on one worker. (pytest-xdist's own
+    `--dist loadgroup` marks do not reach its scheduler under pytest 9.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            parts = path.split("/")
+            if len(parts) > 2 and parts[1] in _ONE_WORKER_FOLDERS:
+                return parts[1]
+            return path
+
+    return ByFile(config, log)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """A real S3-API server for the tests: moto's standalone server, on 127.0.0.1 only.
 
-Started once per test session by the `s3_server` fixture (tests/conftest.py) on
-HEADRACE_TEST_S3_PORT, or a free port, and stopped at the end. Each test gets its own
+Started once per test session (per pytest-xdist worker) by the `s3_server` fixture
+(tests/conftest.py) on a free port, or on HEADRACE_TEST_S3_PORT plus the worker's number,
+and stopped at the end. Each test gets its own
 bucket, and the usual AWS variables pointing at the server, through `s3_url`.
 """
 
@@ -37,7 +38,10 @@ def _answers(endpoint: str) -> bool:
 @contextmanager
 def moto_server(log: Path, port: int | None = None) -> Iterator[str]:
     """Run moto's S3-compatible server; yields its endpoint URL."""
-    port = port or int(os.environ.get("HEADRACE_TEST_S3_PORT") or free_port())
+    fixed = os.environ.get("HEADRACE_TEST_S3_PORT")
+    # Each worker of `pytest -n N` ("gw0", "gw1", ...) runs a server of its own.
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    port = port or (int(fixed) + worker if fixed else free_port())
     endpoint = f"http://127.0.0.1:{port}"
     executable = Path(sys.executable).with_name("moto_server")
     with log.open("wb") as out:

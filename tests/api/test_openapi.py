@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
-from schemathesis import checks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
+from schemathesis.core.result import Err
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -58,21 +60,42 @@ CHECKS = [
 (and so the API) wants integers written as integers."""
 
 
-@schema.parametrize()
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-def test_no_generated_request_makes_a_server_error(case: Any, client: TestClient) -> None:
-    kwargs = case.as_transport_kwargs(base_url="http://testserver")
-    # schemathesis speaks `requests`; the in-process TestClient speaks httpx.
-    response = client.request(
-        kwargs["method"],
-        kwargs["url"],
-        headers=kwargs.get("headers"),
-        params=kwargs.get("params"),
-        json=kwargs.get("json"),
-        content=kwargs.get("data"),
+# One test per operation, each with its own node id. (schemathesis's own `parametrize`
+# gives its items one node id between them, and pytest-xdist, which scripts/test runs the
+# suite on, runs one item per node id.)
+def _operations() -> list[Any]:
+    operations = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            raise result.err()
+        operations.append(result.ok())
+    return operations
+
+
+OPERATIONS = _operations()
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=[op.label for op in OPERATIONS])
+def test_no_generated_request_makes_a_server_error(operation: Any, client: TestClient) -> None:
+    # Valid requests and invalid ones, as schemathesis's own runs draw them.
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
     )
-    case.validate_response(response, checks=CHECKS)
+
+    @given(case=cases)
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    def answers_without_a_server_error(case: Any) -> None:
+        kwargs = case.as_transport_kwargs(base_url="http://testserver")
+        # schemathesis speaks `requests`; the in-process TestClient speaks httpx.
+        response = client.request(
+            kwargs["method"],
+            kwargs["url"],
+            headers=kwargs.get("headers"),
+            params=kwargs.get("params"),
+            json=kwargs.get("json"),
+            content=kwargs.get("data"),
+        )
+        case.validate_response(response, checks=CHECKS)
+
+    answers_without_a_server_error()
