@@ -15,6 +15,7 @@ from typing import Any
 from river import compose, linear_model, optim, preprocessing
 
 from learner.bayes import BayesianLogisticRegression
+from learner.calibrated import PositionCalibrated
 from learner.errors import ModelError
 from learner.factorization import FMClassifier
 from learner.forest import ARFClassifier
@@ -150,7 +151,9 @@ def _build_tree(p: Mapping[str, Any]) -> Any:
         memory_estimate_period=p["memory_estimate_period"],
         seed=p["seed"],
     )
-    return compose.Pipeline(compose.Discard(*ID_FEATURES), typed, model)
+    # Its leaves predict the page's average at every position of it, too low at the top,
+    # and it drops the fake negatives' weights: a layer over its log-odds learns both back.
+    return compose.Pipeline(compose.Discard(*ID_FEATURES), typed, PositionCalibrated(model))
 
 
 def _build_fm(p: Mapping[str, Any]) -> Any:

@@ -101,7 +101,7 @@ def test_parameters_reach_river() -> None:
     assert type(final.optimizer).__name__ == "AdaGrad"
     assert final.optimizer.learning_rate == 0.2
     assert final.l2 == 0.001
-    tree = build_model("tree", {"max_depth": 5.0, "grace_period": 20})["ARFClassifier"]
+    tree = build_model("tree", {"max_depth": 5.0, "grace_period": 20})["PositionCalibrated"].model
     assert (tree.max_depth, tree.grace_period, tree.n_models) == (5, 20, 3)
     assert isinstance(tree.max_depth, int)
     assert tree.binary_split and tree.leaf_prediction == "mc"
