@@ -2,8 +2,8 @@
 
 Started once per test session (per pytest-xdist worker) by the `s3_server` fixture
 (tests/conftest.py) on a free port, or on HEADRACE_TEST_S3_PORT plus the worker's number,
-and stopped at the end. Each test gets its own
-bucket, and the usual AWS variables pointing at the server, through `s3_url`.
+and stopped at the end. Each test gets its own bucket, and the usual AWS variables
+pointing at the server, through `s3_url`.
 """
 
 import os

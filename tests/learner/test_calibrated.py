@@ -1,5 +1,6 @@
-"""The tree's calibration layer: the level by position put right, the ranking at one
-position kept, nothing said before the model has learned."""
+"""The tree's calibration layer: the level at the top of the page brought back toward
+what sells there, the ranking at one position kept, nothing said before the model has
+learned."""
 
 import math
 import random
@@ -34,7 +35,7 @@ def p_true(model: object, x: dict[str, float]) -> float:
     return float(model.predict_proba_one(x).get(True, 0.0))  # type: ignore[attr-defined]
 
 
-def test_the_top_of_the_page_is_calibrated_and_each_positions_ranking_kept() -> None:
+def test_the_top_of_the_page_comes_near_its_level_and_each_positions_ranking_is_kept() -> None:
     rng = random.Random(7)
     calibrated, bare = PositionCalibrated(forest()), forest()
     for _ in range(30_000):
