@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.quality_baselines import baseline_rows  # noqa: E402
 from bench.quality_report import Row, Score, Window, print_report, scored_row  # noqa: E402
-from bench.uncertainty import delong_error, draw_error  # noqa: E402
+from bench.uncertainty import delong_error, draw_error, exact_auc  # noqa: E402
 from guards.drift import PERFORMANCE_SIGNALS  # noqa: E402
 from guards.settings import GuardSettings  # noqa: E402
 from headrace.sim.simulator import SimRecord, SimulatorConfig, generate  # noqa: E402
@@ -89,6 +89,7 @@ def rolling_window(learner: Learner, kind: str, impressions: list[SimRecord]) ->
         int(ys.sum()),
         draw_error(p, ps),
         delong_error(ys, ps),
+        exact_auc(ys, p),
     )
 
 

@@ -32,6 +32,9 @@ class Window:
     probabilities, for the same served predictions: the rolling AUC's own noise."""
     delong_se: float
     """DeLong's estimate of the same from the window's labels and scores alone."""
+    hidden_rolling: float
+    """The hidden model's own ROC AUC on the window's labels: what the dashboard would
+    show for the best possible model."""
 
 
 @dataclass
@@ -178,13 +181,16 @@ def print_report(rows: list[Row], requests: int, spans: list[int], drift_at: int
         "to a window earlier, on pages at every position, against the final model at the "
         "top), split into ranking (the window's ratio to the hidden model's AUC against the "
         "held-out ratio, times the hidden AUC on the window) and traffic (the hidden model's "
-        "own AUC on the window against on the held-out requests, times the held-out ratio)"
+        "own AUC on the window against on the held-out requests, times the held-out ratio); "
+        "the last column is the same gap for the hidden model itself (its rolling AUC on the "
+        "window's labels against its held-out AUC): what the best possible model would show"
     )
     print(
         "| model, method | rolling | window expected (/ hidden on it) | held-out (/ hidden) "
-        "| draws | scored | of it: ranking | of it: traffic | labels matched |"
+        "| draws | scored | of it: ranking | of it: traffic | labels matched "
+        "| hidden model: rolling - held-out |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         w = row.window
         if w is None or row.reported_rolling is None:
@@ -194,7 +200,8 @@ def print_report(rows: list[Row], requests: int, spans: list[int], drift_at: int
             f"({w.expected / w.hidden:.3f}) | {row.final.auc:.3f} ({row.final.ratio:.3f}) | "
             f"{row.reported_rolling - w.expected:+.3f} | {w.expected - row.final.auc:+.3f} | "
             f"{(w.expected / w.hidden - row.final.ratio) * w.hidden:+.3f} | "
-            f"{row.final.ratio * (w.hidden - row.final.hidden_auc):+.3f} | {w.agree:.1%} |"
+            f"{row.final.ratio * (w.hidden - row.final.hidden_auc):+.3f} | {w.agree:.1%} | "
+            f"{w.hidden_rolling - row.final.hidden_auc:+.3f} |"
         )
     print()
     print("held-out ratio to the hidden model's AUC (calibration), by records learned:")
