@@ -43,6 +43,13 @@ log = logging.getLogger("headrace.learner")
 
 _EVENT_COUNTER = {kind: f"event_{kind}" for kind in EVENT_TYPES}
 
+EXPECTED_FROM = 500
+"""Examples the shard's first variant learns before the chances it serves count in the
+shoppers' expected purchases. An untrained model serves 0.5, ten typical impressions'
+worth, and its first few hundred examples serve far above the purchase rate; the counts
+are never decayed, so the shoppers of a learner's first minutes read for good as shown
+more than they were (docs/learner.md, "A young model's chances")."""
+
 
 class Learner:
     """One shard's models and everything needed to keep training them."""
@@ -195,6 +202,8 @@ class Learner:
     def _impression(self, event: Impression, at: float) -> None:
         user_key, item_key = self.keys.user(event.user_id), self.keys.item(event.item_id)
         user, item_aggs = self.cache.get(user_key), self.cache.get(item_key)
+        first = next(iter(self.variants.values()), None)
+        counts_served = first is not None and first.n_learned >= EXPECTED_FROM
         x = features(
             event.context, event.item, user, item_aggs, at, self.feature_config, self.store
         )
@@ -220,7 +229,7 @@ class Learner:
             self._close(closed)
         # The shopper's counts take the category the query asks for, as the store's pages
         # answered it before this one, and the chance the shard's first variant (its
-        # default answer) served.
+        # default answer) served, once it has learned EXPECTED_FROM examples.
         query = event.context.query.lower()
         observe_impression(
             user,
@@ -230,7 +239,7 @@ class Learner:
             self.feature_config,
             event.context,
             self.store.main_category(query),
-            next(iter(scores.values()), None),
+            next(iter(scores.values()), None) if counts_served else None,
         )
         self.store.observe(event.context.query, event.item.category, float(x["log_price"]), at)
         self.cache.mark_dirty(user_key)
