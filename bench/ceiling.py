@@ -39,7 +39,7 @@ import functools
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,17 +91,16 @@ class Shopper:
     arrives: list[float] = field(default_factory=list)
     """Chance that a purchase of the impression would have reached the stream by its end."""
     wants: Floats = field(default_factory=lambda: np.zeros(len(CATEGORIES)))
+    prices: list[float] = field(default_factory=list)
+    """Each impression's item price relative to its category (the hidden model's)."""
 
 
-def observe(
-    records: list[SimRecord], store: Store, taste: Floats, gap: Floats
-) -> dict[int, Shopper]:
-    """Every shopper's evidence on their taste, from the stream's records; `gap` is each
-    shopper's hidden price sensitivity less the one the oracle uses (`sensitivity_gap`)."""
+def observe(records: list[SimRecord], store: Store, taste: Floats) -> dict[int, Shopper]:
+    """Every shopper's evidence on their taste, from the stream's records."""
     users = {name: i for i, name in enumerate(store.user_ids)}
     items = {name: i for i, name in enumerate(store.item_ids)}
     purchased = set()
-    impressions: list[tuple[int, int, float, int, str]] = []
+    impressions: list[tuple[int, int, float, float, int, str]] = []
     shoppers: dict[int, Shopper] = defaultdict(Shopper)
     for record in records:
         event = parse_event(record.value)
@@ -114,21 +113,37 @@ def observe(
             cat = int(store.item_cat[items[event.item_id]])
             p = float(record.p_purchase or 0.0)
             rest = float(np.log(p / (1 - p))) - float(taste[user, cat])
-            rest += float(gap[user] * store._rel_price[0][items[event.item_id]])
-            impressions.append((user, cat, rest, record.ts_ms, event.impression_id))
+            price = float(store._rel_price[0][items[event.item_id]])
+            impressions.append((user, cat, rest, price, record.ts_ms, event.impression_id))
             if event.context.position == 0:
                 want = wanted(event.context.page, event.context.query)
                 if want >= 0:
                     shoppers[user].wants[want] += 1
     delays = arrival_cdf(np.random.default_rng(0))
     end = records[-1].ts_ms
-    for user, cat, rest, ts, impression_id in impressions:
+    for user, cat, rest, price, ts, impression_id in impressions:
         shopper = shoppers[user]
         shopper.cats.append(cat)
         shopper.rest.append(rest)
+        shopper.prices.append(price)
         shopper.bought.append(impression_id in purchased)
         shopper.arrives.append(float(np.searchsorted(delays, end - ts, side="right")) / len(delays))
     return shoppers
+
+
+def with_gap(shoppers: dict[int, Shopper], gap: Floats) -> dict[int, Shopper]:
+    """The same evidence as an oracle whose price sensitivity is each shopper's hidden one
+    less `gap` (`sensitivity_gap`) sees it: each impression's logit plus the gap times its
+    price."""
+    return {
+        user: replace(
+            shopper,
+            rest=[
+                r + float(gap[user]) * q for r, q in zip(shopper.rest, shopper.prices, strict=True)
+            ],
+        )
+        for user, shopper in shoppers.items()
+    }
 
 
 def sensitivity_gap(store: Store, typical: bool) -> Floats:
@@ -307,7 +322,7 @@ def oracle_scores(
     prior_only: bool = False,
 ) -> tuple[Floats, list[float]]:
     """The oracle's P(purchase) of every held-out candidate, and each shopper's ESS;
-    `gap` as `observe` took it for `shoppers`."""
+    `gap` as `with_gap` gave it to `shoppers` (none: zeros)."""
     pop = taste.mean(axis=0)
     users = {name: i for i, name in enumerate(store.user_ids)}
     items = {name: i for i, name in enumerate(store.item_ids)}
@@ -387,7 +402,7 @@ def main() -> None:
         taste = store._taste[0]
         data = held_out(config, args.requests)
         known = sensitivity_gap(store, False)
-        shoppers = observe(records, store, taste, known)
+        shoppers = observe(records, store, taste)
 
         def ratio(scores: Floats, data: HeldOut = data) -> Quality:
             ends = np.cumsum([len(r.candidates) for r in data.requests])[:-1]
@@ -403,7 +418,7 @@ def main() -> None:
         # a learner estimates that from a shopper's few purchases, if at all.
         typical = sensitivity_gap(store, True)
         unsure, _ = oracle_scores(
-            data, store, taste, observe(records, store, taste, typical), typical, **common
+            data, store, taste, with_gap(shoppers, typical), typical, **common
         )
         ceiling = ratio(full)
         # Both sides scored the same candidates of the same requests.
